@@ -1,0 +1,100 @@
+"""Atomic output: a reader never sees a half-written file or directory.
+
+Everything is written to a temporary path beside the target (same directory,
+so the final rename stays on one filesystem) and renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary file path beside `target`; rename it into place on success.
+
+    On any exception the temporary file is removed and `target` is untouched.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temporary directory beside `target`; swap it into place on success.
+
+    An existing `target` is replaced only after the new content is complete.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_atomic(target: Path, write: Callable[[Path], None]) -> Path:
+    """Run `write(tmp_path)` and move the result to `target`."""
+    with atomic_path(target) as tmp:
+        write(tmp)
+    return target
+
+
+def write_parquet(frame: pl.DataFrame, target: Path) -> Path:
+    """Write a frame to Parquet atomically."""
+    return write_atomic(target, lambda tmp: frame.write_parquet(tmp))
+
+
+def write_json(payload: Any, target: Path) -> Path:
+    """Write JSON (sorted keys, ISO dates via `default=str`) atomically."""
+    text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+    return write_atomic(target, lambda tmp: tmp.write_text(text))
+
+
+def write_text(text: str, target: Path) -> Path:
+    """Write a text file atomically."""
+    return write_atomic(target, lambda tmp: tmp.write_text(text))
+
+
+def parquet_footer_digest(files: list[Path], root: Path) -> str:
+    """A fingerprint of a dataset: each file's relative path, size and Parquet footer.
+
+    The footer holds row counts, offsets and column statistics, so any change to
+    the data changes it, while hashing it costs nothing next to reading the data.
+    """
+    digest = hashlib.sha256()
+    for file in files:
+        size = file.stat().st_size
+        name = file.name if root.is_file() else str(file.relative_to(root))
+        digest.update(f"{name}\0{size}\0".encode())
+        with file.open("rb") as handle:
+            handle.seek(max(0, size - _FOOTER_BYTES))
+            digest.update(handle.read())
+    return digest.hexdigest()
+
+
+_FOOTER_BYTES = 1 << 16
