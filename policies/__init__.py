@@ -1,0 +1,28 @@
+"""Policies: the protocol, the built-in kinds and the registry configs name them through (SPEC §4).
+
+Importing this package registers every built-in kind; the imports below are
+the registry's only source of kinds (nothing is discovered). Adding a kind =
+one module, one `@register_policy`, one import here, one example in the
+conformance suite (`tests/policies/test_conformance.py`).
+"""
+
+from policies import epsilon, logged, python, rules, segment_threshold, threshold
+from policies.base import Actions, Coded, Policy
+from policies.registry import PolicyContext, PolicyParams, build_policy, known_kinds, register_policy
+
+__all__ = [
+    "Actions",
+    "Coded",
+    "Policy",
+    "PolicyContext",
+    "PolicyParams",
+    "build_policy",
+    "epsilon",
+    "known_kinds",
+    "logged",
+    "python",
+    "register_policy",
+    "rules",
+    "segment_threshold",
+    "threshold",
+]

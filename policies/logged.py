@@ -1,0 +1,76 @@
+"""`logged`: the logging policy itself, the status quo (SPEC §4).
+
+Its weight π(a_logged)/propensity is exactly 1 by definition, which the engine
+uses directly (`logging = True`) without asking for probabilities. Its full
+distribution is only known where the data carries the optional
+`logging_prob_<action>` columns (SPEC §2); `probabilities` reads them and
+raises when they are missing, rather than guessing. Not finitely coded.
+
+`columns` is empty: the policy reads no column for its weights, and the
+`logging_prob_<action>` columns are optional data the engine loads when
+present.
+
+Example::
+
+    [[policies]]
+    name = "status_quo"
+    kind = "logged"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import polars as pl
+
+from policies.base import Actions, Coded
+from policies.registry import PolicyContext, PolicyParams, register_policy
+from simulator.errors import PolicysimError
+from simulator.schema import logging_prob_column
+
+
+class LoggedParams(PolicyParams):
+    """`logged` has no parameters."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedPolicy:
+    """The logging policy, read from the `logging_prob_<action>` columns."""
+
+    actions: Actions
+    where: str
+    columns: ClassVar[frozenset[str]] = frozenset()
+    deterministic: ClassVar[bool] = False
+    logging: ClassVar[bool] = True
+
+    def probabilities(self, batch: pl.DataFrame) -> np.ndarray:
+        """The logging policy's distribution, `(n, n_actions)`, from the data."""
+        names = [logging_prob_column(action) for action in self.actions]
+        missing = [name for name in names if name not in batch.columns]
+        if missing:
+            raise PolicysimError(
+                f"{self.where}: the logged policy's full distribution needs the columns "
+                f"{', '.join(names)}; the data lacks {', '.join(missing)}. Its weights are 1 "
+                "without them, but support diagnostics and mixtures need the distribution"
+            )
+        probs = batch.select(pl.col(names).cast(pl.Float64)).to_numpy()
+        bad = ~np.isfinite(probs)
+        if bad.any():
+            columns = ", ".join(name for name, column_bad in zip(names, bad.any(axis=0), strict=True) if column_bad)
+            raise PolicysimError(
+                f"{self.where}: {int(bad.any(axis=1).sum())} rows with a null or NaN in {columns}, "
+                f"e.g. row {int(np.argmax(bad.any(axis=1)))}"
+            )
+        return probs
+
+    def coded(self, batch: pl.DataFrame) -> Coded | None:
+        """None: the logged distribution is data, not one of finitely many values."""
+        return None
+
+
+@register_policy("logged", params=LoggedParams)
+def logged_policy(params: LoggedParams, context: PolicyContext, *, where: str) -> LoggedPolicy:
+    """The logging policy for the configured action set."""
+    return LoggedPolicy(actions=context.actions, where=where)
