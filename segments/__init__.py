@@ -1,0 +1,33 @@
+"""Segments (SPEC §6, §9): columns, bands of numeric columns, crosses, top-k with `other`.
+
+The stages, in the order a run meets them:
+
+- `SegmentSpec` — the `[segments]` config table, validated once;
+- `plan_segments(spec, data)` — on the driver: checks the columns against the
+  data and fixes the data-dependent choices (kept top-k values) in a `SegmentPlan`;
+- `segment_codes(frame, plan)` — on each shard: every row's segment per
+  segmentation, as shard-local codes with their labels (`SegmentCodes`);
+- `segment_sort_key(label, plan)` — the order reports list segments in.
+"""
+
+from segments.codes import SegmentCodes, segment_codes
+from segments.labels import ALL, NULL, OTHER, band_label, band_value, format_value, segment_sort_key
+from segments.plan import SegmentPlan, plan_segments
+from segments.spec import Bands, SegmentSpec, required_columns
+
+__all__ = [
+    "ALL",
+    "NULL",
+    "OTHER",
+    "Bands",
+    "SegmentCodes",
+    "SegmentPlan",
+    "SegmentSpec",
+    "band_label",
+    "band_value",
+    "format_value",
+    "plan_segments",
+    "required_columns",
+    "segment_codes",
+    "segment_sort_key",
+]

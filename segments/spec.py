@@ -1,0 +1,133 @@
+"""The `[segments]` config table (SPEC §6, §11).
+
+```toml
+[segments]
+by = [["card_country"], ["card_country", "card_brand"], ["amount"]]
+top_k = { merchant_id = 20 }          # keep the 20 largest values, the rest are "other"
+[segments.bands.amount]
+edges = [0, 10, 50, 200, 1000]
+```
+
+Each `by` entry is one segmentation: a column, or a cross of columns whose
+label parts keep the entry's order. A banded or top-k column is named in `by`
+like any other; its segment value is then the band or `other`.
+
+Validation happens here, once, so a built `SegmentSpec` is never invalid:
+settings that would silently do nothing (a band or top_k for a column no `by`
+entry uses) are errors, as are settings that contradict each other. Checks that
+need the data (columns exist, banded columns are numeric) are in
+`segments.plan`. Messages carry the TOML path and the offending value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from segments.labels import PART_SEPARATOR, VALUE_SEPARATOR, format_number
+from simulator.errors import InvalidConfig
+
+# strict: `true` is not the number 1 and "20" is not 20 (TOML has real numbers).
+StrictFloat = Annotated[float, Field(strict=True)]
+StrictInt = Annotated[int, Field(strict=True)]
+
+
+class Bands(BaseModel):
+    """Edges that cut a numeric column into half-open bands `[low, high)`.
+
+    `len(edges) + 1` bands: below the first edge, between consecutive edges,
+    from the last edge on. Edges are checked (at least one, finite, strictly
+    increasing) by `SegmentSpec`, which knows the column for the message.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    edges: tuple[StrictFloat, ...]
+
+
+class SegmentSpec(BaseModel):
+    """Which segments every result is broken down by, besides `ALL`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    by: tuple[tuple[str, ...], ...] = ()
+    bands: dict[str, Bands] = {}
+    top_k: dict[str, StrictInt] = {}
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        """Reject segmentations, bands and top-k settings that are wrong or would do nothing."""
+        _check_by(self.by)
+        used = required_columns(self)
+        for column, bands in self.bands.items():
+            _check_edges(f"segments.bands.{column}.edges", bands.edges)
+            _check_used(f"segments.bands.{column}", column, used, "its bands")
+        for column, k in self.top_k.items():
+            _check_used(f"segments.top_k.{column}", column, used, "its top_k")
+            if k < 1:
+                raise InvalidConfig(f"segments.top_k.{column}: must be >= 1, got {k}")
+            if column in self.bands:
+                raise InvalidConfig(
+                    f"segments.top_k.{column}: column {column!r} is banded (segments.bands.{column}); "
+                    "a column is either banded or top-k, not both"
+                )
+        return self
+
+
+def required_columns(spec: SegmentSpec) -> frozenset[str]:
+    """Every column the segments read (what a loader must read for them)."""
+    return frozenset(column for columns in spec.by for column in columns)
+
+
+def _check_by(by: Sequence[tuple[str, ...]]) -> None:
+    """Each entry names at least one column, each once, with a usable name; no entry twice."""
+    seen: dict[frozenset[str], int] = {}
+    for index, columns in enumerate(by):
+        where = f"segments.by[{index}]"
+        if not columns:
+            raise InvalidConfig(f"{where}: empty; name at least one column")
+        for column in columns:
+            _check_name(where, column)
+            if columns.count(column) > 1:
+                raise InvalidConfig(f"{where}: column {column!r} named twice in {list(columns)}")
+        # the same columns in another order are the same segments with reordered labels
+        earlier = seen.setdefault(frozenset(columns), index)
+        if earlier != index:
+            raise InvalidConfig(
+                f"{where}: {list(columns)} has the same columns as segments.by[{earlier}] "
+                f"{list(by[earlier])}; list each segmentation once"
+            )
+
+
+def _check_name(where: str, column: str) -> None:
+    """A column name that labels can carry: not empty, without the label separators."""
+    if not column:
+        raise InvalidConfig(f"{where}: empty column name")
+    if PART_SEPARATOR in column or VALUE_SEPARATOR in column:
+        raise InvalidConfig(
+            f"{where}: column name {column!r} cannot contain {PART_SEPARATOR!r} or {VALUE_SEPARATOR!r}, "
+            "which separate the parts of a segment label; rename it in [data.columns]"
+        )
+
+
+def _check_edges(where: str, edges: Sequence[float]) -> None:
+    """At least one edge, all finite, strictly increasing (so bands are ordered and non-empty)."""
+    shown = f"[{', '.join(format_number(edge) for edge in edges)}]"
+    if not edges:
+        raise InvalidConfig(f"{where}: needs at least one edge, got []")
+    if not all(math.isfinite(edge) for edge in edges):
+        raise InvalidConfig(f"{where}: edges must be finite, got {shown}")
+    if any(high <= low for low, high in zip(edges, edges[1:])):
+        raise InvalidConfig(f"{where}: edges must be strictly increasing, got {shown}")
+
+
+def _check_used(where: str, column: str, used: frozenset[str], what: str) -> None:
+    """A per-column setting must apply to a column some `by` entry names; otherwise it does nothing."""
+    if column not in used:
+        raise InvalidConfig(
+            f"{where}: column {column!r} is in no segments.by entry, so {what} would do nothing; "
+            f'add ["{column}"] to segments.by or remove this setting'
+        )
