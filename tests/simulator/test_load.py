@@ -1,0 +1,132 @@
+"""Finding the Parquet files of a dataset and scanning them with canonical names (simulator/load.py)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from simulator.errors import InvalidData
+from simulator.load import dataset_files, scan_dataset
+from simulator.schema import Schema
+from tests.factories import make_transactions, write_parquet
+
+
+def write_hive(root: Path, frame: pl.DataFrame) -> list[Path]:
+    """`frame` split in two hive partitions under `root`, plus the debris real writers leave."""
+    files = [
+        write_parquet(frame.head(3), root / "dt=2026-01-02" / "part-0.parquet"),
+        write_parquet(frame.slice(3, 3), root / "dt=2026-01-01" / "part-0.parquet"),
+    ]
+    (root / "_SUCCESS").touch()
+    (root / "dt=2026-01-01" / "notes.txt").write_text("not data")
+    write_parquet(frame.head(1), root / "dt=2026-01-01" / ".part-0.parquet.crc.parquet")
+    write_parquet(frame.head(1), root / "_temporary" / "0" / "part-9.parquet")
+    return sorted(files)
+
+
+def test_dataset_files_of_a_single_file(tmp_path: Path) -> None:
+    path = write_parquet(make_transactions(n=5), tmp_path / "data.parquet")
+    assert dataset_files(path) == [path]
+
+
+def test_dataset_files_searches_directories_recursively_and_skips_debris(tmp_path: Path) -> None:
+    expected = write_hive(tmp_path, make_transactions(n=6))
+    files = dataset_files(tmp_path)
+    assert files == expected
+    assert [file.parent.name for file in files] == ["dt=2026-01-01", "dt=2026-01-02"]
+
+
+def test_dataset_files_missing_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(InvalidData, match=re.escape(f"data path {missing} does not exist")):
+        dataset_files(missing)
+
+
+def test_dataset_files_directory_without_parquet(tmp_path: Path) -> None:
+    (tmp_path / "_SUCCESS").touch()
+    (tmp_path / "readme.txt").write_text("no data here")
+    with pytest.raises(InvalidData, match=re.escape(f"data directory {tmp_path} holds no .parquet files")):
+        dataset_files(tmp_path)
+
+
+def test_dataset_files_rejects_a_file_that_is_not_parquet(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(InvalidData, match=re.escape(f"data path {path} is not a Parquet file")):
+        dataset_files(path)
+
+
+def test_scan_dataset_reads_every_file_with_hive_columns(tmp_path: Path) -> None:
+    write_hive(tmp_path, make_transactions(n=6))
+    frame = scan_dataset(tmp_path, Schema()).collect()
+    assert frame.height == 6
+    # Sorted file order: the dt=2026-01-01 partition (rows 3..5) comes first.
+    assert frame["transaction_id"].to_list() == [f"tx_00000{i}" for i in (3, 4, 5, 0, 1, 2)]
+    assert frame["dt"].dtype == pl.Date
+
+
+def test_scan_dataset_renames_file_columns_to_canonical_names(tmp_path: Path) -> None:
+    frame = make_transactions(n=4).rename({"transaction_id": "txn_id", "propensity": "p_logged"})
+    path = write_parquet(frame, tmp_path / "data.parquet")
+    schema = Schema(rename={"transaction_id": "txn_id", "propensity": "p_logged", "mcc": "mcc"})
+    scanned = scan_dataset(path, schema).collect()
+    assert "transaction_id" in scanned.columns
+    assert "propensity" in scanned.columns
+    assert "txn_id" not in scanned.columns
+    assert "p_logged" not in scanned.columns
+    assert scanned["propensity"].to_list() == frame["p_logged"].to_list()
+
+
+def test_scan_dataset_projects_canonical_columns_in_the_order_asked(tmp_path: Path) -> None:
+    frame = make_transactions(n=4).rename({"amount": "amt"})
+    path = write_parquet(frame, tmp_path / "data.parquet")
+    scanned = scan_dataset(path, Schema(rename={"amount": "amt"}), columns=["amount", "transaction_id"]).collect()
+    assert scanned.columns == ["amount", "transaction_id"]
+    assert scanned["amount"].to_list() == frame["amt"].to_list()
+
+
+def test_scan_dataset_projection_names_a_missing_column(tmp_path: Path) -> None:
+    path = write_parquet(make_transactions(n=4).drop("fraud_score"), tmp_path / "data.parquet")
+    with pytest.raises(InvalidData, match=re.escape("fraud_score: missing column (looked for 'fraud_score'")):
+        scan_dataset(path, Schema(), columns=["amount", "fraud_score"])
+
+
+def test_scan_dataset_rename_clash(tmp_path: Path) -> None:
+    frame = make_transactions(n=4).with_columns(amt=pl.col("amount") * 2)
+    path = write_parquet(frame, tmp_path / "data.parquet")
+    with pytest.raises(InvalidData, match=re.escape("amount: the files have both 'amt' (renamed to 'amount')")):
+        scan_dataset(path, Schema(rename={"amount": "amt"}))
+
+
+def test_scan_dataset_names_file_and_column_of_a_type_mismatch(tmp_path: Path) -> None:
+    frame = make_transactions(n=6)
+    write_parquet(frame.head(3), tmp_path / "part-0.parquet")
+    other = write_parquet(frame.tail(3).with_columns(pl.col("amount").cast(pl.Int64)), tmp_path / "part-1.parquet")
+    with pytest.raises(InvalidData) as err:
+        scan_dataset(tmp_path, Schema())
+    assert f"{other}: column 'amount' has type Int64" in str(err.value)
+    assert err.value.problems == (
+        f"{other}: column 'amount' has type Int64, but {tmp_path / 'part-0.parquet'} has Float64",
+    )
+
+
+def test_scan_dataset_names_file_and_column_of_a_missing_or_extra_column(tmp_path: Path) -> None:
+    frame = make_transactions(n=6)
+    write_parquet(frame.head(2), tmp_path / "part-0.parquet")
+    missing = write_parquet(frame.slice(2, 2).drop("mcc"), tmp_path / "part-1.parquet")
+    extra = write_parquet(frame.tail(2).with_columns(region=pl.lit("eu")), tmp_path / "part-2.parquet")
+    with pytest.raises(InvalidData) as err:
+        scan_dataset(tmp_path, Schema())
+    assert f"{missing}: column 'mcc' is missing" in str(err.value)
+    assert f"{extra}: column 'region' is not in" in str(err.value)
+
+
+def test_scan_dataset_projection_ignores_mismatches_in_columns_it_does_not_read(tmp_path: Path) -> None:
+    frame = make_transactions(n=6)
+    write_parquet(frame.head(3), tmp_path / "part-0.parquet")
+    write_parquet(frame.tail(3).with_columns(pl.col("mcc").cast(pl.Categorical)), tmp_path / "part-1.parquet")
+    scanned = scan_dataset(tmp_path, Schema(), columns=["transaction_id", "amount"]).collect()
+    assert scanned.height == 6
