@@ -1,0 +1,203 @@
+"""`policysim` command line: thin commands that resolve input, call one library
+function and render the result. The only module (with notebooks) that prints.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.text import Text
+from rich.table import Table
+
+from simulator.config import load_config, with_overrides
+from simulator.errors import PolicysimError
+from simulator.render import overall_table
+from simulator.runner import resolve_data, run, write_run_outputs
+from simulator.generate import GenerateSpec, generate
+from simulator.schema import Schema
+from simulator.validate import DataSummary, check_dataset
+
+app = typer.Typer(
+    name="policysim",
+    help="Counterfactual policy simulator for card payments.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+
+def stdout() -> Console:
+    """Results go to stdout; when it is not a terminal, do not squeeze tables to 80 columns."""
+    out = Console()
+    return out if out.is_terminal else Console(width=140)
+
+Seed = Annotated[int, typer.Option("--seed", help="Random seed (generation, bootstrap).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; errors still print.")]
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn policysim's own exceptions into a message and an exit code, no traceback."""
+    try:
+        yield
+    except PolicysimError as error:
+        console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(error.exit_code) from None
+
+
+class RowsPerSecond(ProgressColumn):
+    """Throughput of the task in rows per second."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.0f} rows/s", style="progress.data.speed")
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} rows"),
+        RowsPerSecond(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+        transient=True,
+    )
+
+
+@contextmanager
+def _shard_progress(quiet: bool) -> Iterator[dict[str, Any]]:
+    """Callbacks that drive a progress bar over shards (rows/s, ETA)."""
+    progress = _progress(quiet)
+    task = progress.add_task("evaluating", total=0)
+    with progress:
+        yield {
+            "on_plan": lambda shards: progress.update(task, total=sum(s.rows for s in shards)),
+            "on_shard": lambda shard: progress.advance(task, shard.rows),
+        }
+
+
+def _generate(rows: int, out: Path, seed: int, files: int, exploration: float, quiet: bool) -> None:
+    try:
+        spec = GenerateSpec(rows=rows, files=files, seed=seed, exploration=exploration)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    with _progress(quiet) as progress:
+        task = progress.add_task("generating", total=rows)
+        report = generate(spec, out, on_rows=lambda n: progress.advance(task, n))
+    if not quiet:
+        console.print(
+            f"wrote {report.rows:,} rows in {report.files} files to {report.transactions_dir} "
+            f"and ground truth to {report.ground_truth_dir} in {report.seconds:.1f} s "
+            f"({report.rows / max(report.seconds, 1e-9):,.0f} rows/s); as of {report.as_of:%Y-%m-%d}"
+        )
+
+
+@app.command("generate")
+def generate_command(
+    rows: Annotated[int, typer.Option("--rows", help="Number of payment attempts.")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    seed: Seed = 0,
+    files: Annotated[int, typer.Option("--files", help="Number of Parquet files (shards).")] = 1,
+    exploration: Annotated[
+        float, typer.Option("--exploration", help="Share of rows where the logging policy explores.")
+    ] = 0.05,
+    quiet: Quiet = False,
+) -> None:
+    """Realistic synthetic logged transactions with known propensities, plus ground truth."""
+    with user_errors():
+        _generate(rows, out, seed, files, exploration, quiet)
+
+
+def summary_table(summary: DataSummary) -> Table:
+    """A rich table of a dataset summary: what a user checks before trusting a run."""
+    table = Table(title="logged transactions", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for key, value in summary.display_rows():
+        table.add_row(key, value)
+    return table
+
+
+@app.command("validate")
+def validate_command(
+    data: Annotated[Path, typer.Argument(help="Parquet file or directory of Parquet files.")],
+    quiet: Quiet = False,
+) -> None:
+    """Check logged transactions against the data contract and print a summary."""
+    with user_errors():
+        summary = check_dataset(data, Schema())
+    if not quiet:
+        stdout().print(summary_table(summary))
+
+
+ConfigArg = Annotated[Path, typer.Argument(help="TOML config (SPEC §11).")]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Data path; overrides [data] path.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Output directory.")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="local | ray")]
+
+
+@app.command("run")
+def run_command(
+    config: ConfigArg,
+    out: OutOpt,
+    data: DataOpt = None,
+    engine: EngineOpt = "local",
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Overrides [estimation] seed.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Evaluate the policies of a config against its baseline."""
+    with user_errors():
+        cfg = load_config(config)
+        if seed is not None:
+            cfg = with_overrides(cfg, {"estimation": {"seed": seed}}, source="--seed")
+        path = resolve_data(cfg, data)
+        with _shard_progress(quiet) as progress:
+            result = run(cfg, path, engine=engine, **progress)  # type: ignore[arg-type]
+        write_run_outputs(result, cfg, path, str(config), out)
+    if not quiet:
+        stdout().print(overall_table(result.results, cfg.baseline.policy))
+        console.print(f"wrote {out / 'results.parquet'} and {out / 'summary.json'} "
+                      f"({result.results.height:,} rows, {result.timings['total_s']:.1f} s)")
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[Path, typer.Option("--out", help="Where the demo writes results.")] = Path("demo"),
+    data: Annotated[Path, typer.Option("--data", help="Where the demo writes its generated data.")] = Path("data"),
+    configs: Annotated[Path, typer.Option("--configs", help="Directory of example configs to run.")] = Path("configs"),
+    rows: Annotated[int, typer.Option("--rows", help="Rows of demo data.")] = 1_000_000,
+    seed: Seed = 7,
+    quiet: Quiet = False,
+) -> None:
+    """Generate demo data, validate it, and run every example config on it end to end."""
+    with user_errors():
+        _generate(rows, data, seed, 4, 0.05, quiet)
+        summary = check_dataset(data / "transactions", Schema())
+        stdout().print(summary_table(summary))
+        for path in sorted(configs.glob("*.toml")):
+            cfg = load_config(path)
+            with _shard_progress(quiet) as progress:
+                result = run(cfg, data / "transactions", **progress)
+            write_run_outputs(result, cfg, data / "transactions", str(path), out / path.stem)
+            stdout().print(overall_table(result.results, cfg.baseline.policy))
+            console.print(f"{path}: wrote {out / path.stem} in {result.timings['total_s']:.1f} s")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

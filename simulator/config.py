@@ -1,0 +1,187 @@
+"""Run configuration: typed, frozen and validated once (SPEC §11).
+
+A config is read from TOML with `tomllib`, validated by pydantic models
+(`frozen=True, extra="forbid"`), and then cannot be invalid. Policies are kept
+as their raw tables here and built by the policy registry (which owns each
+kind's parameters); `resolve_policies` does that with TOML paths in messages.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from segments import SegmentSpec
+from simulator.errors import InvalidConfig
+from simulator.schema import DEFAULT_ACTIONS, REQUIRED_COLUMNS, Schema
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataConfig(BaseModel):
+    """Where the logged transactions are and how to read them."""
+
+    model_config = _FROZEN
+
+    path: Path | None = None
+    actions: tuple[str, ...] = DEFAULT_ACTIONS
+    columns: dict[str, str] = Field(default_factory=dict)  # canonical name -> name in the files
+    as_of: datetime | None = None
+    label_maturity_days: int = Field(default=90, ge=0)
+    immature_labels: Literal["exclude", "include"] = "exclude"
+
+    @field_validator("actions")
+    @classmethod
+    def _actions(cls, actions: tuple[str, ...]) -> tuple[str, ...]:
+        if len(actions) < 2 or len(set(actions)) != len(actions):
+            raise ValueError(f"needs at least two distinct actions, got {list(actions)}")
+        if "block" not in actions or "allow" not in actions:
+            raise ValueError(f"must contain 'allow' and 'block', got {list(actions)}")
+        return actions
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, columns: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(columns) - set(REQUIRED_COLUMNS) - {"disputed_at"})
+        if unknown:
+            raise ValueError(
+                f"only SPEC columns can be renamed, got {unknown}; known: {', '.join(REQUIRED_COLUMNS)}"
+            )
+        return columns
+
+    def schema(self, score_columns: tuple[str, ...] = ()) -> Schema:
+        """The data contract this config expects."""
+        return Schema(actions=self.actions, score_columns=score_columns, rename=dict(self.columns))
+
+
+class ValueModel(BaseModel):
+    """Money per payment (SPEC §3); rates are fractions of the amount."""
+
+    model_config = _FROZEN
+
+    margin_rate: float = Field(default=0.30, ge=0, le=1)
+    fee_rate: float = Field(default=0.029, ge=0, le=1)
+    fee_fixed: float = Field(default=0.30, ge=0)
+    dispute_fee: float = Field(default=15.0, ge=0)
+    challenge_cost: float = Field(default=0.05, ge=0)
+    liability_shift: bool = True
+
+
+class Estimation(BaseModel):
+    """Which estimator, how sure, and the diagnostics thresholds."""
+
+    model_config = _FROZEN
+
+    estimator: Literal["ipw", "snipw", "dr"] = "snipw"
+    # finite: what would have happened on these very payments (uncertainty from the
+    # logging policy's randomisation only); superpopulation: on traffic like them.
+    population: Literal["finite", "superpopulation"] = "finite"
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    bootstrap: int = Field(default=0, ge=0, le=10_000)
+    seed: int = 0
+    min_ess: float = Field(default=30.0, ge=0)
+    dr_scores: tuple[str, ...] = Field(default=("fraud_score", "auth_score"), min_length=1)
+    dr_bins: int = Field(default=20, ge=2, le=200)  # quantile bins of the first DR score (others get a quarter)
+
+
+class Baseline(BaseModel):
+    """The policy every candidate is compared with, row by row."""
+
+    model_config = _FROZEN
+
+    policy: str = "logged"
+
+
+class PolicyTable(BaseModel):
+    """One `[[policies]]` table: a name, a kind and the kind's parameters."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    name: str = Field(min_length=1)
+    kind: str = Field(min_length=1)
+
+    def params(self) -> dict[str, Any]:
+        """The table without its name: what the policy registry validates."""
+        return {"kind": self.kind, **(self.model_extra or {})}
+
+
+class RunConfig(BaseModel):
+    """A whole run: data, value model, segments, estimation, baseline and policies."""
+
+    model_config = _FROZEN
+
+    data: DataConfig = DataConfig()
+    value_model: ValueModel = ValueModel()
+    segments: SegmentSpec = SegmentSpec()
+    estimation: Estimation = Estimation()
+    baseline: Baseline = Baseline()
+    policies: tuple[PolicyTable, ...] = ()
+    sweep: dict[str, Any] | None = None  # validated by the sweep command
+    review: dict[str, Any] | None = None  # validated by the review command
+
+    @model_validator(mode="after")
+    def _names(self) -> RunConfig:
+        names = [p.name for p in self.policies]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"policy names must be unique, repeated: {duplicated}")
+        if "logged" in names:
+            raise ValueError("'logged' names the logging policy; choose another policy name")
+        if self.baseline.policy != "logged" and self.baseline.policy not in names:
+            raise ValueError(
+                f"baseline.policy {self.baseline.policy!r} is neither 'logged' nor a policy name {names}"
+            )
+        return self
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def config_error(error: ValidationError, source: str) -> InvalidConfig:
+    """One line per problem, with the TOML path and the offending value."""
+    lines = []
+    for item in error.errors():
+        where = _path(item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        got = "" if item["type"] == "missing" else f", got {item.get('input')!r}"
+        lines.append(f"{where or '(top level)'}: {message}{got}")
+    return InvalidConfig(f"{source}: " + "; ".join(lines))
+
+
+def parse_config(table: Mapping[str, Any], source: str = "config") -> RunConfig:
+    """Validate a config from a mapping (TOML tables, or built in a notebook)."""
+    try:
+        return RunConfig.model_validate(dict(table))
+    except ValidationError as error:
+        raise config_error(error, source) from None
+
+
+def load_config(path: Path) -> RunConfig:
+    """Read and validate a TOML config file."""
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise InvalidConfig(f"cannot read config {path}: {error.strerror}") from None
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise InvalidConfig(f"{path}: not valid TOML: {error}") from None
+    return parse_config(table, str(path))
+
+
+def with_overrides(config: RunConfig, overrides: Mapping[str, Mapping[str, Any]], source: str) -> RunConfig:
+    """A new, re-validated config with some tables' keys replaced (CLI > TOML > default)."""
+    table = config.model_dump(mode="python", exclude_unset=False)
+    table["policies"] = [p.model_dump() for p in config.policies]
+    for section, values in overrides.items():
+        table[section] = {**table.get(section, {}), **values}
+    return parse_config(table, source)

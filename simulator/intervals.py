@@ -1,0 +1,54 @@
+"""Confidence intervals from an estimate and its uncertainty, vectorised over segments.
+
+- `normal`: estimate ± z·se (CLT / delta method).
+- `gamma`: Fay & Feuer (1997), built for weighted sums of rare counts such as
+  directly standardised rates. The estimate is treated as a gamma variable with
+  the estimate's mean and variance; the upper limit adds one more event of size
+  `event` (the largest weight times a typical value), which keeps the interval
+  honest when the few rows that carry a rare outcome were never explored (a
+  CLT interval then collapses to a point). It tends to the normal interval as
+  events accumulate.
+- `percentile`: bootstrap replicates' quantiles.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats as sps
+
+
+def _tails(confidence: float) -> tuple[float, float]:
+    alpha = (1.0 - confidence) / 2.0
+    return alpha, 1.0 - alpha
+
+
+def normal(estimate: np.ndarray, se: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """estimate ∓ z·se."""
+    z = float(sps.norm.ppf(_tails(confidence)[1]))
+    return estimate - z * se, estimate + z * se
+
+
+def gamma(
+    estimate: np.ndarray, variance: np.ndarray, event: np.ndarray, confidence: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fay–Feuer gamma interval for a non-negative total (estimate ≥ 0, event ≥ 0)."""
+    low_q, high_q = _tails(confidence)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shape = estimate**2 / variance
+        low = np.where(
+            variance > 0, sps.gamma.ppf(low_q, np.where(variance > 0, shape, 1.0)) * variance / estimate, estimate
+        )
+        low = np.where(estimate > 0, low, 0.0)
+        plus_mean, plus_var = estimate + event, variance + event**2
+        high = np.where(
+            plus_var > 0,
+            sps.gamma.ppf(high_q, np.where(plus_var > 0, plus_mean**2 / plus_var, 1.0)) * plus_var / plus_mean,
+            estimate,
+        )
+    return low, np.maximum(high, estimate)
+
+
+def percentile(replicates: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Quantiles over the last axis; undefined (NaN) when any replicate is."""
+    low, high = np.quantile(replicates, _tails(confidence), axis=-1)
+    return low, high

@@ -1,0 +1,142 @@
+"""`run`: evaluate a config's policies on logged transactions (SPEC §5, §9).
+
+Validates the data, compiles the plan, computes shard statistics on the chosen
+engine, and finalizes estimates on the driver, which never holds rows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+
+from simulator import __version__
+from simulator.config import RunConfig
+from simulator.errors import InvalidConfig
+from simulator.execute import Job, Shard, plan_shards, run_local
+from simulator.load import dataset_files, scan_dataset
+from simulator.moments import needed_sums
+from simulator.output import parquet_footer_digest, write_json, write_parquet
+from simulator.plan import Plan, compile_plan
+from simulator.results import finalize
+from simulator.errors import InvalidData
+from simulator.stats import Stats, shard_stats
+from simulator.validate import DataSummary, check_dataset, find_problems
+
+Engine = Literal["local", "ray"]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run produced: the results table and what it was computed from."""
+
+    results: pl.DataFrame
+    plan: Plan
+    stats: Stats
+    data: DataSummary | None  # None when run on an in-memory frame
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def overall(self) -> pl.DataFrame:
+        """The ALL segment only: one row per (policy, metric)."""
+        return self.results.filter(pl.col("segment") == "ALL")
+
+
+def resolve_data(config: RunConfig, data: Path | None) -> Path:
+    """The data path: the argument wins over the config's `[data] path`."""
+    path = data if data is not None else config.data.path
+    if path is None:
+        raise InvalidConfig("no data: give --data or set [data] path in the config")
+    return Path(path)
+
+
+def run(
+    config: RunConfig,
+    data: Path | None = None,
+    *,
+    engine: Engine = "local",
+    on_shard: Callable[[Shard], None] | None = None,
+    on_plan: Callable[[list[Shard]], None] | None = None,
+) -> RunResult:
+    """Evaluate every policy of `config` against its baseline on the data."""
+    timings: dict[str, Any] = {}
+    start = time.perf_counter()
+    path = resolve_data(config, data)
+    schema = config.data.schema()
+    summary = check_dataset(
+        path, schema, as_of=config.data.as_of, label_maturity_days=config.data.label_maturity_days
+    )
+    timings["validate_s"] = time.perf_counter() - start
+    plan = compile_plan(config, scan_dataset(path, schema))
+    job = Job(plan=plan, needs=needed_sums(plan), schema=schema, hive=path.is_dir())
+    shards = plan_shards(path)
+    if on_plan is not None:
+        on_plan(shards)
+    timings["plan_s"] = time.perf_counter() - start - timings["validate_s"]
+    mark = time.perf_counter()
+    if engine != "local":
+        raise InvalidConfig(f"engine {engine!r} is not available yet; use --engine local")
+    stats = run_local(shards, job, on_shard)
+    timings["stats_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    results = finalize(stats, plan, config.estimation)
+    timings["finalize_s"] = time.perf_counter() - mark
+    timings["total_s"] = time.perf_counter() - start
+    return RunResult(results=results, plan=plan, stats=stats, data=summary, timings=timings)
+
+
+def run_frame(config: RunConfig, frame: pl.DataFrame) -> RunResult:
+    """Evaluate on an in-memory frame (canonical column names), as one shard.
+
+    The frame is validated like a dataset; bad rows raise `InvalidData`.
+    """
+    start = time.perf_counter()
+    problems = find_problems(frame, config.data.schema())
+    if problems:
+        raise InvalidData(
+            f"{len(problems)} problems with the logged transactions (SPEC §2):\n"
+            + "\n".join(f"  - {p.message()}" for p in problems),
+            problems=tuple(problems),
+        )
+    plan = compile_plan(config, frame.lazy())
+    stats = shard_stats(frame.select(sorted(plan.columns)), plan, needed_sums(plan))
+    results = finalize(stats, plan, config.estimation)
+    return RunResult(results=results, plan=plan, stats=stats, data=None,
+                     timings={"total_s": time.perf_counter() - start})
+
+
+def run_summary(result: RunResult, config: RunConfig, path: Path, config_source: str) -> dict[str, Any]:
+    """What `summary.json` records: the config, the data it ran on, counts and timings."""
+    plan = result.plan
+    return {
+        "policysim_version": __version__,
+        "config_source": config_source,
+        "config": config.model_dump(mode="json"),
+        "data": {
+            "path": str(path),
+            "fingerprint": parquet_footer_digest(dataset_files(path), path),
+            **(result.data.to_dict() if result.data else {}),
+        },
+        "as_of": plan.as_of.isoformat(),
+        "label_maturity_days": plan.label_maturity_days,
+        "fraud_labels_mature_before": None if plan.cutoff is None else plan.cutoff.isoformat(),
+        "rows": result.stats.rows,
+        "policies": {p.name: {"kind": _kind(config, p.name), "coded": p.coded} for p in plan.policies},
+        "baseline": plan.baseline,
+        "estimator": config.estimation.estimator,
+        "interval": "bootstrap-percentile" if config.estimation.bootstrap else "clt",
+        "timings": result.timings,
+    }
+
+
+def _kind(config: RunConfig, name: str) -> str:
+    return next((p.kind for p in config.policies if p.name == name), "logged")
+
+
+def write_run_outputs(result: RunResult, config: RunConfig, path: Path, config_source: str, out_dir: Path) -> None:
+    """`results.parquet` and `summary.json` in `out_dir`, each written atomically."""
+    write_parquet(result.results, out_dir / "results.parquet")
+    write_json(run_summary(result, config, path, config_source), out_dir / "summary.json")

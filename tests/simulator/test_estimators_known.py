@@ -1,0 +1,116 @@
+"""Hand-computed answers on a four-row log: every number below is derived in a comment."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from simulator.config import parse_config
+from simulator.runner import run
+
+# Four payments, all created long before as_of so every fraud label is mature.
+#   id  action     propensity  authorized fraud lost amount fraud_score
+#   t1  allow      0.5         T          F     -    100    0.1
+#   t2  challenge  0.25        T          F     -     50    0.5
+#   t3  block      0.8         -          -     -    200    0.9
+#   t4  allow      0.2         T          T     T     80    0.8
+# Candidate `strict`: challenge at >= 0.4, block at >= 0.7. It picks
+#   t1 allow (= logged, weight 1/0.5 = 2), t2 challenge (= logged, 1/0.25 = 4),
+#   t3 block (= logged, 1/0.8 = 1.25), t4 block (≠ logged allow, weight 0).
+ROWS = pl.DataFrame(
+    {
+        "transaction_id": ["t1", "t2", "t3", "t4"],
+        "created_at": [datetime(2026, 1, 1, tzinfo=UTC)] * 4,
+        "amount": [100.0, 50.0, 200.0, 80.0],
+        "action": ["allow", "challenge", "block", "allow"],
+        "propensity": [0.5, 0.25, 0.8, 0.2],
+        "authorized": [True, True, None, True],
+        "fraud_dispute": [False, False, None, True],
+        "dispute_lost": [None, None, None, True],
+        "fraud_score": [0.1, 0.5, 0.9, 0.8],
+    }
+)
+CONFIG = {
+    "data": {"as_of": datetime(2026, 12, 1, tzinfo=UTC)},
+    "value_model": {"margin_rate": 0.3, "fee_rate": 0.0, "fee_fixed": 0.0, "dispute_fee": 10.0, "challenge_cost": 1.0},
+    "policies": [{"name": "strict", "kind": "threshold", "score": "fraud_score", "challenge_above": 0.4, "block_above": 0.7}],
+}
+
+
+def results(tmp_path: Path, estimator: str, population: str = "finite") -> pl.DataFrame:
+    path = tmp_path / "log.parquet"
+    ROWS.write_parquet(path)
+    estimation = {"estimator": estimator, "min_ess": 0.0, "population": population}
+    config = parse_config(CONFIG | {"estimation": estimation})
+    return run(config, path).overall()
+
+
+def row(frame: pl.DataFrame, policy: str, metric: str) -> dict:
+    return frame.filter((pl.col("policy") == policy) & (pl.col("metric") == metric)).row(0, named=True)
+
+
+def test_ipw_design_variance(tmp_path: Path) -> None:
+    """Finite population: only the logging draw is random; Var = Σ z²(1 − p), the logged total is exact."""
+    auth = row(results(tmp_path, "ipw"), "strict", "authorized_count")
+    # z = [2, 4, 0, 0], p = [0.5, 0.25, ., .]: Var = 4·0.5 + 16·0.75 = 14.
+    assert auth["se"] == pytest.approx(math.sqrt(14.0), abs=1e-12)
+    # The logged total (3) is observed, so the paired delta's error is the candidate's.
+    assert auth["delta_se"] == pytest.approx(math.sqrt(14.0), abs=1e-12)
+    logged = row(results(tmp_path, "ipw"), "logged", "authorized_count")
+    assert logged["se"] == 0.0 and logged["ci_low"] == logged["ci_high"] == 3.0
+
+
+def test_ipw_totals_and_paired_delta(tmp_path: Path) -> None:
+    frame = results(tmp_path, "ipw", "superpopulation")
+    auth = row(frame, "strict", "authorized_count")
+    # z = w·authorized = [2, 4, 0, 0]: T = 6; Σz² = 20; Var = 20 − 6²/4 = 11.
+    assert auth["estimate"] == pytest.approx(6.0, abs=1e-12)
+    assert auth["se"] == pytest.approx(math.sqrt(11.0), abs=1e-12)
+    # Logged total 3 (t1, t2, t4). Paired d = [2−1, 4−1, 0−0, 0−1] = [1, 3, 0, −1]:
+    # Σd = 3; Σd² = 11; Var = 11 − 3²/4 = 8.75.
+    assert auth["baseline"] == pytest.approx(3.0, abs=1e-12)
+    assert auth["delta"] == pytest.approx(3.0, abs=1e-12)
+    assert auth["delta_se"] == pytest.approx(math.sqrt(8.75), abs=1e-12)
+    # revenue = 0.3·(2·100 + 4·50) = 120.
+    assert row(frame, "strict", "revenue")["estimate"] == pytest.approx(120.0, abs=1e-9)
+    # cost = challenge_cost · w(t2) = 1·4 = 4.
+    assert row(frame, "strict", "cost")["estimate"] == pytest.approx(4.0, abs=1e-12)
+    # The candidate blocks t4, the only fraud; no fraud is carried: fraud_count = 0.
+    assert row(frame, "strict", "fraud_count")["estimate"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_ratio_and_block_quality_metrics(tmp_path: Path) -> None:
+    frame = results(tmp_path, "ipw")
+    # auth_rate = Σ w·auth / Σ w = 6 / (2 + 4 + 1.25) = 6/7.25.
+    assert row(frame, "strict", "auth_rate")["estimate"] == pytest.approx(6 / 7.25, abs=1e-12)
+    # Blocked weighting uses logged-allow rows: t4 has π(block) = 1, weight 1/0.2 = 5, fraud 1:
+    # blocked_fraud_count = 5; blocked_legit_count = 0 (t1 is not blocked).
+    assert row(frame, "strict", "blocked_fraud_count")["estimate"] == pytest.approx(5.0, abs=1e-12)
+    assert row(frame, "strict", "blocked_legit_count")["estimate"] == pytest.approx(0.0, abs=1e-12)
+    # Every fraud the traffic would carry if allowed (Σ [allow]/p · fraud = 5) is blocked.
+    assert row(frame, "strict", "block_recall")["estimate"] == pytest.approx(1.0, abs=1e-12)
+    assert row(frame, "strict", "block_precision")["estimate"] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_snipw_rescales_by_the_weight_sum(tmp_path: Path) -> None:
+    frame = results(tmp_path, "snipw")
+    # N · Σ w·auth / Σ w = 4 · 6 / 7.25.
+    assert row(frame, "strict", "authorized_count")["estimate"] == pytest.approx(4 * 6 / 7.25, abs=1e-12)
+    # attempts are N exactly under SNIPW, with no variance.
+    attempts = row(frame, "strict", "attempts")
+    assert attempts["estimate"] == pytest.approx(4.0, abs=1e-12)
+    assert attempts["se"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_logged_policy_reports_observed_totals(tmp_path: Path) -> None:
+    frame = results(tmp_path, "snipw")
+    # Observed: authorized t1, t2, t4 = 3; fraud_loss = t4: lost 80 + dispute fee 10 = 90.
+    assert row(frame, "logged", "authorized_count")["estimate"] == pytest.approx(3.0, abs=1e-12)
+    assert row(frame, "logged", "fraud_loss")["estimate"] == pytest.approx(90.0, abs=1e-12)
+    # net_value = revenue 0.3·(100+50+80) − cost (challenge 1) − fraud_loss 90 = 69 − 1 − 90 = −22.
+    assert row(frame, "logged", "net_value")["estimate"] == pytest.approx(-22.0, abs=1e-12)
+    assert row(frame, "logged", "net_value")["delta"] == 0.0
