@@ -120,7 +120,7 @@ class RulesPolicy:
         """Code i for rule i, `len(rules) + c` for fallback code c; None if the fallback is not coded."""
         first = self._first_match(batch)
         unmatched = first < 0
-        fallback = self.fallback.coded(batch.filter(pl.Series(unmatched)))
+        fallback = self.fallback.coded(self._unmatched(batch, unmatched))
         if fallback is None:
             return None
         codes = first.astype(np.int32)
@@ -134,8 +134,13 @@ class RulesPolicy:
         unmatched = first < 0
         probs = np.eye(len(self.actions))[np.asarray(self.chosen, dtype=np.int32)[first]]
         if unmatched.any():
-            probs[unmatched] = self.fallback.probabilities(batch.filter(pl.Series(unmatched)))
+            probs[unmatched] = self.fallback.probabilities(self._unmatched(batch, unmatched))
         return probs
+
+    def _unmatched(self, batch: pl.DataFrame, unmatched: np.ndarray) -> pl.DataFrame:
+        """The rows no rule matched, with only the columns the fallback reads (copying all is slow)."""
+        columns = sorted(self.fallback.columns) or batch.columns[:1]
+        return batch.select(columns).filter(pl.Series(unmatched))
 
     def _first_match(self, batch: pl.DataFrame) -> np.ndarray:
         """Per row, the index of the first rule whose condition is true, or -1."""

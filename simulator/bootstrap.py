@@ -44,19 +44,28 @@ def row_keys(transaction_id: pl.Series, seed: int) -> np.ndarray:
     return transaction_id.cast(pl.String).hash(seed=seed % (1 << 64)).to_numpy().astype(np.uint64, copy=False)
 
 
+_PER_HASH = 64 // _LUT_BITS  # replicates drawn from one 64-bit hash
+
+
 def replicate_multipliers(replicates: int) -> np.ndarray:
-    """One odd 64-bit multiplier per replicate, fixed for all time (not seed-dependent)."""
-    raw = np.random.Generator(np.random.PCG64(20261128)).integers(0, 1 << 63, size=replicates, dtype=np.uint64)
+    """One odd 64-bit multiplier per group of four replicates, fixed for all time (not seed-dependent)."""
+    groups = -(-replicates // _PER_HASH)
+    raw = np.random.Generator(np.random.PCG64(20261128)).integers(0, 1 << 63, size=groups, dtype=np.uint64)
     return (raw << np.uint64(1)) | np.uint64(1)
 
 
-def replicate_weights(keys: np.ndarray, multipliers: np.ndarray) -> np.ndarray:
-    """`(n, B)` Poisson(1) weights, a pure function of each row's key and the replicate."""
+def replicate_weights(keys: np.ndarray, multipliers: np.ndarray, replicates: int) -> np.ndarray:
+    """`(n, replicates)` Poisson(1) weights, a pure function of each row's key and the replicate.
+
+    Each (row, group) key is mixed once (multiply, xor-shift, multiply, xor-shift) and its
+    four 16-bit quarters index the Poisson inverse-CDF table: four replicates per hash.
+    """
     with np.errstate(over="ignore"):
         x = keys[:, None] * multipliers[None, :]
         x ^= x >> np.uint64(31)
         x *= _MIX
-    return POISSON_LUT[x >> np.uint64(64 - _LUT_BITS)]
+        x ^= x >> np.uint64(29)
+    return POISSON_LUT[x.view(np.uint16)[:, :replicates]]
 
 
 def bootstrap_terms(plan: Plan) -> tuple[Term, ...]:
@@ -106,39 +115,46 @@ def replicate_sums(
     """Replicate totals per segment and term for one shard."""
     terms = bootstrap_terms(plan)
     moments, moment_of = _term_layout(plan, terms)
-    matrix = np.column_stack([basis[b] * values[v] for b, v in moments])
-    if plan.finite:  # design multiplier bootstrap: deviations (b − 1)·√(1 − p)·z; observed totals are exact
-        spread = np.sqrt(np.clip(1.0 - 1.0 / basis[INV_P], 0.0, None))
-        matrix *= np.column_stack([spread * (b != ONE) for b, _ in moments])
-    coef = np.column_stack([coefficients(t, plan, cells) for t in terms])  # (cells, terms)
+    matrix = np.empty((batch.height, len(moments)))
+    spread = np.sqrt(np.clip(1.0 - 1.0 / basis[INV_P], 0.0, None)) if plan.finite else None
+    for j, (b, v) in enumerate(moments):
+        matrix[:, j] = basis[b] * values[v]
+        if spread is not None:  # design multiplier bootstrap: (b − 1)·√(1 − p)·z; observed totals are exact
+            matrix[:, j] *= spread if b != ONE else 0.0
+    weights = sorted({(t.policy, t.weighting) for t in terms}, key=lambda k: (k[0], k[1].value))
+    weight_of = np.array([weights.index((t.policy, t.weighting)) for t in terms])
+    coef = np.column_stack([coefficients(Term(p, w, "one"), plan, cells) for p, w in weights])  # (cells, weights)
     keys = row_keys(batch[TRANSACTION_ID], plan.seed)
     multipliers = replicate_multipliers(plan.bootstrap)
     order = np.argsort(grouping.ids, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(grouping.ids, minlength=grouping.size))])
     cell_finest = finest.ids[grouping.first]  # non-decreasing: cells are numbered finest-segment first
     per_finest = np.zeros((finest.size, len(terms), plan.bootstrap))
-    step = max(1, _BLOCK_ELEMENTS // (plan.bootstrap * max(len(terms), 1)))
+    step = max(1, _BLOCK_ELEMENTS // (plan.bootstrap * len(moments)))
     for lo in range(0, grouping.size, step):
         hi = min(grouping.size, lo + step)
-        cell_totals = _cell_totals(order[bounds[lo] : bounds[hi]], bounds[lo : hi + 1] - bounds[lo], keys, multipliers, matrix, plan.finite)
-        by_term = cell_totals[:, :, moment_of] * coef[lo:hi, None, :]  # (cells, B, terms)
-        runs = np.flatnonzero(np.diff(cell_finest[lo:hi], prepend=-1))
-        per_finest[cell_finest[lo:hi][runs]] += np.add.reduceat(by_term, runs, axis=0).transpose(0, 2, 1)
+        rows = order[bounds[lo] : bounds[hi]]
+        totals = _cell_totals(rows, bounds[lo : hi + 1] - bounds[lo], keys, multipliers, matrix, plan)
+        runs = np.concatenate([np.flatnonzero(np.diff(cell_finest[lo:hi], prepend=-1)), [hi - lo]])
+        for a, b in zip(runs[:-1], runs[1:], strict=True):
+            # Σ over the finest segment's cells of coefficient × cell total, for every weight at once
+            combined = (coef[lo + a : lo + b].T @ totals[a:b].reshape(b - a, -1)).reshape(len(weights), plan.bootstrap, -1)
+            per_finest[cell_finest[lo + a]] += combined[weight_of, :, moment_of]
     return _by_segment(per_finest, finest, segs, terms)
 
 
-_BLOCK_ELEMENTS = 1 << 24  # cells × replicates × terms held at once (128 MiB of float64)
+_BLOCK_ELEMENTS = 1 << 24  # cells × replicates × moments held at once (128 MiB of float64)
 
 
 def _cell_totals(
-    rows: np.ndarray, bounds: np.ndarray, keys: np.ndarray, multipliers: np.ndarray, matrix: np.ndarray, centred: bool
+    rows: np.ndarray, bounds: np.ndarray, keys: np.ndarray, multipliers: np.ndarray, matrix: np.ndarray, plan: Plan
 ) -> np.ndarray:
     """(cells, B, moments) Σ over each cell's rows of replicate weight (minus 1 when centred) × moment."""
-    weights = replicate_weights(keys[rows], multipliers)  # (rows, B), drawn once per row
-    if centred:
+    weights = replicate_weights(keys[rows], multipliers, plan.bootstrap)  # (rows, B), drawn once per row
+    if plan.finite:
         weights -= 1.0
     block = matrix[rows]
-    out = np.empty((len(bounds) - 1, multipliers.shape[0], matrix.shape[1]))
+    out = np.empty((len(bounds) - 1, plan.bootstrap, matrix.shape[1]))
     for cell in range(len(bounds) - 1):
         a, b = bounds[cell], bounds[cell + 1]
         out[cell] = weights[a:b].T @ block[a:b]

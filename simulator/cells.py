@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_COMPACT_ABOVE = 1 << 40  # compact mixed-radix keys before they can overflow int64
+_DENSE_LIMIT = 1 << 20  # keys below this are compacted with a dense table instead of a sort
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,19 +30,33 @@ class Grouping:
     size: int
 
 
+def _compact(key: np.ndarray, radix: int) -> tuple[np.ndarray, int]:
+    """Renumber keys in [0, radix) densely, keeping their order (O(n + radix), no sort)."""
+    if radix <= _DENSE_LIMIT:
+        present = np.bincount(key, minlength=radix) > 0
+        remap = np.cumsum(present) - 1
+        return remap[key], int(present.sum())
+    uniques, inverse = np.unique(key, return_inverse=True)
+    return inverse.astype(np.int64, copy=False), len(uniques)
+
+
 def group_rows(components: Sequence[tuple[np.ndarray, int]], rows: int) -> Grouping:
-    """Group `rows` rows by several small integer keys, each given with its cardinality."""
-    n = rows
-    key = np.zeros(n, dtype=np.int64)
+    """Group `rows` rows by several small integer keys, each given with its cardinality.
+
+    The first component is the most significant, so groups sharing it are contiguous.
+    """
+    key = np.zeros(rows, dtype=np.int64)
     radix = 1
     for values, cardinality in components:
-        if radix * max(cardinality, 1) > _COMPACT_ABOVE:
-            uniques, key = np.unique(key, return_inverse=True)
-            radix = max(len(uniques), 1)
-        key = key * max(cardinality, 1) + values.astype(np.int64, copy=False)
-        radix *= max(cardinality, 1)
-    uniques, first, ids = np.unique(key, return_index=True, return_inverse=True)
-    return Grouping(ids=ids.astype(np.int64, copy=False), first=first, size=len(uniques))
+        cardinality = max(cardinality, 1)
+        if radix * cardinality > _DENSE_LIMIT:
+            key, radix = _compact(key, radix)
+        key = key * cardinality + values.astype(np.int64, copy=False)
+        radix *= cardinality
+    ids, size = _compact(key, radix)
+    first = np.empty(size, dtype=np.int64)
+    first[ids[::-1]] = np.arange(rows - 1, -1, -1)  # the earliest row of each group wins
+    return Grouping(ids=ids, first=first, size=size)
 
 
 def group_sum(grouping: Grouping, weights: np.ndarray) -> np.ndarray:

@@ -192,7 +192,11 @@ def needed_sums(plan: Plan) -> Needs:
                 ba, bb = sorted((_basis(a, plan), _basis(b, plan)))
                 quadratic.add((ba, bb, product(a.value, b.value)))
     linear |= {(ONE, "one"), (ONE, "amount")}
-    design = {q for q in quadratic if ONE not in q[:2]} if plan.finite else set()
+    design: set[tuple[str, str, str]] = set()
+    if plan.finite:
+        design = {q for q in quadratic if ONE not in q[:2]}
+        if plan.policy(plan.baseline).logging:  # superpopulation sums then only serve the effective sample size
+            quadratic = {q for q in quadratic if q[0] == q[1] and q[2] == "one*one"}
     return Needs(
         linear=tuple(sorted(linear)),
         quadratic=tuple(sorted(quadratic)),

@@ -9,14 +9,14 @@ the driver. Rows never leave this module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
 
-from segments import segment_codes
+from segments import SegmentCodes, segment_codes
 from simulator.bootstrap import Replicates, replicate_sums
-from simulator.cells import Grouping, group_max, group_rows, group_sum
+from simulator.cells import Grouping, group_rows, group_sum
 from simulator.errors import PolicysimError
 from simulator.moments import (
     INV_P,
@@ -35,9 +35,10 @@ from simulator.moments import (
     row_block_basis,
 )
 from simulator.plan import Plan
-from simulator.schema import ACTION, ALLOW, BLOCK, PROPENSITY, logging_prob_column
+from simulator.schema import ACTION, ALLOW, AMOUNT, BLOCK, PROPENSITY, logging_prob_column
+from simulator.units import Units, build_units, outcome_pattern, value_table
 from simulator.direct import row_bins
-from simulator.value import VALUES, Weighting, value_exprs
+from simulator.value import VALUES, Weighting
 
 ACTION_KEY = "action"
 SUPPORT_KEY = "support"
@@ -117,17 +118,30 @@ def action_index(batch: pl.DataFrame, actions: tuple[str, ...]) -> np.ndarray:
 
 def bases(batch: pl.DataFrame, plan: Plan, action: np.ndarray) -> dict[str, np.ndarray]:
     """Per-row basis weights (see `simulator.moments`)."""
-    inv_p = 1.0 / batch[PROPENSITY].cast(pl.Float64).to_numpy()
-    allow = action == plan.actions.index(ALLOW)
-    block = plan.actions.index(BLOCK)
-    out = {ONE: np.ones_like(inv_p), INV_P: inv_p}
-    if plan.logging_probs:
-        out[LOGGED_BLOCK] = allow * batch[logging_prob_column(BLOCK)].cast(pl.Float64).to_numpy() * inv_p
+    propensity = batch[PROPENSITY].cast(pl.Float64).to_numpy()
+    logged_block = _logged_block(batch, plan)
+    out = unit_bases(plan, action, propensity, logged_block)
+    inv_p, allow, block = out[INV_P], action == plan.actions.index(ALLOW), plan.actions.index(BLOCK)
     for planned in plan.per_row:
         probs = checked_probabilities(planned.name, planned.policy.probabilities(batch), len(plan.actions), batch.height)
         out[row_basis(planned.name)] = probs[np.arange(batch.height), action] * inv_p
         out[row_block_basis(planned.name)] = allow * probs[:, block] * inv_p
     return out
+
+
+def unit_bases(plan: Plan, action: np.ndarray, propensity: np.ndarray, logged_block: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The bases that depend only on the logged action and the logging probabilities."""
+    inv_p = 1.0 / propensity
+    out = {ONE: np.ones_like(inv_p), INV_P: inv_p}
+    if logged_block is not None:
+        out[LOGGED_BLOCK] = (action == plan.actions.index(ALLOW)) * logged_block * inv_p
+    return out
+
+
+def _logged_block(batch: pl.DataFrame, plan: Plan) -> np.ndarray | None:
+    if not plan.logging_probs:
+        return None
+    return batch[logging_prob_column(BLOCK)].cast(pl.Float64).to_numpy()
 
 
 def checked_probabilities(name: str, probs: np.ndarray, n_actions: int, rows: int) -> np.ndarray:
@@ -164,40 +178,73 @@ def policy_codes(batch: pl.DataFrame, plan: Plan) -> dict[str, np.ndarray]:
     return codes
 
 
-def _group(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str, np.ndarray], support: np.ndarray):
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """How a shard's rows group: into units, units into cells, cells into finest segments."""
+
+    units: Units
+    cells: Grouping  # rows -> cells (first: a row of each cell)
+    finest: Grouping  # rows -> finest segments
+    segs: list[SegmentCodes]
+    keys: dict[str, pl.Series]  # cell key columns
+
+
+def _layout(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str, np.ndarray], support: np.ndarray) -> _Layout:
+    """One grouping of the rows (into units); cells and finest segments are groupings of units."""
     segs = segment_codes(batch, plan.segments)
-    finest = group_rows([(s.codes, len(s.labels)) for s in segs], batch.height)
-    components = [(finest.ids, finest.size), (action, len(plan.actions)), (support, 1 << len(plan.actions))]
-    components += [(codes[p.name], len(p.table)) for p in plan.coded]
-    grouping = group_rows(components, batch.height)
+    prefix = [(s.codes, len(s.labels)) for s in segs]
+    prefix += [(action, len(plan.actions)), (support, 1 << len(plan.actions))]
+    prefix += [(codes[p.name], len(p.table)) for p in plan.coded]
+    pattern = outcome_pattern(batch, plan.cutoff)
+    dm_bin = row_bins(batch, plan.direct) if plan.direct is not None else None
+    units = build_units(batch, prefix, action, pattern, _logged_block(batch, plan), dm_bin, per_row=bool(plan.per_row))
+    first = units.grouping.first
+    cells = group_rows([(values[first], size) for values, size in prefix], len(first))
+    finest = group_rows([(s.codes[first], len(s.labels)) for s in segs], len(first))
+    units = replace(units, cell=cells.ids)
+
+    def rows(grouping: Grouping) -> Grouping:  # a grouping of units, as a grouping of rows
+        return Grouping(ids=grouping.ids[units.grouping.ids], first=first[grouping.first], size=grouping.size)
+
+    row_cells = rows(cells)
     keys: dict[str, pl.Series] = {}
     for index, seg in enumerate(segs):
-        labels = np.asarray(seg.labels, dtype=object)[seg.codes[grouping.first]]
+        labels = np.asarray(seg.labels, dtype=object)[seg.codes[row_cells.first]]
         keys[segment_key(index)] = pl.Series(segment_key(index), labels, dtype=pl.String)
-    keys[ACTION_KEY] = pl.Series(ACTION_KEY, action[grouping.first], dtype=pl.Int8)
-    keys[SUPPORT_KEY] = pl.Series(SUPPORT_KEY, support[grouping.first], dtype=pl.Int16)
+    keys[ACTION_KEY] = pl.Series(ACTION_KEY, action[row_cells.first], dtype=pl.Int8)
+    keys[SUPPORT_KEY] = pl.Series(SUPPORT_KEY, support[row_cells.first], dtype=pl.Int16)
     for name, code in codes.items():
-        keys[code_key(name)] = pl.Series(code_key(name), code[grouping.first], dtype=pl.Int32)
-    return grouping, keys, finest, segs
+        keys[code_key(name)] = pl.Series(code_key(name), code[row_cells.first], dtype=pl.Int32)
+    return _Layout(units=units, cells=row_cells, finest=rows(finest), segs=segs, keys=keys)
 
 
-def _sums(grouping: Grouping, values: dict[str, np.ndarray], basis: dict[str, np.ndarray], needs: Needs):
-    out: dict[str, np.ndarray] = {ROWS: group_sum(grouping, basis[ONE])}
+Linear = tuple[np.ndarray, np.ndarray]  # (c0, c1): a value column is c0 + c1·amount
+
+
+def _sums(units: Units, cells: int, values: dict[str, Linear], basis: dict[str, np.ndarray], needs: Needs) -> dict[str, np.ndarray]:
+    """Every needed sum per cell, evaluated per unit (see `simulator.units`)."""
+    n, s1, s2 = units.n, units.s1, units.s2
+
+    def per_cell(weights: np.ndarray) -> np.ndarray:
+        return np.bincount(units.cell, weights=weights, minlength=cells)
+
+    def second(left: str, right: str) -> np.ndarray:  # Σ over a unit of v·v'
+        (a0, a1), (b0, b1) = values[left], values[right]
+        return a0 * b0 * n + (a0 * b1 + a1 * b0) * s1 + a1 * b1 * s2
+
+    out: dict[str, np.ndarray] = {ROWS: per_cell(n)}
     for b, v in needs.linear:
-        out[linear_column(b, v)] = group_sum(grouping, basis[b] * values[v])
-    pairs: dict[tuple[str, str], np.ndarray] = {}
+        c0, c1 = values[v]
+        out[linear_column(b, v)] = per_cell(basis[b] * (c0 * n + c1 * s1))
     for a, b, prod in needs.quadratic:
-        weight = pairs.setdefault((a, b), basis[a] * basis[b])
-        left, right = prod.split("*")
-        out[quadratic_column(a, b, prod)] = group_sum(grouping, weight * values[left] * values[right])
-    if needs.design:
-        unexplored = 1.0 - 1.0 / basis[INV_P]  # 1 − propensity
-        for a, b, prod in needs.design:
-            left, right = prod.split("*")
-            weight = pairs.setdefault((a, b), basis[a] * basis[b]) * unexplored
-            out[design_column(a, b, prod)] = group_sum(grouping, weight * values[left] * values[right])
-    for b in basis:
-        out[max_column(b)] = group_max(grouping, basis[b])
+        out[quadratic_column(a, b, prod)] = per_cell(basis[a] * basis[b] * second(*prod.split("*")))
+    unexplored = 1.0 - units.propensity
+    for a, b, prod in needs.design:
+        out[design_column(a, b, prod)] = per_cell(basis[a] * basis[b] * unexplored * second(*prod.split("*")))
+    for b, weights in basis.items():
+        top = np.zeros(cells)
+        np.maximum.at(top, units.cell, weights)
+        out[max_column(b)] = top
     return out
 
 
@@ -213,25 +260,27 @@ def _masses(grouping: Grouping, batch: pl.DataFrame, plan: Plan, support: np.nda
     return out
 
 
-def _direct(
-    grouping: Grouping, batch: pl.DataFrame, plan: Plan, needs: Needs, action: np.ndarray, values: dict[str, np.ndarray]
-) -> dict[str, np.ndarray]:
-    """DR: add each row's prediction at its logged action to `values`; return per-cell prediction sums."""
+def _direct(plan: Plan, needs: Needs, units: Units, cells: int, values: dict[str, Linear],
+            batch: pl.DataFrame, row_cells: Grouping) -> dict[str, np.ndarray]:
+    """DR: each unit's prediction at its logged action (a value column); per-cell prediction sums."""
     model = plan.direct
-    if model is None:
+    if model is None or units.dm_bin is None:
         return {}
-    bins = row_bins(batch, model)
     allow, block = plan.actions.index(ALLOW), plan.actions.index(BLOCK)
-    per_row = {p.name: p.policy.probabilities(batch) for p in plan.per_row}
     out: dict[str, np.ndarray] = {}
     for value in needs.direct:
-        predicted = model.table[bins, :, VALUES.index(value)]  # (rows, actions)
-        values[HAT + value] = predicted[np.arange(batch.height), action]
+        predicted = model.table[units.dm_bin, :, VALUES.index(value)]  # (units, actions)
+        values[HAT + value] = (predicted[np.arange(len(units.n)), units.action], np.zeros(len(units.n)))
         for index, name in enumerate(plan.actions):
-            out[direct_column(name, value)] = group_sum(grouping, predicted[:, index])
-        for policy, probs in per_row.items():
-            out[row_direct_column(policy, Weighting.TARGET, value)] = group_sum(grouping, (probs * predicted).sum(axis=1))
-            out[row_direct_column(policy, Weighting.BLOCKED, value)] = group_sum(grouping, probs[:, block] * predicted[:, allow])
+            out[direct_column(name, value)] = np.bincount(units.cell, predicted[:, index] * units.n, minlength=cells)
+    if plan.per_row:  # per-row policies: their own mix of predictions, row by row
+        bins = row_bins(batch, model)
+        for planned in plan.per_row:
+            probs = planned.policy.probabilities(batch)
+            for value in needs.direct:
+                predicted = model.table[bins, :, VALUES.index(value)]
+                out[row_direct_column(planned.name, Weighting.TARGET, value)] = group_sum(row_cells, (probs * predicted).sum(axis=1))
+                out[row_direct_column(planned.name, Weighting.BLOCKED, value)] = group_sum(row_cells, probs[:, block] * predicted[:, allow])
     return out
 
 
@@ -239,18 +288,26 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
     """Statistics of one batch of rows (canonical columns, as validated)."""
     if batch.height == 0:
         return Stats.empty()
-    matrix = batch.select(value_exprs(plan.value_model, plan.cutoff)).to_numpy()
-    values = {name: np.ascontiguousarray(matrix[:, i]) for i, name in enumerate(VALUES)}
     action = action_index(batch, plan.actions)
-    basis = bases(batch, plan, action)
     codes = policy_codes(batch, plan)
     support = support_pattern(batch, plan)
-    grouping, keys, finest, segs = _group(batch, plan, action, codes, support)
-    direct = _direct(grouping, batch, plan, needs, action, values)
-    sums = _sums(grouping, values, basis, needs) | _masses(grouping, batch, plan, support) | direct
-    cells = pl.DataFrame(list(keys.values()) + [pl.Series(k, v) for k, v in sums.items()])
+    layout = _layout(batch, plan, action, codes, support)
+    units, cells = layout.units, layout.cells
+    table = value_table(plan.value_model, plan.actions)[units.action, units.pattern]  # (units, values, 2)
+    values: dict[str, Linear] = {v: (table[:, j, 0], table[:, j, 1]) for j, v in enumerate(VALUES)}
+    direct = _direct(plan, needs, units, cells.size, values, batch, cells)
+    if plan.per_row:  # units are rows
+        basis = bases(batch, plan, action)
+    else:
+        basis = unit_bases(plan, units.action, units.propensity, units.logged_block)
+    sums = _sums(units, cells.size, values, basis, needs) | _masses(cells, batch, plan, support) | direct
+    frame = pl.DataFrame(list(layout.keys.values()) + [pl.Series(k, v) for k, v in sums.items()])
     replicates = None
     if plan.bootstrap > 0:
-        cell_keys = Cells(action=action[grouping.first], codes={k: v[grouping.first] for k, v in codes.items()})
-        replicates = replicate_sums(batch, plan, grouping, cell_keys, basis, values, finest, segs)
-    return Stats(cells=cells.sort(list(keys)), replicates=replicates, rows=batch.height)
+        rows = units.grouping.ids
+        amount = batch[AMOUNT].cast(pl.Float64).to_numpy()
+        row_values = {v: c0[rows] + c1[rows] * amount for v, (c0, c1) in values.items()}
+        cell_keys = Cells(action=action[cells.first], codes={k: v[cells.first] for k, v in codes.items()})
+        replicates = replicate_sums(batch, plan, cells, cell_keys, bases(batch, plan, action), row_values,
+                                    layout.finest, layout.segs)
+    return Stats(cells=frame.sort(list(layout.keys)), replicates=replicates, rows=batch.height)

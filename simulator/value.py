@@ -161,10 +161,11 @@ def maturity_mask(cutoff: datetime | None) -> pl.Expr:
     return (pl.col(CREATED_AT) <= pl.lit(cutoff)).cast(pl.Float64)
 
 
-def value_exprs(model: ValueModel, cutoff: datetime | None) -> list[pl.Expr]:
+def value_exprs(model: ValueModel, cutoff: datetime | None, mature: pl.Expr | None = None) -> list[pl.Expr]:
     """Expressions for every column of `VALUES`, in order, from the logged outcome.
 
     Nulls in the outcome columns follow SPEC §2 (null = did not happen) and count as 0.
+    `mature` overrides the maturity mask derived from `cutoff` (for tables of patterns).
     """
     amount = pl.col(AMOUNT).cast(pl.Float64)
     auth = pl.col(AUTHORIZED).fill_null(False).cast(pl.Float64)
@@ -172,7 +173,7 @@ def value_exprs(model: ValueModel, cutoff: datetime | None) -> list[pl.Expr]:
     lost = pl.col(DISPUTE_LOST).fill_null(False).cast(pl.Float64)
     is_block = (pl.col(ACTION) == BLOCK).cast(pl.Float64)
     is_challenge = (pl.col(ACTION) == CHALLENGE).cast(pl.Float64)
-    mature = maturity_mask(cutoff)
+    mature = maturity_mask(cutoff) if mature is None else mature
     fraud = mature * fraud_raw
     revenue = model.margin_rate * amount * auth
     cost = model.fee_rate * amount * auth + model.fee_fixed * (1.0 - is_block) + model.challenge_cost * is_challenge

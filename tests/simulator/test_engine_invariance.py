@@ -73,3 +73,24 @@ def test_segments_add_up_to_all(whole) -> None:
     by_segmentation = sums.filter(pl.col("segment") != "ALL").group_by("segmentation", "metric").agg(pl.col("estimate").sum())
     joined = by_segmentation.join(overall, on="metric")
     np.testing.assert_allclose(joined["estimate"].to_numpy(), joined["total"].to_numpy(), rtol=1e-12)
+
+
+def test_per_row_path_matches_unit_path(whole) -> None:
+    """A policy with per-row weights makes every row its own unit; shared results must not move."""
+    frame, expected = whole
+    extra = {"name": "random", "kind": "python",
+             "object": "tests.policies.example_user_policy:BlockShareByAuthScore", "params": {}}
+    config = parse_config(CONFIG | {"policies": [*CONFIG["policies"], extra], "estimation": {"bootstrap": 0}})
+    unit_path = _results_frame(parse_config(CONFIG | {"estimation": {"bootstrap": 0}}), frame)
+    row_path = _results_frame(config, frame).filter(pl.col("policy") != "random")
+    assert row_path.select("policy", "segment", "metric").equals(unit_path.select("policy", "segment", "metric"))
+    for column in NUMBERS:
+        a, b = row_path[column].to_numpy().astype(float), unit_path[column].to_numpy().astype(float)
+        scale = float(np.nanmax(np.abs(b))) if np.isfinite(b).any() else 1.0
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12 * scale, equal_nan=True, err_msg=column)
+
+
+def _results_frame(config, frame: pl.DataFrame) -> pl.DataFrame:
+    from simulator.runner import run_frame
+
+    return run_frame(config, frame).results.sort(["policy", "segmentation", "segment", "metric"])
