@@ -50,11 +50,11 @@ def read_baseline(path: Path, columns: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def timed_run(path: Path, bootstrap: int, estimator: str) -> tuple[float, dict[str, float], list[str]]:
+def timed_run(path: Path, bootstrap: int, estimator: str, engine: str = "local") -> tuple[float, dict[str, float], list[str]]:
     config = parse_config({"segments": SEGMENTS, "policies": policies(),
                            "estimation": {"bootstrap": bootstrap, "estimator": estimator}})
     start = time.perf_counter()
-    result = run(config, path)
+    result = run(config, path, engine=engine)  # type: ignore[arg-type]
     return time.perf_counter() - start, result.timings, sorted(result.plan.columns)
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from simulator.config import load_config, with_overrides
 from simulator.errors import PolicysimError
+from simulator.ray_engine import cluster
 from simulator.render import overall_table
 from simulator.runner import resolve_data, run, write_run_outputs
 from simulator.generate import GenerateSpec, generate
@@ -141,9 +143,19 @@ def validate_command(
 
 
 ConfigArg = Annotated[Path, typer.Argument(help="TOML config (SPEC §11).")]
-DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Data path; overrides [data] path.")]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Data path; overrides the config's data.path.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output directory.")]
-EngineOpt = Annotated[str, typer.Option("--engine", help="local | ray")]
+class EngineName(str, Enum):
+    ray = "ray"
+    local = "local"
+
+
+EngineOpt = Annotated[EngineName, typer.Option("--engine", help="ray: tasks on a Ray cluster; local: this process.")]
+AddressOpt = Annotated[
+    Optional[str],
+    typer.Option("--address", help="Join a Ray cluster: auto, host:port or ray://host:port (default: start a local one)."),
+]
+CpusOpt = Annotated[Optional[int], typer.Option("--num-cpus", min=1, help="CPUs of the local Ray cluster started.")]
 
 
 @app.command("run")
@@ -151,8 +163,10 @@ def run_command(
     config: ConfigArg,
     out: OutOpt,
     data: DataOpt = None,
-    engine: EngineOpt = "local",
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Overrides [estimation] seed.")] = None,
+    engine: EngineOpt = EngineName.ray,
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Overrides the config's estimation.seed.")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Evaluate the policies of a config against its baseline."""
@@ -162,12 +176,12 @@ def run_command(
             cfg = with_overrides(cfg, {"estimation": {"seed": seed}}, source="--seed")
         path = resolve_data(cfg, data)
         with _shard_progress(quiet) as progress:
-            result = run(cfg, path, engine=engine, **progress)  # type: ignore[arg-type]
+            result = run(cfg, path, engine=engine.value, address=address, num_cpus=num_cpus, **progress)
         write_run_outputs(result, cfg, path, str(config), out)
     if not quiet:
         stdout().print(overall_table(result.results, cfg.baseline.policy))
         console.print(f"wrote {out / 'results.parquet'} and {out / 'summary.json'} "
-                      f"({result.results.height:,} rows, {result.timings['total_s']:.1f} s)")
+                      f"({result.results.height:,} rows, {result.timings['total_s']:.1f} s on {result.engine})")
 
 
 @app.command("demo")
@@ -176,18 +190,24 @@ def demo_command(
     data: Annotated[Path, typer.Option("--data", help="Where the demo writes its generated data.")] = Path("data"),
     configs: Annotated[Path, typer.Option("--configs", help="Directory of example configs to run.")] = Path("configs"),
     rows: Annotated[int, typer.Option("--rows", help="Rows of demo data.")] = 1_000_000,
+    engine: EngineOpt = EngineName.ray,
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
     seed: Seed = 7,
     quiet: Quiet = False,
 ) -> None:
     """Generate demo data, validate it, and run every example config on it end to end."""
-    with user_errors():
+    with user_errors(), ExitStack() as stack:
         _generate(rows, data, seed, 4, 0.05, quiet)
         summary = check_dataset(data / "transactions", Schema())
         stdout().print(summary_table(summary))
+        if engine is EngineName.ray:  # one cluster for the whole demo
+            used = stack.enter_context(cluster(address, num_cpus))
+            console.print(f"Ray cluster: {'started' if used.started else 'joined'} {used.address}, {used.cpus:g} CPUs")
         for path in sorted(configs.glob("*.toml")):
             cfg = load_config(path)
             with _shard_progress(quiet) as progress:
-                result = run(cfg, data / "transactions", **progress)
+                result = run(cfg, data / "transactions", engine=engine.value, shard_rows=250_000, **progress)
             write_run_outputs(result, cfg, data / "transactions", str(path), out / path.stem)
             stdout().print(overall_table(result.results, cfg.baseline.policy))
             console.print(f"{path}: wrote {out / path.stem} in {result.timings['total_s']:.1f} s")

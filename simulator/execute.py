@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from simulator.errors import PolicysimError
 from simulator.load import dataset_files
@@ -23,10 +24,11 @@ from simulator.stats import Stats, shard_stats
 
 @dataclass(frozen=True, slots=True)
 class Shard:
-    """A unit of work: one Parquet file (later: a range of its row groups)."""
+    """A unit of work: a run of consecutive row groups of one Parquet file."""
 
     id: int
     path: Path
+    offset: int  # first row within the file
     rows: int
 
 
@@ -40,10 +42,26 @@ class Job:
     hive: bool
 
 
-def plan_shards(path: Path) -> list[Shard]:
-    """One shard per Parquet file of the dataset, in a stable order."""
-    files = dataset_files(path)
-    return [Shard(id=i, path=f, rows=pl.scan_parquet(f).select(pl.len()).collect().item()) for i, f in enumerate(files)]
+DEFAULT_SHARD_ROWS = 1_000_000
+
+
+def plan_shards(path: Path, shard_rows: int = DEFAULT_SHARD_ROWS) -> list[Shard]:
+    """Split the dataset into shards of whole row groups, about `shard_rows` rows each.
+
+    Read from the Parquet footers only; a file's row groups are never split, so
+    each task reads whole row groups of one file.
+    """
+    pieces: list[tuple[Path, int, int]] = []
+    for file in dataset_files(path):
+        metadata = pq.ParquetFile(file).metadata
+        offset, start = 0, 0
+        for index in range(metadata.num_row_groups):
+            offset += metadata.row_group(index).num_rows
+            if offset - start >= shard_rows or index == metadata.num_row_groups - 1:
+                pieces.append((file, start, offset - start))
+                start = offset
+    pieces = [p for p in pieces if p[2] > 0]
+    return [Shard(id=i, path=file, offset=start, rows=rows) for i, (file, start, rows) in enumerate(pieces)]
 
 
 def read_shard(shard: Shard, job: Job) -> pl.DataFrame:
@@ -51,7 +69,7 @@ def read_shard(shard: Shard, job: Job) -> pl.DataFrame:
     to_canonical = {source: canonical for canonical, source in job.schema.rename.items() if source != canonical}
     from_canonical = {v: k for k, v in to_canonical.items()}
     wanted = [from_canonical.get(c, c) for c in sorted(job.plan.columns)]
-    frame = pl.scan_parquet(shard.path, hive_partitioning=job.hive).select(wanted).collect()
+    frame = pl.scan_parquet(shard.path, hive_partitioning=job.hive).select(wanted).slice(shard.offset, shard.rows).collect()
     return frame.rename(to_canonical, strict=False)
 
 

@@ -17,7 +17,8 @@ import polars as pl
 from simulator import __version__
 from simulator.config import RunConfig
 from simulator.errors import InvalidConfig
-from simulator.execute import Job, Shard, plan_shards, run_local
+from simulator.execute import DEFAULT_SHARD_ROWS, Job, Shard, plan_shards, run_local
+from simulator.ray_engine import cluster, run_ray
 from simulator.load import dataset_files, scan_dataset
 from simulator.moments import needed_sums
 from simulator.output import parquet_footer_digest, write_json, write_parquet
@@ -39,6 +40,7 @@ class RunResult:
     stats: Stats
     data: DataSummary | None  # None when run on an in-memory frame
     timings: dict[str, float] = field(default_factory=dict)
+    engine: str = "local"
 
     def overall(self) -> pl.DataFrame:
         """The ALL segment only: one row per (policy, metric)."""
@@ -57,11 +59,19 @@ def run(
     config: RunConfig,
     data: Path | None = None,
     *,
-    engine: Engine = "local",
+    engine: Engine = "ray",
+    address: str | None = None,
+    num_cpus: int | None = None,
+    shard_rows: int = DEFAULT_SHARD_ROWS,
     on_shard: Callable[[Shard], None] | None = None,
     on_plan: Callable[[list[Shard]], None] | None = None,
 ) -> RunResult:
-    """Evaluate every policy of `config` against its baseline on the data."""
+    """Evaluate every policy of `config` against its baseline on the data.
+
+    `engine="ray"` (the default) runs one task per shard on a new local Ray
+    cluster, or on the one at `address` (`auto`, `host:port`, `ray://host:port`);
+    `engine="local"` runs the same code in this process. Results are identical.
+    """
     timings: dict[str, Any] = {}
     start = time.perf_counter()
     path = resolve_data(config, data)
@@ -72,20 +82,29 @@ def run(
     timings["validate_s"] = time.perf_counter() - start
     plan = compile_plan(config, scan_dataset(path, schema))
     job = Job(plan=plan, needs=needed_sums(plan), schema=schema, hive=path.is_dir())
-    shards = plan_shards(path)
+    shards = plan_shards(path, shard_rows)
     if on_plan is not None:
         on_plan(shards)
     timings["plan_s"] = time.perf_counter() - start - timings["validate_s"]
     mark = time.perf_counter()
-    if engine != "local":
-        raise InvalidConfig(f"engine {engine!r} is not available yet; use --engine local")
-    stats = run_local(shards, job, on_shard)
-    timings["stats_s"] = time.perf_counter() - mark
+    engine_info = "local"
+    if engine == "local":
+        stats = run_local(shards, job, on_shard)
+        timings["stats_s"] = time.perf_counter() - mark
+    elif engine == "ray":
+        with cluster(address, num_cpus) as used:
+            timings["cluster_start_s"] = time.perf_counter() - mark
+            mark = time.perf_counter()
+            engine_info = f"ray ({'started' if used.started else 'joined'} {used.address}, {used.cpus:g} CPUs)"
+            stats = run_ray(shards, job, on_shard)
+            timings["stats_s"] = time.perf_counter() - mark
+    else:
+        raise InvalidConfig(f"unknown engine {engine!r}; known: local, ray")
     mark = time.perf_counter()
     results = finalize(stats, plan, config.estimation)
     timings["finalize_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - start
-    return RunResult(results=results, plan=plan, stats=stats, data=summary, timings=timings)
+    return RunResult(results=results, plan=plan, stats=stats, data=summary, timings=timings, engine=engine_info)
 
 
 def run_frame(config: RunConfig, frame: pl.DataFrame) -> RunResult:
@@ -128,6 +147,7 @@ def run_summary(result: RunResult, config: RunConfig, path: Path, config_source:
         "baseline": plan.baseline,
         "estimator": config.estimation.estimator,
         "interval": "bootstrap-percentile" if config.estimation.bootstrap else "clt",
+        "engine": result.engine,
         "timings": result.timings,
     }
 

@@ -57,7 +57,8 @@ def test_validate_bad_data_exits_2_naming_column_count_and_example(data: Path, t
 
 def test_run_writes_results_and_summary(data: Path, tmp_path: Path) -> None:
     config = Path(__file__).parents[2] / "configs" / "thresholds.toml"
-    result = invoke("run", str(config), "--data", str(data / "transactions"), "--out", str(tmp_path / "out"))
+    result = invoke("run", str(config), "--data", str(data / "transactions"), "--out", str(tmp_path / "out"),
+                    "--engine", "local")
     assert result.exit_code == 0, result.output
     results = pl.read_parquet(tmp_path / "out" / "results.parquet")
     spec_columns = ["policy", "segment", "metric", "estimate", "ci_low", "ci_high", "baseline", "delta",
@@ -72,7 +73,8 @@ def test_run_writes_results_and_summary(data: Path, tmp_path: Path) -> None:
 def test_run_bad_config_exits_2(data: Path, tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('[[policies]]\nname = "x"\nkind = "treshold"\nscore = "fraud_score"\nblock_above = 0.5\n')
-    result = invoke("run", str(config), "--data", str(data / "transactions"), "--out", str(tmp_path / "out"))
+    result = invoke("run", str(config), "--data", str(data / "transactions"), "--out", str(tmp_path / "out"),
+                    "--engine", "local")
     assert result.exit_code == 2
     assert "did you mean 'threshold'" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
@@ -80,6 +82,15 @@ def test_run_bad_config_exits_2(data: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("config", sorted((Path(__file__).parents[2] / "configs").glob("*.toml")), ids=lambda p: p.name)
 def test_every_example_config_runs_on_demo_data(config: Path, data: Path, tmp_path: Path) -> None:
-    result = invoke("run", str(config), "--data", str(data / "transactions"), "--out", str(tmp_path), "--quiet")
+    result = invoke("run", str(config), "--data", str(data / "transactions"), "--out", str(tmp_path), "--quiet",
+                    "--engine", "local")
     assert result.exit_code == 0, result.output
     assert pl.read_parquet(tmp_path / "results.parquet").height > 0
+
+
+def test_run_on_ray_by_default(ray_cluster, data: Path, tmp_path: Path) -> None:
+    config = Path(__file__).parents[2] / "configs" / "thresholds.toml"
+    result = invoke("run", str(config), "--data", str(data / "transactions"), "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "on ray" in result.output
+    assert json.loads((tmp_path / "summary.json").read_text())["engine"].startswith("ray")

@@ -35,7 +35,7 @@ def _split(frame: pl.DataFrame, parts: int, directory: Path, seed: int) -> Path:
 
 
 def _results(path: Path) -> pl.DataFrame:
-    return run(parse_config(CONFIG), path).results.sort(["policy", "segmentation", "segment", "metric"])
+    return run(parse_config(CONFIG), path, engine="local").results.sort(["policy", "segmentation", "segment", "metric"])
 
 
 @pytest.fixture(scope="module")

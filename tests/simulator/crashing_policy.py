@@ -1,0 +1,35 @@
+"""A test-only policy whose first real batch kills its worker process (fault injection)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from policies import Coded
+
+
+class CrashOnce:
+    """Block at fraud_score >= 0.3, else allow; the first non-empty batch that finds
+    `marker` deletes it and exits the process, as a worker dying mid-task would."""
+
+    columns = frozenset({"fraud_score"})
+    deterministic = True
+
+    def __init__(self, *, actions: tuple[str, ...], marker: str) -> None:
+        self.actions = actions
+        self.marker = marker
+        self.table = np.eye(len(actions))
+
+    def coded(self, batch: pl.DataFrame) -> Coded:
+        if batch.height and Path(self.marker).exists():
+            Path(self.marker).unlink()
+            os._exit(1)
+        block = batch["fraud_score"].to_numpy() >= 0.3
+        codes = np.where(block, self.actions.index("block"), self.actions.index("allow")).astype(np.int32)
+        return Coded(codes=codes, table=self.table)
+
+    def probabilities(self, batch: pl.DataFrame) -> np.ndarray:
+        return self.coded(batch).probabilities()
