@@ -33,3 +33,25 @@ class CrashOnce:
 
     def probabilities(self, batch: pl.DataFrame) -> np.ndarray:
         return self.coded(batch).probabilities()
+
+
+class RecordNode:
+    """Allow everything, and leave a file named after the Ray node each non-empty batch ran on."""
+
+    columns = frozenset({"fraud_score"})
+    deterministic = True
+
+    def __init__(self, *, actions: tuple[str, ...], directory: str) -> None:
+        self.actions = actions
+        self.directory = directory
+        self.table = np.eye(len(actions))
+
+    def coded(self, batch: pl.DataFrame) -> Coded:
+        if batch.height:
+            import ray
+
+            (Path(self.directory) / ray.get_runtime_context().get_node_id()).touch()
+        return Coded(codes=np.full(batch.height, self.actions.index("allow"), dtype=np.int32), table=self.table)
+
+    def probabilities(self, batch: pl.DataFrame) -> np.ndarray:
+        return self.coded(batch).probabilities()

@@ -85,3 +85,24 @@ def test_run_joins_an_existing_cluster(ray_head: str, generated: Path, tmp_path:
     for column in ["estimate", "ci_low", "ci_high", "delta", "delta_ci_low", "delta_ci_high"]:
         np.testing.assert_allclose(got[column].to_numpy().astype(float), expected[column].to_numpy().astype(float),
                                    rtol=1e-9, equal_nan=True, err_msg=column)
+
+
+def test_tasks_spread_over_a_two_node_cluster(generated: Path, tmp_path: Path) -> None:
+    nodes = tmp_path / "nodes"
+    nodes.mkdir()
+    data = tmp_path / "rowgroups"
+    data.mkdir()
+    for i, file in enumerate(sorted((generated / "transactions").glob("*.parquet"))):
+        pl.read_parquet(file).write_parquet(data / f"part-{i}.parquet", row_group_size=2_500)
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "tests.simulator.multinode_run", str(data), str(tmp_path / "r.parquet"), str(nodes)],
+        env=env, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[2],
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert len(list(nodes.iterdir())) == 2  # both nodes ran shards
+    got = pl.read_parquet(tmp_path / "r.parquet").sort("policy", "segmentation", "segment", "metric")
+    expected = run(load_config(CONFIG), data, engine="local").results.sort("policy", "segmentation", "segment", "metric")
+    for column in ["estimate", "ci_low", "ci_high", "delta", "delta_ci_low", "delta_ci_high"]:
+        np.testing.assert_allclose(got[column].to_numpy().astype(float), expected[column].to_numpy().astype(float),
+                                   rtol=1e-9, equal_nan=True, err_msg=column)
