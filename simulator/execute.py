@@ -19,7 +19,7 @@ from simulator.load import dataset_files
 from simulator.moments import Needs
 from simulator.plan import Plan
 from simulator.schema import Schema
-from simulator.stats import Stats, shard_stats
+from simulator.stats import Stats, merge_all, shard_stats
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +83,7 @@ def merge_in_order(results: dict[int, Stats], shards: Sequence[Shard]) -> Stats:
     missing = sorted({s.id for s in shards} - set(results))
     if missing:
         raise PolicysimError(f"internal: no result for shards {missing}")
-    total = Stats.empty()
-    for shard in sorted(shards, key=lambda s: s.id):
-        total = total.merge(results[shard.id])
-    return total
+    return merge_all([results[shard.id] for shard in sorted(shards, key=lambda s: s.id)])
 
 
 def run_local(shards: Sequence[Shard], job: Job, on_shard: Callable[[Shard], None] | None = None) -> Stats:

@@ -17,13 +17,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from simulator.errors import PolicysimError
 from simulator.execute import Job, Shard, run_shard
-from simulator.stats import Stats
+from simulator.bootstrap import Replicates
+from simulator.stats import Stats, merge_all
 
 MAX_RETRIES = 3
+# One thread per task: Ray already runs one task per CPU, and polars' or BLAS's own
+# thread pools inside every worker would oversubscribe the cores.
+TASK_ENV = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 _QUIET_RAY = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
@@ -47,10 +51,12 @@ def cluster(address: str | None, num_cpus: int | None) -> Iterator[Cluster]:
         yield Cluster(address="(already connected)", started=False, cpus=ray.cluster_resources().get("CPU", 0.0))
         return
     try:
+        job_env = {"env_vars": TASK_ENV}  # set for the job, so workers are prestarted with it
         if address is None:
-            context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                               runtime_env=job_env)
         else:
-            context = ray.init(address=address, log_to_driver=False)
+            context = ray.init(address=address, log_to_driver=False, runtime_env=job_env)
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise PolicysimError(f"cannot reach a Ray cluster at {address or 'a new local cluster'}: {error}") from None
     try:
@@ -61,26 +67,34 @@ def cluster(address: str | None, num_cpus: int | None) -> Iterator[Cluster]:
 
 
 class OrderedMerge:
-    """Merge results in shard-id order as they arrive, holding only those that came early."""
+    """Collect exactly one result per shard; merge them in shard-id order at the end.
+
+    Cell statistics are small and merged in one pass (`merge_all`); bootstrap
+    replicates, which are not, are folded in shard order as soon as they can be.
+    """
 
     def __init__(self, shards: Sequence[Shard]) -> None:
         self._ids = sorted(s.id for s in shards)
         self._next = 0
         self._early: dict[int, Stats] = {}
-        self.total = Stats.empty()
+        self._done: list[Stats] = []
+        self._replicates: Replicates | None = None
 
     def add(self, shard_id: int, stats: Stats) -> None:
-        if shard_id in self._early or shard_id in self._ids[: self._next]:
-            raise PolicysimError(f"internal: shard {shard_id} returned twice")
+        if shard_id not in self._ids or shard_id in self._early or shard_id in self._ids[: self._next]:
+            raise PolicysimError(f"internal: unexpected or repeated result for shard {shard_id}")
         self._early[shard_id] = stats
         while self._next < len(self._ids) and self._ids[self._next] in self._early:
-            self.total = self.total.merge(self._early.pop(self._ids[self._next]))
+            part = self._early.pop(self._ids[self._next])
+            if part.replicates is not None:
+                self._replicates = part.replicates if self._replicates is None else self._replicates.merge(part.replicates)
+            self._done.append(replace(part, replicates=None))
             self._next += 1
 
     def result(self) -> Stats:
         if self._next != len(self._ids):
             raise PolicysimError(f"internal: no result for shards {self._ids[self._next:]}")
-        return self.total
+        return replace(merge_all(self._done), replicates=self._replicates)
 
 
 def run_ray(shards: Sequence[Shard], job: Job, on_shard: Callable[[Shard], None] | None = None) -> Stats:

@@ -9,6 +9,7 @@ the driver. Rows never leave this module.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -83,19 +84,38 @@ class Stats:
 
     def merge(self, other: Stats) -> Stats:
         """Statistics of the union of both row sets."""
-        if self.cells.is_empty():
-            return other
-        if other.cells.is_empty():
-            return self
-        keys = [c for c in self.cells.columns if _is_key(c)]
-        aggs = [
-            (pl.col(c).max() if c.startswith("max|") else pl.col(c).sum())
-            for c in self.cells.columns
-            if not _is_key(c)
-        ]
-        cells = pl.concat([self.cells, other.cells]).group_by(keys).agg(aggs).sort(keys)
-        replicates = _merge_optional(self.replicates, other.replicates)
-        return Stats(cells=cells.select(self.cells.columns), replicates=replicates, rows=self.rows + other.rows)
+        return merge_all([self, other])
+
+
+def merge_all(parts: Sequence[Stats]) -> Stats:
+    """Statistics of the union of all row sets, summed in the order given (so reruns are bit-identical).
+
+    One concatenation and one pass of numpy sums in row order: cheaper than merging pairwise,
+    and unlike a hash group-by its floating-point summation order does not depend on threads.
+    """
+    parts = [p for p in parts if not p.cells.is_empty()]
+    if len(parts) <= 1:
+        return parts[0] if parts else Stats.empty()
+    columns = parts[0].cells.columns
+    frame = pl.concat([p.cells.select(columns) for p in parts])
+    keys = [c for c in columns if _is_key(c)]
+    groups = frame.select(keys).unique(maintain_order=True).sort(keys).with_row_index("_g")
+    ids = frame.select(keys).join(groups, on=keys, how="left", maintain_order="left")["_g"].to_numpy()
+    out = {k: groups[k] for k in keys}
+    for column in columns:
+        if _is_key(column):
+            continue
+        values = frame[column].to_numpy()
+        if column.startswith("max|"):
+            top = np.zeros(groups.height)
+            np.maximum.at(top, ids, values)
+            out[column] = pl.Series(column, top)
+        else:
+            out[column] = pl.Series(column, np.bincount(ids, weights=values, minlength=groups.height))
+    replicates = None
+    for part in parts:
+        replicates = _merge_optional(replicates, part.replicates)
+    return Stats(cells=pl.DataFrame([out[c] for c in columns]), replicates=replicates, rows=sum(p.rows for p in parts))
 
 
 def _is_key(column: str) -> bool:
