@@ -8,7 +8,7 @@ are merged in shard-id order so reruns are bit-identical.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -19,6 +19,7 @@ from simulator.load import dataset_files
 from simulator.moments import Needs
 from simulator.plan import Plan
 from simulator.schema import Schema
+from simulator.bootstrap import Replicates
 from simulator.stats import Stats, merge_all, shard_stats
 
 
@@ -78,19 +79,49 @@ def run_shard(shard: Shard, job: Job) -> Stats:
     return shard_stats(read_shard(shard, job), job.plan, job.needs)
 
 
-def merge_in_order(results: dict[int, Stats], shards: Sequence[Shard]) -> Stats:
-    """Merge exactly one result per shard, in shard-id order."""
-    missing = sorted({s.id for s in shards} - set(results))
-    if missing:
-        raise PolicysimError(f"internal: no result for shards {missing}")
-    return merge_all([results[shard.id] for shard in sorted(shards, key=lambda s: s.id)])
+class OrderedMerge:
+    """Accept exactly one result per shard and merge in shard-id order, whatever the arrival order.
+
+    Results that arrive early wait; in-order ones are merged in fixed batches of
+    `BATCH` shards (one ordered numpy pass each, see `merge_all`), so the driver
+    holds O(BATCH + out-of-order) shard results, and the summation order, hence
+    the result to the bit, does not depend on timing.
+    """
+
+    BATCH = 16
+
+    def __init__(self, shards: Sequence[Shard]) -> None:
+        self._ids = sorted(s.id for s in shards)
+        self._next = 0
+        self._early: dict[int, Stats] = {}
+        self._done: list[Stats] = []
+        self._total = Stats.empty()
+        self._replicates: Replicates | None = None
+
+    def add(self, shard_id: int, stats: Stats) -> None:
+        if shard_id not in self._ids or shard_id in self._early or shard_id in self._ids[: self._next]:
+            raise PolicysimError(f"internal: unexpected or repeated result for shard {shard_id}")
+        self._early[shard_id] = stats
+        while self._next < len(self._ids) and self._ids[self._next] in self._early:
+            part = self._early.pop(self._ids[self._next])
+            if part.replicates is not None:
+                self._replicates = part.replicates if self._replicates is None else self._replicates.merge(part.replicates)
+            self._done.append(replace(part, replicates=None))
+            self._next += 1
+            if len(self._done) >= self.BATCH:
+                self._total, self._done = merge_all([self._total, *self._done]), []
+
+    def result(self) -> Stats:
+        if self._next != len(self._ids):
+            raise PolicysimError(f"internal: no result for shards {self._ids[self._next:]}")
+        return replace(merge_all([self._total, *self._done]), replicates=self._replicates)
 
 
 def run_local(shards: Sequence[Shard], job: Job, on_shard: Callable[[Shard], None] | None = None) -> Stats:
     """Run every shard in this process."""
-    results = {}
+    merge = OrderedMerge(shards)
     for shard in shards:
-        results[shard.id] = run_shard(shard, job)
+        merge.add(shard.id, run_shard(shard, job))
         if on_shard is not None:
             on_shard(shard)
-    return merge_in_order(results, shards)
+    return merge.result()

@@ -17,12 +17,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from simulator.errors import PolicysimError
-from simulator.execute import Job, Shard, run_shard
-from simulator.bootstrap import Replicates
-from simulator.stats import Stats, merge_all
+from simulator.execute import Job, OrderedMerge, Shard, run_shard
+from simulator.stats import Stats
 
 MAX_RETRIES = 3
 # One thread per task: Ray already runs one task per CPU, and polars' or BLAS's own
@@ -64,37 +63,6 @@ def cluster(address: str | None, num_cpus: int | None) -> Iterator[Cluster]:
                       started=address is None, cpus=ray.cluster_resources().get("CPU", 0.0))
     finally:
         ray.shutdown()
-
-
-class OrderedMerge:
-    """Collect exactly one result per shard; merge them in shard-id order at the end.
-
-    Cell statistics are small and merged in one pass (`merge_all`); bootstrap
-    replicates, which are not, are folded in shard order as soon as they can be.
-    """
-
-    def __init__(self, shards: Sequence[Shard]) -> None:
-        self._ids = sorted(s.id for s in shards)
-        self._next = 0
-        self._early: dict[int, Stats] = {}
-        self._done: list[Stats] = []
-        self._replicates: Replicates | None = None
-
-    def add(self, shard_id: int, stats: Stats) -> None:
-        if shard_id not in self._ids or shard_id in self._early or shard_id in self._ids[: self._next]:
-            raise PolicysimError(f"internal: unexpected or repeated result for shard {shard_id}")
-        self._early[shard_id] = stats
-        while self._next < len(self._ids) and self._ids[self._next] in self._early:
-            part = self._early.pop(self._ids[self._next])
-            if part.replicates is not None:
-                self._replicates = part.replicates if self._replicates is None else self._replicates.merge(part.replicates)
-            self._done.append(replace(part, replicates=None))
-            self._next += 1
-
-    def result(self) -> Stats:
-        if self._next != len(self._ids):
-            raise PolicysimError(f"internal: no result for shards {self._ids[self._next:]}")
-        return replace(merge_all(self._done), replicates=self._replicates)
 
 
 def run_ray(shards: Sequence[Shard], job: Job, on_shard: Callable[[Shard], None] | None = None) -> Stats:
