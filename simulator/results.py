@@ -243,7 +243,7 @@ def _flags(estimate: np.ndarray, ess: np.ndarray, unsupported: np.ndarray, min_e
         np.where(ess < min_ess, LOW_ESS, ""),
         np.where(unsupported > 1e-12, NO_SUPPORT, ""),
     ]
-    joined = [";".join(p for p in row if p) for row in zip(*parts)]
+    joined = [";".join(p for p in row if p) for row in zip(*parts, strict=True)]
     return np.asarray(joined, dtype=object)
 
 

@@ -99,7 +99,7 @@ def true_totals(config: RunConfig, log: pl.DataFrame, truth: pl.DataFrame) -> pl
                     for w, m in weighted.items()}
             totals = _metric_totals(sums)
             for metric, per_segment in totals.items():
-                rows += [(planned.name, name, label, metric, float(v)) for label, v in zip(labels, per_segment)]
+                rows += [(planned.name, name, label, metric, float(v)) for label, v in zip(labels, per_segment, strict=True)]
     return pl.DataFrame(rows, schema=["policy", "segmentation", "segment", "metric", "truth"], orient="row")
 
 

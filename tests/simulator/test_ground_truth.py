@@ -11,7 +11,6 @@ docs/estimation.md ("Coverage").
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import polars as pl

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,7 +39,7 @@ def _same(a: Stats, b: Stats) -> None:
 @given(cuts=st.lists(st.integers(1, FRAME.height - 1), max_size=4, unique=True), order=st.randoms(use_true_random=False))
 def test_any_split_in_any_order_merges_to_the_whole(cuts: list[int], order) -> None:
     bounds = [0, *sorted(cuts), FRAME.height]
-    parts = [shard_stats(FRAME[a:b], PLAN, NEEDS) for a, b in zip(bounds[:-1], bounds[1:])]
+    parts = [shard_stats(FRAME[a:b], PLAN, NEEDS) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     order.shuffle(parts)
     merged = Stats.empty()
     for part in parts:
