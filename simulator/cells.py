@@ -62,10 +62,3 @@ def group_rows(components: Sequence[tuple[np.ndarray, int]], rows: int) -> Group
 def group_sum(grouping: Grouping, weights: np.ndarray) -> np.ndarray:
     """Σ of `weights` per group."""
     return np.bincount(grouping.ids, weights=weights, minlength=grouping.size)
-
-
-def group_max(grouping: Grouping, values: np.ndarray) -> np.ndarray:
-    """Max of `values` per group (values are non-negative, empty groups get 0)."""
-    out = np.zeros(grouping.size, dtype=np.float64)
-    np.maximum.at(out, grouping.ids, values)
-    return out

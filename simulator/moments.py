@@ -74,15 +74,6 @@ def row_block_basis(name: str) -> str:
     return f"b:{name}"
 
 
-def basis_names(plan: Plan) -> tuple[str, ...]:
-    """Every basis column a shard computes for this plan, in a fixed order."""
-    names = [ONE, INV_P]
-    if plan.logging_probs:
-        names.append(LOGGED_BLOCK)
-    for p in plan.per_row:
-        names += [row_basis(p.name), row_block_basis(p.name)]
-    return tuple(names)
-
 
 def term_basis(term: Term, plan: Plan) -> str | None:
     """The basis a term's weight uses; None when the data cannot support it."""

@@ -61,13 +61,6 @@ def mass_column(policy: str, action: str, unsupported: bool) -> str:
     return f"{'pz' if unsupported else 'pa'}|{policy}|{action}"
 
 
-def key_columns(plan: Plan) -> list[str]:
-    """The columns that identify a cell, in order."""
-    keys = [segment_key(i) for i in range(len(plan.segments.segmentations))]
-    keys += [ACTION_KEY, SUPPORT_KEY]
-    keys += [code_key(p.name) for p in plan.coded]
-    return keys
-
 
 @dataclass(frozen=True, slots=True)
 class Stats:

@@ -9,7 +9,7 @@ of a run on that log are checked against these numbers.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 import polars as pl
@@ -112,8 +112,3 @@ def _metric_totals(sums: dict[Weighting, np.ndarray]) -> dict[str, np.ndarray]:
         for r in RATIO_METRICS:
             out[r.name] = r.scale * total(r.numerator) / total(r.denominator)
     return out
-
-
-def maturity_window(as_of: datetime, days: int) -> datetime:
-    """The creation time before which fraud labels count as mature."""
-    return as_of - timedelta(days=days)
