@@ -1,0 +1,50 @@
+"""Support: mass a policy puts where the logging policy never explored is flagged, not estimated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from simulator.config import parse_config
+from simulator.runner import run
+from tests.simulator.test_estimators_known import CONFIG, ROWS
+
+BLOCK_ALL = {"name": "block_all", "kind": "threshold", "score": "fraud_score", "block_above": 0.0}
+
+
+def _run(tmp_path: Path, frame: pl.DataFrame) -> pl.DataFrame:
+    path = tmp_path / "log.parquet"
+    frame.write_parquet(path)
+    config = parse_config(CONFIG | {"policies": [BLOCK_ALL], "segments": {"by": [["card_country"]]},
+                                    "estimation": {"min_ess": 0.0}})
+    return run(config, path, engine="local").results.filter(pl.col("policy") == "block_all")
+
+
+def _row(frame: pl.DataFrame, segment: str, metric: str = "attempts") -> dict:
+    return frame.filter((pl.col("segment") == segment) & (pl.col("metric") == metric)).row(0, named=True)
+
+
+def test_observed_support_flags_segments_where_an_action_was_never_logged(tmp_path: Path) -> None:
+    # FR logged allow and challenge only; DE logged block and allow.
+    results = _run(tmp_path, ROWS.with_columns(card_country=pl.Series(["FR", "FR", "DE", "DE"])))
+    fr, de = _row(results, "card_country=FR"), _row(results, "card_country=DE")
+    assert fr["unsupported_mass"] == pytest.approx(1.0) and "no_support" in fr["flag"]
+    assert fr["estimate"] is None and fr["delta"] is None
+    assert de["unsupported_mass"] == 0.0 and de["flag"] == ""
+    # t3 is DE's only blocked row: weight 1/0.8, 2 rows → SNIPW attempts = 2.
+    assert de["estimate"] == pytest.approx(2.0)
+
+
+def test_exact_support_uses_the_logging_distribution(tmp_path: Path) -> None:
+    # logging_prob_block = 0 for t1 only: blocking everything puts 1/4 of its mass where nothing was explored.
+    probs = {"logging_prob_allow": [0.5, 0.5, 0.1, 0.2], "logging_prob_challenge": [0.5, 0.25, 0.1, 0.4],
+             "logging_prob_block": [0.0, 0.25, 0.8, 0.4]}
+    frame = ROWS.with_columns(card_country=pl.Series(["FR", "FR", "DE", "DE"]), **{k: pl.Series(v) for k, v in probs.items()})
+    results = _run(tmp_path, frame)
+    overall = _row(results, "ALL")
+    assert overall["unsupported_mass"] == pytest.approx(0.25) and "no_support" in overall["flag"]
+    assert overall["estimate"] is None
+    assert _row(results, "card_country=FR")["unsupported_mass"] == pytest.approx(0.5)
+    assert _row(results, "card_country=DE")["unsupported_mass"] == 0.0
