@@ -93,8 +93,8 @@ def metric_estimates(policy: str, totals: SegmentTotals, estimator_name: str) ->
 def replicate_values(replicates: Replicates, totals: SegmentTotals, policy: str, estimator_name: str) -> dict[str, np.ndarray]:
     """Every metric's value in every bootstrap replicate, (segments, B) each."""
     index = {t: i for i, t in enumerate(replicates.terms)}
-    block = replicates.values[totals.segmentation]
-    if replicates.labels[totals.segmentation] != totals.labels:
+    block = np.concatenate(replicates.values, axis=0)
+    if tuple(label for labels in replicates.labels for label in labels) != totals.labels:
         raise PolicysimError("internal: bootstrap segments do not match the cell statistics")
 
     def total(term: Term) -> np.ndarray:
@@ -152,15 +152,14 @@ def finalize(stats: Stats, plan: Plan, estimation: Estimation) -> pl.DataFrame:
     columns: dict[str, list[np.ndarray]] = {name: [] for name in RESULT_SCHEMA}
     if stats.cells.is_empty():
         return pl.DataFrame(schema=RESULT_SCHEMA)
-    for index in range(len(plan.segments.segmentations) + 1):
-        totals = SegmentTotals(plan=plan, cells=stats.cells, segmentation=index)
-        own, paired = covariances(totals, plan)
-        context = _Context(plan, estimation, totals, stats.replicates, own, paired)
-        baseline = {m.name: m for m in metric_estimates(plan.baseline, totals, estimation.estimator)}
-        base_reps = _reps(context, plan.baseline)
-        for planned in plan.policies:
-            for name, values in _policy_columns(planned.name, context, baseline, base_reps).items():
-                columns[name] += values
+    totals = SegmentTotals(plan=plan, cells=stats.cells)
+    own, paired = covariances(totals, plan)
+    context = _Context(plan, estimation, totals, stats.replicates, own, paired)
+    baseline = {m.name: m for m in metric_estimates(plan.baseline, totals, estimation.estimator)}
+    base_reps = _reps(context, plan.baseline)
+    for planned in plan.policies:
+        for name, values in _policy_columns(planned.name, context, baseline, base_reps).items():
+            columns[name] += values
     frame = pl.DataFrame({k: pl.Series(k, np.concatenate(v), dtype=RESULT_SCHEMA[k], strict=False) for k, v in columns.items()})
     return _hide_unsupported(frame)
 
@@ -180,6 +179,7 @@ def _policy_columns(policy: str, context: _Context, baseline: dict[str, MetricEs
     unsupported = unsupported_mass(policy, totals, plan)
     reps = _reps(context, policy)
     mature_rows = totals.total(Term(LOGGED, Weighting.TARGET, "mature"))
+    names = np.asarray([segmentation_name(plan, i) for i in range(len(plan.segments.segmentations) + 1)], dtype=object)
     columns: dict[str, list[np.ndarray]] = {name: [] for name in RESULT_SCHEMA}
     size = len(totals.labels)
     for metric in metric_estimates(policy, totals, context.estimation.estimator):
@@ -188,9 +188,9 @@ def _policy_columns(policy: str, context: _Context, baseline: dict[str, MetricEs
         values["rows"] = mature_rows if metric.population == "mature" else totals.rows
         values["flag"] = _flags(metric.estimate.value, ess, unsupported, context.estimation.min_ess)
         values |= {"ess": ess, "max_weight": totals.max_weight(target), "unsupported_mass": unsupported}
-        fixed = {"policy": policy, "segmentation": segmentation_name(plan, totals.segmentation),
-                 "metric": metric.name, "estimator": context.estimation.estimator}
+        fixed = {"policy": policy, "metric": metric.name, "estimator": context.estimation.estimator}
         values |= {k: np.full(size, v, dtype=object) for k, v in fixed.items()}
+        values["segmentation"] = names[totals.segmentation]
         values["segment"] = np.asarray(totals.labels, dtype=object)
         for name in RESULT_SCHEMA:
             columns[name].append(np.broadcast_to(values[name], size))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
+from scipy import sparse
 
 from simulator.moments import (
     DIRECT,
@@ -38,13 +39,19 @@ ALL = "ALL"
 
 @dataclass
 class SegmentTotals:
-    """Totals of one segmentation (index 0 = ALL), with memoised terms and cross sums."""
+    """Totals of every segment of every segmentation (ALL first), with memoised terms and cross sums.
+
+    Each cell belongs to one segment of each segmentation: a sparse membership
+    matrix (segments × cells) turns per-cell sums into per-segment sums in one
+    product, so every estimate is computed once for all segments.
+    """
 
     plan: Plan
     cells: pl.DataFrame
-    segmentation: int
     labels: tuple[str, ...] = field(init=False)
-    index: np.ndarray = field(init=False)
+    segmentation: np.ndarray = field(init=False)  # (segments,) index: 0 = ALL, i = plan.segments.segmentations[i - 1]
+    member: sparse.csr_matrix = field(init=False)
+    _indices: list[tuple[int, np.ndarray]] = field(init=False)  # per segmentation: (first segment, cell -> segment)
     keys: Cells = field(init=False)
     _coef: dict[Term, np.ndarray] = field(init=False, default_factory=dict)
     _total: dict[Term, np.ndarray] = field(init=False, default_factory=dict)
@@ -54,18 +61,23 @@ class SegmentTotals:
 
     def __post_init__(self) -> None:
         n = self.cells.height
-        if self.segmentation == 0:
-            self.labels, self.index = (ALL,), np.zeros(n, dtype=np.int64)
-        else:
-            column = self.cells[segment_key(self.segmentation - 1)].to_numpy().astype(str)
+        labels, segmentation, self._indices = [ALL], [0], [(0, np.zeros(n, dtype=np.int64))]
+        for index in range(len(self.plan.segments.segmentations)):
+            column = self.cells[segment_key(index)].to_numpy().astype(str)
             uniques, inverse = np.unique(column, return_inverse=True)
-            self.labels, self.index = tuple(uniques.tolist()), inverse
+            self._indices.append((len(labels), inverse + len(labels)))
+            labels += uniques.tolist()
+            segmentation += [index + 1] * len(uniques)
+        self.labels, self.segmentation = tuple(labels), np.asarray(segmentation)
+        rows = np.concatenate([segment for _, segment in self._indices])
+        columns = np.tile(np.arange(n), len(self._indices))
+        self.member = sparse.csr_matrix((np.ones(len(rows)), (rows, columns)), shape=(len(labels), n))
         codes = {p.name: self.cells[code_key(p.name)].to_numpy() for p in self.plan.coded}
         self.keys = Cells(action=self.cells[ACTION_KEY].to_numpy().astype(np.int64), codes=codes)
 
     def by_segment(self, per_cell: np.ndarray) -> np.ndarray:
         """Σ over the cells of each segment."""
-        return np.bincount(self.index, weights=per_cell, minlength=len(self.labels))
+        return self.member @ per_cell
 
     def column(self, name: str) -> np.ndarray:
         """A cell column as numpy (memoised: the estimators ask for the same ones often)."""
@@ -147,5 +159,7 @@ class SegmentTotals:
         out = np.zeros(len(self.labels))
         if basis is None:
             return np.full(len(self.labels), np.nan)
-        np.maximum.at(out, self.index, np.abs(self.coef(term)) * self.column(max_column(basis)))
+        per_cell = np.abs(self.coef(term)) * self.column(max_column(basis))
+        for _, segment in self._indices:
+            np.maximum.at(out, segment, per_cell)
         return out
