@@ -129,16 +129,22 @@ def action_index(batch: pl.DataFrame, actions: tuple[str, ...]) -> np.ndarray:
     return batch[ACTION].cast(pl.String).replace_strict(mapping, return_dtype=pl.Int8).to_numpy()
 
 
-def bases(batch: pl.DataFrame, plan: Plan, action: np.ndarray) -> dict[str, np.ndarray]:
+def row_probabilities(batch: pl.DataFrame, plan: Plan) -> dict[str, np.ndarray]:
+    """Each per-row policy's `target_probs`, checked once per batch."""
+    return {
+        p.name: checked_probabilities(p.name, p.policy.probabilities(batch), len(plan.actions), batch.height)
+        for p in plan.per_row
+    }
+
+
+def bases(batch: pl.DataFrame, plan: Plan, action: np.ndarray, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per-row basis weights (see `simulator.moments`)."""
     propensity = batch[PROPENSITY].cast(pl.Float64).to_numpy()
-    logged_block = _logged_block(batch, plan)
-    out = unit_bases(plan, action, propensity, logged_block)
+    out = unit_bases(plan, action, propensity, _logged_block(batch, plan))
     inv_p, allow, block = out[INV_P], action == plan.actions.index(ALLOW), plan.actions.index(BLOCK)
-    for planned in plan.per_row:
-        probs = checked_probabilities(planned.name, planned.policy.probabilities(batch), len(plan.actions), batch.height)
-        out[row_basis(planned.name)] = probs[np.arange(batch.height), action] * inv_p
-        out[row_block_basis(planned.name)] = allow * probs[:, block] * inv_p
+    for name, target_probs in probs.items():
+        out[row_basis(name)] = target_probs[np.arange(batch.height), action] * inv_p
+        out[row_block_basis(name)] = allow * target_probs[:, block] * inv_p
     return out
 
 
@@ -261,20 +267,19 @@ def _sums(units: Units, cells: int, values: dict[str, Linear], basis: dict[str, 
     return out
 
 
-def _masses(grouping: Grouping, batch: pl.DataFrame, plan: Plan, support: np.ndarray) -> dict[str, np.ndarray]:
+def _masses(grouping: Grouping, plan: Plan, support: np.ndarray, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per-row policies' probability mass per action, and where it lacks support."""
     out: dict[str, np.ndarray] = {}
-    for planned in plan.per_row:
-        probs = planned.policy.probabilities(batch)
+    for name, target_probs in probs.items():
         for index, action in enumerate(plan.actions):
-            out[mass_column(planned.name, action, False)] = group_sum(grouping, probs[:, index])
-            unsupported = probs[:, index] * ((support >> index) & 1)
-            out[mass_column(planned.name, action, True)] = group_sum(grouping, unsupported)
+            out[mass_column(name, action, False)] = group_sum(grouping, target_probs[:, index])
+            unsupported = target_probs[:, index] * ((support >> index) & 1)
+            out[mass_column(name, action, True)] = group_sum(grouping, unsupported)
     return out
 
 
 def _direct(plan: Plan, needs: Needs, units: Units, cells: int, values: dict[str, Linear],
-            batch: pl.DataFrame, row_cells: Grouping) -> dict[str, np.ndarray]:
+            batch: pl.DataFrame, row_cells: Grouping, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """DR: each unit's prediction at its logged action (a value column); per-cell prediction sums."""
     model = plan.direct
     if model is None or units.dm_bin is None:
@@ -286,14 +291,15 @@ def _direct(plan: Plan, needs: Needs, units: Units, cells: int, values: dict[str
         values[HAT + value] = (predicted[np.arange(len(units.n)), units.action], np.zeros(len(units.n)))
         for index, name in enumerate(plan.actions):
             out[direct_column(name, value)] = np.bincount(units.cell, predicted[:, index] * units.n, minlength=cells)
-    if plan.per_row:  # per-row policies: their own mix of predictions, row by row
+    if probs:  # per-row policies: their own mix of predictions, row by row
         bins = row_bins(batch, model)
-        for planned in plan.per_row:
-            probs = planned.policy.probabilities(batch)
+        for name, target_probs in probs.items():
             for value in needs.direct:
                 predicted = model.table[bins, :, VALUES.index(value)]
-                out[row_direct_column(planned.name, Weighting.TARGET, value)] = group_sum(row_cells, (probs * predicted).sum(axis=1))
-                out[row_direct_column(planned.name, Weighting.BLOCKED, value)] = group_sum(row_cells, probs[:, block] * predicted[:, allow])
+                mixed = (target_probs * predicted).sum(axis=1)
+                out[row_direct_column(name, Weighting.TARGET, value)] = group_sum(row_cells, mixed)
+                blocked = target_probs[:, block] * predicted[:, allow]
+                out[row_direct_column(name, Weighting.BLOCKED, value)] = group_sum(row_cells, blocked)
     return out
 
 
@@ -308,12 +314,14 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
     units, cells = layout.units, layout.cells
     table = value_table(plan.value_model, plan.actions)[units.action, units.pattern]  # (units, values, 2)
     values: dict[str, Linear] = {v: (table[:, j, 0], table[:, j, 1]) for j, v in enumerate(VALUES)}
-    direct = _direct(plan, needs, units, cells.size, values, batch, cells)
+    probs = row_probabilities(batch, plan)
+    direct = _direct(plan, needs, units, cells.size, values, batch, cells, probs)
+    row_basis_weights = bases(batch, plan, action, probs) if plan.per_row or plan.bootstrap else None
     if plan.per_row:  # units are rows
-        basis = bases(batch, plan, action)
+        basis = row_basis_weights
     else:
         basis = unit_bases(plan, units.action, units.propensity, units.logged_block)
-    sums = _sums(units, cells.size, values, basis, needs) | _masses(cells, batch, plan, support) | direct
+    sums = _sums(units, cells.size, values, basis, needs) | _masses(cells, plan, support, probs) | direct
     frame = pl.DataFrame(list(layout.keys.values()) + [pl.Series(k, v) for k, v in sums.items()])
     replicates = None
     if plan.bootstrap > 0:
@@ -321,6 +329,6 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
         amount = batch[AMOUNT].cast(pl.Float64).to_numpy()
         row_values = {v: c0[rows] + c1[rows] * amount for v, (c0, c1) in values.items()}
         cell_keys = Cells(action=action[cells.first], codes={k: v[cells.first] for k, v in codes.items()})
-        replicates = replicate_sums(batch, plan, cells, cell_keys, bases(batch, plan, action), row_values,
+        replicates = replicate_sums(batch, plan, cells, cell_keys, row_basis_weights, row_values,
                                     layout.finest, layout.segs)
     return Stats(cells=frame.sort(list(layout.keys)), replicates=replicates, rows=batch.height)
