@@ -133,11 +133,19 @@ def summary_table(summary: DataSummary) -> Table:
 @app.command("validate")
 def validate_command(
     data: Annotated[Path, typer.Argument(help="Parquet file or directory of Parquet files.")],
+    config: Annotated[
+        Optional[Path], typer.Option("--config", help="Read the action set, column names and as-of date from this config.")
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Check logged transactions against the data contract and print a summary."""
     with user_errors():
-        summary = check_dataset(data, Schema())
+        if config is None:
+            summary = check_dataset(data, Schema())
+        else:
+            settings = load_config(config).data
+            summary = check_dataset(data, settings.schema(), as_of=settings.as_of,
+                                    label_maturity_days=settings.label_maturity_days)
     if not quiet:
         stdout().print(summary_table(summary))
 

@@ -94,3 +94,13 @@ def test_run_on_ray_by_default(ray_cluster, data: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "on ray" in result.output
     assert json.loads((tmp_path / "summary.json").read_text())["engine"].startswith("ray")
+
+
+def test_validate_reads_column_names_from_a_config(data: Path, tmp_path: Path) -> None:
+    renamed = pl.read_parquet(data / "transactions").rename({"propensity": "p_logged", "amount": "amt"})
+    renamed.write_parquet(tmp_path / "renamed.parquet")
+    assert invoke("validate", str(tmp_path / "renamed.parquet")).exit_code == 2
+    config = tmp_path / "columns.toml"
+    config.write_text('[data.columns]\npropensity = "p_logged"\namount = "amt"\n')
+    result = invoke("validate", str(tmp_path / "renamed.parquet"), "--config", str(config))
+    assert result.exit_code == 0, result.output
