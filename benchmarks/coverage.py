@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--relogs", type=int, default=200)
     parser.add_argument("--estimators", default="ipw,snipw,dr")
     parser.add_argument("--seed", type=int, default=99)
+    parser.add_argument("--bootstrap", type=int, default=0, help="Poisson bootstrap replicates (0: analytic)")
     args = parser.parse_args()
     out = Path(tempfile.mkdtemp())
     generate(GenerateSpec(rows=args.rows, files=1, seed=args.seed, exploration=0.1), out)
@@ -40,7 +41,7 @@ def main() -> None:
     start, frames = time.perf_counter(), []
     for estimator in args.estimators.split(","):
         config = parse_config({"data": {"as_of": as_of}, "policies": [CANDIDATE],
-                               "estimation": {"estimator": estimator, "min_ess": 0}})
+                               "estimation": {"estimator": estimator, "min_ess": 0, "bootstrap": args.bootstrap}})
         plan = compile_plan(config, log.lazy())
         expected = true_totals(config, log, truth).filter(pl.col("segment") == "ALL")
         for seed in range(args.relogs):

@@ -212,8 +212,13 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, co
         low, high = intervals.gamma(estimate, se**2, event, confidence)
         method = "gamma"
     if reps is not None and not exact:
-        low, high = intervals.percentile(reps[metric.name], confidence)
-        method = "bootstrap-percentile"
+        boot_low, boot_high = intervals.percentile(reps[metric.name], confidence)
+        if method == "gamma":  # resampling cannot see rare events never observed: keep the gamma bounds too
+            low, high = np.fmin(low, boot_low), np.fmax(high, boot_high)
+            method = "bootstrap-percentile+gamma"
+        else:
+            low, high = boot_low, boot_high
+            method = "bootstrap-percentile"
     if metric.proportion:
         low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
     if context.exact_baseline:  # the baseline is known exactly: the delta's interval is the estimate's, shifted
