@@ -85,6 +85,9 @@ def _shard_progress(quiet: bool) -> Iterator[dict[str, Any]]:
         yield {
             "on_plan": lambda shards: progress.update(task, total=sum(s.rows for s in shards)),
             "on_shard": lambda shard: progress.advance(task, shard.rows),
+            "on_cluster": lambda used: None if quiet else progress.console.print(
+                f"Ray: {'started a local cluster' if used.started else 'joined'} {used.address} with {used.cpus:g} CPUs"
+            ),
         }
 
 

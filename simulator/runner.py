@@ -18,7 +18,7 @@ from simulator import __version__
 from simulator.config import RunConfig
 from simulator.errors import InvalidConfig
 from simulator.execute import DEFAULT_SHARD_ROWS, Job, Shard, plan_shards, run_local
-from simulator.ray_engine import cluster, run_ray
+from simulator.ray_engine import Cluster, cluster, run_ray
 from simulator.load import dataset_files, scan_dataset
 from simulator.moments import needed_sums
 from simulator.output import parquet_footer_digest, write_json, write_parquet
@@ -65,6 +65,7 @@ def run(
     shard_rows: int = DEFAULT_SHARD_ROWS,
     on_shard: Callable[[Shard], None] | None = None,
     on_plan: Callable[[list[Shard]], None] | None = None,
+    on_cluster: Callable[[Cluster], None] | None = None,
 ) -> RunResult:
     """Evaluate every policy of `config` against its baseline on the data.
 
@@ -96,6 +97,8 @@ def run(
             timings["cluster_start_s"] = time.perf_counter() - mark
             mark = time.perf_counter()
             engine_info = f"ray ({'started' if used.started else 'joined'} {used.address}, {used.cpus:g} CPUs)"
+            if on_cluster is not None:
+                on_cluster(used)
             stats = run_ray(shards, job, on_shard)
             timings["stats_s"] = time.perf_counter() - mark
     else:
