@@ -53,9 +53,9 @@ def cluster(address: str | None, num_cpus: int | None) -> Iterator[Cluster]:
         job_env = {"env_vars": TASK_ENV}  # set for the job, so workers are prestarted with it
         if address is None:
             context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                               runtime_env=job_env)
+                               runtime_env=job_env, logging_level="warning")
         else:
-            context = ray.init(address=address, log_to_driver=False, runtime_env=job_env)
+            context = ray.init(address=address, log_to_driver=False, runtime_env=job_env, logging_level="warning")
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise PolicysimError(f"cannot reach a Ray cluster at {address or 'a new local cluster'}: {error}") from None
     try:
