@@ -104,3 +104,11 @@ def test_validate_reads_column_names_from_a_config(data: Path, tmp_path: Path) -
     config.write_text('[data.columns]\npropensity = "p_logged"\namount = "amt"\n')
     result = invoke("validate", str(tmp_path / "renamed.parquet"), "--config", str(config))
     assert result.exit_code == 0, result.output
+
+
+def test_library_api_is_importable_from_the_package(data: Path) -> None:
+    from simulator import load_config, run
+
+    config = load_config(Path(__file__).parents[2] / "configs" / "thresholds.toml")
+    result = run(config, data / "transactions", engine="local")
+    assert result.overall().filter(pl.col("policy") == "block_more").height == 18
