@@ -55,3 +55,25 @@ class RecordNode:
 
     def probabilities(self, batch: pl.DataFrame) -> np.ndarray:
         return self.coded(batch).probabilities()
+
+
+class Slow:
+    """Allow everything, after sleeping `seconds` on every non-empty batch (to interrupt a run mid-task)."""
+
+    columns = frozenset({"fraud_score"})
+    deterministic = True
+
+    def __init__(self, *, actions: tuple[str, ...], seconds: float) -> None:
+        self.actions = actions
+        self.seconds = seconds
+        self.table = np.eye(len(actions))
+
+    def coded(self, batch: pl.DataFrame) -> Coded:
+        if batch.height:
+            import time
+
+            time.sleep(self.seconds)
+        return Coded(codes=np.full(batch.height, self.actions.index("allow"), dtype=np.int32), table=self.table)
+
+    def probabilities(self, batch: pl.DataFrame) -> np.ndarray:
+        return self.coded(batch).probabilities()

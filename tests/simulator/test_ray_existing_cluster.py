@@ -106,3 +106,38 @@ def test_tasks_spread_over_a_two_node_cluster(generated: Path, tmp_path: Path) -
     for column in ["estimate", "ci_low", "ci_high", "delta", "delta_ci_low", "delta_ci_high"]:
         np.testing.assert_allclose(got[column].to_numpy().astype(float), expected[column].to_numpy().astype(float),
                                    rtol=1e-9, equal_nan=True, err_msg=column)
+
+
+def _raylets() -> int:
+    listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return sum("raylet" in line and "grep" not in line for line in listing.splitlines())
+
+
+def test_ctrl_c_stops_cleanly(generated: Path, tmp_path: Path) -> None:
+    """SIGINT mid-run: exit 130 promptly, no output written, the cluster the command started is gone."""
+    config = tmp_path / "slow.toml"
+    config.write_text('[[policies]]\nname = "slow"\nkind = "python"\n'
+                      'object = "tests.simulator.crashing_policy:Slow"\nparams = { seconds = 120 }\n')
+    before = _raylets()
+    root = Path(__file__).parents[2]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(root)}
+    process = subprocess.Popen(
+        [str(BIN / "policysim"), "run", str(config), "--data", str(generated / "transactions"),
+         "--out", str(tmp_path / "out"), "--num-cpus", "1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=root,
+    )
+    deadline = time.monotonic() + 120
+    while _raylets() <= before and time.monotonic() < deadline:  # wait for its cluster, then for tasks to start
+        assert process.poll() is None, process.communicate()[0][-2000:]
+        time.sleep(0.5)
+    time.sleep(5)
+    process.send_signal(signal.SIGINT)
+    began = time.monotonic()
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output[-2000:]
+    assert time.monotonic() - began < 30
+    assert not (tmp_path / "out").exists()
+    deadline = time.monotonic() + 30
+    while _raylets() > before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _raylets() == before
