@@ -125,8 +125,12 @@ def _direct_method(config: RunConfig, data: pl.LazyFrame, names: set[str], cutof
     return fit_direct_method(data, estimation.dr_scores, bins, config.data.actions, config.value_model, cutoff)
 
 
-def compile_plan(config: RunConfig, data: pl.LazyFrame) -> Plan:
-    """Build every policy, plan segments and fix the data-dependent settings."""
+def compile_plan(config: RunConfig, data: pl.LazyFrame, *, as_of: datetime | None = None) -> Plan:
+    """Build every policy, plan segments and fix the data-dependent settings.
+
+    `as_of` is the data's as-of date when the caller already knows it (validation
+    computes it); otherwise the config's, or one more scan of the timestamps.
+    """
     names = set(data.collect_schema().names())
     actions = config.data.actions
     context = PolicyContext(actions=actions, columns=frozenset(names))
@@ -137,10 +141,11 @@ def compile_plan(config: RunConfig, data: pl.LazyFrame) -> Plan:
         planned.append(_planned(table.name, policy, empty))
     logging_probs = all(logging_prob_column(a) in names for a in actions)
     segment_plan = plan_segments(config.segments, data)
-    as_of = config.data.as_of or data_as_of(data, names)
+    as_of = config.data.as_of or as_of or data_as_of(data, names)
     if as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=UTC)
     include = config.data.immature_labels == "include"
+    cutoff = None if include else maturity_cutoff(as_of, config.data.label_maturity_days)
     columns = set(BASE_COLUMNS) | required_columns(config.segments)
     for p in planned:
         columns |= p.policy.columns
@@ -148,7 +153,7 @@ def compile_plan(config: RunConfig, data: pl.LazyFrame) -> Plan:
         columns |= {logging_prob_column(a) for a in actions}
     direct = None
     if config.estimation.estimator == "dr":
-        direct = _direct_method(config, data, names, None if include else maturity_cutoff(as_of, config.data.label_maturity_days))
+        direct = _direct_method(config, data, names, cutoff)
         columns |= set(direct.scores)
     return Plan(
         actions=actions,
@@ -158,7 +163,7 @@ def compile_plan(config: RunConfig, data: pl.LazyFrame) -> Plan:
         value_model=config.value_model,
         as_of=as_of,
         label_maturity_days=config.data.label_maturity_days,
-        cutoff=None if include else maturity_cutoff(as_of, config.data.label_maturity_days),
+        cutoff=cutoff,
         logging_probs=logging_probs,
         bootstrap=config.estimation.bootstrap,
         seed=config.estimation.seed,

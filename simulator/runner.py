@@ -81,7 +81,7 @@ def run(
         path, schema, as_of=config.data.as_of, label_maturity_days=config.data.label_maturity_days
     )
     timings["validate_s"] = time.perf_counter() - start
-    plan = compile_plan(config, scan_dataset(path, schema))
+    plan = compile_plan(config, scan_dataset(path, schema), as_of=summary.as_of)
     job = Job(plan=plan, needs=needed_sums(plan), schema=schema, hive=path.is_dir())
     shards = plan_shards(path, shard_rows)
     if on_plan is not None:
