@@ -11,6 +11,15 @@ import polars as pl
 from policies import Coded
 
 
+def _claim(marker: str) -> bool:
+    """Atomically take the marker: exactly one of the workers racing for it wins."""
+    try:
+        os.unlink(marker)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 class CrashOnce:
     """Block at fraud_score >= 0.3, else allow; the first non-empty batch that finds
     `marker` deletes it and exits the process, as a worker dying mid-task would."""
@@ -24,8 +33,7 @@ class CrashOnce:
         self.table = np.eye(len(actions))
 
     def coded(self, batch: pl.DataFrame) -> Coded:
-        if batch.height and Path(self.marker).exists():
-            Path(self.marker).unlink()
+        if batch.height and _claim(self.marker):
             os._exit(1)
         block = batch["fraud_score"].to_numpy() >= 0.3
         codes = np.where(block, self.actions.index("block"), self.actions.index("allow")).astype(np.int32)
