@@ -20,7 +20,7 @@ moments), and cell totals are combined with the policies' cell coefficients.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
@@ -29,6 +29,7 @@ from scipy import stats as sps
 
 from segments import SegmentCodes
 from simulator.cells import Grouping
+from simulator.family_bootstrap import BinnedAccumulator, BinnedReplicates, family_values
 from simulator.moments import DIRECT, INV_P, ONE, Cells, Term, coefficients, metric_terms, term_basis
 from simulator.plan import Plan
 from simulator.schema import TRANSACTION_ID
@@ -70,7 +71,7 @@ def replicate_weights(keys: np.ndarray, multipliers: np.ndarray, replicates: int
 
 def bootstrap_terms(plan: Plan) -> tuple[Term, ...]:
     """Every term any estimate needs, in a fixed order (unsupported ones left out)."""
-    terms = {t for p in plan.policies for _, ts in metric_terms(p.name, plan) for t in ts}
+    terms = {t for p in plan.policies for _, ts in metric_terms(p.name, plan) for t in ts if t.policy != plan.family}
     return tuple(sorted((t for t in terms if term_basis(t, plan) not in (None, DIRECT)), key=lambda t: t.key))
 
 
@@ -81,6 +82,7 @@ class Replicates:
     terms: tuple[Term, ...]
     labels: tuple[tuple[str, ...], ...]
     values: tuple[np.ndarray, ...]
+    binned: BinnedReplicates | None = None  # a sweep's grid (see simulator.family_bootstrap)
 
     def merge(self, other: Replicates) -> Replicates:
         """Totals over both row sets, aligned by segment label."""
@@ -93,7 +95,8 @@ class Replicates:
             total[[index[x] for x in lb]] += vb
             labels.append(union)
             values.append(total)
-        return Replicates(terms=self.terms, labels=tuple(labels), values=tuple(values))
+        binned = None if self.binned is None or other.binned is None else self.binned.merge(other.binned)
+        return Replicates(terms=self.terms, labels=tuple(labels), values=tuple(values), binned=binned)
 
 
 def _term_layout(plan: Plan, terms: Sequence[Term]) -> tuple[list[tuple[str, str]], np.ndarray]:
@@ -115,6 +118,11 @@ def replicate_sums(
     """Replicate totals per segment and term for one shard."""
     terms = bootstrap_terms(plan)
     moments, moment_of = _term_layout(plan, terms)
+    family = family_values(plan)
+    moments += sorted({(INV_P, v) for v in family} - set(moments))
+    family_of = np.array([moments.index((INV_P, v)) for v in family], dtype=np.int64)
+    binned = None if plan.family is None else BinnedAccumulator(
+        plan, grouping, cells.codes[plan.family], cells.action, segs, plan.bootstrap)
     matrix = np.empty((batch.height, len(moments)))
     spread = np.sqrt(np.clip(1.0 - 1.0 / basis[INV_P], 0.0, None)) if plan.finite else None
     for j, (b, v) in enumerate(moments):
@@ -135,12 +143,15 @@ def replicate_sums(
         hi = min(grouping.size, lo + step)
         rows = order[bounds[lo] : bounds[hi]]
         totals = _cell_totals(rows, bounds[lo : hi + 1] - bounds[lo], keys, multipliers, matrix, plan)
+        if binned is not None:
+            binned.add(lo, hi, totals[:, :, family_of])
         runs = np.concatenate([np.flatnonzero(np.diff(cell_finest[lo:hi], prepend=-1)), [hi - lo]])
         for a, b in zip(runs[:-1], runs[1:], strict=True):
             # Σ over the finest segment's cells of coefficient × cell total, for every weight at once
             combined = (coef[lo + a : lo + b].T @ totals[a:b].reshape(b - a, -1)).reshape(len(weights), plan.bootstrap, -1)
             per_finest[cell_finest[lo + a]] += combined[weight_of, :, moment_of]
-    return _by_segment(per_finest, finest, segs, terms)
+    out = _by_segment(per_finest, finest, segs, terms)
+    return out if binned is None else replace(out, binned=binned.result())
 
 
 _BLOCK_ELEMENTS = 1 << 24  # cells × replicates × moments held at once (128 MiB of float64)

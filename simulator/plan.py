@@ -76,6 +76,7 @@ class Plan:
     finite: bool  # design-based (finite-population) uncertainty, see simulator.estimators
     direct: DirectMethod | None  # the DR outcome model, fitted on the whole dataset
     columns: frozenset[str]  # canonical columns a shard reads
+    family: str | None = None  # a sweep's family policy (code = score bin; see simulator.grid), if any
 
     def policy(self, name: str) -> PlannedPolicy:
         """The planned policy called `name`."""

@@ -158,6 +158,8 @@ def finalize(stats: Stats, plan: Plan, estimation: Estimation) -> pl.DataFrame:
     baseline = {m.name: m for m in metric_estimates(plan.baseline, totals, estimation.estimator)}
     base_reps = _reps(context, plan.baseline)
     for planned in plan.policies:
+        if planned.name == plan.family:  # a sweep's grid: see simulator.sweep
+            continue
         for name, values in _policy_columns(planned.name, context, baseline, base_reps).items():
             columns[name] += values
     frame = pl.DataFrame({k: pl.Series(k, np.concatenate(v), dtype=RESULT_SCHEMA[k], strict=False) for k, v in columns.items()})
@@ -171,34 +173,66 @@ def _reps(context: _Context, policy: str) -> dict[str, np.ndarray] | None:
 
 
 def _policy_columns(policy: str, context: _Context, baseline: dict[str, MetricEstimate],
-                    base_reps: dict[str, np.ndarray] | None) -> dict[str, list[np.ndarray]]:
+                    base_reps: dict[str, np.ndarray] | None, unsupported: np.ndarray | None = None,
+                    boot: dict[str, Bounds] | None = None, labels: np.ndarray | None = None) -> dict[str, list[np.ndarray]]:
+    """Every column of RESULT_SCHEMA for one policy, flattened segment-major.
+
+    A family of policies (`simulator.family`) gives `(segments, points)` arrays;
+    `labels` then names each point (the `policy` column) and `unsupported` is its own.
+    """
     totals, plan = context.totals, context.plan
     target = Term(policy, Weighting.TARGET, "one")
     with np.errstate(divide="ignore", invalid="ignore"):
         ess = np.nan_to_num(totals.total(target) ** 2 / totals.cross(target, target), nan=0.0)
-    unsupported = unsupported_mass(policy, totals, plan)
-    reps = _reps(context, policy)
+    if unsupported is None:
+        unsupported = unsupported_mass(policy, totals, plan)
+    if boot is None and labels is None:
+        reps = _reps(context, policy)
+        if reps is not None:
+            boot = bootstrap_bounds(reps, base_reps, plan, context.estimation.confidence)
     mature_rows = totals.total(Term(LOGGED, Weighting.TARGET, "mature"))
     names = np.asarray([segmentation_name(plan, i) for i in range(len(plan.segments.segmentations) + 1)], dtype=object)
+    shape = ess.shape
+    per_segment = (-1,) + (1,) * (len(shape) - 1)
     columns: dict[str, list[np.ndarray]] = {name: [] for name in RESULT_SCHEMA}
-    size = len(totals.labels)
+    max_weight = totals.max_weight(target)
+    fixed = {"segmentation": names[totals.segmentation].reshape(per_segment),
+             "segment": np.asarray(totals.labels, dtype=object).reshape(per_segment),
+             "policy": np.asarray(policy, dtype=object) if labels is None else labels,
+             "estimator": np.asarray(context.estimation.estimator, dtype=object)}
     for metric in metric_estimates(policy, totals, context.estimation.estimator):
         base = baseline[metric.name]
-        values = _metric_values(policy, metric, base, context, reps, base_reps)
+        values = _metric_values(policy, metric, base, context, boot)
         values["rows"] = mature_rows if metric.population == "mature" else totals.rows
         values["flag"] = _flags(metric.estimate.value, ess, unsupported, context.estimation.min_ess)
-        values |= {"ess": ess, "max_weight": totals.max_weight(target), "unsupported_mass": unsupported}
-        fixed = {"policy": policy, "metric": metric.name, "estimator": context.estimation.estimator}
-        values |= {k: np.full(size, v, dtype=object) for k, v in fixed.items()}
-        values["segmentation"] = names[totals.segmentation]
-        values["segment"] = np.asarray(totals.labels, dtype=object)
+        values |= {"ess": ess, "max_weight": max_weight, "unsupported_mass": unsupported}
+        values |= fixed | {"metric": np.asarray(metric.name, dtype=object)}
         for name in RESULT_SCHEMA:
-            columns[name].append(np.broadcast_to(values[name], size))
+            columns[name].append(np.broadcast_to(values[name], shape).ravel())
     return columns
 
 
+Bounds = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]  # ci low, high; delta low, high
+
+
+def bootstrap_bounds(reps: dict[str, np.ndarray], base_reps: dict[str, np.ndarray] | None, plan: Plan,
+                     confidence: float) -> dict[str, Bounds]:
+    """Percentile intervals of every metric from its replicates (last axis), and of its paired delta.
+
+    Delta bounds come from the replicates only under the superpopulation model (see `_metric_values`).
+    """
+    out: dict[str, Bounds] = {}
+    for name, values in reps.items():
+        low, high = intervals.percentile(values, confidence)
+        dlow = dhigh = None
+        if base_reps is not None and not plan.finite:
+            dlow, dhigh = intervals.percentile(values - base_reps[name], confidence)
+        out[name] = (low, high, dlow, dhigh)
+    return out
+
+
 def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, context: _Context,
-                   reps: dict[str, np.ndarray] | None, base_reps: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+                   boot: dict[str, Bounds] | None) -> dict[str, np.ndarray]:
     plan, totals, confidence = context.plan, context.totals, context.estimation.confidence
     estimate, baseline = metric.estimate.value, base.estimate.value
     delta = metric.estimate.minus(base.estimate)
@@ -211,8 +245,8 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, co
         event = _event(metric, totals, plan)
         low, high = intervals.gamma(estimate, se**2, event, confidence)
         method = "gamma"
-    if reps is not None and not exact:
-        boot_low, boot_high = intervals.percentile(reps[metric.name], confidence)
+    if boot is not None and not exact:
+        boot_low, boot_high, boot_dlow, boot_dhigh = boot[metric.name]
         if method == "gamma":  # resampling cannot see rare events never observed: keep the gamma bounds too
             low, high = np.fmin(low, boot_low), np.fmax(high, boot_high)
             method = "bootstrap-percentile+gamma"
@@ -223,14 +257,14 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, co
         low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
     if context.exact_baseline:  # the baseline is known exactly: the delta's interval is the estimate's, shifted
         dlow, dhigh = low - baseline, high - baseline
-    elif reps is not None and base_reps is not None and not plan.finite:
-        dlow, dhigh = intervals.percentile(reps[metric.name] - base_reps[metric.name], confidence)
+    elif boot is not None and boot[metric.name][2] is not None:
+        dlow, dhigh = boot[metric.name][2], boot[metric.name][3]
     else:
         dlow, dhigh = intervals.normal(delta.value, delta_se, confidence)
         method += "; delta clt"
     return {"estimate": estimate, "se": se, "ci_low": low, "ci_high": high, "baseline": baseline,
             "delta": delta.value, "delta_se": delta_se, "delta_ci_low": dlow, "delta_ci_high": dhigh,
-            "interval": np.full(len(totals.labels), method, dtype=object)}
+            "interval": np.full(np.shape(estimate), method, dtype=object)}
 
 
 def _event(metric: MetricEstimate, totals: SegmentTotals, plan: Plan) -> np.ndarray:
@@ -243,13 +277,18 @@ def _event(metric: MetricEstimate, totals: SegmentTotals, plan: Plan) -> np.ndar
 
 
 def _flags(estimate: np.ndarray, ess: np.ndarray, unsupported: np.ndarray, min_ess: float) -> np.ndarray:
+    """`;`-joined flags per estimate (empty when none), vectorised over any shape."""
+    shape = np.broadcast_shapes(np.shape(estimate), np.shape(ess), np.shape(unsupported))
     parts = [
-        np.where(~np.isfinite(estimate), UNIDENTIFIED, ""),
-        np.where(ess < min_ess, LOW_ESS, ""),
-        np.where(unsupported > 1e-12, NO_SUPPORT, ""),
+        (UNIDENTIFIED, ~np.isfinite(estimate)),
+        (LOW_ESS, ess < min_ess),
+        (NO_SUPPORT, unsupported > 1e-12),
     ]
-    joined = [";".join(p for p in row if p) for row in zip(*parts, strict=True)]
-    return np.asarray(joined, dtype=object)
+    out = np.full(shape, "", dtype=object)
+    for name, mask in parts:
+        mask = np.broadcast_to(mask, shape)
+        out[mask] = np.where(out[mask] == "", name, out[mask] + ";" + name)
+    return out
 
 
 def _hide_unsupported(frame: pl.DataFrame) -> pl.DataFrame:

@@ -26,6 +26,7 @@ from simulator.plan import Plan, compile_plan
 from simulator.results import finalize
 from simulator.errors import InvalidData
 from simulator.stats import Stats, shard_stats
+from simulator.schema import Schema
 from simulator.validate import DataSummary, check_dataset, find_problems
 
 Engine = Literal["local", "ray"]
@@ -75,39 +76,68 @@ def run(
     """
     timings: dict[str, Any] = {}
     start = time.perf_counter()
-    path = resolve_data(config, data)
-    schema = config.data.schema()
-    summary = check_dataset(
-        path, schema, as_of=config.data.as_of, label_maturity_days=config.data.label_maturity_days
-    )
+    path, schema, summary = validated_data(config, data)
     timings["validate_s"] = time.perf_counter() - start
     plan = compile_plan(config, scan_dataset(path, schema), as_of=summary.as_of)
-    job = Job(plan=plan, needs=needed_sums(plan), schema=schema, hive=path.is_dir())
-    shards = plan_shards(path, shard_rows)
-    if on_plan is not None:
-        on_plan(shards)
     timings["plan_s"] = time.perf_counter() - start - timings["validate_s"]
-    mark = time.perf_counter()
-    engine_info = "local"
-    if engine == "local":
-        stats = run_local(shards, job, on_shard)
-        timings["stats_s"] = time.perf_counter() - mark
-    elif engine == "ray":
-        with cluster(address, num_cpus) as used:
-            timings["cluster_start_s"] = time.perf_counter() - mark
-            mark = time.perf_counter()
-            engine_info = f"ray ({'started' if used.started else 'joined'} {used.address}, {used.cpus:g} CPUs)"
-            if on_cluster is not None:
-                on_cluster(used)
-            stats = run_ray(shards, job, on_shard)
-            timings["stats_s"] = time.perf_counter() - mark
-    else:
-        raise InvalidConfig(f"unknown engine {engine!r}; known: local, ray")
+    stats, engine_info = execute(plan, path, schema, timings, engine=engine, address=address, num_cpus=num_cpus,
+                                 shard_rows=shard_rows, on_shard=on_shard, on_plan=on_plan, on_cluster=on_cluster)
     mark = time.perf_counter()
     results = finalize(stats, plan, config.estimation)
     timings["finalize_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - start
     return RunResult(results=results, plan=plan, stats=stats, data=summary, timings=timings, engine=engine_info)
+
+
+def validated_data(config: RunConfig, data: Path | None) -> tuple[Path, Schema, DataSummary]:
+    """The data path, its schema and its validated summary; bad data raises `InvalidData`."""
+    path = resolve_data(config, data)
+    schema = config.data.schema()
+    summary = check_dataset(
+        path, schema, as_of=config.data.as_of, label_maturity_days=config.data.label_maturity_days
+    )
+    return path, schema, summary
+
+
+def execute(
+    plan: Plan,
+    path: Path,
+    schema: Schema,
+    timings: dict[str, Any],
+    *,
+    engine: Engine = "ray",
+    address: str | None = None,
+    num_cpus: int | None = None,
+    shard_rows: int = DEFAULT_SHARD_ROWS,
+    on_shard: Callable[[Shard], None] | None = None,
+    on_plan: Callable[[list[Shard]], None] | None = None,
+    on_cluster: Callable[[Cluster], None] | None = None,
+) -> tuple[Stats, str]:
+    """Merged statistics of every shard of the data on the chosen engine, and a description of the engine.
+
+    Adds `plan_s`, `cluster_start_s` (Ray) and `stats_s` to `timings`.
+    """
+    mark = time.perf_counter()
+    job = Job(plan=plan, needs=needed_sums(plan), schema=schema, hive=path.is_dir())
+    shards = plan_shards(path, shard_rows)
+    if on_plan is not None:
+        on_plan(shards)
+    timings["plan_s"] = timings.get("plan_s", 0.0) + time.perf_counter() - mark
+    mark = time.perf_counter()
+    if engine == "local":
+        stats = run_local(shards, job, on_shard)
+        timings["stats_s"] = time.perf_counter() - mark
+        return stats, "local"
+    if engine != "ray":
+        raise InvalidConfig(f"unknown engine {engine!r}; known: local, ray")
+    with cluster(address, num_cpus) as used:
+        timings["cluster_start_s"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        if on_cluster is not None:
+            on_cluster(used)
+        stats = run_ray(shards, job, on_shard)
+        timings["stats_s"] = time.perf_counter() - mark
+    return stats, f"ray ({'started' if used.started else 'joined'} {used.address}, {used.cpus:g} CPUs)"
 
 
 def run_frame(config: RunConfig, frame: pl.DataFrame) -> RunResult:

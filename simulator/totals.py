@@ -69,11 +69,15 @@ class SegmentTotals:
             labels += uniques.tolist()
             segmentation += [index + 1] * len(uniques)
         self.labels, self.segmentation = tuple(labels), np.asarray(segmentation)
-        rows = np.concatenate([segment for _, segment in self._indices])
-        columns = np.tile(np.arange(n), len(self._indices))
+        rows, columns = self.memberships()
         self.member = sparse.csr_matrix((np.ones(len(rows)), (rows, columns)), shape=(len(labels), n))
         codes = {p.name: self.cells[code_key(p.name)].to_numpy() for p in self.plan.coded}
         self.keys = Cells(action=self.cells[ACTION_KEY].to_numpy().astype(np.int64), codes=codes)
+
+    def memberships(self) -> tuple[np.ndarray, np.ndarray]:
+        """(segment, cell) index pairs: each cell once per segmentation, ALL included."""
+        segment = np.concatenate([segments for _, segments in self._indices])
+        return segment, np.tile(np.arange(self.cells.height), len(self._indices))
 
     def by_segment(self, per_cell: np.ndarray) -> np.ndarray:
         """Σ over the cells of each segment."""
