@@ -21,7 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 from plotly.subplots import make_subplots
 
-from simulator.frontier import FRONTIERS, frontier_name, metric_pairs
+from simulator.errors import UnknownName
+from simulator.frontier import FRONTIERS, THRESHOLDS, frontier_name, metric_pairs
 from simulator.objective import number
 from simulator.output import write_atomic
 from simulator.totals import ALL
@@ -31,6 +32,14 @@ HTML_SEGMENTS = 20  # the largest segments (by rows) offered in the page's menu,
 _FRONTIER_COLOR = "#1f77b4"
 _BASELINE_COLOR = "#222222"
 _RECOMMENDED_COLOR = "#d62728"
+_LEGEND_ORDER = ["Pareto frontier", "interval of y", "grid points", "baseline", "recommended"]
+
+
+def _require_segment(sweep: pl.DataFrame, segment: str) -> None:
+    """A misspelt segment must fail, not draw empty panels."""
+    known = sweep.get_column("segment").unique()
+    if not known.is_in([segment]).any():
+        raise UnknownName("segment", segment, known.to_list())
 
 
 def _segment_pairs(sweep: pl.DataFrame, x: str, y: str, segment: str) -> pl.DataFrame:
@@ -65,6 +74,7 @@ def frontier_figure(sweep: pl.DataFrame, frontier: pl.DataFrame, *, segment: str
     `frontier` is the output of `frontiers(sweep)`; `recommended` is a grid
     point to mark (e.g. `choose(...).point`).
     """
+    _require_segment(sweep, segment)
     figure = Figure(figsize=(12, 5), layout="constrained")
     axes = figure.subplots(1, len(FRONTIERS), squeeze=False)[0]
     for ax, (x, y) in zip(axes, FRONTIERS, strict=True):
@@ -72,6 +82,11 @@ def frontier_figure(sweep: pl.DataFrame, frontier: pl.DataFrame, *, segment: str
         ax.set_xlabel(f"{x} (lower is better)")
         ax.set_ylabel(y)
         ax.set_title(f"{y} against {x}")
+    handles, labels = axes[0].get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: _LEGEND_ORDER.index(labels[i].split(" (")[0]))
+    # one legend for both panels, below them, so that it never hides points
+    figure.legend([handles[i] for i in order], [labels[i] for i in order], loc="outside lower center",
+                  ncols=3, fontsize=9, frameon=False)
     figure.suptitle(f"Threshold sweep, segment {segment}")
     return figure
 
@@ -84,7 +99,7 @@ def _panel(ax: Axes, pairs: pl.DataFrame, line: pl.DataFrame, recommended: int |
             line, "x_estimate", "x_ci_low", "x_ci_high", "y_estimate", "y_ci_low", "y_ci_high")
         ax.fill_between(fx, fy_low, fy_high, color=_FRONTIER_COLOR, alpha=0.15, linewidth=0, label="interval of y")
         ax.errorbar(fx, fy, xerr=_errors(fx, fx_low, fx_high), fmt="-o", color=_FRONTIER_COLOR, markersize=4,
-                    elinewidth=0.8, ecolor=_FRONTIER_COLOR, capsize=2, label=f"Pareto frontier ({line.height:,} points)")
+                    elinewidth=0.8, ecolor=_FRONTIER_COLOR, capsize=2, label="Pareto frontier (bars: interval of x)")
     else:
         ax.text(0.5, 0.5, "no supported points", transform=ax.transAxes, ha="center", color="0.4")
     base = _baseline(pairs)
@@ -97,7 +112,6 @@ def _panel(ax: Axes, pairs: pl.DataFrame, line: pl.DataFrame, recommended: int |
                    linewidths=2, zorder=6, label=f"recommended (point {recommended}: {_threshold_text(row)})")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: number(value)))
     ax.grid(alpha=0.25)
-    ax.legend(fontsize=8, loc="best")
 
 
 def _threshold_text(row: dict[str, object]) -> str:
@@ -118,51 +132,65 @@ def html_segments(sweep: pl.DataFrame, segment: str = ALL) -> list[str]:
     return list(dict.fromkeys([ALL, segment, *largest]))
 
 
-def _hover(frame: pl.DataFrame, x: str, y: str, prefix: str = "") -> list[str]:
-    """Hover text per point: thresholds, then each metric's estimate and interval."""
-    def line(row: dict[str, object], axis: str, metric: str) -> str:
-        low, high = row[f"{axis}_ci_low"], row[f"{axis}_ci_high"]
-        return f"{metric} = {number(row[f'{axis}_estimate'])}  [{number(low)}, {number(high)}]"  # type: ignore[arg-type]
-    return [
-        f"{prefix}point {row['point']}: {_threshold_text(row)}<br>{line(row, 'y', y)}<br>{line(row, 'x', x)}"
-        + (f"<br>flag: {row['x_flag'] or row['y_flag']}" if row.get("x_flag") or row.get("y_flag") else "")
-        for row in frame.iter_rows(named=True)
-    ]
+# d3 formats for hover numbers; anything else gets 4 significant digits
+_HOVER_FORMATS = {"net_value": ",.4~s", "auth_rate": ".2%", "fraud_rate_bps": ".3~f"}
+_HOVER_COLUMNS = ["point", "challenge_above", "block_above", "x_ci_low", "x_ci_high", "y_ci_low", "y_ci_high"]
 
 
-def _plotly_traces(pairs: pl.DataFrame, line: pl.DataFrame, x: str, y: str,
-                   recommended: int | None, *, legend: bool) -> list[go.Scatter]:
+def _hover_template(x: str, y: str, thresholds: list[str], title: str) -> str:
+    """Hover: what the point is, its thresholds, then each metric's estimate [interval] (from `customdata`)."""
+    fx, fy = _HOVER_FORMATS.get(x, ",.4~g"), _HOVER_FORMATS.get(y, ",.4~g")
+    index = {c: i for i, c in enumerate(_HOVER_COLUMNS)}
+    parts = [f"{name} = %{{customdata[{index[name]}]:.3~g}}" for name in thresholds]
+    return (f"{title} %{{customdata[0]}}: {', '.join(parts) or 'no thresholds'}<br>"
+            f"{y} = %{{y:{fy}}}  [%{{customdata[5]:{fy}}}, %{{customdata[6]:{fy}}}]<br>"
+            f"{x} = %{{x:{fx}}}  [%{{customdata[3]:{fx}}}, %{{customdata[4]:{fx}}}]<extra></extra>")
+
+
+def _points_trace(frame: pl.DataFrame, template: str, **style: object) -> go.Scatter:
+    """A scatter of (x_estimate, y_estimate) with hover data; numpy arrays keep the page small and fast to build."""
+    x, y = _arrays(frame, "x_estimate", "y_estimate")
+    # float32 is plenty for 3-4 digits of hover text and halves the page
+    custom = np.column_stack(_arrays(frame, *_HOVER_COLUMNS)).astype(np.float32) if frame.height else None
+    return go.Scatter(x=x, y=y, customdata=custom, hovertemplate=template, **style)  # type: ignore[arg-type]
+
+
+def _plotly_traces(pairs: pl.DataFrame, line: pl.DataFrame, x: str, y: str, recommended: int | None, *,
+                   thresholds: list[str], legend: bool) -> list[go.Scatter]:
     """The traces of one panel of one segment: grid points, frontier, baseline, recommended point."""
-    common = {"hoverinfo": "text", "hoverlabel": {"align": "left"}}
-    traces = [go.Scatter(
-        x=pairs.get_column("x_estimate").to_list(), y=pairs.get_column("y_estimate").to_list(), mode="markers",
-        marker={"size": 5, "color": "rgba(120,120,120,0.35)"}, name="grid points", legendgroup="grid",
-        showlegend=legend, hovertext=_hover(pairs, x, y), **common)]
+    traces = [_points_trace(
+        pairs, _hover_template(x, y, thresholds, "point"), mode="markers",
+        marker={"size": 5, "color": "rgba(120,120,120,0.35)"}, name="grid points", legendgroup="grid", showlegend=legend)]
     if line.height:
         fx, fx_low, fx_high, fy, fy_low, fy_high = _arrays(
             line, "x_estimate", "x_ci_low", "x_ci_high", "y_estimate", "y_ci_low", "y_ci_high")
         x_err, y_err = _errors(fx, fx_low, fx_high), _errors(fy, fy_low, fy_high)
-        traces.append(go.Scatter(
-            x=fx, y=fy, mode="lines+markers", line={"color": _FRONTIER_COLOR}, marker={"size": 7},
+        traces.append(_points_trace(
+            line, _hover_template(x, y, thresholds, "frontier point"), mode="lines+markers",
+            line={"color": _FRONTIER_COLOR}, marker={"size": 7},
             error_x={"type": "data", "symmetric": False, "array": x_err[1], "arrayminus": x_err[0], "thickness": 1},
             error_y={"type": "data", "symmetric": False, "array": y_err[1], "arrayminus": y_err[0], "thickness": 1},
-            name="Pareto frontier", legendgroup="frontier", showlegend=legend,
-            hovertext=_hover(line.rename({"flag": "x_flag"}).with_columns(y_flag=pl.lit("")), x, y, "frontier "),
-            **common))
+            name="Pareto frontier", legendgroup="frontier", showlegend=legend))
     base = _baseline(pairs)
     if base is not None:
         traces.append(go.Scatter(
             x=[base[0]], y=[base[1]], mode="markers", marker={"symbol": "star", "size": 16, "color": _BASELINE_COLOR},
             name="baseline", legendgroup="baseline", showlegend=legend,
-            hovertext=[f"baseline<br>{y} = {number(base[1])}<br>{x} = {number(base[0])}"], **common))
+            hovertemplate=f"baseline<br>{y} = {number(base[1])}<br>{x} = {number(base[0])}<extra></extra>"))
     chosen = pairs.filter(pl.col("point") == recommended) if recommended is not None else pairs.clear()
     if chosen.height:
-        traces.append(go.Scatter(
-            x=chosen.get_column("x_estimate").to_list(), y=chosen.get_column("y_estimate").to_list(), mode="markers",
+        traces.append(_points_trace(
+            chosen, _hover_template(x, y, thresholds, "recommended point"), mode="markers",
             marker={"size": 18, "color": "rgba(0,0,0,0)", "line": {"color": _RECOMMENDED_COLOR, "width": 3}},
-            name="recommended", legendgroup="recommended", showlegend=legend,
-            hovertext=_hover(chosen, x, y, "recommended "), **common))
+            name="recommended", legendgroup="recommended", showlegend=legend))
     return traces
+
+
+def _by_segment(frame: pl.DataFrame, segments: list[str]) -> dict[str, pl.DataFrame]:
+    """One frame per segment (empty for a segment without rows), partitioned in one pass."""
+    parts = {key[0]: part for key, part in frame.filter(pl.col("segment").is_in(segments))
+             .partition_by("segment", as_dict=True, maintain_order=True).items()}
+    return {s: parts.get(s, frame.clear()) for s in segments}
 
 
 def frontier_html(sweep: pl.DataFrame, frontier: pl.DataFrame, *, segment: str = ALL,
@@ -173,16 +201,18 @@ def frontier_html(sweep: pl.DataFrame, frontier: pl.DataFrame, *, segment: str =
     `segment` is shown first. Hovering a point shows its thresholds, estimates
     and intervals. The caller writes the string atomically as frontier.html.
     """
+    _require_segment(sweep, segment)
     segments = html_segments(sweep, segment)
     figure = make_subplots(rows=1, cols=len(FRONTIERS), horizontal_spacing=0.08,
                            subplot_titles=[f"{y} against {x}" for x, y in FRONTIERS])
     owners: list[str] = []  # the segment of every trace, in order: what each menu entry shows
+    thresholds = [c for c in THRESHOLDS if sweep.get_column(c).is_not_null().any()]  # null = not in the grid
     for column, (x, y) in enumerate(FRONTIERS, start=1):
-        pairs = metric_pairs(sweep, x, y).filter(pl.col("segment").is_in(segments)).sort("point")
+        pairs = _by_segment(metric_pairs(sweep, x, y).sort("point"), segments)
+        lines = _by_segment(frontier.filter(pl.col("frontier") == frontier_name(x, y)).sort("x_estimate"), segments)
         for shown in segments:
-            for trace in _plotly_traces(pairs.filter(pl.col("segment") == shown),
-                                        _segment_frontier(frontier, x, y, shown), x, y, recommended,
-                                        legend=column == 1):
+            for trace in _plotly_traces(pairs[shown], lines[shown], x, y, recommended,
+                                        thresholds=thresholds, legend=column == 1):
                 trace.visible = shown == segment
                 figure.add_trace(trace, row=1, col=column)
                 owners.append(shown)

@@ -115,9 +115,24 @@ def test_frontier_html_is_self_contained_and_interactive() -> None:
     assert len(page) > 1_000_000 and "Plotly.newPlot" in page  # the library itself is in the page
     assert '"showSendToCloud": false' in page  # no button that uploads the data to Plotly's cloud
     assert "card_country=FR" in page  # the segment menu
-    # hover: thresholds, then estimate [interval] of each metric (the page escapes "<" as \u003c)
-    assert r"point 1: challenge_above = 0.1, block_above = 0.55\u003cbr\u003enet_value = 90  [81, 99]" in page
+    # hover: the thresholds, then each metric's estimate [interval], from the trace's customdata
+    assert ("point %{customdata[0]}: challenge_above = %{customdata[1]:.3~g}, block_above = %{customdata[2]:.3~g}"
+            r"\u003cbr\u003enet_value = %{y:,.4~s}  [%{customdata[5]:,.4~s}, %{customdata[6]:,.4~s}]") in page
     assert "recommended" in page and "baseline" in page
+
+
+def test_html_hover_leaves_out_a_threshold_the_grid_does_not_have() -> None:
+    sweep = small_sweep().with_columns(challenge_above=pl.lit(None, pl.Float64))
+    page = frontier_html(sweep, frontiers(sweep))
+    assert "point %{customdata[0]}: block_above = %{customdata[2]:.3~g}" in page
+
+
+def test_a_misspelt_segment_is_named() -> None:
+    sweep = small_sweep()
+    with pytest.raises(UnknownName, match=re.escape("unknown segment 'card_country=fr'")):
+        frontier_figure(sweep, frontiers(sweep), segment="card_country=fr")
+    with pytest.raises(UnknownName, match=re.escape("(did you mean 'card_country=FR'?)")):
+        frontier_html(sweep, frontiers(sweep), segment="card_country=fr")
 
 
 def test_html_offers_all_then_the_largest_segments() -> None:
