@@ -20,8 +20,11 @@ from rich.table import Table
 from simulator.config import load_config, with_overrides
 from simulator.errors import PolicysimError
 from simulator.ray_engine import cluster
-from simulator.render import overall_table
+from simulator.objective import feasibility, parse_objective
+from simulator.render import overall_table, top_points_table
 from simulator.runner import resolve_data, run, write_run_outputs
+from simulator.sweep import SweepResult, sweep
+from simulator.sweep_outputs import write_sweep_outputs
 from simulator.generate import GenerateSpec, generate
 from simulator.schema import Schema
 from simulator.validate import DataSummary, check_dataset
@@ -193,6 +196,64 @@ def run_command(
         stdout().print(overall_table(result.results, cfg.baseline.policy))
         console.print(f"wrote {out / 'results.parquet'} and {out / 'summary.json'} "
                       f"({result.results.height:,} rows, {result.timings['total_s']:.1f} s on {result.engine})")
+
+
+ObjectiveOpt = Annotated[
+    Optional[str],
+    typer.Option("--objective", help='e.g. "net_value; fraud_rate_bps<=12 every_segment; min_rows=1000" '
+                                     "(overrides [sweep] objective; grammar in docs/sweep.md)."),
+]
+
+
+def _print_sweep(result: SweepResult, out: Path) -> None:
+    """The best grid points, the recommendation and its stability, and where the outputs are."""
+    choice = result.choice
+    metric, maximize, feasible, point = "net_value", True, None, None
+    if choice is not None:
+        objective = choice.objective
+        metric, maximize, point = objective.metric, objective.sense == "maximize", choice.recommendation.point
+        feasible = set(feasibility(result.table, objective)[0].filter("feasible")["point"].to_list()) or None
+    stdout().print(top_points_table(result.table, metric, maximize=maximize, feasible=feasible, recommended=point))
+    if choice is not None:
+        lines = list(choice.recommendation.reason)
+        share = choice.share()
+        if share is not None:
+            lines.append(f"chosen in {share:.0%} of {result.plan.bootstrap} bootstrap replicates")
+        elif point is not None:
+            lines.append("set [estimation] bootstrap to see how often the bootstrap would choose it")
+        stdout().print("[bold]recommendation[/]: " + "\n  ".join(lines), highlight=False)
+    if result.by_segment is not None:
+        stdout().print(overall_table(result.by_segment.results, result.plan.baseline))
+    skipped = f", {result.skipped:,} combinations skipped (challenge_above >= block_above)" if result.skipped else ""
+    console.print(f"{result.points.height:,} grid points{skipped}; wrote {out} "
+                  f"(sweep.parquet, frontier.parquet, frontier.png, frontier.html) in {result.timings['total_s']:.1f} s "
+                  f"on {result.engine}")
+
+
+@app.command("sweep")
+def sweep_command(
+    config: ConfigArg,
+    out: OutOpt,
+    data: DataOpt = None,
+    objective: ObjectiveOpt = None,
+    engine: EngineOpt = EngineName.ray,
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Overrides the config's estimation.seed.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Evaluate a grid of threshold configs ([sweep]) in one pass; write the frontier and a recommendation."""
+    with user_errors():
+        cfg = load_config(config)
+        if seed is not None:
+            cfg = with_overrides(cfg, {"estimation": {"seed": seed}}, source="--seed")
+        goal = None if objective is None else parse_objective(objective)
+        path = resolve_data(cfg, data)
+        with _shard_progress(quiet) as progress:
+            result = sweep(cfg, path, objective=goal, engine=engine.value, address=address, num_cpus=num_cpus, **progress)
+        write_sweep_outputs(result, cfg, path, str(config), out)
+    if not quiet:
+        _print_sweep(result, out)
 
 
 @app.command("demo")

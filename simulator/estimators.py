@@ -96,8 +96,12 @@ def estimator(name: str) -> SumEstimator:
 
 
 def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(b != 0, a / np.where(b != 0, b, 1.0), np.nan)
+    """a / b, NaN where b is 0 (an estimate over no rows is undefined, not infinite)."""
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+    out = np.full(a.shape, np.nan)
+    with np.errstate(invalid="ignore"):
+        np.divide(a, b, out=out, where=b != 0)
+    return out
 
 
 @register_estimator("ipw")

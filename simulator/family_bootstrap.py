@@ -110,7 +110,11 @@ class BinnedAccumulator:
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """Cumulative replicate sums of a block of segments: `(segments, bins + 1, actions, replicates, values)`."""
+    """Cumulative replicate sums of a block of segments: `(values, actions, segments, bins + 1, replicates)`.
+
+    Laid out so that one value and logged action is a contiguous `(segments, bins + 1, replicates)`
+    array: gathering a point's bins then copies whole rows of replicates.
+    """
 
     segments: slice
     cum: np.ndarray
@@ -119,11 +123,20 @@ class Block:
     def range_sum(self, value: str, ranges: tuple[np.ndarray, np.ndarray], points: np.ndarray) -> np.ndarray:
         """(segments, points, replicates): Σ over each point's bins (per logged action) of one value column."""
         lo, hi = ranges
-        m = self.values[value]
-        out = np.zeros((self.cum.shape[0], len(points), self.cum.shape[3]))
-        for action in range(self.cum.shape[2]):
-            cum = self.cum[:, :, action, :, m]  # (segments, bins + 1, replicates)
-            out += cum[:, hi[points, action]] - cum[:, lo[points, action]]
+        per_action = self.cum[self.values[value]]
+        out = np.zeros((per_action.shape[1], len(points), per_action.shape[3]))
+        last = per_action.shape[3] - 1
+        for action, cum in enumerate(per_action):
+            start, stop = lo[points, action], hi[points, action]
+            used = stop > start  # empty ranges add nothing
+            if not used.any():
+                continue
+            if not used.all():
+                out[:, used] += cum[:, stop[used]] - cum[:, start[used]]
+                continue
+            out += cum[:, last][:, None] if (stop == last).all() else cum[:, stop]  # a range to the end: the total
+            if (start > 0).any():  # a range from bin 0 starts at a cumulative sum of 0
+                out -= cum[:, start]
         return out
 
 
@@ -141,7 +154,7 @@ def blocks(binned: BinnedReplicates, labels: tuple[str, ...], segmentation: np.n
     order = np.argsort(keys, kind="stable")
     keys, sums = keys[order], np.concatenate(glob_sums)[order]
     replicates, values = sums.shape[1], sums.shape[2]
-    per_segment = (bins + 1) * actions * replicates * values * 8
+    per_segment = 2 * (bins + 1) * actions * replicates * values * 8
     step = max(1, budget // per_segment)
     index = {v: i for i, v in enumerate(binned.values)}
     for start in range(0, len(labels), step):
@@ -149,7 +162,7 @@ def blocks(binned: BinnedReplicates, labels: tuple[str, ...], segmentation: np.n
         a, b = np.searchsorted(keys, [start * binned.width, stop * binned.width])
         dense = np.zeros(((stop - start) * binned.width, replicates, values))
         dense[keys[a:b] - start * binned.width] = sums[a:b]
-        dense = dense.reshape(stop - start, bins, actions, replicates, values)
-        cum = np.zeros((stop - start, bins + 1, actions, replicates, values))
-        np.cumsum(dense, axis=1, out=cum[:, 1:])
+        dense = dense.reshape(stop - start, bins, actions, replicates, values).transpose(4, 2, 0, 1, 3)
+        cum = np.zeros((values, actions, stop - start, bins + 1, replicates))
+        np.cumsum(dense, axis=3, out=cum[:, :, :, 1:])
         yield Block(segments=slice(start, stop), cum=cum, values=index)

@@ -68,7 +68,8 @@ def finalize_family(stats: Stats, plan: Plan, config: RunConfig, grid: Threshold
     return frame.join(points.drop("label"), on="point", how="left").select(["point", *parameters, *RESULT_SCHEMA])
 
 
-OnBlock = Callable[[slice, np.ndarray, dict[str, np.ndarray]], None]  # segments, points, metric -> (s, p, B)
+OnBlock = Callable[[slice, np.ndarray, dict[str, np.ndarray], FamilyTotals], None]
+"""Sees each block's bootstrap replicates: segments, points, metric -> (segments, points, B), the totals."""
 
 
 def family_bounds(replicates: Replicates, totals: FamilyTotals, estimator_name: str, confidence: float,
@@ -99,7 +100,7 @@ def family_bounds(replicates: Replicates, totals: FamilyTotals, estimator_name: 
                     if value is not None:
                         target[block.segments, start:start + len(points)] = value
             if on_block is not None:
-                on_block(block.segments, points, reps)
+                on_block(block.segments, points, reps, totals)
     finite = plan.finite
     return {k: (v[0], v[1], None if finite else v[2], None if finite else v[3]) for k, v in out.items()}
 
@@ -110,7 +111,14 @@ def _replicate_totals(block: Block, points: np.ndarray, totals: FamilyTotals, re
     plan, segments = totals.plan, block.segments
     replicates = regular.shape[2]
 
+    cache: dict[Term, np.ndarray] = {}
+
     def total(term: Term) -> np.ndarray:
+        if term not in cache:
+            cache[term] = replicate_total(term)
+        return cache[term]
+
+    def replicate_total(term: Term) -> np.ndarray:
         basis = term_basis(term, plan)
         if term.policy == totals.family:
             point = totals.total(term)[segments][:, points, None]

@@ -284,12 +284,8 @@ def _tightest(checks: pl.DataFrame) -> pl.DataFrame:
     return checks.sort(["relative", "segment"]).group_by(["point", "check"], maintain_order=True).first()
 
 
-def choose(sweep: pl.DataFrame, objective: Objective) -> Recommendation:
-    """The feasible grid point with the best ALL-segment objective estimate, with the reasons.
-
-    `sweep` is the sweep table (see `simulator.frontier`). Vectorised over
-    points with polars; the only Python loop is over the constraints.
-    """
+def feasibility(sweep: pl.DataFrame, objective: Objective) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Per point: the objective in ALL and whether it is `feasible`; and each constraint's tightest segment."""
     require_metrics(sweep, (objective.metric, *(c.metric for c in objective.constraints)))
     tightest = _tightest(_checks(sweep, objective))
     per_point = tightest.group_by("point").agg(
@@ -298,6 +294,16 @@ def choose(sweep: pl.DataFrame, objective: Objective) -> Recommendation:
     table = _goal(sweep, objective).join(per_point, on="point", how="left").with_columns(
         (pl.col("eligible") & pl.col("meets").fill_null(True)).alias("feasible")  # no checked segment: nothing to break
     )
+    return table, tightest
+
+
+def choose(sweep: pl.DataFrame, objective: Objective) -> Recommendation:
+    """The feasible grid point with the best ALL-segment objective estimate, with the reasons.
+
+    `sweep` is the sweep table (see `simulator.frontier`). Vectorised over
+    points with polars; the only Python loop is over the constraints.
+    """
+    table, tightest = feasibility(sweep, objective)
     feasible = table.filter("feasible").sort(["score", "point"], descending=[True, False])
     if feasible.is_empty():
         return _infeasible(table, tightest, objective)

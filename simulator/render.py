@@ -54,3 +54,41 @@ def overall_table(results: pl.DataFrame, baseline: str, metrics: tuple[str, ...]
                       number(r["delta"]), _interval(r["delta_ci_low"], r["delta_ci_high"]), r["flag"] or "",
                       style=style)
     return table
+
+
+TOP_METRICS: tuple[str, ...] = ("net_value", "fraud_rate_bps", "auth_rate", "block_rate")
+
+
+def top_points_table(table: pl.DataFrame, metric: str = "net_value", *, rows: int = 10, maximize: bool = True,
+                     feasible: set[int] | None = None, recommended: int | None = None,
+                     metrics: tuple[str, ...] = TOP_METRICS) -> Table:
+    """The best grid points of a sweep by one metric (segment ALL): parameters, deltas and intervals."""
+    overall = table.filter(pl.col("segment") == "ALL")
+    parameters = [c for c in table.columns[: table.columns.index("policy")] if c != "point"]
+    wide = overall.filter(pl.col("metric").is_in(list(metrics))).select(
+        "point", *parameters, "metric", "estimate", "delta", "delta_ci_low", "delta_ci_high", "flag")
+    ranking = overall.filter((pl.col("metric") == metric) & pl.col("estimate").is_not_null())
+    if feasible is not None:
+        ranking = ranking.filter(pl.col("point").is_in(sorted(feasible)))
+    best = ranking.sort("estimate", descending=maximize).head(rows)["point"].to_list()
+    title = f"top {len(best)} grid points by {metric} (ALL{'; meeting the objective' if feasible is not None else ''})"
+    out = Table(title=title, title_justify="left")
+    out.add_column("point", justify="right")
+    for name in parameters:
+        out.add_column(name, justify="right")
+    for name in metrics:
+        out.add_column(name, justify="right")
+        out.add_column(f"Δ {name} interval", justify="right")
+    for point in best:
+        cells = wide.filter(pl.col("point") == point)
+        first = cells.row(0, named=True)
+        values = [str(point)] + [number(first[p]) if isinstance(first[p], float | int) else str(first[p]) for p in parameters]
+        for name in metrics:
+            row = cells.filter(pl.col("metric") == name)
+            if row.height == 0:
+                values += ["—", "—"]
+                continue
+            r = row.row(0, named=True)
+            values += [number(r["estimate"]), _interval(r["delta_ci_low"], r["delta_ci_high"])]
+        out.add_row(*values, style="bold" if point == recommended else "")
+    return out

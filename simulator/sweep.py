@@ -41,7 +41,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from simulator.config import RunConfig, config_error, parse_config
 from simulator.errors import InvalidConfig, UnknownName
 from simulator.execute import DEFAULT_SHARD_ROWS, Shard
-from simulator.family_results import OnBlock, finalize_family
+from simulator.family_results import finalize_family
+from simulator.objective import Objective, objective_from_table, parse_objective
+from simulator.recommend import Choice, ReplicateChoices, policy_choices, recommend
+from simulator.segment_choice import BySegment, by_segment
 from simulator.grid import FAMILY, Range, ScoreBins, ThresholdGrid, grid_values, threshold_grid
 from simulator.load import scan_dataset
 from simulator.plan import Plan, PlannedPolicy, compile_plan
@@ -66,6 +69,14 @@ class SweepConfig(BaseModel):
     by: str | None = None
     grid: dict[str, Range | list[float | int | str] | float | int | str] | None = None
     objective: dict[str, Any] | str | None = None
+
+    def objective_model(self) -> Objective | None:
+        """The `objective` key as an `Objective`: a table, or the `--objective` string form."""
+        if self.objective is None:
+            return None
+        if isinstance(self.objective, str):
+            return parse_objective(self.objective, "sweep.objective")
+        return objective_from_table(self.objective, "sweep.objective")
 
     @property
     def binned(self) -> bool:
@@ -101,6 +112,8 @@ class SweepResult:
     skipped: int = 0  # grid combinations left out (challenge_above >= block_above)
     timings: dict[str, float] = field(default_factory=dict)
     engine: str = "local"
+    choice: Choice | None = None  # with an objective: the recommended point and its bootstrap stability
+    by_segment: BySegment | None = None  # with `by` and an objective: the best point per value, combined
 
     @property
     def parameters(self) -> list[str]:
@@ -111,6 +124,7 @@ def sweep(
     config: RunConfig,
     data: Path | None = None,
     *,
+    objective: Objective | None = None,
     engine: Engine = "ray",
     address: str | None = None,
     num_cpus: int | None = None,
@@ -121,17 +135,24 @@ def sweep(
 ) -> SweepResult:
     """Evaluate every point of the config's `[sweep]` grid against its baseline.
 
-    The config's own `[[policies]]` are not evaluated (only the baseline, when it names one).
+    The config's own `[[policies]]` are not evaluated (only the baseline, when it
+    names one). With an `objective` (else the `[sweep] objective`), the result
+    recommends a point and, with a bootstrap, says how often each replicate
+    would recommend it; with `[sweep] by` it also picks the best point per value
+    of that column and evaluates the combined `segment_threshold` policy.
     Engines as in `simulator.runner.run`.
     """
     settings = sweep_config(config)
-    callbacks = {"on_shard": on_shard, "on_plan": on_plan, "on_cluster": on_cluster}
-    options = {"engine": engine, "address": address, "num_cpus": num_cpus, "shard_rows": shard_rows} | callbacks
+    objective = objective or settings.objective_model()
+    options = {"engine": engine, "address": address, "num_cpus": num_cpus, "shard_rows": shard_rows,
+               "on_shard": on_shard, "on_plan": on_plan, "on_cluster": on_cluster}
+    if settings.by is not None and objective is None:
+        raise InvalidConfig("sweep.by: choosing thresholds per value needs an objective ([sweep] objective or --objective)")
     if not settings.binned:
-        return _sweep_policies(config, settings, data, **options)
+        return _sweep_policies(config, settings, data, objective, **options)
     timings: dict[str, Any] = {}
     start = time.perf_counter()
-    base = _baseline_only(config)
+    base = _with_segmentation(_baseline_only(config), settings.by)
     path, schema, summary = validated_data(base, data)
     timings["validate_s"] = time.perf_counter() - start
     grid = _grid(settings, config.data.actions)
@@ -140,11 +161,30 @@ def sweep(
     timings["plan_s"] = time.perf_counter() - start - timings["validate_s"]
     stats, engine_info = execute(plan, path, schema, timings, **options)  # type: ignore[arg-type]
     mark = time.perf_counter()
-    table = finalize_family(stats, plan, config, grid)
+    choices = None if objective is None or not plan.bootstrap else ReplicateChoices(objective, grid.points, plan.bootstrap)
+    table = finalize_family(stats, plan, config, grid, on_block=choices)
+    choice = None if objective is None else recommend(table, objective, choices)
     timings["finalize_s"] = time.perf_counter() - mark
+    result = SweepResult(table=table, points=grid.frame(), plan=plan, stats=stats, data=summary, binned=True,
+                         skipped=grid.skipped, timings=timings, engine=engine_info, choice=choice)
+    if settings.by is not None and objective is not None and choice is not None:
+        assert settings.score is not None
+        combined = by_segment(table, config, settings.by, settings.score, objective, choice.recommendation, path, options)
+        result = replace(result, by_segment=combined)
     timings["total_s"] = time.perf_counter() - start
-    return SweepResult(table=table, points=grid.frame(), plan=plan, stats=stats, data=summary, binned=True,
-                       skipped=grid.skipped, timings=timings, engine=engine_info)
+    return result
+
+
+def _with_segmentation(config: RunConfig, by: str | None) -> RunConfig:
+    """The config with `[by]` among its segmentations (a sweep `by` chooses per segment of it)."""
+    if by is None:
+        return config
+    if by in config.segments.bands:
+        raise InvalidConfig(f"sweep.by: {by!r} is banded; per-value thresholds need a categorical column")
+    if (by,) in config.segments.by or [by] in [list(s) for s in config.segments.by]:
+        return config
+    segments = config.segments.model_copy(update={"by": (*config.segments.by, (by,))})
+    return config.model_copy(update={"segments": segments})
 
 
 def _baseline_only(config: RunConfig) -> RunConfig:
@@ -169,7 +209,8 @@ def family_plan(plan: Plan, grid: ThresholdGrid, names: list[str]) -> Plan:
     return replace(plan, policies=(*plan.policies, planned), columns=plan.columns | {grid.score}, family=FAMILY)
 
 
-def _sweep_policies(config: RunConfig, settings: SweepConfig, data: Path | None, **options: Any) -> SweepResult:
+def _sweep_policies(config: RunConfig, settings: SweepConfig, data: Path | None, objective: Objective | None,
+                    **options: Any) -> SweepResult:
     """Any other kind: every grid point is a policy of its own, evaluated in one pass of `run`."""
     points, tables = expand_grid(settings)
     names = [f"sweep[{i}]" for i in range(points.height)]
@@ -182,8 +223,13 @@ def _sweep_policies(config: RunConfig, settings: SweepConfig, data: Path | None,
     parameters = [c for c in points.columns if c not in ("point", "label")]
     frame = frame.join(points.drop("label"), on="point", how="left").with_columns(
         pl.col("point").replace_strict(points["point"], points["label"], return_dtype=pl.String).alias("policy"))
-    return SweepResult(table=frame.select(["point", *parameters, *RESULT_SCHEMA]), points=points, plan=result.plan,
-                       stats=result.stats, data=result.data, binned=False, timings=result.timings, engine=result.engine)
+    frame = frame.select(["point", *parameters, *RESULT_SCHEMA])
+    choice = None
+    if objective is not None:
+        choices = policy_choices(result, names, objective, config.estimation.estimator) if result.plan.bootstrap else None
+        choice = recommend(frame, objective, choices)
+    return SweepResult(table=frame, points=points, plan=result.plan, stats=result.stats, data=result.data,
+                       binned=False, timings=result.timings, engine=result.engine, choice=choice)
 
 
 def expand_grid(settings: SweepConfig) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
