@@ -54,3 +54,17 @@ def overall_table(results: pl.DataFrame, baseline: str, metrics: tuple[str, ...]
                       number(r["delta"]), _interval(r["delta_ci_low"], r["delta_ci_high"]), r["flag"] or "",
                       style=style)
     return table
+
+
+def guardrail_table(checks: pl.DataFrame) -> Table:
+    """Per guardrail of a review: how many segment checks ended in each outcome (simulator.review)."""
+    table = Table(title="guardrails", title_justify="left")
+    outcomes = ("fail", "inconclusive", "insufficient_data", "pass")
+    for column in ("guardrail", "scope", *outcomes):
+        table.add_column(column.replace("_", " "), justify="left" if column in ("guardrail", "scope") else "right")
+    counts = checks.group_by("guardrail", "name", "scope", maintain_order=True).agg(
+        [(pl.col("outcome") == o).sum().alias(o) for o in outcomes]).sort("guardrail")
+    for r in counts.iter_rows(named=True):
+        style = "bold red" if r["fail"] else ("yellow" if r["inconclusive"] else "")
+        table.add_row(r["name"], r["scope"], *(str(r[o]) for o in outcomes), style=style)
+    return table
