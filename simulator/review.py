@@ -11,12 +11,15 @@ every configured segment and metric (with `run()`), then checks each
 - `insufficient_data` when the estimate is flagged (no_support, low_ess,
   unidentified), has fewer than `min_rows` rows or an ESS below `min_ess`;
 - `pass` when the delta's interval lies entirely in the allowed region;
-- `fail` when the interval lies entirely on the wrong side of the limit *and*
-  the one-sided test of "the delta is within the limit" still rejects after
-  Benjamini–Hochberg over every tested (guardrail, segment) pair at
-  FDR = 1 − confidence (p-values from delta and delta_se, normal);
-- `inconclusive` otherwise (the interval straddles the limit, or the breach
-  does not survive the multiple-testing correction).
+- `fail` when the interval lies entirely on the wrong side of the limit; in a
+  segment other than ALL, the one-sided test of "the delta is within the
+  limit" must also reject after Benjamini–Hochberg over every tested segment
+  check of the review at FDR = 1 − confidence (p-values from delta and
+  delta_se, normal). Segment ALL is each guardrail's one pre-specified check:
+  its interval is its test, and it is kept out of the family so that a clear
+  overall breach is not diluted by a hundred noisy segments;
+- `inconclusive` otherwise (the interval straddles the limit, or a segment's
+  breach does not survive the multiple-testing correction).
 
 docs/review.md states the rule and why; `simulator.report` renders the result.
 """
@@ -75,7 +78,7 @@ GUARDRAIL_SCHEMA: dict[str, type[pl.DataType]] = {
     "delta_ci_low": pl.Float64,
     "delta_ci_high": pl.Float64,
     "p_value": pl.Float64,  # one-sided, H0: the delta is within the limit
-    "p_adjusted": pl.Float64,  # Benjamini–Hochberg over every tested row of the review
+    "p_adjusted": pl.Float64,  # Benjamini–Hochberg over the tested segment checks; ALL: p_value as it is
     "outcome": pl.String,
     "reason": pl.String,
 }
@@ -265,17 +268,20 @@ def evaluate_guardrails(results: pl.DataFrame, guardrails: tuple[Guardrail, ...]
 
     `results` needs the RESULT_SCHEMA columns segmentation, segment, metric,
     estimate, baseline, delta, delta_se, delta_ci_low, delta_ci_high, rows, ess
-    and flag. Benjamini–Hochberg runs once over all tested rows together, so the
-    chance that the gate fails a candidate that breaks no guardrail stays at
-    most 1 − confidence however many segments are checked.
+    and flag. Benjamini–Hochberg runs once over the tested segment checks of all
+    guardrails together, so the chance that some segment fails a candidate that
+    breaks no guardrail stays at most 1 − confidence however many are checked.
     """
     frames = [_checks(results, index, g) for index, g in enumerate(guardrails)]
     if not frames:
         return pl.DataFrame(schema=GUARDRAIL_SCHEMA)
     checks = pl.concat(frames, how="vertical")
     tested = ~checks["insufficient"].to_numpy()
-    adjusted = np.full(checks.height, np.nan)
-    adjusted[tested] = bh_adjust(checks["p_value"].to_numpy()[tested])
+    overall = (checks["segment"] == ALL).to_numpy()
+    p_values = checks["p_value"].fill_null(np.nan).to_numpy()
+    adjusted = np.where(tested & overall, p_values, np.nan)  # ALL: not in the family, its interval is its test
+    family = tested & ~overall
+    adjusted[family] = bh_adjust(p_values[family])
     checks = checks.with_columns(pl.Series("p_adjusted", adjusted, dtype=pl.Float64).fill_nan(None))
     return _outcomes(checks, fdr=1.0 - confidence).select(list(GUARDRAIL_SCHEMA)).cast(GUARDRAIL_SCHEMA)  # type: ignore[arg-type]
 
@@ -341,7 +347,7 @@ def _insufficient(guardrail: Guardrail) -> list[pl.Expr]:
 
 def _outcomes(checks: pl.DataFrame, *, fdr: float) -> pl.DataFrame:
     """The outcome of each row (see the module docstring) and the reason a reader sees."""
-    rejected = pl.col("p_adjusted") <= fdr
+    rejected = (pl.col("segment") == ALL) | (pl.col("p_adjusted") <= fdr)
     outcome = (
         pl.when(pl.col("insufficient")).then(pl.lit(INSUFFICIENT))
         .when(pl.col("within")).then(pl.lit(PASS))
@@ -351,6 +357,7 @@ def _outcomes(checks: pl.DataFrame, *, fdr: float) -> pl.DataFrame:
     reason = (
         pl.when(pl.col("insufficient")).then(pl.col("reason"))
         .when(pl.col("within")).then(pl.lit("interval within the limit"))
+        .when(pl.col("wrong_side") & (pl.col("segment") == ALL)).then(pl.lit("interval beyond the limit"))
         .when(pl.col("wrong_side") & rejected).then(pl.lit("interval beyond the limit; BH rejects"))
         .when(pl.col("wrong_side")).then(pl.lit("interval beyond the limit, but not significant after BH"))
         .otherwise(pl.lit("interval straddles the limit"))

@@ -76,7 +76,8 @@ def _verdict_details(result: ReviewResult) -> tuple[str, ...]:
         lines.append(f"{counts[INCONCLUSIVE]} checks are inconclusive: the data cannot tell whether the limit holds")
     if counts[INSUFFICIENT]:
         lines.append(f"{counts[INSUFFICIENT]} checks have insufficient data (flagged, too few rows or too low ESS)")
-    lines.append(f"multiple testing: {BH_METHOD} at FDR {result.fdr:g} over all tested checks")
+    lines.append(f"multiple testing: {BH_METHOD} at FDR {result.fdr:g} over the {_family_size(result)} tested "
+                 "segment checks; each guardrail's overall (ALL) check is judged by its interval")
     return tuple(lines)
 
 
@@ -98,7 +99,7 @@ def _guardrail_section(result: ReviewResult) -> Section:
     attention = checks.filter(pl.col("outcome").is_in([FAIL, INCONCLUSIVE])
                               | ((pl.col("segment") == ALL) & (pl.col("outcome") != PASS)))
     attention = attention.with_columns(pl.col("outcome").replace_strict(order, return_dtype=pl.Int32).alias("_o")) \
-        .sort(["_o", "p_adjusted"], nulls_last=True)
+        .sort(["_o", "p_adjusted", "p_value"], nulls_last=True)
     rows = tuple(
         (r["name"], r["segment"], format_value(r["metric"], r["delta"], delta=True),
          format_interval(r["metric"], r["delta_ci_low"], r["delta_ci_high"], delta=True),
@@ -112,8 +113,9 @@ def _guardrail_section(result: ReviewResult) -> Section:
     notes = (f"{attention.height - ATTENTION_ROWS} more rows in guardrails.parquet." if attention.height > ATTENTION_ROWS
              else "Every guardrail × segment check, with its reason, is in guardrails.parquet and review.json.",)
     paragraphs = ("A check passes when the delta's interval lies within the limit and fails when the interval lies "
-                  f"entirely beyond it and the breach survives {BH_METHOD} at FDR {result.fdr:g}; otherwise it "
-                  "is inconclusive. Flagged estimates and segments below min_rows / min_ess are insufficient data.",)
+                  f"entirely beyond it (in a segment other than ALL, the breach must also survive {BH_METHOD} at "
+                  f"FDR {result.fdr:g}); otherwise it is inconclusive. Flagged estimates and segments below "
+                  "min_rows / min_ess are insufficient data.",)
     tables = (summary, detail) if rows else (summary,)
     return Section("guardrails", "Guardrails", paragraphs=paragraphs, tables=tables, notes=notes)
 
@@ -181,21 +183,28 @@ def _movers_section(result: ReviewResult) -> Section:
 
 
 def _support_section(result: ReviewResult) -> Section:
-    segments = result.results.filter(pl.col("metric") == "attempts")
-    flagged = result.results.filter(pl.col("flag").fill_null("") != "").group_by("segment").agg(
-        pl.col("flag").unique().sort().str.join(";").alias("flags"), pl.col("metric").n_unique().alias("metrics"))
-    worst = segments.join(flagged, on="segment", how="inner").sort(["unsupported_mass", "ess"],
-                                                                    descending=[True, False])
+    # no_support and low_ess belong to the policy in a segment (the same for every metric): read them off one
+    # metric; unidentified (0/0) is per metric and mostly harmless (block_precision where nothing is blocked)
+    segments = result.results.filter(pl.col("metric") == "attempts").with_columns(
+        pl.col("flag").fill_null("").str.split(";").list.set_difference(["unidentified", ""]).list.join(", ")
+        .alias("support_flags"))
+    worst = segments.filter(pl.col("support_flags") != "").sort(["unsupported_mass", "ess"], descending=[True, False])
     rows = tuple((r["segment"], f"{r['rows']:,}", f"{r['ess']:,.1f}", f"{r['max_weight'] or 0:,.1f}",
-                  f"{100 * (r['unsupported_mass'] or 0):.2f} %", ", ".join(sorted(set(r["flags"].split(";")))),
-                  str(r["metrics"])) for r in worst.head(20).iter_rows(named=True))
-    paragraph = (f"{flagged.height} of {segments.height} segments have at least one flagged metric for the candidate "
-                 "(no_support: the candidate takes actions the logging policy never explored there, so the data "
-                 "cannot tell; low_ess: the estimate rests on few effective rows; unidentified: 0/0).")
-    table = Table(("segment", "rows", "ess", "max weight", "unsupported mass", "flags", "flagged metrics"), rows,
-                  caption="Flagged segments (no support first, then lowest ESS; top 20)",
-                  numeric=(False, True, True, True, True, False, True))
-    return Section("support", "Support and ESS warnings", paragraphs=(paragraph,), tables=(table,) if rows else ())
+                  f"{100 * (r['unsupported_mass'] or 0):.2f} %", r["support_flags"])
+                 for r in worst.head(20).iter_rows(named=True))
+    unidentified = result.results.filter(pl.col("flag").fill_null("").str.contains("unidentified")).group_by(
+        "metric").len().sort("len", descending=True)
+    paragraphs = (
+        f"{worst.height} of {segments.height} segments are flagged no_support (the candidate takes actions the "
+        "logging policy never explored there, so the data cannot tell and no number is reported) or low_ess (the "
+        f"estimate rests on fewer than [estimation] min_ess effective rows).",
+        "Unidentified estimates (0/0, e.g. block precision where the candidate blocks nothing): "
+        + (", ".join(f"{m} in {n} segments" for m, n in unidentified.iter_rows()) or "none") + ".",
+    )
+    table = Table(("segment", "rows", "ess", "max weight", "unsupported mass", "flags"), rows,
+                  caption="Segments without support or with low ESS (no support first, then lowest ESS; top 20)",
+                  numeric=(False, True, True, True, True, False))
+    return Section("support", "Support and ESS warnings", paragraphs=paragraphs, tables=(table,) if rows else ())
 
 
 def _calibration_section(result: ReviewResult) -> Section:
@@ -209,9 +218,9 @@ def _calibration_section(result: ReviewResult) -> Section:
                           for r in errors.iter_rows(named=True)), caption="Expected calibration error",
                     numeric=(False, False, True, True))
     bins = Table(("score", "bin", "score range", "rows", "mean score", "observed rate"),
-                 tuple((r["score"], str(r["bin"]), f"({r['score_low']:.3f}, {r['score_high']:.3f}]", f"{r['rows']:,}",
+                 tuple((r["score"], str(r["bin"]), f"({r['score_low']:.3g}, {r['score_high']:.3g}]", f"{r['rows']:,}",
                         f"{r['mean_score']:.4f}", f"{r['observed_rate']:.4f}") for r in curves.iter_rows(named=True)),
-                 caption="Reliability per score bin (deciles of the score)",
+                 caption="Reliability per score bin (deciles; the top decile split at the 95th, 99th, 99.9th percentiles)",
                  numeric=(False, True, False, True, True, True))
     paragraph = ("The policy and the DR estimator act on the logged scores. fraud_score against fraud disputes "
                  "among authorized, mature rows the logging policy allowed or challenged; auth_score against "
@@ -227,16 +236,21 @@ def _method_section(result: ReviewResult, strict: bool) -> Section:
     lines = (
         f"Estimator {summary['estimator']}; intervals: {', '.join(sorted(set(result.results['interval'].to_list())))} "
         f"at {result.confidence:.0%}; paired deltas against the baseline '{result.baseline}'.",
-        f"Multiple testing: {BH_METHOD} over all {result.guardrails.filter(pl.col('outcome') != INSUFFICIENT).height} "
-        f"tested checks at FDR {result.fdr:g} (= 1 − confidence), on one-sided normal p-values from delta and "
-        "delta_se. A check fails only when its interval lies entirely beyond the limit and its BH-adjusted p ≤ "
-        f"{result.fdr:g}.",
+        f"Multiple testing: {BH_METHOD} over the {_family_size(result)} tested segment checks (all guardrails, "
+        f"segments other than ALL) at FDR {result.fdr:g} (= 1 − confidence), on one-sided normal p-values from "
+        "delta and delta_se. A segment check fails only when its interval lies entirely beyond the limit and its "
+        f"BH-adjusted p ≤ {result.fdr:g}; segment ALL, each guardrail's one pre-specified check, fails when its "
+        "interval lies entirely beyond the limit.",
         "Exit codes: 0 no guardrail fails; 1 a guardrail fails" + (
             ", or (--strict) a check is inconclusive or a guardrail has no data overall" if strict else
             "; inconclusive and insufficient-data checks do not fail the gate (use --strict to fail on "
             "inconclusive)") + "; 2 bad input or config.",
     )
     return Section("method", "Method", paragraphs=lines)
+
+
+def _family_size(result: ReviewResult) -> int:
+    return result.guardrails.filter((pl.col("outcome") != INSUFFICIENT) & (pl.col("segment") != ALL)).height
 
 
 def _provenance_section(result: ReviewResult) -> Section:
@@ -257,7 +271,8 @@ def review_json(result: ReviewResult, *, strict: bool = False) -> dict[str, Any]
     return {
         "candidate": result.candidate, "baseline": result.baseline, "verdict": result.verdict,
         "exit_code": result.exit_code(strict=strict), "strict": strict, "counts": result.counts(),
-        "multiple_testing": {"method": BH_METHOD, "fdr": result.fdr, "family": "every tested guardrail × segment"},
+        "multiple_testing": {"method": BH_METHOD, "fdr": result.fdr, "family_size": _family_size(result),
+                             "family": "every tested guardrail × segment check except segment ALL"},
         "guardrails": [g.model_dump(mode="json", exclude_none=True) | {"name": g.name} for g in result.config.guardrails],
         "checks": result.guardrails.to_dicts(),
         "summary": result.summary,

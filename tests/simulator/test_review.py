@@ -76,6 +76,17 @@ def test_breach_that_does_not_survive_benjamini_hochberg_is_inconclusive() -> No
     assert alone["outcome"].to_list() == [FAIL]  # the same breach alone is a failure
 
 
+def test_a_breach_overall_fails_on_its_interval_however_many_segments_are_checked() -> None:
+    # ALL: interval [11, 73] beyond +1 with p = 0.005 would be 0.005 * 101 > 0.05 if it joined the segments' family
+    overall = {"delta": 40.0, "delta_se": 15.2, "delta_ci_low": 11.0, "delta_ci_high": 73.0}
+    quiet = [{"segment": f"card_country=X{i}", "delta": 1.0, "delta_ci_low": -1.0, "delta_ci_high": 3.0}
+             for i in range(100)]
+    checks = evaluate_guardrails(results(overall, *quiet), (guardrail(),), confidence=CONFIDENCE)
+    first = checks.row(0, named=True)
+    assert first["outcome"] == FAIL and first["p_adjusted"] == first["p_value"]
+    assert checks["p_adjusted"][1] == pytest.approx(0.5)  # 100 segment checks with p = 0.5: 0.5 * 100 / 100 = 0.5
+
+
 @pytest.mark.parametrize(
     ("row", "rail", "reason"),
     [
