@@ -204,3 +204,16 @@ def test_plots_are_figures_a_notebook_can_use(reviewed: tuple[Path, object]) -> 
                            "score_low": [0.0, 0.5], "score_high": [0.5, 1.0], "rows": [10, 5],
                            "mean_score": [0.2, 0.7], "observed_rate": [0.1, 0.6], "observed_se": [0.05, 0.1]})
     assert len(calibration_plot(curves).axes) == 1
+
+
+def test_strict_turns_an_inconclusive_review_into_exit_1(reviewed: tuple[Path, object], generated: Path,
+                                                         tmp_path: Path) -> None:
+    out, _ = reviewed
+    payload = json.loads((out / "review.json").read_text())
+    assert payload["verdict"] == "inconclusive" and payload["exit_code"] == 0  # fraud_rate_bps cannot tell
+    config = tmp_path / "review.toml"
+    config.write_text(toml_config(PASSING))
+    result = RUNNER.invoke(app, ["review", str(config), "--data", str(generated / "transactions"), "--out",
+                                 str(tmp_path / "out"), "--engine", "local", "--quiet", "--strict"])
+    assert result.exit_code == 1, result.output
+    assert json.loads((tmp_path / "out" / "review.json").read_text())["strict"] is True
