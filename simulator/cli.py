@@ -256,6 +256,40 @@ def sweep_command(
         _print_sweep(result, out)
 
 
+@app.command("review")
+def review_command(
+    config: ConfigArg,
+    out: OutOpt,
+    data: DataOpt = None,
+    engine: EngineOpt = EngineName.ray,
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Overrides the config's estimation.seed.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 also when a guardrail check is inconclusive.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Pre-launch review of [review] candidate against the baseline: exit 1 when a guardrail fails."""
+    from simulator.render import guardrail_table
+    from simulator.review import review
+    from simulator.review_report import write_review
+
+    with user_errors():
+        cfg = load_config(config)
+        if seed is not None:
+            cfg = with_overrides(cfg, {"estimation": {"seed": seed}}, source="--seed")
+        with _shard_progress(quiet) as progress:
+            result = review(cfg, data, engine=engine.value, address=address, num_cpus=num_cpus,
+                            config_source=str(config), **progress)
+        files = write_review(result, out, strict=strict)
+    if not quiet:
+        stdout().print(guardrail_table(result.guardrails))
+    code = result.exit_code(strict=strict)
+    if not quiet or code:
+        console.print(f"review of '{result.candidate}': [bold]{result.verdict.upper()}[/] "
+                      f"({', '.join(f'{n} {o}' for o, n in result.counts().items())}); report: {files.html}")
+    raise typer.Exit(code)
+
+
 @app.command("demo")
 def demo_command(
     out: Annotated[Path, typer.Option("--out", help="Where the demo writes results.")] = Path("demo"),
@@ -283,6 +317,15 @@ def demo_command(
             write_run_outputs(result, cfg, data / "transactions", str(path), out / path.stem)
             stdout().print(overall_table(result.results, cfg.baseline.policy))
             console.print(f"{path}: wrote {out / path.stem} in {result.timings['total_s']:.1f} s")
+        from simulator.render import guardrail_table  # the demo ends with a review of the example candidate
+        from simulator.review import review
+        from simulator.review_report import write_review
+
+        reviewed = review(load_config(configs / "example.toml"), data / "transactions", engine=engine.value,
+                          shard_rows=250_000, config_source=str(configs / "example.toml"))
+        files = write_review(reviewed, out / "review")
+        stdout().print(guardrail_table(reviewed.guardrails))
+        console.print(f"review of '{reviewed.candidate}': {reviewed.verdict.upper()}; open {files.html}")
 
 
 def main() -> None:

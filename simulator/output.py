@@ -59,6 +59,11 @@ def write_text(text: str, target: Path) -> Path:
     return write_atomic(target, lambda tmp: tmp.write_text(text))
 
 
+def write_bytes(data: bytes, target: Path) -> Path:
+    """Write bytes (e.g. a PNG) atomically."""
+    return write_atomic(target, lambda tmp: tmp.write_bytes(data))
+
+
 def parquet_footer_digest(files: list[Path], root: Path) -> str:
     """A fingerprint of a dataset: each file's relative path, size and Parquet footer.
 

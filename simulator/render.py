@@ -92,3 +92,17 @@ def top_points_table(table: pl.DataFrame, metric: str = "net_value", *, rows: in
             values += [number(r["estimate"]), _interval(r["delta_ci_low"], r["delta_ci_high"])]
         out.add_row(*values, style="bold" if point == recommended else "")
     return out
+
+
+def guardrail_table(checks: pl.DataFrame) -> Table:
+    """Per guardrail of a review: how many segment checks ended in each outcome (simulator.review)."""
+    table = Table(title="guardrails", title_justify="left")
+    outcomes = ("fail", "inconclusive", "insufficient_data", "pass")
+    for column in ("guardrail", "scope", *outcomes):
+        table.add_column(column.replace("_", " "), justify="left" if column in ("guardrail", "scope") else "right")
+    counts = checks.group_by("guardrail", "name", "scope", maintain_order=True).agg(
+        [(pl.col("outcome") == o).sum().alias(o) for o in outcomes]).sort("guardrail")
+    for r in counts.iter_rows(named=True):
+        style = "bold red" if r["fail"] else ("yellow" if r["inconclusive"] else "")
+        table.add_row(r["name"], r["scope"], *(str(r[o]) for o in outcomes), style=style)
+    return table
