@@ -54,7 +54,8 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except PolicysimError as error:
-        console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
+        # the message is plain text: "[data.columns]" in it must not be read as rich markup
+        console.print(Text.assemble(("error: ", "bold red"), str(error)), highlight=False, soft_wrap=True)
         raise typer.Exit(error.exit_code) from None
 
 

@@ -15,7 +15,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from simulator.errors import PolicysimError
-from simulator.load import dataset_files
+from simulator.load import dataset_files, in_utc
 from simulator.moments import Needs
 from simulator.plan import Plan
 from simulator.schema import Schema
@@ -71,7 +71,7 @@ def read_shard(shard: Shard, job: Job) -> pl.DataFrame:
     from_canonical = {v: k for k, v in to_canonical.items()}
     wanted = [from_canonical.get(c, c) for c in sorted(job.plan.columns)]
     frame = pl.scan_parquet(shard.path, hive_partitioning=job.hive).select(wanted).slice(shard.offset, shard.rows).collect()
-    return frame.rename(to_canonical, strict=False)
+    return in_utc(frame.rename(to_canonical, strict=False))
 
 
 def run_shard(shard: Shard, job: Job) -> Stats:

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 
 from simulator.errors import InvalidData
-from simulator.schema import Schema
+from simulator.schema import CREATED_AT, DISPUTED_AT, Schema
 
 PARQUET_SUFFIX = ".parquet"
 # Spark, Hive and friends leave `_SUCCESS`, `_metadata`, `.part-0.crc` or
@@ -80,7 +81,27 @@ def scan_dataset(path: Path, schema: Schema, columns: Iterable[str] | None = Non
     _check_consistent(files, first, None if wanted is None else [name for name in wanted if name in first])
     if wanted is not None:
         frame = frame.select(wanted)
-    return frame.rename(to_canonical, strict=False)
+    return in_utc(frame.rename(to_canonical, strict=False))
+
+
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
+
+
+def in_utc(frame: FrameT) -> FrameT:
+    """Timestamps in UTC, as the engine compares them: naive ones are read as UTC, zoned ones converted.
+
+    Done wherever rows enter (scans, shards, in-memory frames), so data written
+    with local zones or without one gives the same results as UTC data.
+    """
+    schema = frame.collect_schema()
+    fixes = []
+    for name in (CREATED_AT, DISPUTED_AT):
+        dtype = schema.get(name)
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone != "UTC":
+            column = pl.col(name)
+            fixes.append(column.dt.replace_time_zone("UTC") if dtype.time_zone is None
+                         else column.dt.convert_time_zone("UTC"))
+    return frame.with_columns(fixes) if fixes else frame
 
 
 def _renames(file_schema: Mapping[str, pl.DataType], rename: Mapping[str, str]) -> dict[str, str]:

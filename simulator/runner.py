@@ -19,7 +19,7 @@ from simulator.config import RunConfig
 from simulator.errors import InvalidConfig
 from simulator.execute import DEFAULT_SHARD_ROWS, Job, Shard, plan_shards, run_local
 from simulator.ray_engine import Cluster, cluster, run_ray
-from simulator.load import dataset_files, scan_dataset
+from simulator.load import dataset_files, in_utc, scan_dataset
 from simulator.moments import needed_sums
 from simulator.output import parquet_footer_digest, write_json, write_parquet
 from simulator.plan import Plan, compile_plan
@@ -146,6 +146,7 @@ def run_frame(config: RunConfig, frame: pl.DataFrame) -> RunResult:
     The frame is validated like a dataset; bad rows raise `InvalidData`.
     """
     start = time.perf_counter()
+    frame = in_utc(frame)
     problems = find_problems(frame, config.data.schema())
     if problems:
         raise InvalidData(
