@@ -23,6 +23,7 @@ from simulator.ray_engine import cluster
 from simulator.objective import feasibility, parse_objective
 from simulator.render import overall_table, top_points_table
 from simulator.runner import resolve_data, run, write_run_outputs
+from simulator.recommend import choice_spread
 from simulator.sweep import SweepResult, sweep
 from simulator.sweep_outputs import write_sweep_outputs
 from simulator.generate import GenerateSpec, generate
@@ -219,7 +220,8 @@ def _print_sweep(result: SweepResult, out: Path) -> None:
         lines = list(choice.recommendation.reason)
         share = choice.share()
         if share is not None:
-            lines.append(f"chosen in {share:.0%} of {result.plan.bootstrap} bootstrap replicates")
+            lines.append(f"chosen in {share:.0%} of {result.plan.bootstrap} bootstrap replicates"
+                         + choice_spread(choice, result.points))
         elif point is not None:
             lines.append("set [estimation] bootstrap to see how often the bootstrap would choose it")
         stdout().print("[bold]recommendation[/]: " + "\n  ".join(lines), highlight=False)
@@ -303,7 +305,7 @@ def demo_command(
     seed: Seed = 7,
     quiet: Quiet = False,
 ) -> None:
-    """Generate demo data, validate it, and run every example config on it end to end."""
+    """Generate demo data, validate it, run every example config, sweep thresholds and review a candidate."""
     with user_errors(), ExitStack() as stack:
         _generate(rows, data, seed, 4, 0.05, quiet)
         summary = check_dataset(data / "transactions", Schema())
@@ -313,11 +315,18 @@ def demo_command(
             console.print(f"Ray cluster: {'started' if used.started else 'joined'} {used.address}, {used.cpus:g} CPUs")
         for path in sorted(configs.glob("*.toml")):
             cfg = load_config(path)
+            if not cfg.policies:  # a sweep-only config: swept below
+                continue
             with _shard_progress(quiet) as progress:
                 result = run(cfg, data / "transactions", engine=engine.value, shard_rows=250_000, **progress)
             write_run_outputs(result, cfg, data / "transactions", str(path), out / path.stem)
             stdout().print(overall_table(result.results, cfg.baseline.policy))
             console.print(f"{path}: wrote {out / path.stem} in {result.timings['total_s']:.1f} s")
+        swept = load_config(configs / "sweep.toml")  # a threshold sweep with its frontier and a recommendation
+        with _shard_progress(quiet) as progress:
+            grid = sweep(swept, data / "transactions", engine=engine.value, shard_rows=250_000, **progress)
+        write_sweep_outputs(grid, swept, data / "transactions", str(configs / "sweep.toml"), out / "sweep")
+        _print_sweep(grid, out / "sweep")
         from simulator.render import guardrail_table  # the demo ends with a review of the example candidate
         from simulator.review import review
         from simulator.review_report import write_review

@@ -118,3 +118,26 @@ def policy_choices(result: RunResult, names: list[str], objective: Objective, es
         reps = replicate_values(replicates, totals, name, estimator)
         choices.add(everything, np.array([point]), {k: v[:, None, :] for k, v in reps.items()}, totals)
     return choices
+
+
+def choice_spread(choice: Choice, points: pl.DataFrame, coverage: float = 0.9) -> str:
+    """Where the bootstrap's choices fall: the parameter ranges of the most chosen points covering `coverage`.
+
+    A low share for the recommended point often only means that its neighbours are as
+    good; this says how far apart the plausible choices are.
+    """
+    if choice.frequency is None or choice.frequency.is_empty():
+        return ""
+    shares = choice.frequency.with_columns(pl.col("share").cum_sum().shift(1, fill_value=0.0).alias("before"))
+    top = shares.filter(pl.col("before") < coverage * shares["share"].sum()).join(points, on="point")
+    parameters = [c for c in points.columns if c not in ("point", "label") and top[c].null_count() < top.height]
+    spans = []
+    for name in parameters:
+        values = top[name].drop_nulls()
+        if values.dtype.is_numeric():
+            low, high = values.min(), values.max()
+            spans.append(f"{name} {low:.3g}" if low == high else f"{name} {low:.3g}–{high:.3g}")
+        else:
+            spans.append(f"{name} in {sorted(set(values.to_list()))}")
+    covered = float(top["share"].sum())
+    return f"; the {top.height} points chosen in {covered:.0%} of replicates span " + ", ".join(spans) if spans else ""

@@ -59,37 +59,45 @@ def overall_table(results: pl.DataFrame, baseline: str, metrics: tuple[str, ...]
 TOP_METRICS: tuple[str, ...] = ("net_value", "fraud_rate_bps", "auth_rate", "block_rate")
 
 
+def compact(value: float | None, signed: bool = False) -> str:
+    """1.23M, 45.6k, 11.7, 0.912 (3 significant digits); "—" when missing."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    sign = "+" if signed and value > 0 else ""
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{sign}{value / size:.3g}{suffix}"
+    return f"{sign}{value:.3g}"
+
+
 def top_points_table(table: pl.DataFrame, metric: str = "net_value", *, rows: int = 10, maximize: bool = True,
                      feasible: set[int] | None = None, recommended: int | None = None,
                      metrics: tuple[str, ...] = TOP_METRICS) -> Table:
-    """The best grid points of a sweep by one metric (segment ALL): parameters, deltas and intervals."""
+    """The best grid points of a sweep by one metric (segment ALL): parameters, estimates and paired deltas."""
     overall = table.filter(pl.col("segment") == "ALL")
-    parameters = [c for c in table.columns[: table.columns.index("policy")] if c != "point"]
-    wide = overall.filter(pl.col("metric").is_in(list(metrics))).select(
-        "point", *parameters, "metric", "estimate", "delta", "delta_ci_low", "delta_ci_high", "flag")
+    parameters = [c for c in table.columns[: table.columns.index("policy")]
+                  if c != "point" and overall[c].null_count() < overall.height]
     ranking = overall.filter((pl.col("metric") == metric) & pl.col("estimate").is_not_null())
     if feasible is not None:
         ranking = ranking.filter(pl.col("point").is_in(sorted(feasible)))
-    best = ranking.sort("estimate", descending=maximize).head(rows)["point"].to_list()
-    title = f"top {len(best)} grid points by {metric} (ALL{'; meeting the objective' if feasible is not None else ''})"
-    out = Table(title=title, title_justify="left")
-    out.add_column("point", justify="right")
-    for name in parameters:
+    best = ranking.sort(["estimate", "point"], descending=[maximize, False]).head(rows)["point"].to_list()
+    chosen = overall.filter(pl.col("point").is_in(best) & pl.col("metric").is_in(list(metrics)))
+    title = f"top {len(best)} grid points by {metric}, overall{' (meeting the objective)' if feasible is not None else ''}"
+    out = Table(title=title, title_justify="left", caption="estimate, then the paired delta against the baseline "
+                "and its interval; the recommended point in bold", caption_justify="left")
+    for name in ("point", *parameters):
         out.add_column(name, justify="right")
     for name in metrics:
         out.add_column(name, justify="right")
-        out.add_column(f"Δ {name} interval", justify="right")
     for point in best:
-        cells = wide.filter(pl.col("point") == point)
-        first = cells.row(0, named=True)
-        values = [str(point)] + [number(first[p]) if isinstance(first[p], float | int) else str(first[p]) for p in parameters]
+        cells = {r["metric"]: r for r in chosen.filter(pl.col("point") == point).iter_rows(named=True)}
+        first = next(iter(cells.values()))
+        values = [str(point)] + [compact(first[p]) if isinstance(first[p], float | int) else str(first[p])
+                                 for p in parameters]
         for name in metrics:
-            row = cells.filter(pl.col("metric") == name)
-            if row.height == 0:
-                values += ["—", "—"]
-                continue
-            r = row.row(0, named=True)
-            values += [number(r["estimate"]), _interval(r["delta_ci_low"], r["delta_ci_high"])]
+            r = cells.get(name)
+            values.append("—" if r is None else f"{compact(r['estimate'])}\n{compact(r['delta'], True)} "
+                          f"[{compact(r['delta_ci_low'], True)}, {compact(r['delta_ci_high'], True)}]")
         out.add_row(*values, style="bold" if point == recommended else "")
     return out
 

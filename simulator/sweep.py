@@ -223,7 +223,9 @@ def _sweep_policies(config: RunConfig, settings: SweepConfig, data: Path | None,
     parameters = [c for c in points.columns if c not in ("point", "label")]
     frame = frame.join(points.drop("label"), on="point", how="left").with_columns(
         pl.col("point").replace_strict(points["point"], points["label"], return_dtype=pl.String).alias("policy"))
-    frame = frame.select(["point", *parameters, *RESULT_SCHEMA])
+    thresholds = [pl.lit(None, pl.Float64).alias(c) for c in ("challenge_above", "block_above") if c not in parameters]
+    frame = frame.with_columns(thresholds).select(["point", *parameters, *[t.meta.output_name() for t in thresholds],
+                                                   *RESULT_SCHEMA])
     choice = None
     if objective is not None:
         choices = policy_choices(result, names, objective, config.estimation.estimator) if result.plan.bootstrap else None
