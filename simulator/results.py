@@ -276,19 +276,19 @@ def _event(metric: MetricEstimate, totals: SegmentTotals, plan: Plan) -> np.ndar
     return np.nan_to_num(scale * totals.max_weight(metric.main) * size)
 
 
+FLAG_NAMES = (UNIDENTIFIED, LOW_ESS, NO_SUPPORT)
+FLAG_LABELS = tuple(";".join(n for bit, n in enumerate(FLAG_NAMES) if code >> bit & 1) for code in range(8))
+
+
+def flag_codes(estimate: np.ndarray, ess: np.ndarray, unsupported: np.ndarray, min_ess: float) -> np.ndarray:
+    """Bit i set when flag FLAG_NAMES[i] applies; `FLAG_LABELS[code]` is the `;`-joined text."""
+    return (~np.isfinite(estimate)).astype(np.int8) | (ess < min_ess).astype(np.int8) << 1 \
+        | (unsupported > 1e-12).astype(np.int8) << 2
+
+
 def _flags(estimate: np.ndarray, ess: np.ndarray, unsupported: np.ndarray, min_ess: float) -> np.ndarray:
     """`;`-joined flags per estimate (empty when none), vectorised over any shape."""
-    shape = np.broadcast_shapes(np.shape(estimate), np.shape(ess), np.shape(unsupported))
-    parts = [
-        (UNIDENTIFIED, ~np.isfinite(estimate)),
-        (LOW_ESS, ess < min_ess),
-        (NO_SUPPORT, unsupported > 1e-12),
-    ]
-    out = np.full(shape, "", dtype=object)
-    for name, mask in parts:
-        mask = np.broadcast_to(mask, shape)
-        out[mask] = np.where(out[mask] == "", name, out[mask] + ";" + name)
-    return out
+    return np.asarray(FLAG_LABELS, dtype=object)[flag_codes(estimate, ess, unsupported, min_ess)]
 
 
 def _hide_unsupported(frame: pl.DataFrame) -> pl.DataFrame:
