@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn,
 from rich.text import Text
 from rich.table import Table
 
-from simulator.config import load_config, with_overrides
+from simulator.config import RunConfig, load_config, with_overrides
 from simulator.errors import PolicysimError
 from simulator.ray_engine import cluster
 from simulator.objective import feasibility, parse_objective
@@ -173,6 +173,14 @@ AddressOpt = Annotated[
 ]
 CpusOpt = Annotated[Optional[int], typer.Option("--num-cpus", min=1, help="CPUs of the local Ray cluster started.")]
 
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Overrides the config's estimation.seed.")]
+
+
+def _config(path: Path, seed: int | None) -> RunConfig:
+    """The validated config, with `--seed` applied."""
+    cfg = load_config(path)
+    return cfg if seed is None else with_overrides(cfg, {"estimation": {"seed": seed}}, source="--seed")
+
 
 @app.command("run")
 def run_command(
@@ -182,14 +190,12 @@ def run_command(
     engine: EngineOpt = EngineName.ray,
     address: AddressOpt = None,
     num_cpus: CpusOpt = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Overrides the config's estimation.seed.")] = None,
+    seed: SeedOpt = None,
     quiet: Quiet = False,
 ) -> None:
     """Evaluate the policies of a config against its baseline."""
     with user_errors():
-        cfg = load_config(config)
-        if seed is not None:
-            cfg = with_overrides(cfg, {"estimation": {"seed": seed}}, source="--seed")
+        cfg = _config(config, seed)
         path = resolve_data(cfg, data)
         with _shard_progress(quiet) as progress:
             result = run(cfg, path, engine=engine.value, address=address, num_cpus=num_cpus, **progress)
@@ -242,14 +248,12 @@ def sweep_command(
     engine: EngineOpt = EngineName.ray,
     address: AddressOpt = None,
     num_cpus: CpusOpt = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Overrides the config's estimation.seed.")] = None,
+    seed: SeedOpt = None,
     quiet: Quiet = False,
 ) -> None:
     """Evaluate a grid of threshold configs ([sweep]) in one pass; write the frontier and a recommendation."""
     with user_errors():
-        cfg = load_config(config)
-        if seed is not None:
-            cfg = with_overrides(cfg, {"estimation": {"seed": seed}}, source="--seed")
+        cfg = _config(config, seed)
         goal = None if objective is None else parse_objective(objective)
         path = resolve_data(cfg, data)
         with _shard_progress(quiet) as progress:
@@ -267,7 +271,7 @@ def review_command(
     engine: EngineOpt = EngineName.ray,
     address: AddressOpt = None,
     num_cpus: CpusOpt = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Overrides the config's estimation.seed.")] = None,
+    seed: SeedOpt = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 also when a guardrail check is inconclusive.")] = False,
     quiet: Quiet = False,
 ) -> None:
@@ -277,9 +281,7 @@ def review_command(
     from simulator.review_report import write_review
 
     with user_errors():
-        cfg = load_config(config)
-        if seed is not None:
-            cfg = with_overrides(cfg, {"estimation": {"seed": seed}}, source="--seed")
+        cfg = _config(config, seed)
         with _shard_progress(quiet) as progress:
             result = review(cfg, data, engine=engine.value, address=address, num_cpus=num_cpus,
                             config_source=str(config), **progress)

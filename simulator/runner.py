@@ -161,9 +161,8 @@ def run_frame(config: RunConfig, frame: pl.DataFrame) -> RunResult:
                      timings={"total_s": time.perf_counter() - start})
 
 
-def run_summary(result: RunResult, config: RunConfig, path: Path, config_source: str) -> dict[str, Any]:
-    """What `summary.json` records: the config, the data it ran on, counts and timings."""
-    plan = result.plan
+def provenance(config: RunConfig, path: Path, config_source: str, data: DataSummary | None) -> dict[str, Any]:
+    """What every `summary.json` starts with: the version, the config and the data it ran on."""
     return {
         "policysim_version": __version__,
         "config_source": config_source,
@@ -171,8 +170,16 @@ def run_summary(result: RunResult, config: RunConfig, path: Path, config_source:
         "data": {
             "path": str(path),
             "fingerprint": parquet_footer_digest(dataset_files(path), path),
-            **(result.data.to_dict() if result.data else {}),
+            **(data.to_dict() if data else {}),
         },
+    }
+
+
+def run_summary(result: RunResult, config: RunConfig, path: Path, config_source: str) -> dict[str, Any]:
+    """What `summary.json` records: the config, the data it ran on, counts and timings."""
+    plan = result.plan
+    return {
+        **provenance(config, path, config_source, result.data),
         "as_of": plan.as_of.isoformat(),
         "label_maturity_days": plan.label_maturity_days,
         "fraud_labels_mature_before": None if plan.cutoff is None else plan.cutoff.isoformat(),

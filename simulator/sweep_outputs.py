@@ -17,12 +17,11 @@ from typing import Any
 
 import polars as pl
 
-from simulator import __version__
 from simulator.config import RunConfig
 from simulator.frontier import frontiers
 from simulator.frontier_plots import frontier_figure, frontier_html, write_frontier_png
-from simulator.load import dataset_files
-from simulator.output import parquet_footer_digest, write_json, write_parquet, write_text
+from simulator.output import write_json, write_parquet, write_text
+from simulator.runner import provenance
 from simulator.sweep import SweepResult
 from simulator.totals import ALL
 
@@ -44,11 +43,7 @@ def sweep_summary(result: SweepResult, config: RunConfig, path: Path, config_sou
     """What `summary.json` records for a sweep."""
     plan = result.plan
     return {
-        "policysim_version": __version__,
-        "config_source": config_source,
-        "config": config.model_dump(mode="json"),
-        "data": {"path": str(path), "fingerprint": parquet_footer_digest(dataset_files(path), path),
-                 **(result.data.to_dict() if result.data else {})},
+        **provenance(config, path, config_source, result.data),
         "as_of": plan.as_of.isoformat(),
         "label_maturity_days": plan.label_maturity_days,
         "grid": {"points": result.points.height, "skipped": result.skipped, "parameters": result.parameters,
