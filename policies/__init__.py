@@ -7,7 +7,7 @@ conformance suite (`tests/policies/test_conformance.py`).
 """
 
 from policies import epsilon, logged, python, rules, segment_threshold, threshold
-from policies.base import Actions, Coded, Policy
+from policies.base import Actions, Coded, Policy, one_hot
 from policies.registry import PolicyContext, PolicyParams, build_policy, known_kinds, register_policy
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "epsilon",
     "known_kinds",
     "logged",
+    "one_hot",
     "python",
     "register_policy",
     "rules",

@@ -66,7 +66,38 @@ _KINDS: dict[str, _Kind] = {}
 
 
 def register_policy(kind: str, *, params: type[BaseModel]) -> Callable[[FactoryT], FactoryT]:
-    """Decorator registering `factory` as policy kind `kind`; registering a kind twice raises."""
+    """Decorator registering `factory` as policy kind `kind`; registering a kind twice raises.
+
+    The factory gets the validated `params`, a `PolicyContext` (the action set)
+    and `where` (the TOML path, for messages). A policy defined in a notebook
+    runs on both engines (Ray pickles it by value). Everything it needs is exported by `policies`.
+
+    Example::
+
+        class BigTicketParams(PolicyParams):
+            above: float
+
+        @dataclass(frozen=True)
+        class BigTicket:                      # challenge every payment above `above`, allow the rest
+            above: float
+            actions: Actions
+            columns: frozenset[str] = frozenset({"amount"})
+            deterministic: bool = True
+            logging: bool = False
+
+            def coded(self, batch: pl.DataFrame) -> Coded:     # code = chosen action: rows group into cells
+                chosen = np.where(batch["amount"].to_numpy() > self.above, self.actions.index("challenge"), 0)
+                return one_hot(chosen, len(self.actions))
+
+            def probabilities(self, batch: pl.DataFrame) -> np.ndarray:
+                return self.coded(batch).probabilities()
+
+        @register_policy("big_ticket", params=BigTicketParams)
+        def big_ticket(params: BigTicketParams, context: PolicyContext, *, where: str) -> BigTicket:
+            return BigTicket(above=params.above, actions=context.actions)
+
+        parse_config({"policies": [{"name": "3ds_over_500", "kind": "big_ticket", "above": 500.0}]})
+    """
 
     def register(factory: FactoryT) -> FactoryT:
         if kind in _KINDS:

@@ -115,6 +115,13 @@ def calibrations(data: pl.LazyFrame, *, cutoff: datetime | None, bins: int = 10)
     """Reliability curves of every target score present in `data`, stacked (CALIBRATION_SCHEMA).
 
     A score column the data does not have is skipped: the report says which are shown.
+    `cutoff`: fraud labels of rows created after it are immature and left out
+    (`run(...).plan.cutoff`; None keeps every row).
+
+    Example::
+
+        curves = calibrations(pl.scan_parquet("data/transactions/*.parquet"), cutoff=result.plan.cutoff)
+        calibration_plot(curves)
     """
     present = set(data.collect_schema().names())
     frames = [calibration(data, t, cutoff=cutoff, bins=bins) for t in TARGETS

@@ -158,7 +158,18 @@ def config_error(error: ValidationError, source: str) -> InvalidConfig:
 
 
 def parse_config(table: Mapping[str, Any], source: str = "config") -> RunConfig:
-    """Validate a config from a mapping (TOML tables, or built in a notebook)."""
+    """Validate a config from a mapping (TOML tables, or built in a notebook).
+
+    Problems raise `InvalidConfig` with the TOML path and the value, as the CLI reports them.
+
+    Example::
+
+        config = parse_config({
+            "segments": {"by": [["card_country"], ["card_funding"]]},
+            "policies": [{"name": "stricter", "kind": "threshold", "score": "fraud_score",
+                          "challenge_above": 0.4, "block_above": 0.7}],
+        })
+    """
     try:
         return RunConfig.model_validate(dict(table))
     except ValidationError as error:
@@ -166,7 +177,13 @@ def parse_config(table: Mapping[str, Any], source: str = "config") -> RunConfig:
 
 
 def load_config(path: Path) -> RunConfig:
-    """Read and validate a TOML config file."""
+    """Read and validate a TOML config file (SPEC §11).
+
+    Example::
+
+        config = load_config(Path("configs/thresholds.toml"))
+        [p.name for p in config.policies]     # ['block_more', 'more_3ds', ...]
+    """
     try:
         text = path.read_text()
     except OSError as error:

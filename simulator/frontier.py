@@ -112,6 +112,10 @@ def pareto_frontier(
     Vectorised: within each segment, distinct (x, y) pairs are sorted by x (best
     first) then y (best first); a pair is efficient when its y beats the running
     best of every pair before it. Columns: `FRONTIER_SCHEMA`.
+
+    Example::
+
+        pareto_frontier(swept.table, "fraud_rate_bps", "auth_rate").filter(pl.col("segment") == "ALL")
     """
     pairs = metric_pairs(sweep, x, y)
     usable = pairs.filter(
@@ -139,7 +143,13 @@ def pareto_frontier(
 
 
 def frontiers(sweep: pl.DataFrame) -> pl.DataFrame:
-    """`frontier.parquet`: net_value and auth_rate against fraud_rate_bps, overall and per segment."""
+    """`frontier.parquet`: net_value and auth_rate against fraud_rate_bps, overall and per segment.
+
+    Example::
+
+        frontier = frontiers(swept.table)     # swept = sweep(config, data) or sweep_frame(config, frame)
+        frontier.filter(pl.col("segment") == "ALL", pl.col("frontier") == "net_value~fraud_rate_bps")
+    """
     parts = [pareto_frontier(sweep, x, y) for x, y in FRONTIERS]
     return pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=FRONTIER_SCHEMA)
 

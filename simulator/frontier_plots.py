@@ -72,7 +72,14 @@ def frontier_figure(sweep: pl.DataFrame, frontier: pl.DataFrame, *, segment: str
     """Two panels (net_value and auth_rate against fraud_rate_bps) for one segment.
 
     `frontier` is the output of `frontiers(sweep)`; `recommended` is a grid
-    point to mark (e.g. `choose(...).point`).
+    point to mark (e.g. `choose(...).point`). A notebook displays the figure
+    it returns (after `%matplotlib inline`).
+
+    Example::
+
+        swept = sweep(config, data, objective=parse_objective("net_value"), engine="local")
+        frontier_figure(swept.table, frontiers(swept.table), segment="card_funding=prepaid",
+                        recommended=swept.choice.recommendation.point)
     """
     _require_segment(sweep, segment)
     figure = Figure(figsize=(12, 5), layout="constrained")
@@ -200,6 +207,11 @@ def frontier_html(sweep: pl.DataFrame, frontier: pl.DataFrame, *, segment: str =
     A menu switches between ALL and the largest segments (see `html_segments`);
     `segment` is shown first. Hovering a point shows its thresholds, estimates
     and intervals. The caller writes the string atomically as frontier.html.
+    The page carries plotly.js (a few MB): write it to a file rather than into a notebook.
+
+    Example::
+
+        Path("frontier.html").write_text(frontier_html(swept.table, frontiers(swept.table)))
     """
     _require_segment(sweep, segment)
     segments = html_segments(sweep, segment)

@@ -291,6 +291,11 @@ def generate(spec: GenerateSpec, out_dir: Path, on_rows: Callable[[int], None] |
     `on_rows(n)` is called after each chunk with the number of rows just
     written (for a progress bar). Raises InvalidConfig when `out_dir` exists
     and is not a directory.
+
+    Example::
+
+        report = generate(GenerateSpec(rows=200_000, seed=7, exploration=0.05), Path("data"))
+        run(config, report.transactions_dir, engine="local")
     """
     began = time.perf_counter()
     out_dir = Path(out_dir)

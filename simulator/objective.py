@@ -302,6 +302,11 @@ def choose(sweep: pl.DataFrame, objective: Objective) -> Recommendation:
 
     `sweep` is the sweep table (see `simulator.frontier`). Vectorised over
     points with polars; the only Python loop is over the constraints.
+
+    Example::
+
+        best = choose(swept.table, parse_objective("net_value; fraud_rate_bps<=40 every_segment"))
+        best.point, best.reason
     """
     table, tightest = feasibility(sweep, objective)
     feasible = table.filter("feasible").sort(["score", "point"], descending=[True, False])

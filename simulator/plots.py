@@ -56,6 +56,11 @@ def forest_plot(results: pl.DataFrame, metric: str, *, policy: str | None = None
 
     Green: the interval lies above 0; red: below 0; grey: it contains 0. Hollow
     markers are flagged estimates (low_ess). `limit` draws a guardrail's bound.
+
+    Example::
+
+        result = run(config, Path("data/transactions"), engine="local")
+        forest_plot(result.results, "net_value", policy="stricter", segmentation="card_country", top=15)
     """
     rows = forest_rows(results, metric, policy=policy, segmentation=segmentation, top=top)
     height = 1.2 + 0.28 * max(rows.height, 1)
@@ -92,6 +97,10 @@ def calibration_plot(calibration_frame: pl.DataFrame) -> Figure:
     Points on the diagonal are calibrated; error bars are ±2 binomial standard
     errors; marker area grows with the rows in the bin. Axes are zoomed to the
     data, so a fraud score near 0 stays readable.
+
+    Example::
+
+        calibration_plot(calibrations(pl.scan_parquet("data/transactions/*.parquet"), cutoff=None))
     """
     scores = calibration_frame["score"].unique(maintain_order=True).to_list()
     figure = Figure(figsize=(5.0 * max(len(scores), 1), 4.4))
@@ -126,7 +135,12 @@ def calibration_plot(calibration_frame: pl.DataFrame) -> Figure:
 
 
 def figure_png(figure: Figure, dpi: int = 110) -> bytes:
-    """The figure as PNG bytes (rendered with Agg)."""
+    """The figure as PNG bytes (rendered with Agg).
+
+    Example::
+
+        Path("net_value.png").write_bytes(figure_png(forest_plot(result.results, "net_value")))
+    """
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()

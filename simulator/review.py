@@ -232,6 +232,11 @@ def review(
 
     The `[review]` table is validated before any data is read, so a bad config
     fails in milliseconds. Same engines and options as `run()`.
+
+    Example::
+
+        result = review(load_config(Path("configs/example.toml")), Path("data/transactions"), engine="local")
+        result.verdict, result.guardrails.filter(pl.col("outcome") != "pass")
     """
     checked = review_config(config, config_source)
     path = resolve_data(config, data)

@@ -280,7 +280,12 @@ def review_json(result: ReviewResult, *, strict: bool = False) -> dict[str, Any]
 
 
 def write_review(result: ReviewResult, out_dir: Path, *, strict: bool = False) -> ReviewFiles:
-    """review.html, review.md with its PNGs, review.json, guardrails.parquet, results.parquet, summary.json."""
+    """review.html, review.md with its PNGs, review.json, guardrails.parquet, results.parquet, summary.json.
+
+    Example::
+
+        write_review(review(config, Path("data/transactions"), engine="local"), Path("out/review")).html
+    """
     report = build_report(result, strict=strict)
     images = tuple(write_bytes(image.png, out_dir / image.name)
                    for section in report.sections for image in section.figures)

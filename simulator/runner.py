@@ -73,6 +73,13 @@ def run(
     `engine="ray"` (the default) runs one task per shard on a new local Ray
     cluster, or on the one at `address` (`auto`, `host:port`, `ray://host:port`);
     `engine="local"` runs the same code in this process. Results are identical.
+    Bad data raises `InvalidData` (column, count, example id), as the CLI reports it.
+
+    Example::
+
+        result = run(config, Path("data/transactions"), engine="local")
+        result.overall().filter(pl.col("metric") == "net_value")   # one row per policy
+        result.results                                              # every segment (SPEC §9)
     """
     timings: dict[str, Any] = {}
     start = time.perf_counter()
@@ -144,6 +151,11 @@ def run_frame(config: RunConfig, frame: pl.DataFrame) -> RunResult:
     """Evaluate on an in-memory frame (canonical column names), as one shard.
 
     The frame is validated like a dataset; bad rows raise `InvalidData`.
+
+    Example::
+
+        frame = pl.read_parquet("data/transactions").filter(pl.col("card_country") == "BR")
+        run_frame(config, frame).overall()
     """
     start = time.perf_counter()
     frame = in_utc(frame)

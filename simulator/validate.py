@@ -124,6 +124,11 @@ def check_dataset(
 
     `as_of` (naive means UTC) defaults to the latest timestamp in the data,
     created_at or disputed_at. Raises `InvalidData` listing every problem.
+
+    Example::
+
+        summary = check_dataset(Path("data/transactions"), config.data.schema())
+        summary.rows, summary.as_of
     """
     path = Path(path)
     files = dataset_files(path)
