@@ -187,7 +187,7 @@ def needed_sums(plan: Plan) -> Needs:
     if plan.finite:
         design = {q for q in quadratic if ONE not in q[:2]}
         if plan.policy(plan.baseline).logging:  # superpopulation sums then only serve the effective sample size
-            quadratic = {q for q in quadratic if q[0] == q[1] and q[2] == "one*one"}
+            quadratic = {q for q in quadratic if q[0] == q[1] and q[2] in ("one*one", "mature*mature")}
     return Needs(
         linear=tuple(sorted(linear)),
         quadratic=tuple(sorted(quadratic)),

@@ -172,6 +172,12 @@ def _reps(context: _Context, policy: str) -> dict[str, np.ndarray] | None:
     return replicate_values(context.replicates, context.totals, policy, context.estimation.estimator)
 
 
+def effective_sample_size(term: Term, totals: SegmentTotals) -> np.ndarray:
+    """(Σ w·s)² / Σ (w·s)² over a population s (every row, or rows with mature fraud labels)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.nan_to_num(totals.total(term) ** 2 / totals.cross(term, term), nan=0.0)
+
+
 def _policy_columns(policy: str, context: _Context, baseline: dict[str, MetricEstimate],
                     base_reps: dict[str, np.ndarray] | None, unsupported: np.ndarray | None = None,
                     boot: dict[str, Bounds] | None = None, labels: np.ndarray | None = None) -> dict[str, list[np.ndarray]]:
@@ -182,8 +188,8 @@ def _policy_columns(policy: str, context: _Context, baseline: dict[str, MetricEs
     """
     totals, plan = context.totals, context.plan
     target = Term(policy, Weighting.TARGET, "one")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ess = np.nan_to_num(totals.total(target) ** 2 / totals.cross(target, target), nan=0.0)
+    ess = {population: effective_sample_size(Term(policy, Weighting.TARGET, population), totals)
+           for population in ("one", "mature")}
     if unsupported is None:
         unsupported = unsupported_mass(policy, totals, plan)
     if boot is None and labels is None:
@@ -192,7 +198,7 @@ def _policy_columns(policy: str, context: _Context, baseline: dict[str, MetricEs
             boot = bootstrap_bounds(reps, base_reps, plan, context.estimation.confidence)
     mature_rows = totals.total(Term(LOGGED, Weighting.TARGET, "mature"))
     names = np.asarray([segmentation_name(plan, i) for i in range(len(plan.segments.segmentations) + 1)], dtype=object)
-    shape = ess.shape
+    shape = np.broadcast_shapes(ess["one"].shape, ess["mature"].shape)
     per_segment = (-1,) + (1,) * (len(shape) - 1)
     columns: dict[str, list[np.ndarray]] = {name: [] for name in RESULT_SCHEMA}
     max_weight = totals.max_weight(target)
@@ -204,8 +210,9 @@ def _policy_columns(policy: str, context: _Context, baseline: dict[str, MetricEs
         base = baseline[metric.name]
         values = _metric_values(policy, metric, base, context, boot)
         values["rows"] = mature_rows if metric.population == "mature" else totals.rows
-        values["flag"] = _flags(metric.estimate.value, ess, unsupported, context.estimation.min_ess)
-        values |= {"ess": ess, "max_weight": max_weight, "unsupported_mass": unsupported}
+        population = "mature" if metric.population == "mature" else "one"
+        values["flag"] = _flags(metric.estimate.value, ess[population], unsupported, context.estimation.min_ess)
+        values |= {"ess": ess[population], "max_weight": max_weight, "unsupported_mass": unsupported}
         values |= fixed | {"metric": np.asarray(metric.name, dtype=object)}
         for name in RESULT_SCHEMA:
             columns[name].append(np.broadcast_to(values[name], shape).ravel())

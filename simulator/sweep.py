@@ -141,6 +141,15 @@ def sweep(
     would recommend it; with `[sweep] by` it also picks the best point per value
     of that column and evaluates the combined `segment_threshold` policy.
     Engines as in `simulator.runner.run`.
+
+    Example::
+
+        config = load_config(Path("configs/sweep.toml"))
+        swept = sweep(config, Path("data/transactions"), engine="local",
+                      objective=parse_objective("net_value; fraud_rate_bps<=45; min_rows=20000"))
+        swept.table.filter(pl.col("segment") == "ALL")     # every grid point × metric
+        swept.choice.recommendation.reason, swept.choice.share()
+        frontiers(swept.table)                             # the Pareto-efficient points
     """
     settings = sweep_config(config)
     objective = objective or settings.objective_model()

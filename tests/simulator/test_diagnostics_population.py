@@ -1,0 +1,24 @@
+"""Diagnostics describe the rows a metric covers: fraud metrics count mature rows only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from simulator.config import parse_config
+from simulator.runner import run
+
+
+def test_ess_is_over_the_metric_population(generated: Path) -> None:
+    config = parse_config({"segments": {"by": [["card_country"]]}, "data": {"label_maturity_days": 60},
+                           "policies": [{"name": "p", "kind": "threshold", "score": "fraud_score", "block_above": 0.3}]})
+    results = run(config, generated / "transactions", engine="local").results
+    logged = results.filter(pl.col("policy") == "logged")
+    # the logging policy's weights are all 1: its ESS is exactly the rows it covers
+    np.testing.assert_allclose(logged["ess"].to_numpy(), logged["rows"].to_numpy().astype(float), rtol=1e-12)
+    fraud = results.filter(pl.col("metric") == "fraud_rate_bps")
+    attempts = results.filter(pl.col("metric") == "auth_rate")
+    assert (fraud["rows"] < attempts["rows"]).any()  # some labels are immature
+    assert (results["ess"] <= results["rows"] * (1 + 1e-9)).all()
