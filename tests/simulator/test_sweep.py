@@ -163,3 +163,18 @@ def test_config_errors(data: Path, table: dict[str, Any], message: str) -> None:
 def test_unknown_score_column(data: Path) -> None:
     with pytest.raises(UnknownName, match="risk_score"):
         sweep(parse_config({"sweep": {"score": "risk_score", "block_above": [0.5]}}), data, engine="local")
+
+
+def test_ray_engine_gives_the_local_results(ray_cluster, data: Path) -> None:
+    table = _config({"score": "fraud_score", "block_above": [0.3, 0.6], "challenge_above": [0.02, 0.1]}, bootstrap=10)
+    table["segments"]["top_k"] = {"card_country": 4}
+    config = parse_config(table)
+    local = sweep(config, data, engine="local", shard_rows=5_000)
+    remote = sweep(config, data, engine="ray", shard_rows=5_000)
+    assert remote.engine.startswith("ray")
+    keys = ["point", "segmentation", "segment", "metric"]
+    a, b = local.table.sort(keys), remote.table.sort(keys)
+    assert a.select(*keys, "flag", "interval").equals(b.select(*keys, "flag", "interval"))
+    for column in NUMBERS:
+        np.testing.assert_allclose(b[column].cast(pl.Float64).to_numpy(), a[column].cast(pl.Float64).to_numpy(),
+                                   rtol=1e-12, atol=1e-12, equal_nan=True, err_msg=column)
