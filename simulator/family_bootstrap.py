@@ -57,10 +57,10 @@ class BinnedReplicates:
             union = tuple(sorted(set(la) | set(lb)))
             index = {label: i for i, label in enumerate(union)}
             moved = [self._relabel(k, [index[x] for x in old]) for k, old in ((ka, la), (kb, lb))]
-            merged_keys, inverse = np.unique(np.concatenate(moved), return_inverse=True)
-            stacked = np.concatenate([sa, sb])
-            total = np.zeros((len(merged_keys), *stacked.shape[1:]))
-            np.add.at(total, inverse, stacked)
+            merged_keys = np.union1d(*moved)
+            total = np.zeros((len(merged_keys), *sa.shape[1:]))
+            for side, part in zip(moved, (sa, sb), strict=True):  # keys are unique within each side
+                total[np.searchsorted(merged_keys, side)] += part
             labels.append(union)
             keys.append(merged_keys)
             sums.append(total)
