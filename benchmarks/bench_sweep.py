@@ -17,6 +17,7 @@ Prints seconds and ratios; with `--bootstrap B` also the same with replicates.
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,12 @@ def measure(path: Path, engine: str, bootstrap: int, sample: int) -> None:
           f"{result.table.filter(result.table['point'] == 0)['segment'].n_unique():,}; rows: {result.stats.rows:,}")
     print(f"  sweep phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
     print(f"  one by one, extrapolated from {sample}: {one_by_one:,.0f} s")
+    replicates = result.stats.replicates
+    if replicates is not None and replicates.binned is not None:
+        binned = replicates.binned
+        print(f"  binned replicate sums: {sum(s.nbytes for s in binned.sums) / 2**20:,.0f} MiB "
+              f"({sum(len(k) for k in binned.keys):,} segment x bin x action keys)")
+    print(f"  peak RSS of this process so far: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
     print(f"  sweep / single run:  {whole / single:5.2f}x   (target < 3x)")
     print(f"  one by one / sweep:  {one_by_one / whole:5.0f}x   (target >= 100x)")
 
