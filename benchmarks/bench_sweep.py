@@ -67,7 +67,7 @@ def measure(path: Path, engine: str, bootstrap: int, sample: int) -> None:
     timings = result.timings
     print(f"  grid points: {points.height:,} ({result.skipped} combinations skipped); segments: "
           f"{result.table.filter(result.table['point'] == 0)['segment'].n_unique():,}; rows: {result.stats.rows:,}")
-    print(f"  sweep phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
+    print("  sweep phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
     print(f"  one by one, extrapolated from {sample}: {one_by_one:,.0f} s")
     replicates = result.stats.replicates
     if replicates is not None and replicates.binned is not None:

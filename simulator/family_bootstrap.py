@@ -14,7 +14,7 @@ rows exist (most high-score bins of small segments hold one logged action).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +22,7 @@ from scipy import sparse
 
 from segments import SegmentCodes
 from simulator.cells import Grouping
-from simulator.moments import INV_P, Term, metric_terms, term_basis
+from simulator.moments import INV_P, metric_terms, term_basis
 from simulator.plan import Plan
 
 BLOCK_BYTES = 256 << 20  # dense replicate sums held at once on the driver
