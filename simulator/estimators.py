@@ -46,7 +46,6 @@ shape (segments, replicates) and everything broadcasts.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -57,18 +56,40 @@ from simulator.value import RatioMetric, SumMetric
 Totals = Callable[[Term], np.ndarray]
 
 
-@dataclass(frozen=True, slots=True)
-class Estimate:
-    """An estimate per segment and its gradient with respect to the totals it uses."""
+Gradient = dict[Term, np.ndarray]
 
-    value: np.ndarray
-    grad: dict[Term, np.ndarray]
+
+class Estimate:
+    """An estimate per segment and its gradient with respect to the totals it uses.
+
+    The gradient is computed on first use: bootstrap replicates need only the
+    values, and on a sweep's (segments × points × replicates) arrays the
+    gradient would cost more than the estimate itself.
+    """
+
+    __slots__ = ("value", "_grad", "_make_grad")
+
+    def __init__(self, value: np.ndarray, grad: Gradient | Callable[[], Gradient]) -> None:
+        self.value = value
+        self._grad: Gradient | None = None if callable(grad) else grad
+        self._make_grad = grad if callable(grad) else None
+
+    @property
+    def grad(self) -> Gradient:
+        if self._grad is None:
+            assert self._make_grad is not None
+            self._grad = self._make_grad()
+        return self._grad
 
     def minus(self, other: Estimate) -> Estimate:
         """The paired difference: gradients of shared terms cancel."""
-        grad = dict(self.grad)
-        for term, g in other.grad.items():
-            grad[term] = grad[term] - g if term in grad else -g
+
+        def grad() -> Gradient:
+            out = dict(self.grad)
+            for term, g in other.grad.items():
+                out[term] = out[term] - g if term in out else -g
+            return out
+
         return Estimate(value=self.value - other.value, grad=grad)
 
 
@@ -97,10 +118,11 @@ def estimator(name: str) -> SumEstimator:
 
 def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a / b, NaN where b is 0 (an estimate over no rows is undefined, not infinite)."""
-    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
-    out = np.full(a.shape, np.nan)
-    with np.errstate(invalid="ignore"):
-        np.divide(a, b, out=out, where=b != 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.true_divide(a, b)
+    zero = np.asarray(b) == 0
+    if zero.any():
+        out = np.where(zero, np.nan, out)
     return out
 
 
@@ -109,7 +131,7 @@ def ipw(metric: SumMetric, policy: str, total: Totals) -> Estimate:
     """Σ w y."""
     terms = sum_terms(metric, policy)
     value = total(terms.main)
-    return Estimate(value=value, grad={terms.main: np.ones_like(value)})
+    return Estimate(value=value, grad=lambda: {terms.main: np.ones_like(value)})
 
 
 @register_estimator("snipw")
@@ -118,9 +140,12 @@ def snipw(metric: SumMetric, policy: str, total: Totals) -> Estimate:
     terms = sum_terms(metric, policy)
     main, norm, count = total(terms.main), total(terms.norm), total(terms.count)
     value = count * _divide(main, norm)
-    grad = {terms.main: _divide(count, norm), terms.norm: -count * _divide(main, norm * norm)}
-    if terms.main == terms.norm:  # attempts: N exactly, no variance
-        grad = {terms.main: np.zeros_like(value)}
+
+    def grad() -> Gradient:
+        if terms.main == terms.norm:  # attempts: N exactly, no variance
+            return {terms.main: np.zeros_like(value)}
+        return {terms.main: _divide(count, norm), terms.norm: -count * _divide(main, norm * norm)}
+
     return Estimate(value=value, grad=grad)
 
 
@@ -134,14 +159,18 @@ def doubly_robust_total(main: Term, total: Totals) -> Estimate:
     """The DR total of one term: direct method plus the IPW-weighted residual."""
     hat, direct = doubly_robust(main)
     value = total(direct) + total(main) - total(hat)
-    one = np.ones_like(value)
-    return Estimate(value=value, grad={main: one, hat: -one, direct: one})
+
+    def grad() -> Gradient:
+        one = np.ones_like(value)
+        return {main: one, hat: -one, direct: one}
+
+    return Estimate(value=value, grad=grad)
 
 
 def plain_total(main: Term, total: Totals) -> Estimate:
     """The IPW total of one term."""
     value = total(main)
-    return Estimate(value=value, grad={main: np.ones_like(value)})
+    return Estimate(value=value, grad=lambda: {main: np.ones_like(value)})
 
 
 def ratio(metric: RatioMetric, policy: str, total: Totals, *, direct: bool = False) -> Estimate:
@@ -150,12 +179,16 @@ def ratio(metric: RatioMetric, policy: str, total: Totals, *, direct: bool = Fal
     part = doubly_robust_total if direct else plain_total
     num, den = part(num_term, total), part(den_term, total)
     value = metric.scale * _divide(num.value, den.value)
-    d_num = metric.scale * _divide(np.ones_like(value), den.value)
-    d_den = -metric.scale * _divide(num.value, den.value * den.value)
-    grad: dict[Term, np.ndarray] = {}
-    for parts, factor in ((num.grad, d_num), (den.grad, d_den)):
-        for term, g in parts.items():
-            grad[term] = grad.get(term, 0.0) + factor * g
+
+    def grad() -> Gradient:
+        d_num = metric.scale * _divide(np.ones_like(value), den.value)
+        d_den = -metric.scale * _divide(num.value, den.value * den.value)
+        out: Gradient = {}
+        for parts, factor in ((num.grad, d_num), (den.grad, d_den)):
+            for term, g in parts.items():
+                out[term] = out.get(term, 0.0) + factor * g
+        return out
+
     return Estimate(value=value, grad=grad)
 
 
