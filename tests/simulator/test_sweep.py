@@ -178,3 +178,12 @@ def test_ray_engine_gives_the_local_results(ray_cluster, data: Path) -> None:
     for column in NUMBERS:
         np.testing.assert_allclose(b[column].cast(pl.Float64).to_numpy(), a[column].cast(pl.Float64).to_numpy(),
                                    rtol=1e-12, atol=1e-12, equal_nan=True, err_msg=column)
+
+
+def test_observed_support_without_logging_probabilities(data: Path, tmp_path: Path) -> None:
+    frame = pl.read_parquet(data)
+    frame.drop([c for c in frame.columns if c.startswith("logging_prob_")]).write_parquet(tmp_path / "observed.parquet")
+    table = _config({"score": "fraud_score", "block_above": [0.1, 0.5], "challenge_above": [0.01, 0.05]})
+    table["segments"] = {"by": [["card_country"], ["card_funding", "channel"]]}
+    result = sweep(parse_config(table), tmp_path / "observed.parquet", engine="local")
+    _check_points(result, table, tmp_path / "observed.parquet", count=2, seed=6)
