@@ -50,7 +50,7 @@ class DataConfig(BaseModel):
         unknown = sorted(set(columns) - set(REQUIRED_COLUMNS) - {"disputed_at"})
         if unknown:
             raise ValueError(
-                f"only SPEC columns can be renamed, got {unknown}; known: {', '.join(REQUIRED_COLUMNS)}"
+                f"only SPEC columns can be renamed, got {unknown}; known: {', '.join([*REQUIRED_COLUMNS, 'disputed_at'])}"
             )
         return columns
 
@@ -152,7 +152,8 @@ def config_error(error: ValidationError, source: str) -> InvalidConfig:
     for item in error.errors():
         where = _path(item["loc"])
         message = item["msg"].removeprefix("Value error, ")
-        got = "" if item["type"] == "missing" else f", got {item.get('input')!r}"
+        said = item["type"] == "missing" or "got " in message  # the message already shows the value
+        got = "" if said else f", got {item.get('input')!r}"
         lines.append(f"{where or '(top level)'}: {message}{got}")
     return InvalidConfig(f"{source}: " + "; ".join(lines))
 

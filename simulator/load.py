@@ -112,6 +112,14 @@ def _renames(file_schema: Mapping[str, pl.DataType], rename: Mapping[str, str]) 
     to_canonical = {
         source: canonical for canonical, source in rename.items() if source != canonical and source in file_schema
     }
+    ignored = [
+        f"{canonical}: [data.columns] maps it to {source!r}, which is not in the data, but the data has a column "
+        f"{canonical!r}; fix the mapping, or remove it to use {canonical!r}"
+        for canonical, source in rename.items()
+        if source != canonical and source not in file_schema and canonical in file_schema
+    ]
+    if ignored:  # using the unmapped column would silently read the wrong one
+        raise InvalidData("a column mapping names no column:\n" + _bullets(ignored), problems=tuple(ignored))
     sources = list(rename.values())
     clashes = [
         f"{canonical}: the files have both {rename[canonical]!r} (renamed to {canonical!r}) and {canonical!r}"

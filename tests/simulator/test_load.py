@@ -130,3 +130,9 @@ def test_scan_dataset_projection_ignores_mismatches_in_columns_it_does_not_read(
     write_parquet(frame.tail(3).with_columns(pl.col("mcc").cast(pl.Categorical)), tmp_path / "part-1.parquet")
     scanned = scan_dataset(tmp_path, Schema(), columns=["transaction_id", "amount"]).collect()
     assert scanned.height == 6
+
+
+def test_a_mapping_to_a_missing_column_is_an_error_not_a_silent_fallback(tmp_path: Path) -> None:
+    pl.DataFrame({"transaction_id": ["a"], "amount": [1.0]}).write_parquet(tmp_path / "t.parquet")
+    with pytest.raises(InvalidData, match="maps it to 'amt_usd', which is not in the data"):
+        scan_dataset(tmp_path / "t.parquet", Schema(rename={"amount": "amt_usd"}))
