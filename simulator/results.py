@@ -9,13 +9,14 @@ effective sample size, largest weight, unsupported probability mass) with a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import polars as pl
 
 from simulator import intervals
 from simulator.bootstrap import Replicates
-from simulator.config import Estimation
+from simulator.config import Estimation, ValueModel
 from simulator.errors import PolicysimError
 from simulator.estimators import Covariance, Estimate, estimator, ratio, variance
 from simulator.moments import DIRECT, Term, ratio_terms, sum_terms, term_basis, uses_direct
@@ -23,7 +24,8 @@ from simulator.plan import LOGGED, Plan
 from simulator.stats import Stats
 from simulator.support import unsupported_mass
 from simulator.totals import ALL, SegmentTotals
-from simulator.value import RATIO_METRICS, SIGNED_VALUES, SUM_METRICS, Weighting, event_size
+from simulator.units import value_table
+from simulator.value import RATIO_METRICS, SIGNED_VALUES, SUM_METRICS, VALUES, Weighting, event_size
 
 NO_SUPPORT = "no_support"
 LOW_ESS = "low_ess"
@@ -238,11 +240,27 @@ def bootstrap_bounds(reps: dict[str, np.ndarray], base_reps: dict[str, np.ndarra
     return out
 
 
+@lru_cache(maxsize=16)
+def structural_zeros(model: ValueModel, actions: tuple[str, ...]) -> frozenset[str]:
+    """Value columns that are 0 whatever the action and outcome, e.g. `challenged` when the action set has no challenge.
+
+    Their estimates are exactly 0: a rare-event interval would wrongly allow one event.
+    """
+    table = value_table(model, actions)  # (actions, patterns, values, 2)
+    zero = ~np.any(table != 0, axis=(0, 1, 3))
+    return frozenset(v for v, z in zip(VALUES, zero, strict=True) if z)
+
+
 def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, context: _Context,
                    boot: dict[str, Bounds] | None) -> dict[str, np.ndarray]:
     plan, totals, confidence = context.plan, context.totals, context.estimation.confidence
     estimate, baseline = metric.estimate.value, base.estimate.value
     delta = metric.estimate.minus(base.estimate)
+    if metric.main.value in structural_zeros(plan.value_model, plan.actions):  # e.g. challenges without a challenge action
+        zero = np.zeros_like(estimate + baseline)
+        return {"estimate": estimate, "se": zero, "ci_low": estimate, "ci_high": estimate, "baseline": baseline,
+                "delta": delta.value, "delta_se": zero, "delta_ci_low": delta.value, "delta_ci_high": delta.value,
+                "interval": np.full(np.shape(zero), "exact (no action in the set produces it)", dtype=object)}
     exact = plan.finite and plan.policy(policy).logging
     se = np.zeros_like(estimate) if exact else np.sqrt(variance(metric.estimate, context.own))
     delta_se = np.sqrt(variance(delta, context.paired))
