@@ -20,7 +20,7 @@ from rich.table import Table
 from simulator.config import RunConfig, load_config, with_overrides
 from simulator.errors import PolicysimError
 from simulator.ray_engine import cluster
-from simulator.objective import feasibility, parse_objective
+from simulator.objective import parse_objective
 from simulator.render import overall_table, top_points_table
 from simulator.runner import resolve_data, run, write_run_outputs
 from simulator.recommend import choice_spread
@@ -220,7 +220,7 @@ def _print_sweep(result: SweepResult, out: Path) -> None:
     if choice is not None:
         objective = choice.objective
         metric, maximize, point = objective.metric, objective.sense == "maximize", choice.recommendation.point
-        feasible = set(feasibility(result.table, objective)[0].filter("feasible")["point"].to_list()) or None
+        feasible = set(choice.feasible) or None
     stdout().print(top_points_table(result.table, metric, maximize=maximize, feasible=feasible, recommended=point))
     if choice is not None:
         lines = list(choice.recommendation.reason)

@@ -308,7 +308,11 @@ def choose(sweep: pl.DataFrame, objective: Objective) -> Recommendation:
         best = choose(swept.table, parse_objective("net_value; fraud_rate_bps<=40 every_segment"))
         best.point, best.reason
     """
-    table, tightest = feasibility(sweep, objective)
+    return choose_from(*feasibility(sweep, objective), objective)
+
+
+def choose_from(table: pl.DataFrame, tightest: pl.DataFrame, objective: Objective) -> Recommendation:
+    """`choose` from an already computed `feasibility(sweep, objective)`."""
     feasible = table.filter("feasible").sort(["score", "point"], descending=[True, False])
     if feasible.is_empty():
         return _infeasible(table, tightest, objective)

@@ -1,6 +1,6 @@
 """A sweep's recommendation, and how often the bootstrap would recommend each point.
 
-`simulator.objective.choose` picks the grid point from the estimates. Its
+`simulator.objective.choose_from` picks the grid point from the estimates. Its
 stability comes from the bootstrap: in every replicate the same rule (best
 objective among the points meeting every constraint) picks a point, and the
 share of replicates that pick the recommended one says how sure the choice is.
@@ -21,7 +21,7 @@ from simulator.results import replicate_values
 from simulator.runner import RunResult
 from simulator.totals import SegmentTotals
 from simulator.moments import Term
-from simulator.objective import Objective, Recommendation, choice_frequency, choose
+from simulator.objective import Objective, Recommendation, choice_frequency, choose_from, feasibility
 from simulator.plan import LOGGED
 from simulator.value import RATIO_METRICS, SUM_METRICS, Weighting
 
@@ -80,10 +80,11 @@ class ReplicateChoices:
 
 @dataclass(frozen=True)
 class Choice:
-    """The recommendation and, with a bootstrap, each point's share of replicates choosing it."""
+    """The recommendation, the feasible points and, with a bootstrap, each point's share of replicates choosing it."""
 
     objective: Objective
     recommendation: Recommendation
+    feasible: frozenset[int]
     frequency: pl.DataFrame | None  # point, share (descending); None without bootstrap
 
     def share(self) -> float | None:
@@ -97,14 +98,15 @@ class Choice:
 
 def recommend(table: pl.DataFrame, objective: Objective, choices: ReplicateChoices | None) -> Choice:
     """The recommended point of a sweep table and how stable the choice is."""
-    recommendation = choose(table, objective)
+    points, tightest = feasibility(table, objective)
+    recommendation = choose_from(points, tightest, objective)
+    feasible = frozenset(points.filter("feasible")["point"].to_list())
     if choices is None:
-        return Choice(objective, recommendation, None)
-    goal = table.filter((pl.col("segment") == "ALL") & (pl.col("metric") == objective.metric)).sort("point")
-    eligible = (goal["estimate"].is_not_null() & (goal["flag"].fill_null("") == "")).to_numpy()
-    share = choices.frequency(eligible)
+        return Choice(objective, recommendation, feasible, None)
+    share = choices.frequency(points.sort("point")["eligible"].to_numpy())
     frequency = pl.DataFrame({"point": np.arange(len(share), dtype=np.int32), "share": share})
-    return Choice(objective, recommendation, frequency.filter(pl.col("share") > 0).sort("share", descending=True))
+    return Choice(objective, recommendation, feasible,
+                  frequency.filter(pl.col("share") > 0).sort("share", descending=True))
 
 
 def policy_choices(result: RunResult, names: list[str], objective: Objective, estimator: str) -> ReplicateChoices:
