@@ -28,9 +28,8 @@ from simulator.results import (
     _hide_unsupported,
     _policy_columns,
     bootstrap_bounds,
-    FLAG_LABELS,
     covariances,
-    flag_codes,
+    flag_text,
     metric_estimates,
     replicate_values,
     segmentation_name,
@@ -65,7 +64,7 @@ def finalize_family(stats: Stats, plan: Plan, config: RunConfig, grid: Threshold
     columns = _policy_columns(plan.family, context, baseline, None, unsupported=totals.unsupported_mass(),
                               boot=boot, labels=labels)
     shape = (len(totals.labels), grid.points)
-    text = _text_columns(columns, shape, points["label"], totals, estimation.min_ess)
+    text = _text_columns(columns, shape, points["label"], totals)
     numbers = {k: pl.Series(k, np.concatenate(v), dtype=RESULT_SCHEMA[k], strict=False)
                for k, v in columns.items() if k not in text}
     frame = pl.DataFrame([(numbers | text)[k].alias(k) for k in RESULT_SCHEMA])
@@ -75,7 +74,7 @@ def finalize_family(stats: Stats, plan: Plan, config: RunConfig, grid: Threshold
 
 
 def _text_columns(columns: dict[str, list[np.ndarray]], shape: tuple[int, int], labels: pl.Series,
-                  totals: FamilyTotals, min_ess: float) -> dict[str, pl.Series]:
+                  totals: FamilyTotals) -> dict[str, pl.Series]:
     """The string columns, gathered from their few distinct values (millions of Python strings are slow).
 
     Rows are metric-major, then segment, then point, as `_policy_columns` lays them out.
@@ -85,7 +84,6 @@ def _text_columns(columns: dict[str, list[np.ndarray]], shape: tuple[int, int], 
     segment = np.tile(np.repeat(np.arange(segments), points), metrics)
     metric = np.repeat(np.arange(metrics), segments * points)
     names = [segmentation_name(totals.plan, i) for i in range(len(totals.plan.segments.segmentations) + 1)]
-    codes = flag_codes(*(np.concatenate(columns[c]) for c in ("estimate", "ess", "unsupported_mass")), min_ess)
     return {
         "policy": labels.gather(np.tile(np.arange(points), segments * metrics)),
         "segmentation": pl.Series([names[i] for i in totals.segmentation]).gather(segment),
@@ -93,7 +91,7 @@ def _text_columns(columns: dict[str, list[np.ndarray]], shape: tuple[int, int], 
         "metric": pl.Series([str(m[0]) for m in columns["metric"]]).gather(metric),
         "estimator": pl.Series([str(e[0]) for e in columns["estimator"]]).gather(metric),
         "interval": pl.Series([str(i[0]) for i in columns["interval"]]).gather(metric),
-        "flag": pl.Series(list(FLAG_LABELS)).gather(codes),
+        "flag": flag_text(columns["flag"]),
     }
 
 

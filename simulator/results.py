@@ -164,7 +164,8 @@ def finalize(stats: Stats, plan: Plan, estimation: Estimation) -> pl.DataFrame:
             continue
         for name, values in _policy_columns(planned.name, context, baseline, base_reps).items():
             columns[name] += values
-    frame = pl.DataFrame({k: pl.Series(k, np.concatenate(v), dtype=RESULT_SCHEMA[k], strict=False) for k, v in columns.items()})
+    frame = pl.DataFrame({k: flag_text(v) if k == "flag" else pl.Series(k, np.concatenate(v), dtype=RESULT_SCHEMA[k], strict=False)
+                          for k, v in columns.items()})
     return _hide_unsupported(frame)
 
 
@@ -183,7 +184,7 @@ def effective_sample_size(term: Term, totals: SegmentTotals) -> np.ndarray:
 def _policy_columns(policy: str, context: _Context, baseline: dict[str, MetricEstimate],
                     base_reps: dict[str, np.ndarray] | None, unsupported: np.ndarray | None = None,
                     boot: dict[str, Bounds] | None = None, labels: np.ndarray | None = None) -> dict[str, list[np.ndarray]]:
-    """Every column of RESULT_SCHEMA for one policy, flattened segment-major.
+    """Every column of RESULT_SCHEMA for one policy, flattened segment-major (`flag` as `flag_codes`).
 
     A family of policies (`simulator.family`) gives `(segments, points)` arrays;
     `labels` then names each point (the `policy` column) and `unsupported` is its own.
@@ -213,7 +214,7 @@ def _policy_columns(policy: str, context: _Context, baseline: dict[str, MetricEs
         values = _metric_values(policy, metric, base, context, boot)
         values["rows"] = mature_rows if metric.population == "mature" else totals.rows
         population = "mature" if metric.population == "mature" else "one"
-        values["flag"] = _flags(metric.estimate.value, ess[population], unsupported, context.estimation.min_ess)
+        values["flag"] = flag_codes(metric.estimate.value, ess[population], unsupported, context.estimation.min_ess)
         values |= {"ess": ess[population], "max_weight": max_weight, "unsupported_mass": unsupported}
         values |= fixed | {"metric": np.asarray(metric.name, dtype=object)}
         for name in RESULT_SCHEMA:
@@ -311,9 +312,9 @@ def flag_codes(estimate: np.ndarray, ess: np.ndarray, unsupported: np.ndarray, m
         | (unsupported > 1e-12).astype(np.int8) << 2
 
 
-def _flags(estimate: np.ndarray, ess: np.ndarray, unsupported: np.ndarray, min_ess: float) -> np.ndarray:
-    """`;`-joined flags per estimate (empty when none), vectorised over any shape."""
-    return np.asarray(FLAG_LABELS, dtype=object)[flag_codes(estimate, ess, unsupported, min_ess)]
+def flag_text(codes: list[np.ndarray]) -> pl.Series:
+    """The `flag` column from per-metric arrays of `flag_codes`."""
+    return pl.Series(list(FLAG_LABELS)).gather(np.concatenate(codes)).alias("flag")
 
 
 def _hide_unsupported(frame: pl.DataFrame) -> pl.DataFrame:
