@@ -87,9 +87,6 @@ class FamilyTotals:
     def rows(self) -> np.ndarray:
         return self.base.rows[:, None]
 
-    def supported(self, term: Term) -> bool:
-        return term_basis(term, self.plan) is not None
-
     # -- ranges of bins per term -------------------------------------------------
 
     def ranges(self, term: Term) -> Ranges:

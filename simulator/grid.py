@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import product
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import polars as pl
@@ -102,14 +102,6 @@ class ThresholdGrid:
             "block_above": self.block,
         }).with_columns(pl.col("challenge_above", "block_above").fill_nan(None))
 
-    def policy_table(self, point: int, name: str) -> dict[str, Any]:
-        """The `[[policies]]` table of one point, to evaluate it alone with `run`."""
-        table: dict[str, Any] = {"name": name, "kind": "threshold", "score": self.score}
-        for key, value in (("challenge_above", self.challenge[point]), ("block_above", self.block[point])):
-            if np.isfinite(value):
-                table[key] = float(value)
-        return table
-
     def ranges(self, actions: Actions) -> tuple[np.ndarray, np.ndarray]:
         """`(lo, hi)`, each `(points, actions)`: the bins `[lo, hi)` where each point takes each action."""
         first = self._first_bin(self.challenge), self._first_bin(self.block)
@@ -175,7 +167,7 @@ class ScoreBins:
         score = score_values(batch, self.score, where=self.where)
         codes = np.searchsorted(self.edges, score, side="right").astype(np.int32)
         table = np.zeros((len(self.edges) + 1, len(self.actions)))
-        table[:, self.actions.index(ALLOW) if ALLOW in self.actions else 0] = 1.0
+        table[:, self.actions.index(ALLOW)] = 1.0  # every action set has allow (config check)
         return Coded(codes=codes, table=table)
 
     def probabilities(self, batch: pl.DataFrame) -> np.ndarray:

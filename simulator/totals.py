@@ -98,9 +98,6 @@ class SegmentTotals:
             self._coef[term] = coefficients(term, self.plan, self.keys)
         return self._coef[term]
 
-    def supported(self, term: Term) -> bool:
-        return term_basis(term, self.plan) is not None
-
     def total(self, term: Term) -> np.ndarray:
         """Σ_i weight_i · value_i per segment (NaN when the data cannot support the term)."""
         if term not in self._total:
