@@ -81,14 +81,29 @@ def run(
         result.overall().filter(pl.col("metric") == "net_value")   # one row per policy
         result.results                                              # every segment (SPEC §9)
     """
+    start = time.perf_counter()
+    validated = validated_data(config, data)
+    result = evaluate(config, validated, engine=engine, address=address, num_cpus=num_cpus, shard_rows=shard_rows,
+                      on_shard=on_shard, on_plan=on_plan, on_cluster=on_cluster)
+    result.timings["validate_s"] = time.perf_counter() - start - result.timings["total_s"]
+    result.timings["total_s"] = time.perf_counter() - start
+    return result
+
+
+Validated = tuple[Path, Schema, DataSummary]  # the data path, its schema and its validated summary
+
+
+def evaluate(config: RunConfig, validated: Validated, **options: Any) -> RunResult:
+    """`run` on data already validated (e.g. by a sweep that evaluates one more policy): plan, statistics, finalize.
+
+    `options` are `execute`'s engine options.
+    """
+    path, schema, summary = validated
     timings: dict[str, Any] = {}
     start = time.perf_counter()
-    path, schema, summary = validated_data(config, data)
-    timings["validate_s"] = time.perf_counter() - start
     plan = compile_plan(config, scan_dataset(path, schema), as_of=summary.as_of)
-    timings["plan_s"] = time.perf_counter() - start - timings["validate_s"]
-    stats, engine_info = execute(plan, path, schema, timings, engine=engine, address=address, num_cpus=num_cpus,
-                                 shard_rows=shard_rows, on_shard=on_shard, on_plan=on_plan, on_cluster=on_cluster)
+    timings["plan_s"] = time.perf_counter() - start
+    stats, engine_info = execute(plan, path, schema, timings, **options)
     mark = time.perf_counter()
     results = finalize(stats, plan, config.estimation)
     timings["finalize_s"] = time.perf_counter() - mark
@@ -96,7 +111,7 @@ def run(
     return RunResult(results=results, plan=plan, stats=stats, data=summary, timings=timings, engine=engine_info)
 
 
-def validated_data(config: RunConfig, data: Path | None) -> tuple[Path, Schema, DataSummary]:
+def validated_data(config: RunConfig, data: Path | None) -> Validated:
     """The data path, its schema and its validated summary; bad data raises `InvalidData`."""
     path = resolve_data(config, data)
     schema = config.data.schema()

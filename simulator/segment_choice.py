@@ -12,7 +12,6 @@ evaluated as a policy of its own, in one more pass of `run`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -20,7 +19,7 @@ import polars as pl
 from segments.labels import NULL, OTHER
 from simulator.config import RunConfig, parse_config
 from simulator.objective import Objective, Recommendation, choose
-from simulator.runner import run
+from simulator.runner import Validated, evaluate
 from simulator.totals import ALL
 
 COMBINED = "by_segment"  # the combined policy's name in its results
@@ -70,14 +69,17 @@ def combined_policy(choices: pl.DataFrame, column: str, score: str, default: Rec
 
 
 def by_segment(table: pl.DataFrame, config: RunConfig, column: str, score: str, objective: Objective,
-               default: Recommendation, data: Path, options: dict[str, Any]) -> BySegment | None:
-    """Choose per value, combine, and evaluate the combination; None when nothing overall is feasible."""
+               default: Recommendation, validated: Validated, options: dict[str, Any]) -> BySegment | None:
+    """Choose per value, combine, and evaluate the combination (on the sweep's validated data, not read twice).
+
+    None when nothing overall is feasible.
+    """
     if default.point is None:
         return None
     choices = segment_choices(table, column, objective)
     policy = combined_policy(choices, column, score, default)
     kept = [p.model_dump() for p in config.policies if p.name == config.baseline.policy]
     settings = config.model_dump(mode="python") | {"policies": [*kept, policy], "sweep": None}
-    result = run(parse_config(settings, "[sweep] by"), data, **options)
+    result = evaluate(parse_config(settings, "[sweep] by"), validated, **options)
     results = result.results.filter(pl.col("policy") == COMBINED)
     return BySegment(column=column, choices=choices, policy=policy, results=results)

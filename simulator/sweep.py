@@ -162,7 +162,8 @@ def sweep(
     timings: dict[str, Any] = {}
     start = time.perf_counter()
     base = _with_segmentation(_baseline_only(config), settings.by)
-    path, schema, summary = validated_data(base, data)
+    validated = validated_data(base, data)
+    path, schema, summary = validated
     timings["validate_s"] = time.perf_counter() - start
     grid = _grid(settings, config.data.actions)
     lazy = scan_dataset(path, schema)
@@ -178,7 +179,8 @@ def sweep(
                          skipped=grid.skipped, timings=timings, engine=engine_info, choice=choice)
     if settings.by is not None and objective is not None and choice is not None:
         assert settings.score is not None
-        combined = by_segment(table, config, settings.by, settings.score, objective, choice.recommendation, path, options)
+        combined = by_segment(table, config, settings.by, settings.score, objective, choice.recommendation, validated,
+                              options)
         result = replace(result, by_segment=combined)
     timings["total_s"] = time.perf_counter() - start
     return result
