@@ -214,9 +214,8 @@ class FamilyTotals:
         """(segments, points): Σ of a cell column over the rows where each point takes action `index`."""
         lo, hi = self.choose
         self.cumulative(per_cell, key)
-        every = np.zeros_like(lo), np.zeros_like(hi)  # the point's bins for `index`, whatever the logged action
-        every[0][:] = lo[:, index:index + 1]
-        every[1][:] = hi[:, index:index + 1]
+        # the bins where each point takes `index`, whatever the logged action
+        every = np.broadcast_to(lo[:, index:index + 1], lo.shape), np.broadcast_to(hi[:, index:index + 1], hi.shape)
         return self.range_sum(key, every)
 
     def unsupported_mass(self) -> np.ndarray:
