@@ -30,12 +30,12 @@ import pyarrow.parquet as pq
 # Run as a script from a checkout, whether or not the package is installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulator.generate import GenerateSpec, file_slices, generate
-from simulator.synthetic_log import simulate_chunk
-from simulator.synthetic_model import build_model
-from simulator.synthetic_tables import ground_truth_table, transactions_table, writer_options
+from simulator.synthetic.generate import GenerateSpec, file_slices, generate
+from simulator.synthetic.log import simulate_chunk
+from simulator.synthetic.model import build_model
+from simulator.synthetic.tables import ground_truth_table, transactions_table, writer_options
 from simulator.schema import Schema
-from simulator.validate import check_dataset
+from simulator.data.validate import check_dataset
 
 
 def cpu_seconds() -> float:

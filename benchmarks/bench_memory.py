@@ -22,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_run import SEGMENTS, policies  # noqa: E402
 
 from simulator.config import parse_config  # noqa: E402
-from simulator.execute import Job, OrderedMerge, plan_shards, run_shard  # noqa: E402
-from simulator.load import scan_dataset  # noqa: E402
-from simulator.moments import needed_sums  # noqa: E402
-from simulator.plan import compile_plan  # noqa: E402
-from simulator.ray_engine import cluster  # noqa: E402
+from simulator.engine.shards import Job, OrderedMerge, plan_shards, run_shard  # noqa: E402
+from simulator.data.load import scan_dataset  # noqa: E402
+from simulator.plan.moments import needed_sums  # noqa: E402
+from simulator.plan.compiled import compile_plan  # noqa: E402
+from simulator.engine.ray_engine import cluster  # noqa: E402
 
 
 def peak_mib() -> float:

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_run import SEGMENTS, policies  # noqa: E402
 
 from simulator.config import parse_config  # noqa: E402
-from simulator.ray_engine import cluster  # noqa: E402
-from simulator.runner import run  # noqa: E402
+from simulator.engine.ray_engine import cluster  # noqa: E402
+from simulator.workflows.run import run  # noqa: E402
 
 
 def stats_seconds(data: Path, engine: str, cpus: int | None, shard_rows: int) -> tuple[float, float, int]:
@@ -62,7 +62,7 @@ def main() -> None:
     two, start2, _ = stats_seconds(args.data, "ray", 2, args.shard_rows)
     import polars as pl
 
-    from simulator.load import dataset_files
+    from simulator.data.load import dataset_files
 
     rows = pl.scan_parquet(dataset_files(args.data)).select(pl.len()).collect().item()
     print(f"rows {rows:,} in {shards} shards of ~{args.shard_rows:,}")

@@ -17,8 +17,8 @@ from pathlib import Path
 import polars as pl
 
 from simulator.config import parse_config
-from simulator.load import dataset_files
-from simulator.runner import run
+from simulator.data.load import dataset_files
+from simulator.workflows.run import run
 
 SEGMENTS = {
     "by": [["card_country"], ["card_country", "card_brand"], ["amount"]],

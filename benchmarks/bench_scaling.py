@@ -24,10 +24,10 @@ def setup(path: Path):  # type: ignore[no-untyped-def]
     from bench_run import SEGMENTS, policies
 
     from simulator.config import parse_config
-    from simulator.execute import Job, plan_shards
-    from simulator.load import scan_dataset
-    from simulator.moments import needed_sums
-    from simulator.plan import compile_plan
+    from simulator.engine.shards import Job, plan_shards
+    from simulator.data.load import scan_dataset
+    from simulator.plan.moments import needed_sums
+    from simulator.plan.compiled import compile_plan
 
     config = parse_config({"segments": SEGMENTS, "policies": policies()})
     plan = compile_plan(config, scan_dataset(path, config.data.schema()))
@@ -37,7 +37,7 @@ def setup(path: Path):  # type: ignore[no-untyped-def]
 
 def work(args) -> float:  # type: ignore[no-untyped-def]
     """Seconds to run the given shards, after one warm-up shard (imports, caches)."""
-    from simulator.execute import run_shard
+    from simulator.engine.shards import run_shard
 
     job, shards = args
     run_shard(shards[0], job)

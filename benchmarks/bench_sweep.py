@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from simulator.config import parse_config
-from simulator.runner import run
-from simulator.sweep import sweep
+from simulator.workflows.run import run
+from simulator.workflows.sweep import sweep
 
 SEGMENTS = {
     "by": [["card_country"], ["card_country", "card_brand"], ["amount"]],

@@ -10,6 +10,10 @@ The stages, in the order a run meets them:
 - `segment_sort_key(label, plan)` — the order reports list segments in.
 """
 
+# The engine first: importing simulator.errors runs simulator/__init__, which imports the engine,
+# which imports this package's modules (never its names); loading it here keeps that order whatever
+# is imported first.
+import simulator  # noqa: F401
 from segments.codes import SegmentCodes, segment_codes
 from segments.labels import ALL, NULL, OTHER, band_label, band_value, format_value, segment_sort_key
 from segments.plan import SegmentPlan, plan_segments

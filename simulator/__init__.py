@@ -11,83 +11,76 @@ The library API (what notebooks import; README "Python API", notebooks/what_if.i
     swept = sweep(config, Path("data/transactions"), objective=parse_objective("net_value"), engine="local")
     frontier_figure(swept.table, frontiers(swept.table), recommended=swept.choice.recommendation.point)
 
-Names are resolved lazily, so that `policies` and `segments`, which import
-`simulator.errors`, do not pull in the whole engine.
+The engine's packages, in the order a run's data meets them (docs/architecture.md
+draws the whole flow):
 
-Three API functions share their name with the submodule that defines them
-(`sweep`, `review`, `generate`). Importing such a submodule, from anywhere,
-makes Python set `simulator.<name>` to the submodule, which would make
-`from simulator import sweep` return a module instead of the function. The
-package therefore keeps the function under that name (`_Package.__setattr__`);
-the submodules stay importable as usual (`from simulator.sweep import SweepResult`),
-but `simulator.sweep.SweepResult` (attribute access through the package) does not work.
+- `simulator.data` — find, read and validate the logged transactions;
+- `simulator.model` — the value model (money per row) and the DR outcome model;
+- `simulator.plan` — the compiled plan every shard shares, threshold grids, the sums needed;
+- `simulator.stats` — a shard's mergeable sums: cells, units, bootstrap replicates, binned sums;
+- `simulator.estimate` — totals per segment, estimators, intervals, support, the results table;
+- `simulator.engine` — shards, and running them locally or on Ray;
+- `simulator.workflows` — `run`, `sweep`, `review`: wiring of the stages above;
+- `simulator.decide` — objectives, recommendations, frontiers, per-segment choices;
+- `simulator.report` — files, tables, plots, HTML/Markdown reports;
+- `simulator.synthetic` — the generator of synthetic payments and their ground truth.
+
+`config`, `schema`, `errors` and `cli` sit at the top: every stage uses the first
+three; the CLI is the only module that prints.
 """
 
 from __future__ import annotations
 
-import sys
-from importlib import import_module
-from types import ModuleType
-from typing import Any
+__version__ = "0.1.0"  # first: modules imported below read it
 
-__version__ = "0.1.0"
+from simulator.config import RunConfig, load_config, parse_config
+from simulator.data.validate import check_dataset
+from simulator.decide.frontier import frontiers, pareto_frontier
+from simulator.decide.objective import Constraint, Objective, Recommendation, choose, parse_objective
+from simulator.errors import InvalidConfig, InvalidData, PolicysimError, UnknownName
+from simulator.report.calibration import calibrations
+from simulator.report.frontier_plots import frontier_figure, frontier_html
+from simulator.report.plots import calibration_plot, figure_png, forest_plot
+from simulator.report.review import write_review
+from simulator.synthetic.generate import GenerateSpec, generate
+from simulator.workflows.frames import diagnostics, sweep_frame
+from simulator.workflows.review import ReviewResult, review
+from simulator.workflows.run import RunResult, run, run_frame
+from simulator.workflows.sweep import SweepResult, sweep
 
-_API = {
-    "load_config": "simulator.config",
-    "parse_config": "simulator.config",
-    "RunConfig": "simulator.config",
-    "run": "simulator.runner",
-    "run_frame": "simulator.runner",
-    "RunResult": "simulator.runner",
-    "sweep": "simulator.sweep",
-    "SweepResult": "simulator.sweep",
-    "sweep_frame": "simulator.api",
-    "diagnostics": "simulator.api",
-    "frontiers": "simulator.frontier",
-    "pareto_frontier": "simulator.frontier",
-    "frontier_figure": "simulator.frontier_plots",
-    "frontier_html": "simulator.frontier_plots",
-    "parse_objective": "simulator.objective",
-    "Objective": "simulator.objective",
-    "Constraint": "simulator.objective",
-    "Recommendation": "simulator.objective",
-    "choose": "simulator.objective",
-    "forest_plot": "simulator.plots",
-    "calibration_plot": "simulator.plots",
-    "figure_png": "simulator.plots",
-    "calibrations": "simulator.calibration",
-    "review": "simulator.review",
-    "ReviewResult": "simulator.review",
-    "write_review": "simulator.review_report",
-    "generate": "simulator.generate",
-    "GenerateSpec": "simulator.generate",
-    "check_dataset": "simulator.validate",
-    "PolicysimError": "simulator.errors",
-    "InvalidData": "simulator.errors",
-    "InvalidConfig": "simulator.errors",
-    "UnknownName": "simulator.errors",
-}
-__all__ = sorted(_API) + ["__version__"]
-
-
-def __getattr__(name: str) -> Any:
-    """Import a public name on first use (PEP 562)."""
-    if name in _API:
-        value = getattr(import_module(_API[name]), name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    raise AttributeError(f"module 'simulator' has no attribute {name!r}")
-
-
-class _Package(ModuleType):
-    """The `simulator` package: an API function keeps its name over its same-named submodule."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # The import system runs `setattr(simulator, "sweep", <module simulator.sweep>)` once the
-        # submodule is loaded; without this, `from simulator import sweep` returns the module.
-        if isinstance(value, ModuleType) and value.__name__ == f"{__name__}.{name}" and _API.get(name) == value.__name__:
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+__all__ = [
+    "Constraint",
+    "GenerateSpec",
+    "InvalidConfig",
+    "InvalidData",
+    "Objective",
+    "PolicysimError",
+    "Recommendation",
+    "ReviewResult",
+    "RunConfig",
+    "RunResult",
+    "SweepResult",
+    "UnknownName",
+    "__version__",
+    "calibration_plot",
+    "calibrations",
+    "check_dataset",
+    "choose",
+    "diagnostics",
+    "figure_png",
+    "forest_plot",
+    "frontier_figure",
+    "frontier_html",
+    "frontiers",
+    "generate",
+    "load_config",
+    "parse_config",
+    "pareto_frontier",
+    "parse_objective",
+    "review",
+    "run",
+    "run_frame",
+    "sweep",
+    "sweep_frame",
+    "write_review",
+]

@@ -19,16 +19,16 @@ from rich.table import Table
 
 from simulator.config import RunConfig, load_config, with_overrides
 from simulator.errors import PolicysimError
-from simulator.ray_engine import cluster
-from simulator.objective import parse_objective
-from simulator.render import overall_table, top_points_table
-from simulator.runner import resolve_data, run, write_run_outputs
-from simulator.recommend import choice_spread
-from simulator.sweep import SweepResult, sweep
-from simulator.sweep_outputs import write_sweep_outputs
-from simulator.generate import GenerateSpec, generate
+from simulator.engine.ray_engine import cluster
+from simulator.decide.objective import parse_objective
+from simulator.report.tables import overall_table, top_points_table
+from simulator.workflows.run import resolve_data, run, write_run_outputs
+from simulator.decide.recommend import choice_spread
+from simulator.workflows.sweep import SweepResult, sweep
+from simulator.report.sweep import write_sweep_outputs
+from simulator.synthetic.generate import GenerateSpec, generate
 from simulator.schema import Schema
-from simulator.validate import DataSummary, check_dataset
+from simulator.data.validate import DataSummary, check_dataset
 
 app = typer.Typer(
     name="policysim",
@@ -276,9 +276,9 @@ def review_command(
     quiet: Quiet = False,
 ) -> None:
     """Pre-launch review of [review] candidate against the baseline: exit 1 when a guardrail fails."""
-    from simulator.render import guardrail_table
-    from simulator.review import review
-    from simulator.review_report import write_review
+    from simulator.report.tables import guardrail_table
+    from simulator.workflows.review import review
+    from simulator.report.review import write_review
 
     with user_errors():
         cfg = _config(config, seed)
@@ -329,9 +329,9 @@ def demo_command(
             grid = sweep(swept, data / "transactions", engine=engine.value, shard_rows=250_000, **progress)
         write_sweep_outputs(grid, swept, data / "transactions", str(configs / "sweep.toml"), out / "sweep")
         _print_sweep(grid, out / "sweep")
-        from simulator.render import guardrail_table  # the demo ends with a review of the example candidate
-        from simulator.review import review
-        from simulator.review_report import write_review
+        from simulator.report.tables import guardrail_table  # the demo ends with a review of the example candidate
+        from simulator.workflows.review import review
+        from simulator.report.review import write_review
 
         reviewed = review(load_config(configs / "example.toml"), data / "transactions", engine=engine.value,
                           shard_rows=250_000, config_source=str(configs / "example.toml"))

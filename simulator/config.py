@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from segments import SegmentSpec
+from segments.spec import SegmentSpec
 from simulator.errors import InvalidConfig
 from simulator.schema import DEFAULT_ACTIONS, REQUIRED_COLUMNS, Schema
 

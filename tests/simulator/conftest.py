@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.generate import GenerateSpec, generate
+from simulator.synthetic.generate import GenerateSpec, generate
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from simulator.config import load_config, parse_config  # noqa: E402
-from simulator.runner import run  # noqa: E402
+from simulator.workflows.run import run  # noqa: E402
 
 
 def main(data: Path, out: Path, nodes: Path) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from simulator.results import RESULT_SCHEMA
+from simulator.estimate.results import RESULT_SCHEMA
 
 Values = Sequence[float | None]
 

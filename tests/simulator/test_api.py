@@ -14,7 +14,6 @@ import simulator
 from simulator import InvalidData, diagnostics, parse_config, run_frame, sweep, sweep_frame
 from tests.factories import make_transactions, write_parquet
 
-# `sweep` lives in simulator/sweep.py, which another branch is editing; its docstring example comes with it.
 EXAMPLE_PENDING: set[str] = set()
 
 
@@ -23,17 +22,26 @@ def test_every_public_name_resolves() -> None:
         assert getattr(simulator, name) is not None, name
 
 
-def test_functions_win_over_their_same_named_submodules_whatever_the_import_order() -> None:
-    # simulator.cli imports simulator.sweep, .generate and .review first: Python then sets
-    # `simulator.sweep` to the submodule; `from simulator import sweep` must still give the function.
+def test_functions_keep_their_names_whatever_the_import_order() -> None:
+    # the modules that define `sweep`, `review` and `generate` are named for their package
+    # (simulator.workflows.sweep, ...), so importing them first cannot shadow the functions.
     code = (
-        "import simulator.cli, simulator.review\n"
+        "import simulator.cli, simulator.workflows.review, simulator.synthetic.generate\n"
         "from simulator import sweep, review, generate\n"
         "import simulator\n"
         "assert all(inspect.isfunction(f) for f in (sweep, review, generate, simulator.sweep)), (sweep, review)\n"
-        "from simulator.sweep import SweepResult\n"
+        "from simulator.workflows.sweep import SweepResult\n"
     )
     subprocess.run([sys.executable, "-c", "import inspect\n" + code], check=True, cwd=Path(__file__).parents[2])
+
+
+def test_importing_the_package_loads_no_plotting_library_nor_ray() -> None:
+    code = (
+        "import sys, simulator, simulator.cli\n"
+        "loaded = [m for m in ('matplotlib', 'plotly', 'ray') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
 
 
 def test_every_public_function_has_a_docstring_example() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from simulator.config import parse_config
-from simulator.runner import run
+from simulator.workflows.run import run
 
 
 def test_ess_is_over_the_metric_population(generated: Path) -> None:
@@ -25,7 +25,7 @@ def test_ess_is_over_the_metric_population(generated: Path) -> None:
 
 
 def test_a_metric_no_action_can_produce_is_exactly_zero() -> None:
-    from simulator.runner import run_frame
+    from simulator.workflows.run import run_frame
     from tests.factories import make_transactions
 
     frame = make_transactions(n=2000, seed=9).filter(pl.col("action") != "challenge")

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from simulator.config import parse_config
-from simulator.runner import run
+from simulator.workflows.run import run
 
 CONFIG = {
     "segments": {"by": [["card_country"], ["card_funding", "channel"], ["amount"]], "bands": {"amount": {"edges": [0, 50, 200]}}},
@@ -91,6 +91,6 @@ def test_per_row_path_matches_unit_path(whole) -> None:
 
 
 def _results_frame(config, frame: pl.DataFrame) -> pl.DataFrame:
-    from simulator.runner import run_frame
+    from simulator.workflows.run import run_frame
 
     return run_frame(config, frame).results.sort(["policy", "segmentation", "segment", "metric"])

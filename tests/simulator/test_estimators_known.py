@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from simulator.config import parse_config
-from simulator.runner import run
+from simulator.workflows.run import run
 
 # Four payments, all created long before as_of so every fraud label is mature.
 #   id  action     propensity  authorized fraud lost amount fraud_score

@@ -9,10 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from simulator import frontier as frontier_module
 from simulator.errors import UnknownName
-from simulator.frontier import FRONTIER_SCHEMA, frontiers, pareto_frontier
-from simulator.frontier_plots import frontier_figure, frontier_html, html_segments, write_frontier_png
+from simulator.decide.frontier import FRONTIER_SCHEMA, frontiers, pareto_frontier
+from simulator.report.frontier_plots import frontier_figure, frontier_html, html_segments, write_frontier_png
 from tests.simulator.sweep_tables import make_sweep
 
 # Seven grid points in ALL, (fraud_rate_bps, net_value):
@@ -144,14 +143,8 @@ def test_html_offers_all_then_the_largest_segments() -> None:
     assert len(segments) == 22  # ALL, the requested one, and the 20 largest
 
 
-def test_pictures_are_reexported_lazily() -> None:
-    assert frontier_module.frontier_html is frontier_html
-    with pytest.raises(AttributeError):
-        frontier_module.no_such_name  # noqa: B018
-
-
 def test_errors_are_clipped_when_an_interval_misses_its_estimate() -> None:
-    from simulator.frontier_plots import _errors
+    from simulator.report.frontier_plots import _errors
 
     # a percentile interval [11, 12] around 10 would give a negative lower length
     lengths = _errors(np.array([10.0]), np.array([11.0]), np.array([12.0]))

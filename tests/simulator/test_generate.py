@@ -1,4 +1,4 @@
-"""Tests of the synthetic data generator (`simulator.generate`).
+"""Tests of the synthetic data generator (`simulator.synthetic.generate`).
 
 Statistical checks run on one 200k-row dataset generated once per module;
 tolerances are stated next to each check (binomial ones at 5 standard
@@ -21,10 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.errors import InvalidConfig
-from simulator.generate import GenerateReport, GenerateSpec, file_slices, generate
+from simulator.synthetic.generate import GenerateReport, GenerateSpec, file_slices, generate
 from simulator.schema import DEFAULT_ACTIONS, logging_prob_column
-from simulator.synthetic_model import ModelParams
-from simulator.synthetic_world import MCCS, Sampler, cumulative
+from simulator.synthetic.model import ModelParams
+from simulator.synthetic.world import MCCS, Sampler, cumulative
 
 ROWS = 200_000
 SPEC = GenerateSpec(rows=ROWS, files=4, seed=11, chunk_rows=30_000)  # several chunks per file, blocks cut mid-way

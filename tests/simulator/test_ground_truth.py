@@ -17,10 +17,10 @@ import polars as pl
 import pytest
 
 from simulator.config import parse_config
-from simulator.generate import GenerateSpec, generate
-from simulator.plan import compile_plan
-from simulator.runner import run_frame
-from simulator.truth import relog, true_totals
+from simulator.synthetic.generate import GenerateSpec, generate
+from simulator.plan.compiled import compile_plan
+from simulator.workflows.run import run_frame
+from simulator.synthetic.truth import relog, true_totals
 
 RELOGS = 40
 CANDIDATE = {"name": "p", "kind": "threshold", "score": "fraud_score", "challenge_above": 0.02, "block_above": 0.2}

@@ -1,4 +1,4 @@
-"""Finding the Parquet files of a dataset and scanning them with canonical names (simulator/load.py)."""
+"""Finding the Parquet files of a dataset and scanning them with canonical names (simulator/data/load.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from simulator.errors import InvalidData
-from simulator.load import dataset_files, scan_dataset
+from simulator.data.load import dataset_files, scan_dataset
 from simulator.schema import Schema
 from tests.factories import make_transactions, write_parquet
 

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from simulator.errors import InvalidConfig, UnknownName
-from simulator.objective import (
+from simulator.decide.objective import (
     Constraint,
     Objective,
     choice_frequency,

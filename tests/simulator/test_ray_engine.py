@@ -11,7 +11,7 @@ import pytest
 
 from simulator.config import parse_config
 from simulator.errors import PolicysimError
-from simulator.runner import run
+from simulator.workflows.run import run
 
 CONFIG = {
     "segments": {"by": [["card_country"], ["card_funding", "channel"]]},

@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from simulator.config import load_config
-from simulator.runner import run
+from simulator.workflows.run import run
 
 BIN = Path(sys.executable).parent
 CONFIG = Path(__file__).parents[2] / "configs" / "thresholds.toml"

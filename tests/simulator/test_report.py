@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from simulator.cli import app
 from simulator.config import parse_config
-from simulator.plots import calibration_plot, forest_plot
-from simulator.report import Report, Section, Table, format_value, render_html, render_markdown
-from simulator.review import FAIL, GUARDRAIL_SCHEMA, PASS, review
+from simulator.report.plots import calibration_plot, forest_plot
+from simulator.report.review_page import Report, Section, Table, format_value, render_html, render_markdown
+from simulator.workflows.review import FAIL, GUARDRAIL_SCHEMA, PASS, review
 
 RUNNER = CliRunner()
 CANDIDATE = {"name": "stricter", "kind": "threshold", "score": "fraud_score", "challenge_above": 0.4,

@@ -11,7 +11,7 @@ import pytest
 
 from simulator.config import parse_config
 from simulator.errors import InvalidConfig
-from simulator.review import (
+from simulator.workflows.review import (
     FAIL,
     INCONCLUSIVE,
     INSUFFICIENT,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from simulator.calibration import CALIBRATION_SCHEMA, calibration, calibration_error, calibrations, TARGETS
+from simulator.report.calibration import CALIBRATION_SCHEMA, calibration, calibration_error, calibrations, TARGETS
 
 CUTOFF = datetime(2025, 6, 1, tzinfo=UTC)
 OLD, NEW = datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 7, 1, tzinfo=UTC)

@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulator.config import parse_config
-from simulator.moments import needed_sums
-from simulator.plan import compile_plan
-from simulator.stats import Stats, shard_stats
+from simulator.plan.moments import needed_sums
+from simulator.plan.compiled import compile_plan
+from simulator.stats.shard import Stats, shard_stats
 from tests.factories import make_transactions
 
 FRAME = make_transactions(n=600, seed=4)

@@ -11,9 +11,9 @@ import pytest
 
 from simulator.config import parse_config
 from simulator.errors import InvalidConfig, UnknownName
-from simulator.grid import Range, threshold_grid
-from simulator.runner import run
-from simulator.sweep import SweepResult, expand_grid, sweep, sweep_config
+from simulator.plan.grid import Range, threshold_grid
+from simulator.workflows.run import run
+from simulator.workflows.sweep import SweepResult, expand_grid, sweep, sweep_config
 
 NUMBERS = ["estimate", "se", "ci_low", "ci_high", "baseline", "delta", "delta_se", "delta_ci_low", "delta_ci_high",
            "rows", "ess", "max_weight", "unsupported_mass"]

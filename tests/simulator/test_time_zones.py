@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from simulator.cli import app
 from simulator.config import parse_config
-from simulator.runner import run, run_frame
+from simulator.workflows.run import run, run_frame
 
 CONFIG = {"segments": {"by": [["card_country"]]},
           "policies": [{"name": "strict", "kind": "threshold", "score": "fraud_score", "block_above": 0.3}]}

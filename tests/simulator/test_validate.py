@@ -1,4 +1,4 @@
-"""The data contract of SPEC §2: one test per rule, then summaries, renaming and layouts (simulator/validate.py).
+"""The data contract of SPEC §2: one test per rule, then summaries, renaming and layouts (simulator/data/validate.py).
 
 Each rule breaks a valid factory frame on a few rows, writes it to Parquet and
 checks that the error names the column, the count of offending rows and the
@@ -17,7 +17,7 @@ import pytest
 
 from simulator.errors import InvalidData
 from simulator.schema import REQUIRED_COLUMNS, Schema
-from simulator.validate import Problem, check_dataset, find_problems
+from simulator.data.validate import Problem, check_dataset, find_problems
 from tests.factories import make_transactions, write_parquet
 
 LOGGING_PROBS = ("logging_prob_allow", "logging_prob_challenge", "logging_prob_block")

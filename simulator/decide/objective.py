@@ -1,0 +1,418 @@
+"""Objective and recommendation: which grid point of a sweep to launch, and why.
+
+An `Objective` names one metric to maximise (or minimise) for the overall
+segment `ALL`, under constraints that must hold overall or in every segment.
+`choose` picks the feasible grid point with the best `ALL` estimate and says
+why in plain words; `choice_frequency` tells how stable that choice is across
+bootstrap replicates.
+
+Semantics (also in docs/sweep.md):
+
+- A constraint compares a metric's estimate with its limit (`max` and/or
+  `min`); `conservative=True` compares the interval bound on the unsafe side
+  instead (`ci_high` for a max, `ci_low` for a min).
+- `scope="overall"` checks segment `ALL`; `"every_segment"` checks every
+  segment of every segmentation, `ALL` included, except segments with fewer
+  than `min_rows` rows.
+- A checked segment whose value is missing (no support, unidentified) fails the
+  constraint: the point cannot be shown to meet it.
+- A point whose objective estimate in `ALL` is missing or flagged is never
+  recommended. Ties go to the lower point index.
+- The binding constraint is the one closest to its limit relative to the
+  limit's size (`slack / |limit|`, or the slack itself for a limit of 0).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from simulator.config import config_error
+from simulator.errors import InvalidConfig, UnknownName
+from simulator.decide.frontier import require_metrics
+from simulator.estimate.totals import ALL
+from simulator.model.value import METRIC_NAMES
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+def _known_metric(name: str) -> str:
+    if name not in METRIC_NAMES:
+        raise ValueError(str(UnknownName("metric", name, METRIC_NAMES)))
+    return name
+
+
+class Constraint(BaseModel):
+    """A limit on one metric, overall or in every segment."""
+
+    model_config = _FROZEN
+
+    metric: str
+    max: float | None = None
+    min: float | None = None
+    scope: Literal["overall", "every_segment"] = "overall"
+    conservative: bool = False  # compare ci_high with max and ci_low with min instead of the estimate
+
+    @field_validator("metric")
+    @classmethod
+    def _check_metric(cls, name: str) -> str:
+        return _known_metric(name)
+
+    @model_validator(mode="after")
+    def _has_limit(self) -> Constraint:
+        if self.max is None and self.min is None:
+            raise ValueError(f"constraint on {self.metric} needs max or min")
+        return self
+
+    def describe(self, min_rows: int = 0) -> str:
+        """E.g. "fraud_rate_bps ≤ 12 in every segment with ≥ 1,000 rows"."""
+        bounds = [f"≤ {number(self.max)}" if self.max is not None else "", f"≥ {number(self.min)}" if self.min is not None else ""]
+        text = f"{self.metric} " + " and ".join(b for b in bounds if b)
+        if self.conservative:
+            text += " (interval bound)"
+        if self.scope == "every_segment":
+            text += " in every segment" + (f" with ≥ {min_rows:,} rows" if min_rows else "")
+        return text
+
+
+class Objective(BaseModel):
+    """What to optimise over a sweep's grid points, and the constraints a point must meet."""
+
+    model_config = _FROZEN
+
+    maximize: str | None = None
+    minimize: str | None = None
+    constraints: tuple[Constraint, ...] = ()
+    min_rows: int = Field(default=0, ge=0)  # segments with fewer rows are exempt from every_segment constraints
+
+    @field_validator("maximize", "minimize")
+    @classmethod
+    def _check_metric(cls, name: str | None) -> str | None:
+        return None if name is None else _known_metric(name)
+
+    @model_validator(mode="after")
+    def _one_goal(self) -> Objective:
+        if (self.maximize is None) == (self.minimize is None):
+            raise ValueError("set exactly one of maximize and minimize")
+        return self
+
+    @property
+    def metric(self) -> str:
+        """The metric being optimised."""
+        return self.maximize or self.minimize or ""
+
+    @property
+    def sense(self) -> Literal["maximize", "minimize"]:
+        return "maximize" if self.maximize is not None else "minimize"
+
+
+def objective_from_table(table: dict[str, Any], source: str = "objective") -> Objective:
+    """Validate an objective from a mapping (a TOML table); problems raise `InvalidConfig` with their key."""
+    try:
+        return Objective.model_validate(table)
+    except ValidationError as error:
+        raise config_error(error, source) from None
+
+
+_OPTION = re.compile(r"^min_rows\s*=\s*(?P<value>\S+)$")
+_GOAL = re.compile(r"^(?:(?P<sense>maximi[sz]e|minimi[sz]e)\s+)?(?P<metric>[A-Za-z_]\w*)$")
+_CONSTRAINT = re.compile(r"^(?P<metric>[A-Za-z_]\w*)\s*(?P<op><=|>=|<|>|==|=)\s*(?P<limit>[^\s]+)(?P<words>(?:\s+\w+)*)$")
+_WORDS = {"overall", "every_segment", "conservative"}
+
+
+def parse_objective(text: str, source: str = "--objective") -> Objective:
+    """Parse the CLI form of an objective.
+
+    Grammar (clauses separated by ";", blanks ignored, exactly one goal):
+
+        goal        := [maximize | minimize] METRIC          a bare metric is maximised
+        constraint  := METRIC (<= | >=) NUMBER [overall | every_segment] [conservative]
+        option      := min_rows = INTEGER
+
+    `<=` sets a max, `>=` a min; scope defaults to overall. Example:
+    `"net_value; fraud_rate_bps<=12 every_segment; auth_rate>=0.9; min_rows=1000"`.
+    """
+    goals: list[tuple[str, str]] = []
+    constraints: list[dict[str, Any]] = []
+    table: dict[str, Any] = {}
+    clauses = [c.strip() for c in text.split(";")]
+    for index, clause in enumerate(clauses, start=1):
+        where = f"{source}: clause {index} {clause!r}"
+        if not clause:
+            continue
+        if option := _OPTION.match(clause):
+            table["min_rows"] = _integer(option["value"], where)
+        elif goal := _GOAL.match(clause):
+            goals.append((_sense(goal["sense"]), goal["metric"]))
+        elif limit := _CONSTRAINT.match(clause):
+            constraints.append(_constraint(limit, where))
+        else:
+            raise InvalidConfig(f"{where}: expected METRIC, maximize METRIC, METRIC <= NUMBER, METRIC >= NUMBER or min_rows = N")
+    if len(goals) != 1:
+        found = ", ".join(f"{s} {m}" for s, m in goals) or "none"
+        raise InvalidConfig(f"{source}: needs exactly one metric to maximize or minimize, got {found} in {text!r} "
+                            "(a constraint needs <= or >= and a limit)")
+    sense, metric = goals[0]
+    return objective_from_table(table | {sense: metric, "constraints": constraints}, source)
+
+
+def _sense(word: str | None) -> str:
+    return "minimize" if word and word.startswith("minimi") else "maximize"
+
+
+def _integer(value: str, where: str) -> int:
+    try:
+        return int(value.replace(",", "_"))
+    except ValueError:
+        raise InvalidConfig(f"{where}: min_rows must be a whole number, got {value!r}") from None
+
+
+def _constraint(match: re.Match[str], where: str) -> dict[str, Any]:
+    if match["op"] not in ("<=", ">="):
+        raise InvalidConfig(f"{where}: use <= for a maximum or >= for a minimum, got {match['op']!r}")
+    try:
+        limit = float(match["limit"])
+    except ValueError:
+        raise InvalidConfig(f"{where}: the limit must be a number, got {match['limit']!r}") from None
+    words = match["words"].split()
+    unknown = [w for w in words if w not in _WORDS]
+    if unknown or len(set(words)) != len(words) or {"overall", "every_segment"} <= set(words):
+        raise InvalidConfig(f"{where}: after the limit expected at most one of overall/every_segment and "
+                            f"optionally conservative, got {' '.join(words)!r}")
+    bound = "max" if match["op"] == "<=" else "min"
+    scope = "every_segment" if "every_segment" in words else "overall"
+    return {"metric": match["metric"], bound: limit, "scope": scope, "conservative": "conservative" in words}
+
+
+def number(value: float | None) -> str:
+    """A compact human number: 1.23M, 45.6k, 11.7, 0.912; "n/a" for a missing value."""
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """How close a point comes to one limit of one constraint: its tightest segment."""
+
+    constraint: str  # as described to users, e.g. "fraud_rate_bps ≤ 12 in every segment"
+    metric: str
+    bound: Literal["max", "min"]
+    limit: float
+    segment: str
+    value: float | None  # the compared value (estimate or interval bound); None when missing
+    slack: float  # distance to the limit on the safe side; negative = violated, -inf = missing
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """The chosen grid point (None when no point is feasible) and the reasons in plain words."""
+
+    metric: str
+    sense: Literal["maximize", "minimize"]
+    point: int | None
+    challenge_above: float | None
+    block_above: float | None
+    estimate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    baseline: float | None
+    delta: float | None
+    delta_ci_low: float | None
+    delta_ci_high: float | None
+    feasible: int  # number of feasible grid points
+    points: int  # number of grid points
+    binding: tuple[Binding, ...] = ()  # per constraint limit, tightest first
+    reason: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values for JSON."""
+        return asdict(self)
+
+
+def _goal(sweep: pl.DataFrame, objective: Objective) -> pl.DataFrame:
+    """Per point: thresholds, the objective metric in ALL, and whether it may be recommended at all."""
+    sign = 1.0 if objective.sense == "maximize" else -1.0
+    numbers = ["estimate", "ci_low", "ci_high", "baseline", "delta", "delta_ci_low", "delta_ci_high"]
+    return sweep.filter((pl.col("segment") == ALL) & (pl.col("metric") == objective.metric)).select(
+        "point", "challenge_above", "block_above", *numbers,
+        (pl.col("estimate").is_finite().fill_null(False) & (pl.col("flag").fill_null("") == "")).alias("eligible"),
+        (pl.col("estimate") * sign).alias("score"),
+    )
+
+
+def _checks(sweep: pl.DataFrame, objective: Objective) -> pl.DataFrame:
+    """One row per (point, checked segment, constraint limit) with the compared value and its slack."""
+    frames = [pl.DataFrame(schema=_CHECK_SCHEMA)]
+    for index, constraint in enumerate(objective.constraints):
+        in_scope = (pl.col("segment") == ALL) if constraint.scope == "overall" else (pl.col("rows") >= objective.min_rows)
+        for bound, limit in (("max", constraint.max), ("min", constraint.min)):
+            if limit is None:
+                continue
+            column = ("ci_high" if bound == "max" else "ci_low") if constraint.conservative else "estimate"
+            value = pl.col(column).fill_nan(None)
+            slack = (limit - value) if bound == "max" else (value - limit)
+            slack = slack.fill_null(float("-inf"))  # a missing value cannot be shown to meet the limit
+            frames.append(sweep.filter((pl.col("metric") == constraint.metric) & in_scope).select(
+                "point", "segment",
+                pl.lit(f"{index}:{bound}").alias("check"),
+                pl.lit(constraint.describe(objective.min_rows)).alias("constraint"),
+                pl.lit(constraint.metric).alias("metric"), pl.lit(bound).alias("bound"), pl.lit(limit).alias("limit"),
+                value.alias("value"), slack.alias("slack"),
+                (slack / abs(limit) if limit != 0 else slack).alias("relative"),
+            ).cast(_CHECK_SCHEMA))
+    return pl.concat(frames, how="vertical")
+
+
+_CHECK_SCHEMA: dict[str, pl.DataType] = {
+    "point": pl.Int32(), "segment": pl.String(), "check": pl.String(), "constraint": pl.String(),
+    "metric": pl.String(), "bound": pl.String(), "limit": pl.Float64(), "value": pl.Float64(),
+    "slack": pl.Float64(), "relative": pl.Float64(),
+}
+
+
+def _tightest(checks: pl.DataFrame) -> pl.DataFrame:
+    """Per (point, constraint limit): the segment closest to (or furthest past) the limit."""
+    return checks.sort(["relative", "segment"]).group_by(["point", "check"], maintain_order=True).first()
+
+
+def feasibility(sweep: pl.DataFrame, objective: Objective) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Per point: the objective in ALL and whether it is `feasible`; and each constraint's tightest segment."""
+    require_metrics(sweep, (objective.metric, *(c.metric for c in objective.constraints)))
+    tightest = _tightest(_checks(sweep, objective))
+    per_point = tightest.group_by("point").agg(
+        (pl.col("slack") >= 0).all().alias("meets"), pl.col("relative").min().alias("closest")
+    )
+    table = _goal(sweep, objective).join(per_point, on="point", how="left").with_columns(
+        (pl.col("eligible") & pl.col("meets").fill_null(True)).alias("feasible")  # no checked segment: nothing to break
+    )
+    return table, tightest
+
+
+def choose(sweep: pl.DataFrame, objective: Objective) -> Recommendation:
+    """The feasible grid point with the best ALL-segment objective estimate, with the reasons.
+
+    `sweep` is the sweep table (see `simulator.decide.frontier`). Vectorised over
+    points with polars; the only Python loop is over the constraints.
+
+    Example::
+
+        best = choose(swept.table, parse_objective("net_value; fraud_rate_bps<=40 every_segment"))
+        best.point, best.reason
+    """
+    return choose_from(*feasibility(sweep, objective), objective)
+
+
+def choose_from(table: pl.DataFrame, tightest: pl.DataFrame, objective: Objective) -> Recommendation:
+    """`choose` from an already computed `feasibility(sweep, objective)`."""
+    feasible = table.filter("feasible").sort(["score", "point"], descending=[True, False])
+    if feasible.is_empty():
+        return _infeasible(table, tightest, objective)
+    best = feasible.row(0, named=True)
+    binding = _bindings(tightest.filter(pl.col("point") == best["point"]))
+    return Recommendation(
+        metric=objective.metric, sense=objective.sense, point=best["point"],
+        challenge_above=best["challenge_above"], block_above=best["block_above"],
+        estimate=best["estimate"], ci_low=best["ci_low"], ci_high=best["ci_high"], baseline=best["baseline"],
+        delta=best["delta"], delta_ci_low=best["delta_ci_low"], delta_ci_high=best["delta_ci_high"],
+        feasible=feasible.height, points=table.height, binding=binding,
+        reason=_reasons(best, binding, objective, feasible=feasible.height, table=table),
+    )
+
+
+def _bindings(rows: pl.DataFrame) -> tuple[Binding, ...]:
+    """The tightest segment of each constraint limit, closest to its limit first."""
+    fields = ["constraint", "metric", "bound", "limit", "segment", "value", "slack"]
+    return tuple(Binding(**row) for row in rows.sort(["relative", "check"]).select(fields).iter_rows(named=True))
+
+
+def _satisfied(objective: Objective) -> str:
+    return " and ".join(c.describe(objective.min_rows) for c in objective.constraints)
+
+
+def _where(binding: Binding, objective: Objective) -> str:
+    """E.g. "card_country=BR at 11.7" (with the metric when several constraints could be meant)."""
+    metric = f"{binding.metric} in " if len(objective.constraints) > 1 else ""
+    return f"{metric}{binding.segment} at {number(binding.value)}"
+
+
+def _reasons(best: dict[str, Any], binding: tuple[Binding, ...], objective: Objective, *,
+             feasible: int, table: pl.DataFrame) -> list[str]:
+    verb = "maximises" if objective.sense == "maximize" else "minimises"
+    first = (f"{verb} {objective.metric} = {number(best['estimate'])} "
+             f"[{number(best['ci_low'])}, {number(best['ci_high'])}] among {feasible:,} of {table.height:,} points")
+    if objective.constraints:
+        first += f" that keep {_satisfied(objective)}"
+    if binding:
+        first += f"; tightest: {_where(binding[0], objective)}"
+    lines = [first, f"point {best['point']}: {_thresholds(best)}"]
+    if best["baseline"] is not None:
+        lines.append(f"baseline {objective.metric} = {number(best['baseline'])}; delta {_signed(best['delta'])} "
+                     f"[{_signed(best['delta_ci_low'])}, {_signed(best['delta_ci_high'])}]")
+    left_out = table.height - int(table.get_column("eligible").sum())
+    if left_out:
+        noun = "point" if left_out == 1 else "points"
+        lines.append(f"{left_out:,} {noun} left out for a missing or flagged {objective.metric} estimate in {ALL}")
+    return lines
+
+
+def _infeasible(table: pl.DataFrame, tightest: pl.DataFrame, objective: Objective) -> Recommendation:
+    """No feasible point: say so, and name the point that comes closest."""
+    eligible = table.filter("eligible")
+    if eligible.is_empty():
+        reason = [f"no point of {table.height:,} has a usable {objective.metric} estimate in {ALL} (all missing or flagged)"]
+        closest: tuple[Binding, ...] = ()
+    else:
+        near = eligible.sort(["closest", "point"], descending=[True, False], nulls_last=True).row(0, named=True)
+        closest = _bindings(tightest.filter(pl.col("point") == near["point"]))
+        reason = [f"no point of {table.height:,} keeps {_satisfied(objective)}"]
+        if closest:
+            worst = closest[0]
+            reason.append(f"closest: point {near['point']} ({_thresholds(near)}) has {worst.metric} = "
+                          f"{number(worst.value)} in {worst.segment} against a {worst.bound} of {number(worst.limit)}")
+    return Recommendation(
+        metric=objective.metric, sense=objective.sense, point=None, challenge_above=None, block_above=None,
+        estimate=None, ci_low=None, ci_high=None, baseline=None, delta=None, delta_ci_low=None, delta_ci_high=None,
+        feasible=0, points=table.height, binding=closest, reason=reason,
+    )
+
+
+def _thresholds(row: dict[str, Any]) -> str:
+    parts = [f"{name} = {row[name]:.4g}" for name in ("challenge_above", "block_above") if row[name] is not None]
+    return ", ".join(parts) or "no thresholds"
+
+
+def _signed(value: float | None) -> str:
+    text = number(value)
+    return f"+{text}" if value is not None and value > 0 else text
+
+
+def choice_frequency(objective_reps: np.ndarray, feasible_reps: np.ndarray, *, maximize: bool = True) -> np.ndarray:
+    """Share of bootstrap replicates in which each grid point would be the one chosen, shape (P,).
+
+    `objective_reps` (P, B): the objective metric of every point in each
+    replicate (segment ALL); `feasible_reps` (P, B) bool: the point meets every
+    constraint in that replicate. Per replicate the best feasible point wins
+    (ties to the lower index, as in `choose`); a replicate with no feasible
+    point counts toward none, so the shares sum to at most 1.
+    """
+    values = np.asarray(objective_reps, dtype=np.float64)
+    feasible = np.asarray(feasible_reps, dtype=bool)
+    if values.ndim != 2 or values.shape != feasible.shape:
+        raise ValueError(f"objective_reps and feasible_reps must both be (P, B), got {values.shape} and {feasible.shape}")
+    points, replicates = values.shape
+    if replicates == 0:
+        return np.zeros(points)
+    usable = feasible & np.isfinite(values)
+    masked = np.where(usable, values if maximize else -values, -np.inf)
+    chosen = np.argmax(masked, axis=0)
+    counts = np.bincount(chosen[usable.any(axis=0)], minlength=points)
+    return counts / replicates

@@ -1,0 +1,5 @@
+"""Running the statistics stage over shards, here or on a Ray cluster (SPEC §7).
+
+- `shards` — a dataset cut into shards of whole row groups, `run_shard(shard, job)`, the ordered merge, the local engine;
+- `ray_engine` — the same shards as Ray tasks on a started or joined cluster, with retries.
+"""

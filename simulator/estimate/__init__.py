@@ -1,0 +1,10 @@
+"""From merged sums to estimates (SPEC §5, §9), on the driver.
+
+- `totals` — the `Totals` protocol and its single-policy answer: weighted totals and cross sums per segment;
+- `grid_totals` — the same protocol for every point of a threshold grid at once, by prefix sums over score bins;
+- `estimators` — IPW, SNIPW and DR over totals, ratios, and their delta-method variances;
+- `intervals` — confidence intervals from an estimate and its uncertainty;
+- `support` — how much of a policy's mass the logging policy never explored;
+- `results` — the results table: estimates, intervals, paired deltas, diagnostics and flags, for any `Totals`;
+- `grid_results` — the same table for every grid point, with the grid's bootstrap evaluated in blocks.
+"""

@@ -1,0 +1,206 @@
+"""Off-policy estimators of totals and ratios, written once over weighted totals.
+
+Notation: a policy's weight for row i is w_i = π(a_i | x_i) / p_i (`Weighting`
+says which action's probability), y_i a metric's value column, s_i its
+population indicator (1 for every row, or for rows with mature fraud labels),
+N = Σ s_i, n the rows of the segment.
+
+- `ipw` (Horvitz–Thompson):   T̂ = Σ w_i y_i. Unbiased when the logging policy
+  explores every action the policy takes (propensity > 0 there).
+- `snipw` (self-normalised):  T̂ = N · Σ w_i y_i / Σ w̃_i s_i, where w̃ is the
+  policy's own weight (or, for blocked/allowed weightings, [a=allow]/p). Slightly
+  biased, O(1/n), but invariant to adding a constant to y and with much lower
+  variance when weights are large — the default (see docs/estimation.md).
+- `dr` (doubly robust): T̂ = Σ_i Σ_a π(a|x_i) m̂(x_i,a) + Σ_i w_i (y_i − m̂(x_i,a_i)),
+  with the outcome model m̂ of `simulator.model.direct` (Dudík, Langford & Li 2011).
+  Unbiased if either the propensities or m̂ are right; its variance is that of
+  the residuals, smaller than IPW's when the scores predict outcomes.
+- ratio metrics R = scale · T̂_num / T̂_den are ratios of IPW totals (or of DR
+  totals under `dr`); self-normalisation cancels in a ratio with a shared
+  normaliser, so `ipw` and `snipw` give the same ratios.
+
+Intervals are CLT / delta-method: every estimate is g(T_1 … T_k) of weighted
+totals, so Var ≈ ∇gᵀ Σ ∇g, with Σ the covariance of the totals' errors:
+
+- population = "finite" (default): the question is what would have happened on
+  *these* payments, so the only randomness is which action the logging policy
+  drew for each row. With z_i = w_i y_i and w_i = c_i(a_i)/p_i, the error of a
+  total has design covariance Σ_i Cov(z_ij, z_il) = Σ_i E[z_ij z_il] − m_ij m_il,
+  estimated without bias by Σ_i z_ij z_il (1 − p_i) whenever both terms put their
+  mass on the same action of a row (any single policy; a deterministic one
+  exactly). The logging policy's own totals are observed, so exact: error 0.
+  A paired delta against another non-logged policy involves products of two
+  potential outcomes of one row, which no data identifies, so its interval uses
+  the superpopulation covariance below, which bounds it from above.
+- population = "superpopulation": rows are i.i.d. draws from traffic like
+  this; Σ_jl = Σ_i z_ij z_il − T_j T_l / n (the usual OPE interval, wider).
+
+Paired deltas use the gradient of g_candidate − g_baseline over the union of
+their terms, so rows shared by both policies cancel (Owen 2013, ch. 9;
+Swaminathan & Joachims 2015 for SNIPW).
+
+The same functions evaluate bootstrap replicates: `total` may return arrays of
+shape (segments, replicates) and everything broadcasts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from simulator.errors import InvalidConfig, UnknownName
+from simulator.plan.moments import Term, doubly_robust, ratio_terms, sum_terms
+from simulator.model.value import RatioMetric, SumMetric
+
+Totals = Callable[[Term], np.ndarray]
+
+
+Gradient = dict[Term, np.ndarray]
+
+
+class Estimate:
+    """An estimate per segment and its gradient with respect to the totals it uses.
+
+    The gradient is computed on first use: bootstrap replicates need only the
+    values, and on a sweep's (segments × points × replicates) arrays the
+    gradient would cost more than the estimate itself.
+    """
+
+    __slots__ = ("value", "_grad", "_make_grad")
+
+    def __init__(self, value: np.ndarray, grad: Gradient | Callable[[], Gradient]) -> None:
+        self.value = value
+        self._grad: Gradient | None = None if callable(grad) else grad
+        self._make_grad = grad if callable(grad) else None
+
+    @property
+    def grad(self) -> Gradient:
+        if self._grad is None:
+            assert self._make_grad is not None
+            self._grad = self._make_grad()
+        return self._grad
+
+    def minus(self, other: Estimate) -> Estimate:
+        """The paired difference: gradients of shared terms cancel."""
+
+        def grad() -> Gradient:
+            out = dict(self.grad)
+            for term, g in other.grad.items():
+                out[term] = out[term] - g if term in out else -g
+            return out
+
+        return Estimate(value=self.value - other.value, grad=grad)
+
+
+SumEstimator = Callable[[SumMetric, str, Totals], Estimate]
+_ESTIMATORS: dict[str, SumEstimator] = {}
+
+
+def register_estimator(name: str) -> Callable[[SumEstimator], SumEstimator]:
+    """Add an estimator of sum metrics under `name`; names are unique."""
+
+    def add(function: SumEstimator) -> SumEstimator:
+        if name in _ESTIMATORS:
+            raise InvalidConfig(f"estimator {name!r} is registered twice")
+        _ESTIMATORS[name] = function
+        return function
+
+    return add
+
+
+def estimator(name: str) -> SumEstimator:
+    """The sum estimator called `name`."""
+    if name not in _ESTIMATORS:
+        raise UnknownName("estimator", name, _ESTIMATORS)
+    return _ESTIMATORS[name]
+
+
+def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b, NaN where b is 0 (an estimate over no rows is undefined, not infinite)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.true_divide(a, b)
+    zero = np.asarray(b) == 0
+    if zero.any():
+        out = np.where(zero, np.nan, out)
+    return out
+
+
+@register_estimator("ipw")
+def ipw(metric: SumMetric, policy: str, total: Totals) -> Estimate:
+    """Σ w y."""
+    terms = sum_terms(metric, policy)
+    value = total(terms.main)
+    return Estimate(value=value, grad=lambda: {terms.main: np.ones_like(value)})
+
+
+@register_estimator("snipw")
+def snipw(metric: SumMetric, policy: str, total: Totals) -> Estimate:
+    """N · Σ w y / Σ w̃ s, with N (the population's row count) held fixed."""
+    terms = sum_terms(metric, policy)
+    main, norm, count = total(terms.main), total(terms.norm), total(terms.count)
+    value = count * _divide(main, norm)
+
+    def grad() -> Gradient:
+        if terms.main == terms.norm:  # attempts: N exactly, no variance
+            return {terms.main: np.zeros_like(value)}
+        return {terms.main: _divide(count, norm), terms.norm: -count * _divide(main, norm * norm)}
+
+    return Estimate(value=value, grad=grad)
+
+
+@register_estimator("dr")
+def dr(metric: SumMetric, policy: str, total: Totals) -> Estimate:
+    """Σ_i Σ_a π(a|x_i) m̂(x_i, a) + Σ_i w_i (y_i − m̂(x_i, a_i)); see `simulator.model.direct`."""
+    return doubly_robust_total(sum_terms(metric, policy).main, total)
+
+
+def doubly_robust_total(main: Term, total: Totals) -> Estimate:
+    """The DR total of one term: direct method plus the IPW-weighted residual."""
+    hat, direct = doubly_robust(main)
+    value = total(direct) + total(main) - total(hat)
+
+    def grad() -> Gradient:
+        one = np.ones_like(value)
+        return {main: one, hat: -one, direct: one}
+
+    return Estimate(value=value, grad=grad)
+
+
+def plain_total(main: Term, total: Totals) -> Estimate:
+    """The IPW total of one term."""
+    value = total(main)
+    return Estimate(value=value, grad=lambda: {main: np.ones_like(value)})
+
+
+def ratio(metric: RatioMetric, policy: str, total: Totals, *, direct: bool = False) -> Estimate:
+    """scale · T_num / T_den, with IPW totals or (`direct`) doubly robust ones."""
+    num_term, den_term = ratio_terms(metric, policy)
+    part = doubly_robust_total if direct else plain_total
+    num, den = part(num_term, total), part(den_term, total)
+    value = metric.scale * _divide(num.value, den.value)
+
+    def grad() -> Gradient:
+        d_num = metric.scale * _divide(np.ones_like(value), den.value)
+        d_den = -metric.scale * _divide(num.value, den.value * den.value)
+        out: Gradient = {}
+        for parts, factor in ((num.grad, d_num), (den.grad, d_den)):
+            for term, g in parts.items():
+                out[term] = out.get(term, 0.0) + factor * g
+        return out
+
+    return Estimate(value=value, grad=grad)
+
+
+Covariance = Callable[[Term, Term], np.ndarray]
+
+
+def variance(estimate: Estimate, covariance: Covariance) -> np.ndarray:
+    """Delta-method variance ∇gᵀ Σ ∇g over the terms of an estimate (clamped at 0)."""
+    terms = sorted(estimate.grad, key=lambda t: t.key)
+    out = np.zeros_like(estimate.value, dtype=np.float64)
+    for i, a in enumerate(terms):
+        for b in terms[i:]:
+            factor = 1.0 if a == b else 2.0
+            out = out + factor * estimate.grad[a] * estimate.grad[b] * covariance(a, b)
+    return np.maximum(out, 0.0)  # rounding can make a variance slightly negative

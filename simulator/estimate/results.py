@@ -1,0 +1,327 @@
+"""From merged statistics to the results table of SPEC §9.
+
+One row per (policy, segment, metric): the estimate and its interval, the
+baseline's estimate, the paired delta and its interval, and diagnostics (rows,
+effective sample size, largest weight, unsupported probability mass) with a
+`flag` wherever a number should not be read as a plain estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import polars as pl
+
+from simulator.estimate import intervals
+from simulator.stats.bootstrap import Replicates
+from simulator.config import Estimation, ValueModel
+from simulator.errors import PolicysimError
+from simulator.estimate.estimators import Covariance, Estimate, estimator, ratio, variance
+from simulator.plan.moments import DIRECT, Term, ratio_terms, sum_terms, term_basis, uses_direct
+from simulator.plan.compiled import LOGGED, Plan
+from simulator.stats.shard import Stats
+from simulator.estimate.support import unsupported_mass
+from simulator.estimate.totals import ALL, SegmentTotals
+from simulator.stats.units import value_table
+from simulator.model.value import RATIO_METRICS, SIGNED_VALUES, SUM_METRICS, VALUES, Weighting, event_size
+
+NO_SUPPORT = "no_support"
+LOW_ESS = "low_ess"
+UNIDENTIFIED = "unidentified"
+
+RESULT_SCHEMA: dict[str, type[pl.DataType]] = {
+    "policy": pl.String,
+    "segmentation": pl.String,
+    "segment": pl.String,
+    "metric": pl.String,
+    "estimate": pl.Float64,
+    "se": pl.Float64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+    "baseline": pl.Float64,
+    "delta": pl.Float64,
+    "delta_se": pl.Float64,
+    "delta_ci_low": pl.Float64,
+    "delta_ci_high": pl.Float64,
+    "rows": pl.Int64,
+    "ess": pl.Float64,
+    "max_weight": pl.Float64,
+    "unsupported_mass": pl.Float64,
+    "flag": pl.String,
+    "estimator": pl.String,
+    "interval": pl.String,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MetricEstimate:
+    """One metric of one policy over the segments of a segmentation."""
+
+    name: str
+    estimate: Estimate
+    main: Term  # the term whose rare events dominate (a sum's total, a ratio's numerator)
+    population: str
+    signed: bool
+    proportion: bool = False
+
+
+def _estimator_of(policy: str, plan: Plan, estimator_name: str) -> tuple[str, bool]:
+    """The sum estimator and whether ratios use DR totals; the logging policy's totals are observed."""
+    direct = uses_direct(policy, plan)
+    if estimator_name == "dr" and not direct:
+        return "ipw", False
+    return estimator_name, direct
+
+
+def metric_estimates(policy: str, totals: SegmentTotals, estimator_name: str) -> list[MetricEstimate]:
+    """Every metric of `policy` with the configured estimator."""
+    name, direct = _estimator_of(policy, totals.plan, estimator_name)
+    sum_estimator = estimator(name)
+    out = [
+        MetricEstimate(m.name, sum_estimator(m, policy, totals.total), sum_terms(m, policy).main, m.population,
+                       m.value in SIGNED_VALUES)
+        for m in SUM_METRICS
+    ]
+    out += [
+        MetricEstimate(r.name, ratio(r, policy, totals.total, direct=direct), ratio_terms(r, policy)[0],
+                       r.numerator.population, False, r.proportion)
+        for r in RATIO_METRICS
+    ]
+    return out
+
+
+def replicate_values(replicates: Replicates, totals: SegmentTotals, policy: str, estimator_name: str) -> dict[str, np.ndarray]:
+    """Every metric's value in every bootstrap replicate, (segments, B) each."""
+    index = {t: i for i, t in enumerate(replicates.terms)}
+    block = np.concatenate(replicates.values, axis=0)
+    if tuple(label for labels in replicates.labels for label in labels) != totals.labels:
+        raise PolicysimError("internal: bootstrap segments do not match the cell statistics")
+
+    def total(term: Term) -> np.ndarray:
+        if term_basis(term, totals.plan) == DIRECT:  # fixed given the rows: no replicate variation
+            return np.broadcast_to(totals.total(term)[:, None], (block.shape[0], block.shape[2]))
+        if term not in index:
+            return np.full((block.shape[0], block.shape[2]), np.nan)
+        if totals.plan.finite:  # replicates hold deviations from the point total
+            return totals.total(term)[:, None] + block[:, index[term], :]
+        return block[:, index[term], :]
+
+    name, direct = _estimator_of(policy, totals.plan, estimator_name)
+    sum_estimator = estimator(name)
+    out = {m.name: sum_estimator(m, policy, total).value for m in SUM_METRICS}
+    out |= {r.name: ratio(r, policy, total, direct=direct).value for r in RATIO_METRICS}
+    return out
+
+
+def covariances(totals: SegmentTotals, plan: Plan) -> tuple[Covariance, Covariance]:
+    """Covariance of an estimate's own totals, and of a paired delta's (see `simulator.estimate.estimators`)."""
+    rows = totals.rows
+
+    def superpopulation(a: Term, b: Term) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return totals.cross(a, b) - totals.total(a) * totals.total(b) / rows
+
+    if not plan.finite:
+        return superpopulation, superpopulation
+    paired = totals.design_cross if plan.policy(plan.baseline).logging else superpopulation
+    return totals.design_cross, paired
+
+
+def segmentation_name(plan: Plan, index: int) -> str:
+    """ALL, or the columns of a segmentation joined by `|`."""
+    return ALL if index == 0 else "|".join(plan.segments.segmentations[index - 1])
+
+
+@dataclass(frozen=True)
+class _Context:
+    plan: Plan
+    estimation: Estimation
+    totals: SegmentTotals
+    replicates: Replicates | None
+    own: Covariance
+    paired: Covariance
+
+    @property
+    def exact_baseline(self) -> bool:
+        """In the finite population the logging policy's totals are observed, hence exact."""
+        return self.plan.finite and self.plan.policy(self.plan.baseline).logging
+
+
+def finalize(stats: Stats, plan: Plan, estimation: Estimation) -> pl.DataFrame:
+    """The results table of every policy, segment and metric."""
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in RESULT_SCHEMA}
+    if stats.cells.is_empty():
+        return pl.DataFrame(schema=RESULT_SCHEMA)
+    totals = SegmentTotals(plan=plan, cells=stats.cells)
+    own, paired = covariances(totals, plan)
+    context = _Context(plan, estimation, totals, stats.replicates, own, paired)
+    baseline = {m.name: m for m in metric_estimates(plan.baseline, totals, estimation.estimator)}
+    base_reps = _reps(context, plan.baseline)
+    for planned in plan.policies:
+        if planned.name == plan.family:  # a sweep's grid: see simulator.workflows.sweep
+            continue
+        for name, values in _policy_columns(planned.name, context, baseline, base_reps).items():
+            columns[name] += values
+    frame = pl.DataFrame({k: flag_text(v) if k == "flag" else pl.Series(k, np.concatenate(v), dtype=RESULT_SCHEMA[k], strict=False)
+                          for k, v in columns.items()})
+    return _hide_unsupported(frame)
+
+
+def _reps(context: _Context, policy: str) -> dict[str, np.ndarray] | None:
+    if context.replicates is None:
+        return None
+    return replicate_values(context.replicates, context.totals, policy, context.estimation.estimator)
+
+
+def effective_sample_size(term: Term, totals: SegmentTotals) -> np.ndarray:
+    """(Σ w·s)² / Σ (w·s)² over a population s (every row, or rows with mature fraud labels)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.nan_to_num(totals.total(term) ** 2 / totals.cross(term, term), nan=0.0)
+
+
+def _policy_columns(policy: str, context: _Context, baseline: dict[str, MetricEstimate],
+                    base_reps: dict[str, np.ndarray] | None, unsupported: np.ndarray | None = None,
+                    boot: dict[str, Bounds] | None = None, labels: np.ndarray | None = None) -> dict[str, list[np.ndarray]]:
+    """Every column of RESULT_SCHEMA for one policy, flattened segment-major (`flag` as `flag_codes`).
+
+    A family of policies (`simulator.estimate.grid_totals`) gives `(segments, points)` arrays;
+    `labels` then names each point (the `policy` column) and `unsupported` is its own.
+    """
+    totals, plan = context.totals, context.plan
+    target = Term(policy, Weighting.TARGET, "one")
+    ess = {population: effective_sample_size(Term(policy, Weighting.TARGET, population), totals)
+           for population in ("one", "mature")}
+    if unsupported is None:
+        unsupported = unsupported_mass(policy, totals, plan)
+    if boot is None and labels is None:
+        reps = _reps(context, policy)
+        if reps is not None:
+            boot = bootstrap_bounds(reps, base_reps, plan, context.estimation.confidence)
+    mature_rows = totals.total(Term(LOGGED, Weighting.TARGET, "mature"))
+    names = np.asarray([segmentation_name(plan, i) for i in range(len(plan.segments.segmentations) + 1)], dtype=object)
+    shape = np.broadcast_shapes(ess["one"].shape, ess["mature"].shape)
+    per_segment = (-1,) + (1,) * (len(shape) - 1)
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in RESULT_SCHEMA}
+    max_weight = totals.max_weight(target)
+    fixed = {"segmentation": names[totals.segmentation].reshape(per_segment),
+             "segment": np.asarray(totals.labels, dtype=object).reshape(per_segment),
+             "policy": np.asarray(policy, dtype=object) if labels is None else labels,
+             "estimator": np.asarray(context.estimation.estimator, dtype=object)}
+    for metric in metric_estimates(policy, totals, context.estimation.estimator):
+        base = baseline[metric.name]
+        values = _metric_values(policy, metric, base, context, boot)
+        values["rows"] = mature_rows if metric.population == "mature" else totals.rows
+        population = "mature" if metric.population == "mature" else "one"
+        values["flag"] = flag_codes(metric.estimate.value, ess[population], unsupported, context.estimation.min_ess)
+        values |= {"ess": ess[population], "max_weight": max_weight, "unsupported_mass": unsupported}
+        values |= fixed | {"metric": np.asarray(metric.name, dtype=object)}
+        for name in RESULT_SCHEMA:
+            columns[name].append(np.broadcast_to(values[name], shape).ravel())
+    return columns
+
+
+Bounds = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]  # ci low, high; delta low, high
+
+
+def bootstrap_bounds(reps: dict[str, np.ndarray], base_reps: dict[str, np.ndarray] | None, plan: Plan,
+                     confidence: float) -> dict[str, Bounds]:
+    """Percentile intervals of every metric from its replicates (last axis), and of its paired delta.
+
+    Delta bounds come from the replicates only under the superpopulation model (see `_metric_values`).
+    """
+    out: dict[str, Bounds] = {}
+    for name, values in reps.items():
+        low, high = intervals.percentile(values, confidence)
+        dlow = dhigh = None
+        if base_reps is not None and not plan.finite:
+            dlow, dhigh = intervals.percentile(values - base_reps[name], confidence)
+        out[name] = (low, high, dlow, dhigh)
+    return out
+
+
+@lru_cache(maxsize=16)
+def structural_zeros(model: ValueModel, actions: tuple[str, ...]) -> frozenset[str]:
+    """Value columns that are 0 whatever the action and outcome, e.g. `challenged` when the action set has no challenge.
+
+    Their estimates are exactly 0: a rare-event interval would wrongly allow one event.
+    """
+    table = value_table(model, actions)  # (actions, patterns, values, 2)
+    zero = ~np.any(table != 0, axis=(0, 1, 3))
+    return frozenset(v for v, z in zip(VALUES, zero, strict=True) if z)
+
+
+def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, context: _Context,
+                   boot: dict[str, Bounds] | None) -> dict[str, np.ndarray]:
+    plan, totals, confidence = context.plan, context.totals, context.estimation.confidence
+    estimate, baseline = metric.estimate.value, base.estimate.value
+    delta = metric.estimate.minus(base.estimate)
+    if metric.main.value in structural_zeros(plan.value_model, plan.actions):  # e.g. challenges without a challenge action
+        zero = np.zeros_like(estimate + baseline)
+        return {"estimate": estimate, "se": zero, "ci_low": estimate, "ci_high": estimate, "baseline": baseline,
+                "delta": delta.value, "delta_se": zero, "delta_ci_low": delta.value, "delta_ci_high": delta.value,
+                "interval": np.full(np.shape(zero), "exact (no action in the set produces it)", dtype=object)}
+    exact = plan.finite and plan.policy(policy).logging
+    se = np.zeros_like(estimate) if exact else np.sqrt(variance(metric.estimate, context.own))
+    delta_se = np.sqrt(variance(delta, context.paired))
+    method = "clt"
+    low, high = intervals.normal(estimate, se, confidence)
+    if plan.finite and not metric.signed and not exact:
+        event = _event(metric, totals, plan)
+        low, high = intervals.gamma(estimate, se**2, event, confidence)
+        method = "gamma"
+    if boot is not None and not exact:
+        boot_low, boot_high, boot_dlow, boot_dhigh = boot[metric.name]
+        if method == "gamma":  # resampling cannot see rare events never observed: keep the gamma bounds too
+            low, high = np.fmin(low, boot_low), np.fmax(high, boot_high)
+            method = "bootstrap-percentile+gamma"
+        else:
+            low, high = boot_low, boot_high
+            method = "bootstrap-percentile"
+    if metric.proportion:
+        low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
+    if context.exact_baseline:  # the baseline is known exactly: the delta's interval is the estimate's, shifted
+        dlow, dhigh = low - baseline, high - baseline
+    elif boot is not None and boot[metric.name][2] is not None:
+        dlow, dhigh = boot[metric.name][2], boot[metric.name][3]
+    else:
+        dlow, dhigh = intervals.normal(delta.value, delta_se, confidence)
+        method += "; delta clt"
+    return {"estimate": estimate, "se": se, "ci_low": low, "ci_high": high, "baseline": baseline,
+            "delta": delta.value, "delta_se": delta_se, "delta_ci_low": dlow, "delta_ci_high": dhigh,
+            "interval": np.full(np.shape(estimate), method, dtype=object)}
+
+
+def _event(metric: MetricEstimate, totals: SegmentTotals, plan: Plan) -> np.ndarray:
+    """One more row of typical size at the largest weight, on the estimate's scale."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_amount = totals.total(Term(LOGGED, Weighting.TARGET, "amount")) / totals.rows
+    size = event_size(metric.main.value, plan.value_model, mean_amount)
+    scale = np.abs(metric.estimate.grad.get(metric.main, np.ones_like(mean_amount)))
+    return np.nan_to_num(scale * totals.max_weight(metric.main) * size)
+
+
+FLAG_NAMES = (UNIDENTIFIED, LOW_ESS, NO_SUPPORT)
+FLAG_LABELS = tuple(";".join(n for bit, n in enumerate(FLAG_NAMES) if code >> bit & 1) for code in range(8))
+
+
+def flag_codes(estimate: np.ndarray, ess: np.ndarray, unsupported: np.ndarray, min_ess: float) -> np.ndarray:
+    """Bit i set when flag FLAG_NAMES[i] applies; `FLAG_LABELS[code]` is the `;`-joined text."""
+    return (~np.isfinite(estimate)).astype(np.int8) | (ess < min_ess).astype(np.int8) << 1 \
+        | (unsupported > 1e-12).astype(np.int8) << 2
+
+
+def flag_text(codes: list[np.ndarray]) -> pl.Series:
+    """The `flag` column from per-metric arrays of `flag_codes`."""
+    return pl.Series(list(FLAG_LABELS)).gather(np.concatenate(codes)).alias("flag")
+
+
+def _hide_unsupported(frame: pl.DataFrame) -> pl.DataFrame:
+    """Estimates without support are flagged, not reported as plain numbers; NaN becomes null."""
+    numbers = ["estimate", "se", "ci_low", "ci_high", "delta", "delta_se", "delta_ci_low", "delta_ci_high"]
+    hidden = pl.col("flag").str.contains(NO_SUPPORT) | pl.col("flag").str.contains(UNIDENTIFIED)
+    return frame.with_columns(
+        [pl.when(hidden | pl.col(c).is_nan()).then(None).otherwise(pl.col(c)).alias(c) for c in numbers]
+        + [pl.col(c).fill_nan(None) for c in ("baseline", "max_weight")]
+    )

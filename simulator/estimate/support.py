@@ -1,0 +1,53 @@
+"""Support diagnostics: how much of a policy's probability mass the logging policy never explored.
+
+IPW can only re-weight rows the logging policy could have produced. Mass a
+policy puts on an action the logging policy never takes for a row is invisible
+to every estimator, so estimates that need it are flagged, not reported.
+
+- Exact, when the data has `logging_prob_<action>` for every action: the share
+  of the policy's mass on (row, action) pairs with logging probability 0.
+- Observed, otherwise: the share of mass on actions never logged in the segment
+  (a lower bound of the truth: an action logged somewhere in the segment may
+  still be unexplored for some of its rows).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.plan.compiled import Plan
+from simulator.stats.shard import ROWS, SUPPORT_KEY, mass_column
+from simulator.estimate.totals import SegmentTotals
+
+
+def _masses(policy: str, totals: SegmentTotals, plan: Plan, unsupported: bool) -> np.ndarray:
+    """(segments, actions) Σ over rows of π(action|x) (optionally only where unexplored)."""
+    planned = plan.policy(policy)
+    rows = totals.column(ROWS)
+    out = np.zeros((len(totals.labels), len(plan.actions)))
+    for index, action in enumerate(plan.actions):
+        if planned.coded:
+            assert planned.table is not None
+            per_cell = rows * planned.table[totals.keys.codes[policy], index]
+            if unsupported:
+                per_cell = per_cell * ((totals.column(SUPPORT_KEY) >> index) & 1)
+        else:
+            per_cell = totals.column(mass_column(policy, action, unsupported))
+        out[:, index] = totals.by_segment(per_cell)
+    return out
+
+
+def unsupported_mass(policy: str, totals: SegmentTotals, plan: Plan) -> np.ndarray:
+    """Share of the policy's mass, per segment, on actions the logging policy never explored."""
+    if plan.policy(policy).logging:
+        return np.zeros(len(totals.labels))
+    n = totals.rows
+    if plan.logging_probs:
+        lacking = _masses(policy, totals, plan, unsupported=True).sum(axis=1)
+    else:
+        logged = np.column_stack(
+            [totals.by_segment(totals.column(ROWS) * (totals.keys.action == a)) for a in range(len(plan.actions))]
+        )
+        lacking = (_masses(policy, totals, plan, unsupported=False) * (logged == 0)).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(n > 0, lacking / np.where(n > 0, n, 1), 0.0)

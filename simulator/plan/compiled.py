@@ -1,0 +1,176 @@
+"""The compiled plan of a run: everything a shard needs, decided once on the driver.
+
+Data-dependent choices (the as-of date, top-k segment values, whether the data
+carries the logging policy's full distribution) are made here from lazy
+aggregates, so that every shard computes the same thing and the driver never
+holds rows. A plan is small, frozen and picklable: it is what Ray ships.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import polars as pl
+
+from policies.base import Policy
+from policies.registry import PolicyContext, build_policy
+from segments.plan import SegmentPlan, plan_segments
+from segments.spec import required_columns
+from simulator.config import RunConfig, ValueModel
+from simulator.model.direct import DirectMethod, fit_direct_method
+from simulator.errors import InvalidConfig, InvalidData, UnknownName
+from simulator.schema import (
+    ACTION,
+    AMOUNT,
+    AUTHORIZED,
+    CREATED_AT,
+    DISPUTE_LOST,
+    DISPUTED_AT,
+    FRAUD_DISPUTE,
+    PROPENSITY,
+    TRANSACTION_ID,
+    logging_prob_column,
+)
+from simulator.model.value import maturity_cutoff
+
+LOGGED = "logged"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedPolicy:
+    """A policy with its name and how the engine weights its rows.
+
+    `table` is set when the policy is finitely coded (its distribution is one
+    of `table`'s rows, chosen per row by a code): such a policy's weight is
+    constant within a statistics cell. Otherwise its weights are per row.
+    """
+
+    name: str
+    policy: Policy
+    table: np.ndarray | None
+
+    @property
+    def logging(self) -> bool:
+        return self.policy.logging
+
+    @property
+    def coded(self) -> bool:
+        return self.table is not None and not self.policy.logging
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to compute, for every shard alike."""
+
+    actions: tuple[str, ...]
+    policies: tuple[PlannedPolicy, ...]  # the logging policy first, then the config's order
+    baseline: str
+    segments: SegmentPlan
+    value_model: ValueModel
+    as_of: datetime
+    label_maturity_days: int
+    cutoff: datetime | None  # None: every row's fraud label counts as mature
+    logging_probs: bool  # the data has logging_prob_<action> for every action
+    bootstrap: int
+    seed: int
+    finite: bool  # design-based (finite-population) uncertainty, see simulator.estimate.estimators
+    direct: DirectMethod | None  # the DR outcome model, fitted on the whole dataset
+    columns: frozenset[str]  # canonical columns a shard reads
+    family: str | None = None  # a sweep's family policy (code = score bin; see simulator.plan.grid), if any
+
+    def policy(self, name: str) -> PlannedPolicy:
+        """The planned policy called `name`."""
+        return next(p for p in self.policies if p.name == name)
+
+    @property
+    def per_row(self) -> tuple[PlannedPolicy, ...]:
+        """Policies whose weights vary within a cell (neither coded nor logging)."""
+        return tuple(p for p in self.policies if not p.coded and not p.logging)
+
+    @property
+    def coded(self) -> tuple[PlannedPolicy, ...]:
+        return tuple(p for p in self.policies if p.coded)
+
+
+BASE_COLUMNS = frozenset(
+    {TRANSACTION_ID, CREATED_AT, AMOUNT, ACTION, PROPENSITY, AUTHORIZED, FRAUD_DISPUTE, DISPUTE_LOST}
+)
+
+
+def data_as_of(data: pl.LazyFrame, names: set[str]) -> datetime:
+    """The latest timestamp in the data: the default as-of date of the labels."""
+    stamps = [pl.col(CREATED_AT).max()]
+    if DISPUTED_AT in names:
+        stamps.append(pl.col(DISPUTED_AT).max())
+    row = data.select(pl.max_horizontal(stamps).alias("as_of")).collect()
+    value = row.item()
+    if value is None:
+        raise InvalidData("created_at: no timestamps in the data (is it empty?)")
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _planned(name: str, policy: Policy, empty: pl.DataFrame) -> PlannedPolicy:
+    coded = None if policy.logging else policy.coded(empty)
+    return PlannedPolicy(name=name, policy=policy, table=None if coded is None else coded.table)
+
+
+def _direct_method(config: RunConfig, data: pl.LazyFrame, names: set[str], cutoff: datetime | None) -> DirectMethod:
+    """Fit the DR outcome model on the configured score columns."""
+    estimation = config.estimation
+    if estimation.population != "finite":
+        raise InvalidConfig("estimation.estimator: 'dr' needs population = \"finite\" (superpopulation DR intervals are not available yet)")
+    missing = [s for s in estimation.dr_scores if s not in names]
+    if missing:
+        raise UnknownName("DR score column", missing[0], sorted(names))
+    bins = tuple([estimation.dr_bins] + [max(2, estimation.dr_bins // 4)] * (len(estimation.dr_scores) - 1))
+    return fit_direct_method(data, estimation.dr_scores, bins, config.data.actions, config.value_model, cutoff)
+
+
+def compile_plan(config: RunConfig, data: pl.LazyFrame, *, as_of: datetime | None = None) -> Plan:
+    """Build every policy, plan segments and fix the data-dependent settings.
+
+    `as_of` is the data's as-of date when the caller already knows it (validation
+    computes it); otherwise the config's, or one more scan of the timestamps.
+    """
+    names = set(data.collect_schema().names())
+    actions = config.data.actions
+    context = PolicyContext(actions=actions, columns=frozenset(names))
+    empty = data.head(0).collect()
+    planned = [_planned(LOGGED, build_policy({"kind": LOGGED}, context, where="baseline"), empty)]
+    for index, table in enumerate(config.policies):
+        policy = build_policy(table.params(), context, where=f"policies[{index}]")
+        planned.append(_planned(table.name, policy, empty))
+    logging_probs = all(logging_prob_column(a) in names for a in actions)
+    segment_plan = plan_segments(config.segments, data)
+    as_of = config.data.as_of or as_of or data_as_of(data, names)
+    if as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=UTC)
+    include = config.data.immature_labels == "include"
+    cutoff = None if include else maturity_cutoff(as_of, config.data.label_maturity_days)
+    columns = set(BASE_COLUMNS) | required_columns(config.segments)
+    for p in planned:
+        columns |= p.policy.columns
+    if logging_probs:
+        columns |= {logging_prob_column(a) for a in actions}
+    direct = None
+    if config.estimation.estimator == "dr":
+        direct = _direct_method(config, data, names, cutoff)
+        columns |= set(direct.scores)
+    return Plan(
+        actions=actions,
+        policies=tuple(planned),
+        baseline=config.baseline.policy,
+        segments=segment_plan,
+        value_model=config.value_model,
+        as_of=as_of,
+        label_maturity_days=config.data.label_maturity_days,
+        cutoff=cutoff,
+        logging_probs=logging_probs,
+        bootstrap=config.estimation.bootstrap,
+        seed=config.estimation.seed,
+        finite=config.estimation.population == "finite",
+        direct=direct,
+        columns=frozenset(columns),
+    )

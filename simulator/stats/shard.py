@@ -1,0 +1,334 @@
+"""Mergeable statistics of one shard of logged transactions.
+
+`shard_stats(batch, plan)` turns rows into `Stats`: one row per cell (see
+`simulator.stats.cells`) holding the sums `simulator.plan.moments` asks for, and, with a
+bootstrap, replicate totals per segment. Stats merge by addition, in any order
+(`Stats.empty()` is the identity), so shards can run anywhere and combine on
+the driver. Rows never leave this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import polars as pl
+
+from segments.codes import SegmentCodes, segment_codes
+from simulator.stats.bootstrap import Replicates, replicate_sums
+from simulator.stats.cells import Grouping, group_rows, group_sum
+from simulator.errors import PolicysimError
+from simulator.plan.moments import (
+    INV_P,
+    LOGGED_BLOCK,
+    ONE,
+    Cells,
+    HAT,
+    Needs,
+    design_column,
+    direct_column,
+    row_direct_column,
+    linear_column,
+    max_column,
+    quadratic_column,
+    row_basis,
+    row_block_basis,
+)
+from simulator.plan.compiled import Plan
+from simulator.schema import ACTION, ALLOW, AMOUNT, BLOCK, PROPENSITY, logging_prob_column
+from simulator.stats.units import Units, build_units, outcome_pattern, value_table
+from simulator.model.direct import row_bins
+from simulator.model.value import VALUES, Weighting
+
+ACTION_KEY = "action"
+SUPPORT_KEY = "support"
+ROWS = "n"
+
+
+def segment_key(index: int) -> str:
+    """Cell key column holding the label of segmentation `index`."""
+    return f"seg|{index}"
+
+
+def code_key(policy: str) -> str:
+    """Cell key column holding a coded policy's code."""
+    return f"code|{policy}"
+
+
+def mass_column(policy: str, action: str, unsupported: bool) -> str:
+    """Σ π(action|x) over a cell (or over its rows where the logging policy never takes it)."""
+    return f"{'pz' if unsupported else 'pa'}|{policy}|{action}"
+
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Sufficient statistics of some rows: per-cell sums and bootstrap replicate totals."""
+
+    cells: pl.DataFrame
+    replicates: Replicates | None
+    rows: int
+
+    @staticmethod
+    def empty() -> Stats:
+        """The identity of `merge`."""
+        return Stats(cells=pl.DataFrame(), replicates=None, rows=0)
+
+    def merge(self, other: Stats) -> Stats:
+        """Statistics of the union of both row sets."""
+        return merge_all([self, other])
+
+
+def merge_all(parts: Sequence[Stats]) -> Stats:
+    """Statistics of the union of all row sets, summed in the order given (so reruns are bit-identical).
+
+    One concatenation and one pass of numpy sums in row order: cheaper than merging pairwise,
+    and unlike a hash group-by its floating-point summation order does not depend on threads.
+    """
+    parts = [p for p in parts if not p.cells.is_empty()]
+    if len(parts) <= 1:
+        return parts[0] if parts else Stats.empty()
+    columns = parts[0].cells.columns
+    frame = pl.concat([p.cells.select(columns) for p in parts])
+    keys = [c for c in columns if _is_key(c)]
+    groups = frame.select(keys).unique(maintain_order=True).sort(keys).with_row_index("_g")
+    ids = frame.select(keys).join(groups, on=keys, how="left", maintain_order="left")["_g"].to_numpy()
+    out = {k: groups[k] for k in keys}
+    for column in columns:
+        if _is_key(column):
+            continue
+        values = frame[column].to_numpy()
+        if column.startswith("max|"):
+            top = np.zeros(groups.height)
+            np.maximum.at(top, ids, values)
+            out[column] = pl.Series(column, top)
+        else:
+            out[column] = pl.Series(column, np.bincount(ids, weights=values, minlength=groups.height))
+    replicates = None
+    for part in parts:
+        replicates = _merge_optional(replicates, part.replicates)
+    return Stats(cells=pl.DataFrame([out[c] for c in columns]), replicates=replicates, rows=sum(p.rows for p in parts))
+
+
+def _is_key(column: str) -> bool:
+    return column in (ACTION_KEY, SUPPORT_KEY) or column.startswith(("seg|", "code|"))
+
+
+def _merge_optional(a: Replicates | None, b: Replicates | None) -> Replicates | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a.merge(b)
+
+
+def action_index(batch: pl.DataFrame, actions: tuple[str, ...]) -> np.ndarray:
+    """The logged action as an index into the action set."""
+    mapping = {a: i for i, a in enumerate(actions)}
+    return batch[ACTION].cast(pl.String).replace_strict(mapping, return_dtype=pl.Int8).to_numpy()
+
+
+def row_probabilities(batch: pl.DataFrame, plan: Plan) -> dict[str, np.ndarray]:
+    """Each per-row policy's `target_probs`, checked once per batch."""
+    return {
+        p.name: checked_probabilities(p.name, p.policy.probabilities(batch), len(plan.actions), batch.height)
+        for p in plan.per_row
+    }
+
+
+def bases(batch: pl.DataFrame, plan: Plan, action: np.ndarray, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-row basis weights (see `simulator.plan.moments`)."""
+    propensity = batch[PROPENSITY].cast(pl.Float64).to_numpy()
+    out = unit_bases(plan, action, propensity, _logged_block(batch, plan))
+    inv_p, allow, block = out[INV_P], action == plan.actions.index(ALLOW), plan.actions.index(BLOCK)
+    for name, target_probs in probs.items():
+        out[row_basis(name)] = target_probs[np.arange(batch.height), action] * inv_p
+        out[row_block_basis(name)] = allow * target_probs[:, block] * inv_p
+    return out
+
+
+def unit_bases(plan: Plan, action: np.ndarray, propensity: np.ndarray, logged_block: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The bases that depend only on the logged action and the logging probabilities."""
+    inv_p = 1.0 / propensity
+    out = {ONE: np.ones_like(inv_p), INV_P: inv_p}
+    if logged_block is not None:
+        out[LOGGED_BLOCK] = (action == plan.actions.index(ALLOW)) * logged_block * inv_p
+    return out
+
+
+def _logged_block(batch: pl.DataFrame, plan: Plan) -> np.ndarray | None:
+    if not plan.logging_probs:
+        return None
+    return batch[logging_prob_column(BLOCK)].cast(pl.Float64).to_numpy()
+
+
+def checked_probabilities(name: str, probs: np.ndarray, n_actions: int, rows: int) -> np.ndarray:
+    """A policy's output, refused unless it is a proper distribution per row."""
+    if probs.shape != (rows, n_actions):
+        raise PolicysimError(f"policy {name!r} returned shape {probs.shape}, expected ({rows}, {n_actions})")
+    bad = ~np.isfinite(probs).all(axis=1) | (probs < 0).any(axis=1) | (np.abs(probs.sum(axis=1) - 1) > 1e-9)
+    if bad.any():
+        raise PolicysimError(
+            f"policy {name!r} returned {int(bad.sum())} rows that are not probability distributions, "
+            f"e.g. row {int(np.argmax(bad))}: {probs[np.argmax(bad)].tolist()}"
+        )
+    return probs
+
+
+def support_pattern(batch: pl.DataFrame, plan: Plan) -> np.ndarray:
+    """Bit a is set when the logging policy never takes action a for the row (exact support)."""
+    pattern = np.zeros(batch.height, dtype=np.int64)
+    if plan.logging_probs:
+        for index, action in enumerate(plan.actions):
+            zero = batch[logging_prob_column(action)].cast(pl.Float64).to_numpy() <= 0.0
+            pattern |= zero.astype(np.int64) << index
+    return pattern
+
+
+def policy_codes(batch: pl.DataFrame, plan: Plan) -> dict[str, np.ndarray]:
+    """Each coded policy's per-row code; its table must be the one planned."""
+    codes = {}
+    for planned in plan.coded:
+        coded = planned.policy.coded(batch)
+        if coded is None or not np.array_equal(coded.table, planned.table):
+            raise PolicysimError(f"policy {planned.name!r} changed its code table between batches")
+        codes[planned.name] = coded.codes
+    return codes
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """How a shard's rows group: into units, units into cells, cells into finest segments."""
+
+    units: Units
+    cells: Grouping  # rows -> cells (first: a row of each cell)
+    finest: Grouping  # rows -> finest segments
+    segs: list[SegmentCodes]
+    keys: dict[str, pl.Series]  # cell key columns
+
+
+def _layout(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str, np.ndarray], support: np.ndarray) -> _Layout:
+    """One grouping of the rows (into units); cells and finest segments are groupings of units."""
+    segs = segment_codes(batch, plan.segments)
+    prefix = [(s.codes, len(s.labels)) for s in segs]
+    prefix += [(action, len(plan.actions)), (support, 1 << len(plan.actions))]
+    prefix += [(codes[p.name], len(p.table)) for p in plan.coded]
+    pattern = outcome_pattern(batch, plan.cutoff)
+    dm_bin = row_bins(batch, plan.direct) if plan.direct is not None else None
+    units = build_units(batch, prefix, action, pattern, _logged_block(batch, plan), dm_bin, per_row=bool(plan.per_row))
+    first = units.grouping.first
+    cells = group_rows([(values[first], size) for values, size in prefix], len(first))
+    finest = group_rows([(s.codes[first], len(s.labels)) for s in segs], len(first))
+    units = replace(units, cell=cells.ids)
+
+    def rows(grouping: Grouping) -> Grouping:  # a grouping of units, as a grouping of rows
+        return Grouping(ids=grouping.ids[units.grouping.ids], first=first[grouping.first], size=grouping.size)
+
+    row_cells = rows(cells)
+    keys: dict[str, pl.Series] = {}
+    for index, seg in enumerate(segs):
+        labels = np.asarray(seg.labels, dtype=object)[seg.codes[row_cells.first]]
+        keys[segment_key(index)] = pl.Series(segment_key(index), labels, dtype=pl.String)
+    keys[ACTION_KEY] = pl.Series(ACTION_KEY, action[row_cells.first], dtype=pl.Int8)
+    keys[SUPPORT_KEY] = pl.Series(SUPPORT_KEY, support[row_cells.first], dtype=pl.Int16)
+    for name, code in codes.items():
+        keys[code_key(name)] = pl.Series(code_key(name), code[row_cells.first], dtype=pl.Int32)
+    return _Layout(units=units, cells=row_cells, finest=rows(finest), segs=segs, keys=keys)
+
+
+Linear = tuple[np.ndarray, np.ndarray]  # (c0, c1): a value column is c0 + c1·amount
+
+
+def _sums(units: Units, cells: int, values: dict[str, Linear], basis: dict[str, np.ndarray], needs: Needs) -> dict[str, np.ndarray]:
+    """Every needed sum per cell, evaluated per unit (see `simulator.stats.units`)."""
+    n, s1, s2 = units.n, units.s1, units.s2
+
+    def per_cell(weights: np.ndarray) -> np.ndarray:
+        return np.bincount(units.cell, weights=weights, minlength=cells)
+
+    def second(left: str, right: str) -> np.ndarray:  # Σ over a unit of v·v'
+        (a0, a1), (b0, b1) = values[left], values[right]
+        return a0 * b0 * n + (a0 * b1 + a1 * b0) * s1 + a1 * b1 * s2
+
+    out: dict[str, np.ndarray] = {ROWS: per_cell(n)}
+    for b, v in needs.linear:
+        c0, c1 = values[v]
+        out[linear_column(b, v)] = per_cell(basis[b] * (c0 * n + c1 * s1))
+    for a, b, prod in needs.quadratic:
+        out[quadratic_column(a, b, prod)] = per_cell(basis[a] * basis[b] * second(*prod.split("*")))
+    unexplored = 1.0 - units.propensity
+    for a, b, prod in needs.design:
+        out[design_column(a, b, prod)] = per_cell(basis[a] * basis[b] * unexplored * second(*prod.split("*")))
+    for b, weights in basis.items():
+        top = np.zeros(cells)
+        np.maximum.at(top, units.cell, weights)
+        out[max_column(b)] = top
+    return out
+
+
+def _masses(grouping: Grouping, plan: Plan, support: np.ndarray, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-row policies' probability mass per action, and where it lacks support."""
+    out: dict[str, np.ndarray] = {}
+    for name, target_probs in probs.items():
+        for index, action in enumerate(plan.actions):
+            out[mass_column(name, action, False)] = group_sum(grouping, target_probs[:, index])
+            unsupported = target_probs[:, index] * ((support >> index) & 1)
+            out[mass_column(name, action, True)] = group_sum(grouping, unsupported)
+    return out
+
+
+def _direct(plan: Plan, needs: Needs, units: Units, cells: int, values: dict[str, Linear],
+            batch: pl.DataFrame, row_cells: Grouping, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """DR: each unit's prediction at its logged action (a value column); per-cell prediction sums."""
+    model = plan.direct
+    if model is None or units.dm_bin is None:
+        return {}
+    allow, block = plan.actions.index(ALLOW), plan.actions.index(BLOCK)
+    out: dict[str, np.ndarray] = {}
+    for value in needs.direct:
+        predicted = model.table[units.dm_bin, :, VALUES.index(value)]  # (units, actions)
+        values[HAT + value] = (predicted[np.arange(len(units.n)), units.action], np.zeros(len(units.n)))
+        for index, name in enumerate(plan.actions):
+            out[direct_column(name, value)] = np.bincount(units.cell, predicted[:, index] * units.n, minlength=cells)
+    if probs:  # per-row policies: their own mix of predictions, row by row
+        bins = row_bins(batch, model)
+        for name, target_probs in probs.items():
+            for value in needs.direct:
+                predicted = model.table[bins, :, VALUES.index(value)]
+                mixed = (target_probs * predicted).sum(axis=1)
+                out[row_direct_column(name, Weighting.TARGET, value)] = group_sum(row_cells, mixed)
+                blocked = target_probs[:, block] * predicted[:, allow]
+                out[row_direct_column(name, Weighting.BLOCKED, value)] = group_sum(row_cells, blocked)
+    return out
+
+
+def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
+    """Statistics of one batch of rows (canonical columns, as validated)."""
+    if batch.height == 0:
+        return Stats.empty()
+    action = action_index(batch, plan.actions)
+    codes = policy_codes(batch, plan)
+    support = support_pattern(batch, plan)
+    layout = _layout(batch, plan, action, codes, support)
+    units, cells = layout.units, layout.cells
+    table = value_table(plan.value_model, plan.actions)[units.action, units.pattern]  # (units, values, 2)
+    values: dict[str, Linear] = {v: (table[:, j, 0], table[:, j, 1]) for j, v in enumerate(VALUES)}
+    probs = row_probabilities(batch, plan)
+    direct = _direct(plan, needs, units, cells.size, values, batch, cells, probs)
+    row_basis_weights = bases(batch, plan, action, probs) if plan.per_row or plan.bootstrap else None
+    if plan.per_row:  # units are rows
+        basis = row_basis_weights
+    else:
+        basis = unit_bases(plan, units.action, units.propensity, units.logged_block)
+    sums = _sums(units, cells.size, values, basis, needs) | _masses(cells, plan, support, probs) | direct
+    frame = pl.DataFrame(list(layout.keys.values()) + [pl.Series(k, v) for k, v in sums.items()])
+    replicates = None
+    if plan.bootstrap > 0:
+        rows = units.grouping.ids
+        amount = batch[AMOUNT].cast(pl.Float64).to_numpy()
+        row_values = {v: c0[rows] + c1[rows] * amount for v, (c0, c1) in values.items()}
+        cell_keys = Cells(action=action[cells.first], codes={k: v[cells.first] for k, v in codes.items()})
+        replicates = replicate_sums(batch, plan, cells, cell_keys, row_basis_weights, row_values,
+                                    layout.finest, layout.segs)
+    return Stats(cells=frame.sort(list(layout.keys)), replicates=replicates, rows=batch.height)

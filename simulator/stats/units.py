@@ -1,0 +1,127 @@
+"""Units: rows grouped by everything their contribution to the sums depends on.
+
+Every value column is linear in the amount, v = c0 + c1·amount, with c0 and c1
+fixed by the logged action and the outcome pattern (authorized, fraud dispute,
+dispute lost, label mature). A coded policy's weight depends only on the cell
+and the propensity. So rows that share their cell, propensity, logging
+probability of `block`, outcome pattern and outcome-model bin contribute to
+every sum through three numbers: their count, Σ amount and Σ amount². Grouping
+rows into such units first turns dozens of passes over the rows into three,
+and every sum is then evaluated per unit:
+
+    Σ ω_a ω_b v v' = ω_a ω_b [c0 c0' n + (c0 c1' + c1 c0') S1 + c1 c1' S2].
+
+Logging policies usually explore with a handful of distinct probabilities, so
+units are few; with continuous propensities, or policies whose weights vary
+row by row (`python` kinds), every row is its own unit and the same formulas
+hold with n = 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+
+from simulator.stats.cells import Grouping, group_rows
+from simulator.config import ValueModel
+from simulator.schema import (
+    ACTION,
+    AMOUNT,
+    AUTHORIZED,
+    CREATED_AT,
+    DISPUTE_LOST,
+    FRAUD_DISPUTE,
+    PROPENSITY,
+)
+from simulator.model.value import VALUES, value_exprs
+
+PATTERNS = 16  # 4 outcome bits
+_MATURE_BIT = 8
+
+
+def outcome_pattern(batch: pl.DataFrame, cutoff: datetime | None) -> np.ndarray:
+    """Per row: authorized | fraud_dispute << 1 | dispute_lost << 2 | mature << 3 (nulls are 0)."""
+    bits = [pl.col(c).fill_null(False).cast(pl.Int64) for c in (AUTHORIZED, FRAUD_DISPUTE, DISPUTE_LOST)]
+    mature = pl.lit(1, pl.Int64) if cutoff is None else (pl.col(CREATED_AT) <= pl.lit(cutoff)).cast(pl.Int64)
+    expr = bits[0] + 2 * bits[1] + 4 * bits[2] + _MATURE_BIT * mature
+    return batch.select(expr.alias("p")).to_series().to_numpy()
+
+
+def value_table(model: ValueModel, actions: tuple[str, ...]) -> np.ndarray:
+    """(actions, patterns, values, 2): c0 and c1 of every value column, from the value model itself."""
+    action, pattern = np.meshgrid(np.arange(len(actions)), np.arange(PATTERNS), indexing="ij")
+    action, pattern = action.ravel(), pattern.ravel()
+    frame = pl.DataFrame({
+        ACTION: [actions[a] for a in action],
+        AUTHORIZED: (pattern & 1).astype(bool),
+        FRAUD_DISPUTE: (pattern & 2).astype(bool),
+        DISPUTE_LOST: (pattern & 4).astype(bool),
+        "_mature": ((pattern & _MATURE_BIT) > 0).astype(np.float64),
+    })
+    at = {x: frame.with_columns(pl.lit(float(x)).alias(AMOUNT)).select(value_exprs(model, None, pl.col("_mature"))).to_numpy()
+          for x in (0.0, 1.0)}
+    table = np.stack([at[0.0], at[1.0] - at[0.0]], axis=-1)  # (rows, values, 2)
+    return table.reshape(len(actions), PATTERNS, len(VALUES), 2)
+
+
+def dense_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dense codes of a float column (ordered by value) and how many distinct values.
+
+    The distinct values come from a hash (logging probabilities take few), then a binary search.
+    """
+    distinct = np.sort(pl.Series(values).unique().to_numpy())
+    return np.searchsorted(distinct, values).astype(np.int64), len(distinct)
+
+
+@dataclass(frozen=True, slots=True)
+class Units:
+    """Units of a shard: the cell of each unit, its key values and its amount moments."""
+
+    grouping: Grouping  # rows -> units
+    cell: np.ndarray  # (units,) cell index
+    action: np.ndarray
+    pattern: np.ndarray
+    propensity: np.ndarray
+    logged_block: np.ndarray | None  # logging probability of block, when the data has it
+    dm_bin: np.ndarray | None
+    n: np.ndarray
+    s1: np.ndarray  # Σ amount
+    s2: np.ndarray  # Σ amount²
+
+
+def build_units(
+    batch: pl.DataFrame, prefix: list[tuple[np.ndarray, int]], action: np.ndarray, pattern: np.ndarray,
+    logged_block: np.ndarray | None, dm_bin: np.ndarray | None, per_row: bool,
+) -> Units:
+    """Group rows into units: the cell key `prefix` first, then what a unit's sums depend on.
+
+    Every row is its own unit when `per_row`. `Units.cell` is left for the caller to fill.
+    """
+    propensity = batch[PROPENSITY].cast(pl.Float64).to_numpy()
+    amount = batch[AMOUNT].cast(pl.Float64).to_numpy()
+    if per_row:
+        rows = np.arange(batch.height)
+        grouping = Grouping(ids=rows, first=rows, size=batch.height)
+    else:
+        components = [*prefix, dense_codes(propensity), (pattern, PATTERNS)]
+        if logged_block is not None:
+            components.append(dense_codes(logged_block))
+        if dm_bin is not None:
+            components.append((dm_bin, int(dm_bin.max()) + 1 if len(dm_bin) else 0))
+        grouping = group_rows(components, batch.height)
+    first, ids, size = grouping.first, grouping.ids, grouping.size
+    return Units(
+        grouping=grouping,
+        cell=np.empty(0, dtype=np.int64),
+        action=action[first],
+        pattern=pattern[first],
+        propensity=propensity[first],
+        logged_block=None if logged_block is None else logged_block[first],
+        dm_bin=None if dm_bin is None else dm_bin[first],
+        n=np.bincount(ids, minlength=size).astype(np.float64),
+        s1=np.bincount(ids, weights=amount, minlength=size),
+        s2=np.bincount(ids, weights=amount * amount, minlength=size),
+    )

@@ -1,0 +1,184 @@
+"""From potential outcomes to the logged transactions: time, logging policy, censoring.
+
+- Time: global row i (of n) is created at fraction (i + u_i) / n of the period,
+  a jittered grid, so rows are in time order by construction and any
+  contiguous slice of rows is a contiguous slice of time; the time of day is
+  then warped to a daily cycle (peak at `PEAK_HOUR` UTC, trough twelve hours
+  later, peak/trough rate ~3.4). Timestamps are integer microseconds UTC.
+- Logging policy: the base action from thresholds on fraud_score (allow below
+  `challenge_above`, challenge in [challenge_above, block_above), block at or
+  above `block_above`); with probability `exploration` an action drawn
+  uniformly among the three instead. The logged action is drawn from the full
+  distribution with one uniform, and `propensity` is that distribution's entry
+  for the logged action, so they agree exactly.
+- Censoring: a dispute arrives at created_at + delay (truncated to the
+  microsecond). The log is extracted at `as_of`; a dispute arriving later is
+  not yet known: fraud_dispute False, dispute_lost and disputed_at null.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulator import schema
+from simulator.synthetic.model import (
+    Features,
+    Latent,
+    Model,
+    Potential,
+    draw_features,
+    draw_latent,
+    draw_rows,
+    potential_outcomes,
+)
+
+DAY_US = 86_400_000_000
+PEAK_HOUR = 16.0
+DAILY_AMPLITUDE = 0.55  # rate(h) = 1 + A cos(2 pi (h - PEAK_HOUR) / 24)
+_GRID = np.linspace(0.0, 1.0, 24 * 60 + 1)  # inverse daily CDF by linear interpolation per minute
+# Action codes are positions in DEFAULT_ACTIONS; base_action and draw_action
+# rely on the order allow < challenge < block, which the schema fixes.
+ALLOW, CHALLENGE, BLOCK = (schema.DEFAULT_ACTIONS.index(a) for a in (schema.ALLOW, schema.CHALLENGE, schema.BLOCK))
+
+
+def _daily_cdf() -> np.ndarray:
+    """Share of a day's payments before each grid point of the day."""
+    x0 = PEAK_HOUR / 24.0
+    cdf = _GRID + DAILY_AMPLITUDE / (2 * np.pi) * (np.sin(2 * np.pi * (_GRID - x0)) + np.sin(2 * np.pi * x0))
+    cdf[0], cdf[-1] = 0.0, 1.0
+    return cdf
+
+
+_DAILY_CDF = _daily_cdf()
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """`rows` payments over `days` days from `start_us`; extracted at `as_of_us`."""
+
+    start_us: int
+    days: int
+    rows: int
+
+    @property
+    def as_of_us(self) -> int:
+        """The extract time: the end of the period."""
+        return self.start_us + self.days * DAY_US
+
+    def created_at_us(self, lo: int, u: np.ndarray) -> np.ndarray:
+        """Creation times (int64 µs) of global rows lo, lo+1, ... from their uniforms."""
+        index = np.arange(lo, lo + len(u), dtype=np.float64)
+        t = (index + u) / self.rows * self.days  # in days, increasing in the row index
+        day = np.floor(t)
+        time_of_day = np.interp(t - day, _DAILY_CDF, _GRID)
+        return self.start_us + np.floor((day + time_of_day) * DAY_US).astype(np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingPolicy:
+    """Thresholds on fraud_score with uniform exploration over the three actions."""
+
+    challenge_above: float
+    block_above: float
+    exploration: float
+
+    def base_action(self, fraud_score: np.ndarray) -> np.ndarray:
+        """Action code of the thresholds alone."""
+        return (fraud_score >= self.challenge_above).astype(np.int8) + (fraud_score >= self.block_above)
+
+    def probabilities(self, base: np.ndarray) -> np.ndarray:
+        """(n, 3) logging probabilities: base action 1 - 2e/3, the others e/3."""
+        other = self.exploration / 3.0
+        probs = np.full((len(base), 3), other)
+        probs[np.arange(len(base)), base] = 1.0 - 2.0 * other
+        return probs
+
+
+def draw_action(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Logged action code from the (n, 3) probabilities and one uniform per row."""
+    first = probs[:, ALLOW]
+    return ((u >= first).astype(np.int8) + (u >= first + probs[:, CHALLENGE])).astype(np.int8)
+
+
+@dataclass(frozen=True, slots=True)
+class Logged:
+    """The logged outcome of each row; null where the SPEC §2 rules say so.
+
+    authorized is null where blocked, fraud_dispute where not authorized,
+    dispute_lost and disputed_at where fraud_dispute is not true; the value
+    arrays hold False / 0 there.
+    """
+
+    action: np.ndarray
+    authorized: np.ndarray
+    fraud_dispute: np.ndarray
+    dispute_lost: np.ndarray
+    disputed_at_us: np.ndarray
+    eventual_dispute: np.ndarray  # the dispute will arrive, known at as_of or not
+
+
+def observe(
+    action: np.ndarray,
+    potential: dict[str, Potential],
+    latent: Latent,
+    created_at_us: np.ndarray,
+    as_of_us: int,
+) -> Logged:
+    """What the log shows at `as_of_us` for the logged action of each row."""
+    allow, challenge = potential[schema.ALLOW], potential[schema.CHALLENGE]
+    is_allow, is_challenge = action == ALLOW, action == CHALLENGE
+
+    def logged(name: str) -> np.ndarray:
+        return np.where(is_allow, getattr(allow, name), is_challenge & getattr(challenge, name))
+
+    eventual = logged("fraud_dispute")
+    disputed_at = created_at_us + np.floor(latent.dispute_delay_days * DAY_US).astype(np.int64)
+    fraud_dispute = eventual & (disputed_at <= as_of_us)
+    return Logged(
+        action=action,
+        authorized=logged("authorized"),
+        fraud_dispute=fraud_dispute,
+        dispute_lost=fraud_dispute & logged("dispute_lost"),
+        disputed_at_us=np.where(fraud_dispute, disputed_at, 0),
+        eventual_dispute=eventual,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Everything simulated for global rows [lo, lo + n): the log and its ground truth."""
+
+    lo: int
+    features: Features
+    latent: Latent
+    potential: dict[str, Potential]
+    created_at_us: np.ndarray
+    base_action: np.ndarray
+    logging_probs: np.ndarray  # (n, 3) in DEFAULT_ACTIONS order
+    propensity: np.ndarray
+    logged: Logged
+
+
+def simulate_chunk(model: Model, policy: LoggingPolicy, timeline: Timeline, lo: int, hi: int) -> Chunk:
+    """Simulate global rows [lo, hi); a pure function of its arguments."""
+    draws = draw_rows(model.seed, lo, hi)
+    features = draw_features(model.world, draws, model.params)
+    latent = draw_latent(model, features, draws)
+    potential = potential_outcomes(model, latent, draws)
+    created_at_us = timeline.created_at_us(lo, draws.time)
+    base = policy.base_action(latent.fraud_score)
+    probs = policy.probabilities(base)
+    action = draw_action(probs, draws.action)
+    return Chunk(
+        lo=lo,
+        features=features,
+        latent=latent,
+        potential=potential,
+        created_at_us=created_at_us,
+        base_action=base,
+        logging_probs=probs,
+        propensity=probs[np.arange(len(action)), action],
+        logged=observe(action, potential, latent, created_at_us, timeline.as_of_us),
+    )
