@@ -17,7 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from segments.spec import SegmentSpec
-from simulator.errors import InvalidConfig
+from simulator.errors import InvalidConfig, UnknownName
+from simulator.estimate.estimators import known_estimators
 from simulator.schema import DEFAULT_ACTIONS, REQUIRED_COLUMNS, Schema
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -77,7 +78,7 @@ class Estimation(BaseModel):
 
     model_config = _FROZEN
 
-    estimator: Literal["ipw", "snipw", "dr"] = "snipw"
+    estimator: str = "snipw"  # a name of the estimator registry (simulator.estimate.estimators)
     # finite: what would have happened on these very payments (uncertainty from the
     # logging policy's randomisation only); superpopulation: on traffic like them.
     population: Literal["finite", "superpopulation"] = "finite"
@@ -87,6 +88,13 @@ class Estimation(BaseModel):
     min_ess: float = Field(default=30.0, ge=0)
     dr_scores: tuple[str, ...] = Field(default=("fraud_score", "auth_score"), min_length=1)
     dr_bins: int = Field(default=20, ge=2, le=200)  # quantile bins of the first DR score (others get a quarter)
+
+    @field_validator("estimator")
+    @classmethod
+    def _estimator(cls, name: str) -> str:
+        if name not in known_estimators():
+            raise ValueError(str(UnknownName("estimator", name, known_estimators())))
+        return name
 
 
 class Baseline(BaseModel):

@@ -39,6 +39,8 @@ ALLOW = "allow"
 
 SCORE_SUFFIX = "_score"
 
+LOGGED = "logged"  # the logging policy: its name in plans and results, and its policy kind
+
 
 def logging_prob_column(action: str) -> str:
     """Name of the column holding the logging policy's probability of `action`."""

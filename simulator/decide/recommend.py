@@ -5,7 +5,7 @@ stability comes from the bootstrap: in every replicate the same rule (best
 objective among the points meeting every constraint) picks a point, and the
 share of replicates that pick the recommended one says how sure the choice is.
 `ReplicateChoices` gathers what that needs while the sweep's replicates are
-evaluated block by block (`simulator.estimate.grid_results.family_bounds`), without
+evaluated block by block (`simulator.estimate.grid_results.grid_bounds`), without
 keeping the replicates of every segment and point.
 """
 
@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from simulator.estimate.grid_totals import FamilyTotals
+from simulator.estimate.grid_totals import GridTotals
 from simulator.estimate.results import replicate_values
 from simulator.workflows.run import RunResult
 from simulator.estimate.totals import SegmentTotals
 from simulator.plan.moments import Term
 from simulator.decide.objective import Objective, Recommendation, choice_frequency, choose_from, feasibility
-from simulator.plan.compiled import LOGGED
+from simulator.schema import LOGGED
 from simulator.model.value import RATIO_METRICS, SUM_METRICS, Weighting
 
 
@@ -42,7 +42,7 @@ class ReplicateChoices:
         self.values = np.full((points, replicates), np.nan)
         self.feasible = np.ones((points, replicates), dtype=bool)
 
-    def __call__(self, segments: slice, points: np.ndarray, reps: dict[str, np.ndarray], totals: FamilyTotals) -> None:
+    def __call__(self, segments: slice, points: np.ndarray, reps: dict[str, np.ndarray], totals: GridTotals) -> None:
         """Take one block's replicates, `(segments, points, B)` per metric."""
         self.add(segments, points, reps, totals.base)
 

@@ -46,10 +46,11 @@ shape (segments, replicates) and everything broadcasts.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.errors import InvalidConfig, UnknownName
+from simulator.errors import UnknownName
 from simulator.plan.moments import Term, doubly_robust, ratio_terms, sum_terms
 from simulator.model.value import RatioMetric, SumMetric
 
@@ -94,23 +95,43 @@ class Estimate:
 
 
 SumEstimator = Callable[[SumMetric, str, Totals], Estimate]
-_ESTIMATORS: dict[str, SumEstimator] = {}
 
 
-def register_estimator(name: str) -> Callable[[SumEstimator], SumEstimator]:
-    """Add an estimator of sum metrics under `name`; names are unique."""
+@dataclass(frozen=True, slots=True)
+class EstimatorKind:
+    """A registered estimator of sum metrics and what it needs from the plan.
+
+    `outcome_model`: it needs the DR outcome model (`simulator.model.direct`), which
+    the plan fits on the driver, and its ratios use its totals too.
+    """
+
+    name: str
+    total: SumEstimator
+    outcome_model: bool = False
+
+
+_ESTIMATORS: dict[str, EstimatorKind] = {}
+
+
+def register_estimator(name: str, *, outcome_model: bool = False) -> Callable[[SumEstimator], SumEstimator]:
+    """Add an estimator of sum metrics under `name`, with its capabilities; names are unique."""
 
     def add(function: SumEstimator) -> SumEstimator:
         if name in _ESTIMATORS:
-            raise InvalidConfig(f"estimator {name!r} is registered twice")
-        _ESTIMATORS[name] = function
+            raise ValueError(f"estimator {name!r} is registered twice")
+        _ESTIMATORS[name] = EstimatorKind(name=name, total=function, outcome_model=outcome_model)
         return function
 
     return add
 
 
-def estimator(name: str) -> SumEstimator:
-    """The sum estimator called `name`."""
+def known_estimators() -> tuple[str, ...]:
+    """Every registered estimator's name, in registration order."""
+    return tuple(_ESTIMATORS)
+
+
+def estimator_kind(name: str) -> EstimatorKind:
+    """The estimator called `name`; an unknown name lists the known ones."""
     if name not in _ESTIMATORS:
         raise UnknownName("estimator", name, _ESTIMATORS)
     return _ESTIMATORS[name]
@@ -149,7 +170,7 @@ def snipw(metric: SumMetric, policy: str, total: Totals) -> Estimate:
     return Estimate(value=value, grad=grad)
 
 
-@register_estimator("dr")
+@register_estimator("dr", outcome_model=True)
 def dr(metric: SumMetric, policy: str, total: Totals) -> Estimate:
     """Σ_i Σ_a π(a|x_i) m̂(x_i, a) + Σ_i w_i (y_i − m̂(x_i, a_i)); see `simulator.model.direct`."""
     return doubly_robust_total(sum_terms(metric, policy).main, total)

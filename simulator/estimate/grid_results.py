@@ -12,72 +12,65 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
-from simulator.stats.bootstrap import Replicates
-from simulator.config import RunConfig
-from simulator.estimate.estimators import estimator, ratio
-from simulator.estimate.grid_totals import FamilyTotals
-from simulator.stats.binned import BLOCK_BYTES, Block, blocks
-from simulator.plan.grid import ThresholdGrid
-from simulator.plan.moments import INV_P, Term, term_basis
-from simulator.plan.compiled import Plan
+from simulator.config import Estimation
+from simulator.estimate.grid_totals import GridTotals
 from simulator.estimate.results import (
     RESULT_SCHEMA,
     Bounds,
-    _Context,
-    _estimator_of,
-    _hide_unsupported,
-    _policy_columns,
+    Evaluation,
     bootstrap_bounds,
-    covariances,
     flag_text,
+    hide_unsupported,
     metric_estimates,
+    metric_values,
+    policy_columns,
     replicate_values,
     segmentation_name,
 )
-from simulator.stats.shard import Stats
 from simulator.estimate.totals import SegmentTotals
-from simulator.model.value import RATIO_METRICS, SUM_METRICS
+from simulator.plan.compiled import Plan
+from simulator.plan.grid import ThresholdGrid
+from simulator.plan.moments import INV_P, Term, term_basis
+from simulator.stats.binned import BLOCK_BYTES, Block, blocks
+from simulator.stats.bootstrap import Replicates
+from simulator.stats.shard import Stats
 
 
-def finalize_family(stats: Stats, plan: Plan, config: RunConfig, grid: ThresholdGrid,
-                    on_block: OnBlock | None = None) -> pl.DataFrame:
+def finalize_grid(stats: Stats, plan: Plan, estimation: Estimation, grid: ThresholdGrid,
+                  on_block: OnBlock | None = None) -> pl.DataFrame:
     """The results of every grid point (SPEC §9 columns, plus the point and its thresholds).
 
-    `on_block` sees the bootstrap replicates of every metric, a block of segments and points at a time.
+    `plan` is a grid plan (`simulator.plan.grid.grid_plan`). `on_block` sees the
+    bootstrap replicates of every metric, a block of segments and points at a time.
     """
-    assert plan.family is not None
     points = grid.frame()
     parameters = [c for c in points.columns if c not in ("point", "label")]
     if stats.cells.is_empty():
         return pl.DataFrame(schema={"point": pl.Int32, **{c: pl.Float64 for c in parameters}, **RESULT_SCHEMA})
-    estimation = config.estimation
     base = SegmentTotals(plan=plan, cells=stats.cells)
-    totals = FamilyTotals(base=base, family=plan.family, grid=grid)
-    own, paired = covariances(totals, plan)  # type: ignore[arg-type]
-    context = _Context(plan, estimation, totals, None, own, paired)  # type: ignore[arg-type]
-    baseline = {m.name: m for m in metric_estimates(plan.baseline, totals, estimation.estimator)}  # type: ignore[arg-type]
+    totals = GridTotals(base=base, grid=grid)
+    evaluation = Evaluation.of(totals, estimation)
+    baseline = {m.name: m for m in metric_estimates(plan.baseline, totals, estimation.estimator)}
     boot = None
     if stats.replicates is not None and stats.replicates.binned is not None:
         base_reps = replicate_values(stats.replicates, base, plan.baseline, estimation.estimator)
-        boot = family_bounds(stats.replicates, totals, estimation.estimator, estimation.confidence, base_reps, on_block)
-    labels = np.asarray(points["label"].to_list(), dtype=object)[None, :]
-    columns = _policy_columns(plan.family, context, baseline, None, unsupported=totals.unsupported_mass(),
-                              boot=boot, labels=labels)
+        boot = grid_bounds(stats.replicates, totals, estimation.estimator, estimation.confidence, base_reps, on_block)
+    columns = policy_columns(totals.policy, evaluation, baseline, boot)
     shape = (len(totals.labels), grid.points)
     text = _text_columns(columns, shape, points["label"], totals)
     numbers = {k: pl.Series(k, np.concatenate(v), dtype=RESULT_SCHEMA[k], strict=False)
                for k, v in columns.items() if k not in text}
     frame = pl.DataFrame([(numbers | text)[k].alias(k) for k in RESULT_SCHEMA])
     index = np.tile(np.broadcast_to(np.arange(grid.points, dtype=np.int32), shape).ravel(), len(columns["metric"]))
-    frame = _hide_unsupported(frame).with_columns(pl.Series("point", index))
+    frame = hide_unsupported(frame).with_columns(pl.Series("point", index))
     return frame.join(points.drop("label"), on="point", how="left").select(["point", *parameters, *RESULT_SCHEMA])
 
 
 def _text_columns(columns: dict[str, list[np.ndarray]], shape: tuple[int, int], labels: pl.Series,
-                  totals: FamilyTotals) -> dict[str, pl.Series]:
+                  totals: GridTotals) -> dict[str, pl.Series]:
     """The string columns, gathered from their few distinct values (millions of Python strings are slow).
 
-    Rows are metric-major, then segment, then point, as `_policy_columns` lays them out.
+    Rows are metric-major, then segment, then point, as `policy_columns` lays them out.
     """
     segments, points = shape
     metrics = len(columns["metric"])
@@ -95,11 +88,11 @@ def _text_columns(columns: dict[str, list[np.ndarray]], shape: tuple[int, int], 
     }
 
 
-OnBlock = Callable[[slice, np.ndarray, dict[str, np.ndarray], FamilyTotals], None]
+OnBlock = Callable[[slice, np.ndarray, dict[str, np.ndarray], GridTotals], None]
 """Sees each block's bootstrap replicates: segments, points, metric -> (segments, points, B), the totals."""
 
 
-def family_bounds(replicates: Replicates, totals: FamilyTotals, estimator_name: str, confidence: float,
+def grid_bounds(replicates: Replicates, totals: GridTotals, estimator_name: str, confidence: float,
                   base_reps: dict[str, np.ndarray] | None, on_block: OnBlock | None = None,
                   budget: int = BLOCK_BYTES) -> dict[str, Bounds]:
     """Bootstrap percentile bounds of every metric of every grid point, `(segments, points)` each.
@@ -107,7 +100,8 @@ def family_bounds(replicates: Replicates, totals: FamilyTotals, estimator_name: 
     Evaluated a block of segments and points at a time; `on_block` sees each block's
     replicate values (e.g. to tell how often each point would be recommended).
     """
-    assert replicates.binned is not None
+    if replicates.binned is None:
+        raise ValueError("grid bootstrap bounds need the plan's binned replicate sums (simulator.plan.grid.grid_plan)")
     plan, binned = totals.plan, replicates.binned
     shape = (len(totals.labels), totals.grid.points)
     out: dict[str, list[np.ndarray]] = {}
@@ -119,7 +113,7 @@ def family_bounds(replicates: Replicates, totals: FamilyTotals, estimator_name: 
         for start in range(0, shape[1], step):
             points = np.arange(start, min(shape[1], start + step))
             total = _replicate_totals(block, points, totals, regular, index)
-            reps = _metric_replicates(total, totals, estimator_name)
+            reps = metric_values(totals.policy, plan, estimator_name, total)
             base = None if base_reps is None else {k: v[block.segments][:, None, :] for k, v in base_reps.items()}
             for name, (low, high, dlow, dhigh) in bootstrap_bounds(reps, base, plan, confidence).items():
                 slot = out.setdefault(name, [np.full(shape, np.nan) for _ in range(4)])
@@ -132,7 +126,7 @@ def family_bounds(replicates: Replicates, totals: FamilyTotals, estimator_name: 
     return {k: (v[0], v[1], None if finite else v[2], None if finite else v[3]) for k, v in out.items()}
 
 
-def _replicate_totals(block: Block, points: np.ndarray, totals: FamilyTotals, regular: np.ndarray,
+def _replicate_totals(block: Block, points: np.ndarray, totals: GridTotals, regular: np.ndarray,
                       index: dict[Term, int]) -> Callable[[Term], np.ndarray]:
     """Every term's replicate totals on a block of segments and points: `(segments, points | 1, B)`."""
     plan, segments = totals.plan, block.segments
@@ -147,7 +141,7 @@ def _replicate_totals(block: Block, points: np.ndarray, totals: FamilyTotals, re
 
     def replicate_total(term: Term) -> np.ndarray:
         basis = term_basis(term, plan)
-        if term.policy == totals.family:
+        if term.policy == totals.policy:
             point = totals.total(term)[segments][:, points, None]
             if basis == INV_P:
                 deviation = block.range_sum(term.value, totals.ranges(term), points)
@@ -163,11 +157,3 @@ def _replicate_totals(block: Block, points: np.ndarray, totals: FamilyTotals, re
         return point + deviation if plan.finite else deviation
 
     return total
-
-
-def _metric_replicates(total: Callable[[Term], np.ndarray], totals: FamilyTotals, estimator_name: str) -> dict[str, np.ndarray]:
-    name, direct = _estimator_of(totals.family, totals.plan, estimator_name)
-    sum_estimator = estimator(name)
-    out = {m.name: sum_estimator(m, totals.family, total).value for m in SUM_METRICS}
-    out |= {r.name: ratio(r, totals.family, total, direct=direct).value for r in RATIO_METRICS}
-    return out

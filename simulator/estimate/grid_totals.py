@@ -1,13 +1,13 @@
 """Totals of every point of a threshold grid at once, from cell sums binned by score.
 
 `SegmentTotals` answers `total(term)` for one policy as a `(segments,)` array.
-`FamilyTotals` answers the same questions for the grid's family policy with a
-`(segments, points)` array, so the estimators, which are elementwise, evaluate
-every grid point in one call. Terms of other policies (the logging policy, the
-allowed weighting) come back as `(segments, 1)` and broadcast.
+`GridTotals` answers the same questions (the `Totals` protocol) for the grid
+policy with a `(segments, points)` array, so the estimators, which are
+elementwise, evaluate every grid point in one call. Terms of other policies
+(the logging policy, the allowed weighting) come back as `(segments, 1)` and broadcast.
 
 A term's weight is its cell coefficient times a basis (`simulator.plan.moments`).
-For every point and every logged action, the cells where a family term's
+For every point and every logged action, the cells where a grid term's
 coefficient is 1 are one contiguous range of bins (0 elsewhere), and so is the
 product of two terms' coefficients (the intersection of two ranges). So a sum
 of any cell column over a term (or a pair of terms) is, per segment, a
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
-from simulator.plan.grid import ThresholdGrid
+from simulator.plan.grid import GRID_POLICY, ThresholdGrid
 from simulator.plan.moments import (
     DIRECT,
     DM,
@@ -46,12 +46,12 @@ Ranges = tuple[np.ndarray, np.ndarray]  # (lo, hi), each (points, actions): bins
 
 
 @dataclass
-class FamilyTotals:
-    """Per-segment totals of every grid point, sharing `base`'s segments and its non-family terms."""
+class GridTotals:
+    """Per-segment totals of every grid point, sharing `base`'s segments and its other policies' terms."""
 
     base: SegmentTotals
-    family: str  # the family policy's name in the plan
     grid: ThresholdGrid
+    policy: str = field(init=False, default=GRID_POLICY)  # the grid policy's name in the plan
     choose: Ranges = field(init=False)  # bins where each point chooses each action
     _bin_action: np.ndarray = field(init=False)  # per cell: bin * actions + logged action
     _binner: sparse.csr_matrix = field(init=False)  # (segments · bins · actions) × cells
@@ -64,7 +64,7 @@ class FamilyTotals:
         plan, cells = self.base.plan, self.base.cells
         actions = len(plan.actions)
         self.choose = self.grid.ranges(plan.actions)
-        bins = cells[code_key(self.family)].to_numpy().astype(np.int64)
+        bins = cells[code_key(self.policy)].to_numpy().astype(np.int64)
         self._bin_action = bins * actions + self.base.keys.action
         width = self.grid.bins * actions
         segment, cell = self.base.memberships()
@@ -90,7 +90,7 @@ class FamilyTotals:
     # -- ranges of bins per term -------------------------------------------------
 
     def ranges(self, term: Term) -> Ranges:
-        """Where a family term's coefficient is 1, per point and logged action (it is 0 elsewhere)."""
+        """Where a grid term's coefficient is 1, per point and logged action (it is 0 elsewhere)."""
         lo, hi = self.choose
         if term.weighting is Weighting.TARGET:
             return lo, hi
@@ -126,11 +126,11 @@ class FamilyTotals:
             out += cum[:, hi[:, action], action] - cum[:, lo[:, action], action]
         return np.where(np.abs(out) <= _NOISE * self._scale[key][:, None], 0.0, out)
 
-    # -- the SegmentTotals interface ---------------------------------------------------
+    # -- the Totals protocol -----------------------------------------------------------
 
     def total(self, term: Term) -> np.ndarray:
         """Σ_i weight_i · value_i per segment and point."""
-        if not self._involves_family(term):
+        if not self._is_grid(term):
             return self.base.total(term)[:, None]
         if term not in self._total:
             basis = term_basis(term, self.plan)
@@ -142,8 +142,8 @@ class FamilyTotals:
                 self._total[term] = self.range_sum(name, self.ranges(term))
         return self._total[term]
 
-    def _involves_family(self, term: Term) -> bool:
-        return term.policy == self.family
+    def _is_grid(self, term: Term) -> bool:
+        return term.policy == self.policy
 
     def _direct(self, term: Term) -> np.ndarray:
         """DR direct-method total: Σ_i Σ_a π_point(a|x_i) m̂(x_i, a) (or π(block)·m̂(allow) when blocked)."""
@@ -160,13 +160,13 @@ class FamilyTotals:
     def _pair_sum(self, kind: str, a: Term, b: Term, column: str) -> np.ndarray:
         """Σ of a cell column over the cells where both terms' coefficients are non-zero, times them.
 
-        Two family terms: the intersection of their bin ranges. A family term and
+        Two grid terms: the intersection of their bin ranges. A grid term and
         another: the other's per-cell coefficient scales the column before binning.
         """
-        a, b = (a, b) if self._involves_family(a) else (b, a)
+        a, b = (a, b) if self._is_grid(a) else (b, a)
         key = (kind, *((a, b) if a.key <= b.key else (b, a)))
         if key not in self._pair:
-            if self._involves_family(b):
+            if self._is_grid(b):
                 (alo, ahi), (blo, bhi) = self.ranges(a), self.ranges(b)
                 lo = np.maximum(alo, blo)
                 ranges, name = (lo, np.maximum(lo, np.minimum(ahi, bhi))), column
@@ -179,7 +179,7 @@ class FamilyTotals:
 
     def cross(self, a: Term, b: Term) -> np.ndarray:
         """Σ_i z_ia · z_ib per segment and point."""
-        if not (self._involves_family(a) or self._involves_family(b)):
+        if not (self._is_grid(a) or self._is_grid(b)):
             return self.base.cross(a, b)[:, None]
         ba, bb = term_basis(a, self.plan), term_basis(b, self.plan)
         if ba is None or bb is None or DIRECT in (ba, bb):
@@ -188,7 +188,7 @@ class FamilyTotals:
 
     def design_cross(self, a: Term, b: Term) -> np.ndarray:
         """Σ_i z_ia · z_ib · (1 − p_i) per segment and point (0 when either total is observed or fixed)."""
-        if not (self._involves_family(a) or self._involves_family(b)):
+        if not (self._is_grid(a) or self._is_grid(b)):
             return self.base.design_cross(a, b)[:, None]
         ba, bb = term_basis(a, self.plan), term_basis(b, self.plan)
         if ba is None or bb is None:
@@ -198,8 +198,8 @@ class FamilyTotals:
         return self._pair_sum("D", a, b, design_column(ba, bb, product(a.value, b.value)))
 
     def max_weight(self, term: Term) -> np.ndarray:
-        """Largest weight of a family term in each segment, per point."""
-        if not self._involves_family(term):
+        """Largest weight of a grid term in each segment, per point."""
+        if not self._is_grid(term):
             return self.base.max_weight(term)[:, None]
         basis = term_basis(term, self.plan)
         if basis is None:
@@ -218,8 +218,10 @@ class FamilyTotals:
         every = np.broadcast_to(lo[:, index:index + 1], lo.shape), np.broadcast_to(hi[:, index:index + 1], hi.shape)
         return self.range_sum(key, every)
 
-    def unsupported_mass(self) -> np.ndarray:
+    def unsupported_mass(self, policy: str) -> np.ndarray:
         """Share of each point's rows that go to an action the logging policy never explored (see simulator.estimate.support)."""
+        if policy != self.policy:
+            return self.base.unsupported_mass(policy)[:, None]
         plan, rows = self.plan, self.base.column(ROWS)
         lacking = np.zeros((len(self.labels), self.grid.points))
         if plan.logging_probs:
@@ -233,6 +235,13 @@ class FamilyTotals:
         n = self.rows
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(n > 0, lacking / np.where(n > 0, n, 1), 0.0)
+
+
+    def policy_labels(self, policy: str) -> np.ndarray:
+        """Each point's label for the grid policy (`(1, points)`), else the policy's name."""
+        if policy != self.policy:
+            return self.base.policy_labels(policy)
+        return np.asarray(self.grid.frame()["label"].to_list(), dtype=object)[None, :]
 
 
 def range_max(binned: np.ndarray, ranges: Ranges) -> np.ndarray:

@@ -8,22 +8,23 @@ effective sample size, largest weight, unsupported probability mass) with a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import polars as pl
 
+from segments.labels import ALL
 from simulator.estimate import intervals
 from simulator.stats.bootstrap import Replicates
 from simulator.config import Estimation, ValueModel
-from simulator.errors import PolicysimError
-from simulator.estimate.estimators import Covariance, Estimate, estimator, ratio, variance
+from simulator.estimate.estimators import Covariance, Estimate, SumEstimator, estimator_kind, ratio, variance
 from simulator.plan.moments import DIRECT, Term, ratio_terms, sum_terms, term_basis, uses_direct
-from simulator.plan.compiled import LOGGED, Plan
+from simulator.plan.compiled import Plan
+from simulator.schema import LOGGED
 from simulator.stats.shard import Stats
-from simulator.estimate.support import unsupported_mass
-from simulator.estimate.totals import ALL, SegmentTotals
+from simulator.estimate.totals import SegmentTotals, Totals
 from simulator.stats.units import value_table
 from simulator.model.value import RATIO_METRICS, SIGNED_VALUES, SUM_METRICS, VALUES, Weighting, event_size
 
@@ -67,18 +68,21 @@ class MetricEstimate:
     proportion: bool = False
 
 
-def _estimator_of(policy: str, plan: Plan, estimator_name: str) -> tuple[str, bool]:
-    """The sum estimator and whether ratios use DR totals; the logging policy's totals are observed."""
-    direct = uses_direct(policy, plan)
-    if estimator_name == "dr" and not direct:
-        return "ipw", False
-    return estimator_name, direct
+def policy_estimator(policy: str, plan: Plan, estimator_name: str) -> tuple[SumEstimator, bool]:
+    """The sum estimator of a policy's metrics, and whether its ratios use outcome-model (DR) totals.
+
+    The logging policy's totals are observed: an estimator that needs the outcome
+    model is plain IPW there (its weights are 1, its residual terms cancel).
+    """
+    kind = estimator_kind(estimator_name)
+    if kind.outcome_model and not uses_direct(policy, plan):
+        return estimator_kind("ipw").total, False
+    return kind.total, kind.outcome_model
 
 
-def metric_estimates(policy: str, totals: SegmentTotals, estimator_name: str) -> list[MetricEstimate]:
+def metric_estimates(policy: str, totals: Totals, estimator_name: str) -> list[MetricEstimate]:
     """Every metric of `policy` with the configured estimator."""
-    name, direct = _estimator_of(policy, totals.plan, estimator_name)
-    sum_estimator = estimator(name)
+    sum_estimator, direct = policy_estimator(policy, totals.plan, estimator_name)
     out = [
         MetricEstimate(m.name, sum_estimator(m, policy, totals.total), sum_terms(m, policy).main, m.population,
                        m.value in SIGNED_VALUES)
@@ -92,12 +96,20 @@ def metric_estimates(policy: str, totals: SegmentTotals, estimator_name: str) ->
     return out
 
 
+def metric_values(policy: str, plan: Plan, estimator_name: str, total: Callable[[Term], np.ndarray]) -> dict[str, np.ndarray]:
+    """Every metric's value (no gradient) from any totals, e.g. a bootstrap replicate's."""
+    sum_estimator, direct = policy_estimator(policy, plan, estimator_name)
+    out = {m.name: sum_estimator(m, policy, total).value for m in SUM_METRICS}
+    out |= {r.name: ratio(r, policy, total, direct=direct).value for r in RATIO_METRICS}
+    return out
+
+
 def replicate_values(replicates: Replicates, totals: SegmentTotals, policy: str, estimator_name: str) -> dict[str, np.ndarray]:
     """Every metric's value in every bootstrap replicate, (segments, B) each."""
     index = {t: i for i, t in enumerate(replicates.terms)}
     block = np.concatenate(replicates.values, axis=0)
     if tuple(label for labels in replicates.labels for label in labels) != totals.labels:
-        raise PolicysimError("internal: bootstrap segments do not match the cell statistics")
+        raise RuntimeError("bootstrap segments do not match the cell statistics")
 
     def total(term: Term) -> np.ndarray:
         if term_basis(term, totals.plan) == DIRECT:  # fixed given the rows: no replicate variation
@@ -108,14 +120,10 @@ def replicate_values(replicates: Replicates, totals: SegmentTotals, policy: str,
             return totals.total(term)[:, None] + block[:, index[term], :]
         return block[:, index[term], :]
 
-    name, direct = _estimator_of(policy, totals.plan, estimator_name)
-    sum_estimator = estimator(name)
-    out = {m.name: sum_estimator(m, policy, total).value for m in SUM_METRICS}
-    out |= {r.name: ratio(r, policy, total, direct=direct).value for r in RATIO_METRICS}
-    return out
+    return metric_values(policy, totals.plan, estimator_name, total)
 
 
-def covariances(totals: SegmentTotals, plan: Plan) -> tuple[Covariance, Covariance]:
+def covariances(totals: Totals, plan: Plan) -> tuple[Covariance, Covariance]:
     """Covariance of an estimate's own totals, and of a paired delta's (see `simulator.estimate.estimators`)."""
     rows = totals.rows
 
@@ -135,13 +143,19 @@ def segmentation_name(plan: Plan, index: int) -> str:
 
 
 @dataclass(frozen=True)
-class _Context:
+class Evaluation:
+    """What every policy's columns are computed from: the plan, the settings, the totals and their covariances."""
+
     plan: Plan
     estimation: Estimation
-    totals: SegmentTotals
-    replicates: Replicates | None
-    own: Covariance
-    paired: Covariance
+    totals: Totals
+    own: Covariance  # of an estimate's own totals
+    paired: Covariance  # of a paired delta's
+
+    @staticmethod
+    def of(totals: Totals, estimation: Estimation) -> Evaluation:
+        own, paired = covariances(totals, totals.plan)
+        return Evaluation(totals.plan, estimation, totals, own, paired)
 
     @property
     def exact_baseline(self) -> bool:
@@ -155,50 +169,42 @@ def finalize(stats: Stats, plan: Plan, estimation: Estimation) -> pl.DataFrame:
     if stats.cells.is_empty():
         return pl.DataFrame(schema=RESULT_SCHEMA)
     totals = SegmentTotals(plan=plan, cells=stats.cells)
-    own, paired = covariances(totals, plan)
-    context = _Context(plan, estimation, totals, stats.replicates, own, paired)
+    evaluation = Evaluation.of(totals, estimation)
     baseline = {m.name: m for m in metric_estimates(plan.baseline, totals, estimation.estimator)}
-    base_reps = _reps(context, plan.baseline)
+    base_reps = None
+    if stats.replicates is not None:
+        base_reps = replicate_values(stats.replicates, totals, plan.baseline, estimation.estimator)
     for planned in plan.policies:
-        if planned.name == plan.family:  # a sweep's grid: see simulator.workflows.sweep
-            continue
-        for name, values in _policy_columns(planned.name, context, baseline, base_reps).items():
+        boot = None
+        if stats.replicates is not None:
+            reps = replicate_values(stats.replicates, totals, planned.name, estimation.estimator)
+            boot = bootstrap_bounds(reps, base_reps, plan, estimation.confidence)
+        for name, values in policy_columns(planned.name, evaluation, baseline, boot).items():
             columns[name] += values
     frame = pl.DataFrame({k: flag_text(v) if k == "flag" else pl.Series(k, np.concatenate(v), dtype=RESULT_SCHEMA[k], strict=False)
                           for k, v in columns.items()})
-    return _hide_unsupported(frame)
+    return hide_unsupported(frame)
 
 
-def _reps(context: _Context, policy: str) -> dict[str, np.ndarray] | None:
-    if context.replicates is None:
-        return None
-    return replicate_values(context.replicates, context.totals, policy, context.estimation.estimator)
-
-
-def effective_sample_size(term: Term, totals: SegmentTotals) -> np.ndarray:
+def effective_sample_size(term: Term, totals: Totals) -> np.ndarray:
     """(Σ w·s)² / Σ (w·s)² over a population s (every row, or rows with mature fraud labels)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.nan_to_num(totals.total(term) ** 2 / totals.cross(term, term), nan=0.0)
 
 
-def _policy_columns(policy: str, context: _Context, baseline: dict[str, MetricEstimate],
-                    base_reps: dict[str, np.ndarray] | None, unsupported: np.ndarray | None = None,
-                    boot: dict[str, Bounds] | None = None, labels: np.ndarray | None = None) -> dict[str, list[np.ndarray]]:
+def policy_columns(policy: str, evaluation: Evaluation, baseline: dict[str, MetricEstimate],
+                   boot: dict[str, Bounds] | None) -> dict[str, list[np.ndarray]]:
     """Every column of RESULT_SCHEMA for one policy, flattened segment-major (`flag` as `flag_codes`).
 
-    A family of policies (`simulator.estimate.grid_totals`) gives `(segments, points)` arrays;
-    `labels` then names each point (the `policy` column) and `unsupported` is its own.
+    A grid's totals (`simulator.estimate.grid_totals`) give `(segments, points)`
+    arrays, flattened segment-major then point; `boot` holds the policy's
+    bootstrap bounds, if any (`bootstrap_bounds`).
     """
-    totals, plan = context.totals, context.plan
+    totals, plan, estimation = evaluation.totals, evaluation.plan, evaluation.estimation
     target = Term(policy, Weighting.TARGET, "one")
     ess = {population: effective_sample_size(Term(policy, Weighting.TARGET, population), totals)
            for population in ("one", "mature")}
-    if unsupported is None:
-        unsupported = unsupported_mass(policy, totals, plan)
-    if boot is None and labels is None:
-        reps = _reps(context, policy)
-        if reps is not None:
-            boot = bootstrap_bounds(reps, base_reps, plan, context.estimation.confidence)
+    unsupported = totals.unsupported_mass(policy)
     mature_rows = totals.total(Term(LOGGED, Weighting.TARGET, "mature"))
     names = np.asarray([segmentation_name(plan, i) for i in range(len(plan.segments.segmentations) + 1)], dtype=object)
     shape = np.broadcast_shapes(ess["one"].shape, ess["mature"].shape)
@@ -207,14 +213,14 @@ def _policy_columns(policy: str, context: _Context, baseline: dict[str, MetricEs
     max_weight = totals.max_weight(target)
     fixed = {"segmentation": names[totals.segmentation].reshape(per_segment),
              "segment": np.asarray(totals.labels, dtype=object).reshape(per_segment),
-             "policy": np.asarray(policy, dtype=object) if labels is None else labels,
-             "estimator": np.asarray(context.estimation.estimator, dtype=object)}
-    for metric in metric_estimates(policy, totals, context.estimation.estimator):
+             "policy": totals.policy_labels(policy),
+             "estimator": np.asarray(estimation.estimator, dtype=object)}
+    for metric in metric_estimates(policy, totals, estimation.estimator):
         base = baseline[metric.name]
-        values = _metric_values(policy, metric, base, context, boot)
+        values = _metric_values(policy, metric, base, evaluation, boot)
         values["rows"] = mature_rows if metric.population == "mature" else totals.rows
         population = "mature" if metric.population == "mature" else "one"
-        values["flag"] = flag_codes(metric.estimate.value, ess[population], unsupported, context.estimation.min_ess)
+        values["flag"] = flag_codes(metric.estimate.value, ess[population], unsupported, estimation.min_ess)
         values |= {"ess": ess[population], "max_weight": max_weight, "unsupported_mass": unsupported}
         values |= fixed | {"metric": np.asarray(metric.name, dtype=object)}
         for name in RESULT_SCHEMA:
@@ -252,9 +258,9 @@ def structural_zeros(model: ValueModel, actions: tuple[str, ...]) -> frozenset[s
     return frozenset(v for v, z in zip(VALUES, zero, strict=True) if z)
 
 
-def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, context: _Context,
+def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, evaluation: Evaluation,
                    boot: dict[str, Bounds] | None) -> dict[str, np.ndarray]:
-    plan, totals, confidence = context.plan, context.totals, context.estimation.confidence
+    plan, totals, confidence = evaluation.plan, evaluation.totals, evaluation.estimation.confidence
     estimate, baseline = metric.estimate.value, base.estimate.value
     delta = metric.estimate.minus(base.estimate)
     if metric.main.value in structural_zeros(plan.value_model, plan.actions):  # e.g. challenges without a challenge action
@@ -263,8 +269,8 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, co
                 "delta": delta.value, "delta_se": zero, "delta_ci_low": delta.value, "delta_ci_high": delta.value,
                 "interval": np.full(np.shape(zero), "exact (no action in the set produces it)", dtype=object)}
     exact = plan.finite and plan.policy(policy).logging
-    se = np.zeros_like(estimate) if exact else np.sqrt(variance(metric.estimate, context.own))
-    delta_se = np.sqrt(variance(delta, context.paired))
+    se = np.zeros_like(estimate) if exact else np.sqrt(variance(metric.estimate, evaluation.own))
+    delta_se = np.sqrt(variance(delta, evaluation.paired))
     method = "clt"
     low, high = intervals.normal(estimate, se, confidence)
     if plan.finite and not metric.signed and not exact:
@@ -281,7 +287,7 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, co
             method = "bootstrap-percentile"
     if metric.proportion:
         low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
-    if context.exact_baseline:  # the baseline is known exactly: the delta's interval is the estimate's, shifted
+    if evaluation.exact_baseline:  # the baseline is known exactly: the delta's interval is the estimate's, shifted
         dlow, dhigh = low - baseline, high - baseline
     elif boot is not None and boot[metric.name][2] is not None:
         dlow, dhigh = boot[metric.name][2], boot[metric.name][3]
@@ -293,7 +299,7 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, co
             "interval": np.full(np.shape(estimate), method, dtype=object)}
 
 
-def _event(metric: MetricEstimate, totals: SegmentTotals, plan: Plan) -> np.ndarray:
+def _event(metric: MetricEstimate, totals: Totals, plan: Plan) -> np.ndarray:
     """One more row of typical size at the largest weight, on the estimate's scale."""
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_amount = totals.total(Term(LOGGED, Weighting.TARGET, "amount")) / totals.rows
@@ -317,7 +323,7 @@ def flag_text(codes: list[np.ndarray]) -> pl.Series:
     return pl.Series(list(FLAG_LABELS)).gather(np.concatenate(codes)).alias("flag")
 
 
-def _hide_unsupported(frame: pl.DataFrame) -> pl.DataFrame:
+def hide_unsupported(frame: pl.DataFrame) -> pl.DataFrame:
     """Estimates without support are flagged, not reported as plain numbers; NaN becomes null."""
     numbers = ["estimate", "se", "ci_low", "ci_high", "delta", "delta_se", "delta_ci_low", "delta_ci_high"]
     hidden = pl.col("flag").str.contains(NO_SUPPORT) | pl.col("flag").str.contains(UNIDENTIFIED)

@@ -13,15 +13,19 @@ to every estimator, so estimates that need it are flagged, not reported.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from simulator.plan.compiled import Plan
 from simulator.stats.shard import ROWS, SUPPORT_KEY, mass_column
-from simulator.estimate.totals import SegmentTotals
+
+if TYPE_CHECKING:  # SegmentTotals answers unsupported_mass through this module
+    from simulator.estimate.totals import SegmentTotals
 
 
-def _masses(policy: str, totals: SegmentTotals, plan: Plan, unsupported: bool) -> np.ndarray:
+def _masses(policy: str, totals: SegmentTotals, unsupported: bool) -> np.ndarray:
     """(segments, actions) Σ over rows of π(action|x) (optionally only where unexplored)."""
+    plan = totals.plan
     planned = plan.policy(policy)
     rows = totals.column(ROWS)
     out = np.zeros((len(totals.labels), len(plan.actions)))
@@ -37,17 +41,18 @@ def _masses(policy: str, totals: SegmentTotals, plan: Plan, unsupported: bool) -
     return out
 
 
-def unsupported_mass(policy: str, totals: SegmentTotals, plan: Plan) -> np.ndarray:
+def unsupported_mass(policy: str, totals: SegmentTotals) -> np.ndarray:
     """Share of the policy's mass, per segment, on actions the logging policy never explored."""
+    plan = totals.plan
     if plan.policy(policy).logging:
         return np.zeros(len(totals.labels))
     n = totals.rows
     if plan.logging_probs:
-        lacking = _masses(policy, totals, plan, unsupported=True).sum(axis=1)
+        lacking = _masses(policy, totals, unsupported=True).sum(axis=1)
     else:
         logged = np.column_stack(
             [totals.by_segment(totals.column(ROWS) * (totals.keys.action == a)) for a in range(len(plan.actions))]
         )
-        lacking = (_masses(policy, totals, plan, unsupported=False) * (logged == 0)).sum(axis=1)
+        lacking = (_masses(policy, totals, unsupported=False) * (logged == 0)).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(n > 0, lacking / np.where(n > 0, n, 1), 0.0)

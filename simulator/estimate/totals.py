@@ -1,18 +1,24 @@
 """Weighted totals and their cross sums per segment, from merged cell statistics.
 
-The estimators ask for `total(term)` and `cross(term_a, term_b)` of one
-segmentation; this module answers from the cell sums of `simulator.stats.shard`,
-applying each term's cell coefficients and summing cells into segments.
+The estimators and the results table ask any `Totals` for `total(term)`,
+`cross(a, b)` and the like; `SegmentTotals` answers for the policies of a run
+(arrays over the segments of every segmentation), `GridTotals`
+(`simulator.estimate.grid_totals`) for every point of a threshold grid at once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import polars as pl
 from scipy import sparse
 
+from segments.labels import ALL
+from simulator.estimate.support import unsupported_mass
+from simulator.model.value import Weighting
+from simulator.plan.compiled import Plan
 from simulator.plan.moments import (
     DIRECT,
     DM,
@@ -30,11 +36,49 @@ from simulator.plan.moments import (
     term_basis,
 )
 from simulator.schema import ALLOW, BLOCK
-from simulator.model.value import Weighting
-from simulator.plan.compiled import Plan
 from simulator.stats.shard import ACTION_KEY, ROWS, code_key, segment_key
 
-ALL = "ALL"
+
+class Totals(Protocol):
+    """Weighted totals per segment, for the estimators and the results table.
+
+    Arrays run over `labels` (ALL first, then every segmentation's segments) on
+    their first axis. A run's totals are `(segments,)`; a grid's are
+    `(segments, points)` for the grid's terms and `(segments, 1)` for any other
+    term, so everything downstream broadcasts over points.
+    """
+
+    @property
+    def plan(self) -> Plan: ...
+
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+
+    @property
+    def segmentation(self) -> np.ndarray:
+        """(segments,) index: 0 = ALL, i = plan.segments.segmentations[i - 1]."""
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Rows of each segment."""
+
+    def total(self, term: Term) -> np.ndarray:
+        """Σ_i weight_i · value_i (NaN when the data cannot support the term)."""
+
+    def cross(self, a: Term, b: Term) -> np.ndarray:
+        """Σ_i z_ia · z_ib, where z = weight · value."""
+
+    def design_cross(self, a: Term, b: Term) -> np.ndarray:
+        """Σ_i z_ia · z_ib · (1 − p_i): the design covariance of two estimated totals."""
+
+    def max_weight(self, term: Term) -> np.ndarray:
+        """Largest weight of a term's policy."""
+
+    def unsupported_mass(self, policy: str) -> np.ndarray:
+        """Share of the policy's mass on actions the logging policy never explored."""
+
+    def policy_labels(self, policy: str) -> np.ndarray:
+        """The `policy` column of the results: the name, or each grid point's label (broadcastable)."""
 
 
 @dataclass
@@ -164,3 +208,11 @@ class SegmentTotals:
         for _, segment in self._indices:
             np.maximum.at(out, segment, per_cell)
         return out
+
+    def unsupported_mass(self, policy: str) -> np.ndarray:
+        """Share of the policy's mass, per segment, on actions the logging policy never explored."""
+        return unsupported_mass(policy, self)
+
+    def policy_labels(self, policy: str) -> np.ndarray:
+        """The policy's name."""
+        return np.asarray(policy, dtype=object)

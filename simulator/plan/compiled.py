@@ -21,6 +21,7 @@ from segments.spec import required_columns
 from simulator.config import RunConfig, ValueModel
 from simulator.model.direct import DirectMethod, fit_direct_method
 from simulator.errors import InvalidConfig, InvalidData, UnknownName
+from simulator.estimate.estimators import estimator_kind
 from simulator.schema import (
     ACTION,
     AMOUNT,
@@ -29,13 +30,13 @@ from simulator.schema import (
     DISPUTE_LOST,
     DISPUTED_AT,
     FRAUD_DISPUTE,
+    LOGGED,
     PROPENSITY,
     TRANSACTION_ID,
     logging_prob_column,
 )
 from simulator.model.value import maturity_cutoff
 
-LOGGED = "logged"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,19 @@ class PlannedPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class Binned:
+    """Bootstrap replicate sums kept per (segment, code of `coding`, logged action) for `values`.
+
+    Replicate totals are otherwise kept per policy term; a coding whose totals are
+    sums over ranges of codes (the bins of a threshold grid) needs them per code.
+    `values` are value columns under the inverse-propensity basis.
+    """
+
+    coding: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """What to compute, for every shard alike."""
 
@@ -78,11 +92,15 @@ class Plan:
     finite: bool  # design-based (finite-population) uncertainty, see simulator.estimate.estimators
     direct: DirectMethod | None  # the DR outcome model, fitted on the whole dataset
     columns: frozenset[str]  # canonical columns a shard reads
-    family: str | None = None  # a sweep's family policy (code = score bin; see simulator.plan.grid), if any
+    # Coded policies that only refine the cells: shards key their sums by these codes too and compute
+    # the sums their terms need, but no result is reported for them; whoever added one reads its
+    # totals (a threshold grid: `simulator.plan.grid`).
+    codings: tuple[PlannedPolicy, ...] = ()
+    binned: Binned | None = None  # replicate sums kept per code of one coding (see `Binned`)
 
     def policy(self, name: str) -> PlannedPolicy:
-        """The planned policy called `name`."""
-        return next(p for p in self.policies if p.name == name)
+        """The planned policy (or coding) called `name`."""
+        return next(p for p in (*self.policies, *self.codings) if p.name == name)
 
     @property
     def per_row(self) -> tuple[PlannedPolicy, ...]:
@@ -91,7 +109,8 @@ class Plan:
 
     @property
     def coded(self) -> tuple[PlannedPolicy, ...]:
-        return tuple(p for p in self.policies if p.coded)
+        """Every policy and coding whose code is a cell key."""
+        return tuple(p for p in (*self.policies, *self.codings) if p.coded)
 
 
 BASE_COLUMNS = frozenset(
@@ -120,7 +139,8 @@ def _direct_method(config: RunConfig, data: pl.LazyFrame, names: set[str], cutof
     """Fit the DR outcome model on the configured score columns."""
     estimation = config.estimation
     if estimation.population != "finite":
-        raise InvalidConfig("estimation.estimator: 'dr' needs population = \"finite\" (superpopulation DR intervals are not available yet)")
+        raise InvalidConfig(f"estimation.estimator: {estimation.estimator!r} needs population = \"finite\" "
+                            "(superpopulation DR intervals are not available yet)")
     missing = [s for s in estimation.dr_scores if s not in names]
     if missing:
         raise UnknownName("DR score column", missing[0], sorted(names))
@@ -155,7 +175,7 @@ def compile_plan(config: RunConfig, data: pl.LazyFrame, *, as_of: datetime | Non
     if logging_probs:
         columns |= {logging_prob_column(a) for a in actions}
     direct = None
-    if config.estimation.estimator == "dr":
+    if estimator_kind(config.estimation.estimator).outcome_model:
         direct = _direct_method(config, data, names, cutoff)
         columns |= set(direct.scores)
     return Plan(

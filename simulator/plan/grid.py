@@ -1,4 +1,4 @@
-"""A threshold sweep's grid: its points, the score bins they share, and the family policy.
+"""A threshold sweep's grid: its points, the score bins they share, and the grid policy coding them.
 
 Every point of a threshold grid on one score chooses, for a row, block if
 `score >= block_above`, else challenge if `score >= challenge_above`, else
@@ -7,7 +7,7 @@ point into `edges`: a row's *bin* is the number of edges at or below its score,
 so each point's decision is a function of the bin alone, and the bins where a
 point takes a given action form one contiguous range `[lo, hi)`. The engine
 therefore aggregates rows once per (segment, bin, logged action) — the bin is
-the code of one coded "family" policy — and every point's totals are range
+the code of one coded "grid" policy — and every point's totals are range
 sums over bins (prefix-sum differences): O(rows + points) instead of
 O(rows × points), and the same numbers as evaluating each point alone.
 """
@@ -15,7 +15,7 @@ O(rows × points), and the same numbers as evaluating each point alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import product
 from typing import ClassVar
 
@@ -24,10 +24,12 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from policies.base import Actions, Coded, score_values
-from simulator.errors import InvalidConfig
+from simulator.errors import InvalidConfig, UnknownName
+from simulator.plan.compiled import Binned, Plan, PlannedPolicy
+from simulator.plan.moments import INV_P, metric_terms, term_basis
 from simulator.schema import ALLOW, BLOCK, CHALLENGE
 
-FAMILY = "sweep:threshold"  # the grid's family policy in a plan (not a valid config name: it has a colon)
+GRID_POLICY = "sweep:threshold"  # the grid's coding in a plan (not a valid config name: it has a colon)
 
 
 class Range(BaseModel):
@@ -145,10 +147,10 @@ def threshold_grid(score: str, challenge: tuple[float, ...] | None, block: tuple
 
 @dataclass(frozen=True, slots=True)
 class ScoreBins:
-    """The family policy of a grid: coded by each row's bin among the grid's edges.
+    """The grid policy: coded by each row's bin among the grid's edges.
 
-    Its table is a placeholder (allow everywhere): the sweep applies every
-    point's own decision per bin on the driver (`simulator.workflows.sweep`).
+    Its table is a placeholder (allow everywhere): every point's own decision
+    per bin is applied on the driver (`simulator.estimate.grid_totals`).
     """
 
     score: str
@@ -172,3 +174,21 @@ class ScoreBins:
 
     def probabilities(self, batch: pl.DataFrame) -> np.ndarray:
         return self.coded(batch).probabilities()
+
+
+def grid_plan(plan: Plan, grid: ThresholdGrid, names: Sequence[str]) -> Plan:
+    """The plan with the grid's bins as one more coding of the cells, and their bootstrap sums kept per bin.
+
+    `names` are the data's columns (the score must be one of them).
+    """
+    if grid.score not in names:
+        raise UnknownName("score column", grid.score, names)
+    bins = ScoreBins(score=grid.score, edges=grid.edges, actions=plan.actions, where="sweep")
+    table = bins.coded(pl.DataFrame({grid.score: []}, schema={grid.score: pl.Float64})).table
+    coding = PlannedPolicy(name=GRID_POLICY, policy=bins, table=table)
+    plan = replace(plan, codings=(*plan.codings, coding), columns=plan.columns | {grid.score})
+    if not plan.bootstrap:
+        return plan
+    terms = {t for _, ts in metric_terms(GRID_POLICY, plan) for t in ts if t.policy == GRID_POLICY}
+    values = tuple(sorted({t.value for t in terms if term_basis(t, plan) == INV_P}))
+    return replace(plan, binned=Binned(coding=GRID_POLICY, values=values))

@@ -21,12 +21,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from itertools import combinations_with_replacement
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from simulator.plan.compiled import LOGGED, Plan
-from simulator.schema import ALLOW, BLOCK
+from simulator.schema import ALLOW, BLOCK, LOGGED
 from simulator.model.value import RATIO_METRICS, SUM_METRICS, RatioMetric, SumMetric, Weighting
+
+if TYPE_CHECKING:  # the plan uses this module's names; this module only reads plans
+    from simulator.plan.compiled import Plan
 
 ONE = "one"
 INV_P = "inv_p"
@@ -170,7 +173,7 @@ def needed_sums(plan: Plan) -> Needs:
     """Linear and quadratic sums for every metric of every policy and its paired delta."""
     linear: set[tuple[str, str]] = set()
     quadratic: set[tuple[str, str, str]] = set()
-    names = [p.name for p in plan.policies]
+    names = [p.name for p in (*plan.policies, *plan.codings)]  # a coding's totals are read by whoever added it
     base = dict(metric_terms(plan.baseline, plan))
     direct_values: set[str] = set()
     for name in names:

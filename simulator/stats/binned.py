@@ -1,7 +1,7 @@
 """Bootstrap replicates of a sweep's grid: per (segment, score bin, logged action) sums.
 
 `simulator.stats.bootstrap` keeps, per segment, the replicate totals of each term of
-each policy. A grid has thousands of points, so its family keeps instead, per
+each policy. A grid has thousands of points, so its coding keeps instead, per
 segment, score bin and logged action, the replicate sums of every value column
 its terms use (basis 1/propensity); the driver turns them into every point's
 replicate totals by the same prefix sums over bins as the point estimates
@@ -22,18 +22,9 @@ from scipy import sparse
 
 from segments.codes import SegmentCodes
 from simulator.stats.cells import Grouping
-from simulator.plan.moments import INV_P, metric_terms, term_basis
-from simulator.plan.compiled import Plan
+from simulator.plan.compiled import Binned, Plan
 
 BLOCK_BYTES = 256 << 20  # dense replicate sums held at once on the driver
-
-
-def family_values(plan: Plan) -> tuple[str, ...]:
-    """Value columns whose replicate sums the family's terms need (basis 1/propensity)."""
-    if plan.family is None:
-        return ()
-    terms = {t for _, ts in metric_terms(plan.family, plan) for t in ts if t.policy == plan.family}
-    return tuple(sorted({t.value for t in terms if term_basis(t, plan) == INV_P}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,15 +62,20 @@ class BinnedReplicates:
 
 
 class BinnedAccumulator:
-    """Builds one shard's `BinnedReplicates` from blocks of per-cell replicate sums."""
+    """Builds one shard's `BinnedReplicates` from blocks of per-cell replicate sums.
 
-    def __init__(self, plan: Plan, grouping: Grouping, cell_bin: np.ndarray, cell_action: np.ndarray,
-                 segs: Sequence[SegmentCodes], replicates: int) -> None:
-        assert plan.family is not None
-        self.values = family_values(plan)
-        bins = len(next(p for p in plan.policies if p.name == plan.family).table)  # type: ignore[arg-type]
+    It takes the per-cell replicate sums of `binned.values` (basis 1/propensity) that
+    `simulator.stats.bootstrap.replicate_sums` hands to its sink, block by block.
+    """
+
+    def __init__(self, plan: Plan, binned: Binned, grouping: Grouping, cell_bin: np.ndarray, cell_action: np.ndarray,
+                 segs: Sequence[SegmentCodes]) -> None:
+        self.values = binned.values
+        table = plan.policy(binned.coding).table
+        if table is None:
+            raise ValueError(f"binned replicate sums need a coded policy, and {binned.coding!r} is not one")
         actions = len(plan.actions)
-        self.width = bins * actions
+        self.width = len(table) * actions
         within = cell_bin.astype(np.int64) * actions + cell_action
         self.labels: list[tuple[str, ...]] = [("ALL",)]
         targets = [within]
@@ -95,7 +91,7 @@ class BinnedAccumulator:
             keys, inverse = np.unique(target, return_inverse=True)
             self.keys.append(keys)
             self.inverse.append(inverse)
-        self.sums = [np.zeros((len(k), replicates, len(self.values))) for k in self.keys]
+        self.sums = [np.zeros((len(k), plan.bootstrap, len(self.values))) for k in self.keys]
 
     def add(self, lo: int, hi: int, totals: np.ndarray) -> None:
         """Add cells `lo:hi`'s replicate sums `(hi − lo, replicates, values)`."""

@@ -20,7 +20,8 @@ moments), and cell totals are combined with the policies' cell coefficients.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from typing import Protocol
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -29,7 +30,7 @@ from scipy import stats as sps
 
 from segments.codes import SegmentCodes
 from simulator.stats.cells import Grouping
-from simulator.stats.binned import BinnedAccumulator, BinnedReplicates, family_values
+from simulator.stats.binned import BinnedReplicates
 from simulator.plan.moments import DIRECT, INV_P, ONE, Cells, Term, coefficients, metric_terms, term_basis
 from simulator.plan.compiled import Plan
 from simulator.schema import TRANSACTION_ID
@@ -70,8 +71,8 @@ def replicate_weights(keys: np.ndarray, multipliers: np.ndarray, replicates: int
 
 
 def bootstrap_terms(plan: Plan) -> tuple[Term, ...]:
-    """Every term any estimate needs, in a fixed order (unsupported ones left out)."""
-    terms = {t for p in plan.policies for _, ts in metric_terms(p.name, plan) for t in ts if t.policy != plan.family}
+    """Every term any reported policy's estimate needs, in a fixed order (unsupported ones left out)."""
+    terms = {t for p in plan.policies for _, ts in metric_terms(p.name, plan) for t in ts}
     return tuple(sorted((t for t in terms if term_basis(t, plan) not in (None, DIRECT)), key=lambda t: t.key))
 
 
@@ -82,7 +83,7 @@ class Replicates:
     terms: tuple[Term, ...]
     labels: tuple[tuple[str, ...], ...]
     values: tuple[np.ndarray, ...]
-    binned: BinnedReplicates | None = None  # a sweep's grid (see simulator.stats.binned)
+    binned: BinnedReplicates | None = None  # sums per code of a coding, when the plan asks (`Plan.binned`)
 
     def merge(self, other: Replicates) -> Replicates:
         """Totals over both row sets, aligned by segment label."""
@@ -105,6 +106,15 @@ def _term_layout(plan: Plan, terms: Sequence[Term]) -> tuple[list[tuple[str, str
     return moments, np.array([index[(term_basis(t, plan) or "", t.value)] for t in terms])
 
 
+class CellSink(Protocol):
+    """Takes the per-cell replicate sums of some value columns (basis 1/propensity), block by block."""
+
+    values: tuple[str, ...]
+
+    def add(self, lo: int, hi: int, totals: np.ndarray) -> None:
+        """Cells `lo:hi`'s replicate sums, `(hi − lo, replicates, len(values))`."""
+
+
 def replicate_sums(
     batch: pl.DataFrame,
     plan: Plan,
@@ -114,15 +124,14 @@ def replicate_sums(
     values: dict[str, np.ndarray],
     finest: Grouping,
     segs: Sequence[SegmentCodes],
+    sink: CellSink | None = None,
 ) -> Replicates:
-    """Replicate totals per segment and term for one shard."""
+    """Replicate totals per segment and term for one shard; `sink` also sees per-cell sums of its values."""
     terms = bootstrap_terms(plan)
     moments, moment_of = _term_layout(plan, terms)
-    family = family_values(plan)
-    moments += sorted({(INV_P, v) for v in family} - set(moments))
-    family_of = np.array([moments.index((INV_P, v)) for v in family], dtype=np.int64)
-    binned = None if plan.family is None else BinnedAccumulator(
-        plan, grouping, cells.codes[plan.family], cells.action, segs, plan.bootstrap)
+    extra = () if sink is None else sink.values
+    moments += sorted({(INV_P, v) for v in extra} - set(moments))
+    extra_of = np.array([moments.index((INV_P, v)) for v in extra], dtype=np.int64)
     matrix = np.empty((batch.height, len(moments)))
     spread = np.sqrt(np.clip(1.0 - 1.0 / basis[INV_P], 0.0, None)) if plan.finite else None
     for j, (b, v) in enumerate(moments):
@@ -143,15 +152,14 @@ def replicate_sums(
         hi = min(grouping.size, lo + step)
         rows = order[bounds[lo] : bounds[hi]]
         totals = _cell_totals(rows, bounds[lo : hi + 1] - bounds[lo], keys, multipliers, matrix, plan)
-        if binned is not None:
-            binned.add(lo, hi, totals[:, :, family_of])
+        if sink is not None:
+            sink.add(lo, hi, totals[:, :, extra_of])
         runs = np.concatenate([np.flatnonzero(np.diff(cell_finest[lo:hi], prepend=-1)), [hi - lo]])
         for a, b in zip(runs[:-1], runs[1:], strict=True):
             # Σ over the finest segment's cells of coefficient × cell total, for every weight at once
             combined = (coef[lo + a : lo + b].T @ totals[a:b].reshape(b - a, -1)).reshape(len(weights), plan.bootstrap, -1)
             per_finest[cell_finest[lo + a]] += combined[weight_of, :, moment_of]
-    out = _by_segment(per_finest, finest, segs, terms)
-    return out if binned is None else replace(out, binned=binned.result())
+    return _by_segment(per_finest, finest, segs, terms)
 
 
 _BLOCK_ELEMENTS = 1 << 24  # cells × replicates × moments held at once (128 MiB of float64)

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from segments.codes import SegmentCodes, segment_codes
+from simulator.stats.binned import BinnedAccumulator
 from simulator.stats.bootstrap import Replicates, replicate_sums
 from simulator.stats.cells import Grouping, group_rows, group_sum
 from simulator.errors import PolicysimError
@@ -329,6 +330,10 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
         amount = batch[AMOUNT].cast(pl.Float64).to_numpy()
         row_values = {v: c0[rows] + c1[rows] * amount for v, (c0, c1) in values.items()}
         cell_keys = Cells(action=action[cells.first], codes={k: v[cells.first] for k, v in codes.items()})
+        binned = None if plan.binned is None else BinnedAccumulator(
+            plan, plan.binned, cells, cell_keys.codes[plan.binned.coding], cell_keys.action, layout.segs)
         replicates = replicate_sums(batch, plan, cells, cell_keys, row_basis_weights, row_values,
-                                    layout.finest, layout.segs)
+                                    layout.finest, layout.segs, sink=binned)
+        if binned is not None:
+            replicates = replace(replicates, binned=binned.result())
     return Stats(cells=frame.sort(list(layout.keys)), replicates=replicates, rows=batch.height)

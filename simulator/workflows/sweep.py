@@ -1,7 +1,7 @@
 """`sweep`: evaluate a grid of candidate policies on the full data in one pass (SPEC §8, §11 `[sweep]`).
 
 A grid of `threshold` policies on one score is evaluated exactly as one binned
-family (`simulator.plan.grid`, `simulator.estimate.grid_totals`): one pass over the rows, then
+grid policy (`simulator.plan.grid`, `simulator.estimate.grid_totals`): one pass over the rows, then
 every point's totals by prefix sums over score bins, so a grid of thousands of
 points costs about as much as one policy. Grids over any other kind (`rules`,
 `segment_threshold`, `python`...) fall back to evaluating each point as its own
@@ -39,15 +39,15 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from simulator.config import RunConfig, config_error, parse_config
-from simulator.errors import InvalidConfig, UnknownName
+from simulator.errors import InvalidConfig
 from simulator.engine.shards import DEFAULT_SHARD_ROWS, Shard
-from simulator.estimate.grid_results import finalize_family
+from simulator.estimate.grid_results import finalize_grid
 from simulator.decide.objective import Objective, objective_from_table, parse_objective
 from simulator.decide.recommend import Choice, ReplicateChoices, policy_choices, recommend
 from simulator.decide.segment_choice import BySegment, by_segment
-from simulator.plan.grid import FAMILY, Range, ScoreBins, ThresholdGrid, grid_values, threshold_grid
+from simulator.plan.grid import Range, ThresholdGrid, grid_plan, grid_values, threshold_grid
 from simulator.data.load import scan_dataset
-from simulator.plan.compiled import Plan, PlannedPolicy, compile_plan
+from simulator.plan.compiled import Plan, compile_plan
 from simulator.engine.ray_engine import Cluster
 from simulator.estimate.results import RESULT_SCHEMA
 from simulator.workflows.run import Engine, RunResult, execute, run, validated_data
@@ -80,7 +80,7 @@ class SweepConfig(BaseModel):
 
     @property
     def binned(self) -> bool:
-        """A threshold grid: evaluated as one family in one pass."""
+        """A threshold grid: evaluated as one binned grid policy in one pass."""
         return self.kind == "threshold" and self.grid is None
 
 
@@ -167,12 +167,12 @@ def sweep(
     timings["validate_s"] = time.perf_counter() - start
     grid = _grid(settings, config.data.actions)
     lazy = scan_dataset(path, schema)
-    plan = family_plan(compile_plan(base, lazy, as_of=summary.as_of), grid, lazy.collect_schema().names())
+    plan = grid_plan(compile_plan(base, lazy, as_of=summary.as_of), grid, lazy.collect_schema().names())
     timings["plan_s"] = time.perf_counter() - start - timings["validate_s"]
     stats, engine_info = execute(plan, path, schema, timings, **options)  # type: ignore[arg-type]
     mark = time.perf_counter()
     choices = None if objective is None or not plan.bootstrap else ReplicateChoices(objective, grid.points, plan.bootstrap)
-    table = finalize_family(stats, plan, config, grid, on_block=choices)
+    table = finalize_grid(stats, plan, config.estimation, grid, on_block=choices)
     choice = None if objective is None else recommend(table, objective, choices)
     timings["finalize_s"] = time.perf_counter() - mark
     result = SweepResult(table=table, points=grid.frame(), plan=plan, stats=stats, data=summary, binned=True,
@@ -208,16 +208,6 @@ def _grid(settings: SweepConfig, actions: tuple[str, ...]) -> ThresholdGrid:
     assert settings.score is not None  # checked by sweep_config
     return threshold_grid(settings.score, grid_values(settings.challenge_above, "sweep.challenge_above"),
                           grid_values(settings.block_above, "sweep.block_above"), actions, "sweep")
-
-
-def family_plan(plan: Plan, grid: ThresholdGrid, names: list[str]) -> Plan:
-    """The plan with the grid's family policy added: its code is each row's score bin."""
-    if grid.score not in names:
-        raise UnknownName("score column", grid.score, names)
-    family = ScoreBins(score=grid.score, edges=grid.edges, actions=plan.actions, where="sweep")
-    table = family.coded(pl.DataFrame({grid.score: []}, schema={grid.score: pl.Float64})).table
-    planned = PlannedPolicy(name=FAMILY, policy=family, table=table)
-    return replace(plan, policies=(*plan.policies, planned), columns=plan.columns | {grid.score}, family=FAMILY)
 
 
 def _sweep_policies(config: RunConfig, settings: SweepConfig, data: Path | None, objective: Objective | None,
