@@ -224,18 +224,16 @@ class GridTotals:
             return self.base.unsupported_mass(policy)[:, None]
         plan, rows = self.plan, self.base.column(ROWS)
         lacking = np.zeros((len(self.labels), self.grid.points))
-        if plan.logging_probs:
-            support = self.base.column(SUPPORT_KEY)
-            for index in range(len(plan.actions)):
-                lacking += self.mass(index, rows * ((support >> index) & 1), f"unexplored|{index}")
-        else:
-            for index in range(len(plan.actions)):
+        support = self.base.column(SUPPORT_KEY)
+        for index in range(len(plan.actions)):
+            unexplored = self.mass(index, rows * ((support >> index) & 1), f"unexplored|{index}")
+            if not plan.logging_probs:  # an action never logged in the segment is unexplored on all its rows
                 logged = self.base.by_segment(rows * (self.base.keys.action == index))
-                lacking += self.mass(index, rows, ROWS) * (logged == 0)[:, None]
+                unexplored = np.where((logged == 0)[:, None], self.mass(index, rows, ROWS), unexplored)
+            lacking += unexplored
         n = self.rows
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(n > 0, lacking / np.where(n > 0, n, 1), 0.0)
-
 
     def policy_labels(self, policy: str) -> np.ndarray:
         """Each point's label for the grid policy (`(1, points)`), else the policy's name."""

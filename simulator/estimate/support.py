@@ -6,9 +6,10 @@ to every estimator, so estimates that need it are flagged, not reported.
 
 - Exact, when the data has `logging_prob_<action>` for every action: the share
   of the policy's mass on (row, action) pairs with logging probability 0.
-- Observed, otherwise: the share of mass on actions never logged in the segment
-  (a lower bound of the truth: an action logged somewhere in the segment may
-  still be unexplored for some of its rows).
+- From the data, otherwise: a row logged with propensity 1 explored no other
+  action, so mass on any other action there is unsupported; and so is mass on
+  an action never logged in the segment. Together a lower bound of the truth
+  (a row with propensity < 1 explored some other action, not necessarily all).
 """
 
 from __future__ import annotations
@@ -47,12 +48,12 @@ def unsupported_mass(policy: str, totals: SegmentTotals) -> np.ndarray:
     if plan.policy(policy).logging:
         return np.zeros(len(totals.labels))
     n = totals.rows
-    if plan.logging_probs:
-        lacking = _masses(policy, totals, unsupported=True).sum(axis=1)
-    else:
+    lacking = _masses(policy, totals, unsupported=True)
+    if not plan.logging_probs:
         logged = np.column_stack(
             [totals.by_segment(totals.column(ROWS) * (totals.keys.action == a)) for a in range(len(plan.actions))]
         )
-        lacking = (_masses(policy, totals, unsupported=False) * (logged == 0)).sum(axis=1)
+        lacking = np.where(logged == 0, _masses(policy, totals, unsupported=False), lacking)
+    lacking = lacking.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(n > 0, lacking / np.where(n > 0, n, 1), 0.0)

@@ -177,14 +177,22 @@ def checked_probabilities(name: str, probs: np.ndarray, n_actions: int, rows: in
     return probs
 
 
-def support_pattern(batch: pl.DataFrame, plan: Plan) -> np.ndarray:
-    """Bit a is set when the logging policy never takes action a for the row (exact support)."""
+def support_pattern(batch: pl.DataFrame, plan: Plan, action: np.ndarray) -> np.ndarray:
+    """Bit a is set when the logging policy never takes action a for the row.
+
+    Exact from `logging_prob_<action>`; without them, a row logged with
+    propensity 1 explored no other action, so every other action's bit is set
+    (rows with propensity < 1 get the segment-level check of `simulator.estimate.support`).
+    """
     pattern = np.zeros(batch.height, dtype=np.int64)
     if plan.logging_probs:
-        for index, action in enumerate(plan.actions):
-            zero = batch[logging_prob_column(action)].cast(pl.Float64).to_numpy() <= 0.0
+        for index, name in enumerate(plan.actions):
+            zero = batch[logging_prob_column(name)].cast(pl.Float64).to_numpy() <= 0.0
             pattern |= zero.astype(np.int64) << index
-    return pattern
+        return pattern
+    certain = batch[PROPENSITY].cast(pl.Float64).to_numpy() >= 1.0
+    every = (1 << len(plan.actions)) - 1
+    return np.where(certain, every & ~(np.int64(1) << action.astype(np.int64)), 0)
 
 
 def policy_codes(batch: pl.DataFrame, plan: Plan) -> dict[str, np.ndarray]:
@@ -310,7 +318,7 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
         return Stats.empty()
     action = action_index(batch, plan.actions)
     codes = policy_codes(batch, plan)
-    support = support_pattern(batch, plan)
+    support = support_pattern(batch, plan, action)
     layout = _layout(batch, plan, action, codes, support)
     units, cells = layout.units, layout.cells
     table = value_table(plan.value_model, plan.actions)[units.action, units.pattern]  # (units, values, 2)

@@ -48,3 +48,22 @@ def test_exact_support_uses_the_logging_distribution(tmp_path: Path) -> None:
     assert overall["estimate"] is None
     assert _row(results, "card_country=FR")["unsupported_mass"] == pytest.approx(0.5)
     assert _row(results, "card_country=DE")["unsupported_mass"] == 0.0
+
+
+ALLOW_ALL = {"name": "allow_all", "kind": "threshold", "score": "fraud_score", "block_above": 1.0}
+
+
+def test_a_row_logged_with_propensity_one_explored_no_other_action(tmp_path: Path) -> None:
+    # No logging_prob columns. DE: t3 was blocked with propensity 1 (never explored), t4 allowed with 0.2.
+    # Allowing everything puts t3's mass on allow, which the logging policy never tried there: 1 of DE's 2 rows.
+    frame = ROWS.with_columns(card_country=pl.Series(["FR", "FR", "DE", "DE"]), propensity=pl.Series([0.5, 0.25, 1.0, 0.2]))
+    path = tmp_path / "log.parquet"
+    frame.write_parquet(path)
+    config = parse_config(CONFIG | {"policies": [ALLOW_ALL], "segments": {"by": [["card_country"]]},
+                                    "estimation": {"min_ess": 0.0}})
+    results = run(config, path, engine="local").results.filter(pl.col("policy") == "allow_all")
+    de, fr, overall = _row(results, "card_country=DE"), _row(results, "card_country=FR"), _row(results, "ALL")
+    assert de["unsupported_mass"] == pytest.approx(0.5) and "no_support" in de["flag"]
+    assert de["estimate"] is None
+    assert overall["unsupported_mass"] == pytest.approx(0.25) and "no_support" in overall["flag"]
+    assert fr["unsupported_mass"] == 0.0 and fr["flag"] == ""

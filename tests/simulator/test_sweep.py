@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import polars.selectors as cs
 import pytest
 
 from simulator.config import parse_config
@@ -187,3 +188,24 @@ def test_observed_support_without_logging_probabilities(data: Path, tmp_path: Pa
     table["segments"] = {"by": [["card_country"], ["card_funding", "channel"]]}
     result = sweep(parse_config(table), tmp_path / "observed.parquet", engine="local")
     _check_points(result, table, tmp_path / "observed.parquet", count=2, seed=6)
+
+
+def test_support_from_rows_logged_with_propensity_one(data: Path, tmp_path: Path) -> None:
+    # Without logging_prob columns, rows logged with propensity 1 explored nothing else: the grid's
+    # unsupported mass (and every other number) equals run's for each point.
+    frame = pl.read_parquet(data).drop(cs.starts_with("logging_prob_"))
+    certain = pl.col("fraud_score") > 0.6
+    frame.with_columns(propensity=pl.when(certain).then(1.0).otherwise(pl.col("propensity")),
+                       action=pl.when(certain).then(pl.lit("block")).otherwise(pl.col("action")),
+                       authorized=pl.when(certain).then(None).otherwise(pl.col("authorized")),
+                       fraud_dispute=pl.when(certain).then(None).otherwise(pl.col("fraud_dispute")),
+                       dispute_lost=pl.when(certain).then(None).otherwise(pl.col("dispute_lost")),
+                       disputed_at=pl.when(certain).then(None).otherwise(pl.col("disputed_at")),
+                       ).write_parquet(tmp_path / "certain.parquet")
+    table = _config({"score": "fraud_score", "block_above": [0.5, 0.9], "challenge_above": [0.01, 0.05]})
+    table["segments"] = {"by": [["card_country"]]}
+    result = sweep(parse_config(table), tmp_path / "certain.parquet", engine="local")
+    overall = result.table.filter((pl.col("segment") == "ALL") & (pl.col("metric") == "attempts"))
+    lax = overall.filter(pl.col("block_above") == 0.9)["unsupported_mass"]
+    assert (lax > 0).all()  # allowing or challenging rows that were always blocked
+    _check_points(result, table, tmp_path / "certain.parquet", count=2, seed=7)
