@@ -10,7 +10,7 @@ conformance suite (`tests/policies/test_conformance.py`).
 # which imports this package's modules (never its names); loading it here keeps that order whatever
 # is imported first.
 import simulator  # noqa: F401
-from policies import epsilon, logged, python, rules, segment_threshold, threshold
+from policies import epsilon, logged, production, python, rules, segment_threshold, threshold
 from policies.base import Actions, Coded, Policy, one_hot
 from policies.registry import PolicyContext, PolicyParams, build_policy, known_kinds, register_policy
 
@@ -25,6 +25,7 @@ __all__ = [
     "known_kinds",
     "logged",
     "one_hot",
+    "production",
     "python",
     "register_policy",
     "rules",

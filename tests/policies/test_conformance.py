@@ -25,6 +25,7 @@ USER = "tests.policies.example_user_policy"
 THRESHOLD = {"kind": "threshold", "score": "fraud_score", "challenge_above": 0.5, "block_above": 0.8}
 EXAMPLES: dict[str, dict[str, Any]] = {
     "logged": {"kind": "logged"},
+    "production": {"kind": "production"},
     "threshold": THRESHOLD,
     "segment_threshold": {
         "kind": "segment_threshold",

@@ -12,7 +12,7 @@ from policies.threshold import ThresholdPolicy
 from simulator.errors import InvalidConfig, UnknownName
 from tests.policies.conftest import Build
 
-KNOWN = "epsilon, logged, python, rules, segment_threshold, threshold"
+KNOWN = "epsilon, logged, production, python, rules, segment_threshold, threshold"
 
 
 def test_known_kinds() -> None:
