@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from simulator.cli import app
 from simulator.config import parse_config
 from simulator.report.plots import calibration_plot, forest_plot
-from simulator.report.review_page import Report, Section, Table, format_value, render_html, render_markdown
+from simulator.report.numbers import format_value
+from simulator.report.review_page import Report, Section, Table, render_html, render_markdown
 from simulator.workflows.review import FAIL, GUARDRAIL_SCHEMA, PASS, review
 
 RUNNER = CliRunner()
