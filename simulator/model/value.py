@@ -26,11 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
-from simulator.config import ValueModel
 from simulator.schema import (
     ACTION,
     AMOUNT,
@@ -41,6 +41,9 @@ from simulator.schema import (
     DISPUTE_LOST,
     FRAUD_DISPUTE,
 )
+
+if TYPE_CHECKING:  # annotations only: the config validates [review] and [sweep] metric names against this module
+    from simulator.config import ValueModel
 
 
 class Weighting(Enum):

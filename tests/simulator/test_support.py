@@ -10,6 +10,7 @@ import pytest
 from simulator.config import parse_config
 from simulator.workflows.run import run
 from tests.simulator.test_estimators_known import CONFIG, ROWS
+from tests.conftest import LOCAL
 
 BLOCK_ALL = {"name": "block_all", "kind": "threshold", "score": "fraud_score", "block_above": 0.0}
 
@@ -19,7 +20,7 @@ def _run(tmp_path: Path, frame: pl.DataFrame) -> pl.DataFrame:
     frame.write_parquet(path)
     config = parse_config(CONFIG | {"policies": [BLOCK_ALL], "segments": {"by": [["card_country"]]},
                                     "estimation": {"min_ess": 0.0}})
-    return run(config, path, engine="local").results.filter(pl.col("policy") == "block_all")
+    return run(config, path, execution=LOCAL).results.filter(pl.col("policy") == "block_all")
 
 
 def _row(frame: pl.DataFrame, segment: str, metric: str = "attempts") -> dict:
