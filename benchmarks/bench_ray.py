@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_run import SEGMENTS, policies  # noqa: E402
 
 from simulator.config import parse_config  # noqa: E402
+from simulator.engine.execution import Execution  # noqa: E402
 from simulator.engine.ray_engine import cluster  # noqa: E402
 from simulator.workflows.run import run  # noqa: E402
 
@@ -30,12 +31,12 @@ def stats_seconds(data: Path, engine: str, cpus: int | None, shard_rows: int) ->
     config = parse_config({"segments": SEGMENTS, "policies": policies()})
     shards: list = []
     if engine == "local":
-        result = run(config, data, engine="local", shard_rows=shard_rows, on_plan=shards.extend)
+        result = run(config, data, execution=Execution(engine="local", shard_rows=shard_rows, on_plan=shards.extend))
         return result.timings["stats_s"], 0.0, len(shards)
     started = time.perf_counter()
     with cluster(None, cpus):
         start = time.perf_counter() - started
-        result = run(config, data, engine="ray", shard_rows=shard_rows, on_plan=shards.extend)
+        result = run(config, data, execution=Execution(engine="ray", shard_rows=shard_rows, on_plan=shards.extend))
     return result.timings["stats_s"], start, len(shards)
 
 

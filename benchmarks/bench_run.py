@@ -18,6 +18,7 @@ import polars as pl
 
 from simulator.config import parse_config
 from simulator.data.load import dataset_files
+from simulator.engine.execution import Engine, Execution
 from simulator.workflows.run import run
 
 SEGMENTS = {
@@ -50,11 +51,11 @@ def read_baseline(path: Path, columns: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def timed_run(path: Path, bootstrap: int, estimator: str, engine: str = "local") -> tuple[float, dict[str, float], list[str]]:
+def timed_run(path: Path, bootstrap: int, estimator: str, engine: Engine = "local") -> tuple[float, dict[str, float], list[str]]:
     config = parse_config({"segments": SEGMENTS, "policies": policies(),
                            "estimation": {"bootstrap": bootstrap, "estimator": estimator}})
     start = time.perf_counter()
-    result = run(config, path, engine=engine)  # type: ignore[arg-type]
+    result = run(config, path, execution=Execution(engine=engine))
     return time.perf_counter() - start, result.timings, sorted(result.plan.columns)
 
 

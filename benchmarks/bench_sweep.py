@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from simulator.config import parse_config
+from simulator.engine.execution import Engine, Execution
 from simulator.workflows.run import run
 from simulator.workflows.sweep import sweep
 
@@ -49,11 +50,12 @@ def timed(label: str, work: Any) -> tuple[float, Any]:
     return seconds, out
 
 
-def measure(path: Path, engine: str, bootstrap: int, sample: int) -> None:
+def measure(path: Path, engine: Engine, bootstrap: int, sample: int) -> None:
     print(f"bootstrap = {bootstrap}, engine = {engine}")
+    execution = Execution(engine=engine)
     point = {"name": "one", "kind": "threshold", "score": "fraud_score", "challenge_above": 0.4, "block_above": 0.7}
-    single, _ = timed("single policy run", lambda: run(config(bootstrap, [point]), path, engine=engine))
-    whole, result = timed("sweep (binned, whole grid)", lambda: sweep(config(bootstrap), path, engine=engine))
+    single, _ = timed("single policy run", lambda: run(config(bootstrap, [point]), path, execution=execution))
+    whole, result = timed("sweep (binned, whole grid)", lambda: sweep(config(bootstrap), path, execution=execution))
     points = result.points
     rng = np.random.default_rng(0)
     alone = []
@@ -61,7 +63,7 @@ def measure(path: Path, engine: str, bootstrap: int, sample: int) -> None:
         row = points.row(int(index), named=True)
         policy = {"name": "alone", "kind": "threshold", "score": "fraud_score",
                   "challenge_above": row["challenge_above"], "block_above": row["block_above"]}
-        seconds, _ = timed(f"point {index} alone", lambda policy=policy: run(config(bootstrap, [policy]), path, engine=engine))
+        seconds, _ = timed(f"point {index} alone", lambda policy=policy: run(config(bootstrap, [policy]), path, execution=execution))
         alone.append(seconds)
     one_by_one = float(np.mean(alone)) * points.height
     timings = result.timings

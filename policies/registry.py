@@ -3,25 +3,22 @@
 A kind is a frozen pydantic model of its parameters and a factory. The
 registry validates a `[[policies]]` table against the model and turns pydantic's
 errors into `InvalidConfig` lines carrying the TOML path and the offending value
-(`policies[1].block_above: must be <= 1, got 1.3`), so a new kind gets config
+(`policies[1].block_above: must be <= 1, got 1.3`; with the config's formatter,
+`simulator.errors.validation_problems`), so a new kind gets config
 validation and messages for free. The dict is filled by the imports in
 `policies/__init__.py`; nothing is discovered.
 """
 
 from __future__ import annotations
 
-import difflib
-import json
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, get_args, get_origin
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic_core import ErrorDetails
 
 from policies.base import Actions, Policy, located
-from simulator.errors import InvalidConfig, UnknownName
+from simulator.errors import InvalidConfig, UnknownName, validation_problems
 
 
 class PolicyParams(BaseModel):
@@ -132,76 +129,6 @@ def build_policy(spec: Mapping[str, Any], context: PolicyContext, *, where: str)
     try:
         params = entry.params.model_validate(values)
     except ValidationError as error:
-        lines = [_describe(detail, entry.params, where, kind) for detail in error.errors()]
+        lines = validation_problems(error, where, model=entry.params, kind=kind)
         raise InvalidConfig("\n".join(lines)) from error
     return entry.factory(params, context, where=where)
-
-
-def _describe(detail: ErrorDetails, model: type[BaseModel], where: str, kind: str) -> str:
-    """One message line for one pydantic error: path, what is wrong, the offending value."""
-    loc = detail["loc"]
-    path = toml_path(where, loc)
-    kind_of_error = detail["type"]
-    ctx = detail.get("ctx", {})
-    if kind_of_error == "missing":
-        return f"{path}: missing; policy kind {kind!r} requires it"
-    if kind_of_error == "extra_forbidden":
-        return f"{path}: {_unknown_parameter(str(loc[-1]), _fields_at(model, loc[:-1]), kind)}"
-    if kind_of_error == "value_error":
-        return f"{path}: {ctx['error']}"
-    bounds = {"less_than_equal": "<=", "less_than": "<", "greater_than_equal": ">=", "greater_than": ">"}
-    if kind_of_error in bounds:
-        limit = next(iter(ctx.values()))
-        return f"{path}: must be {bounds[kind_of_error]} {limit:g}, got {detail['input']!r}"
-    message = detail["msg"]
-    return f"{path}: {message[:1].lower()}{message[1:]}, got {detail['input']!r}"
-
-
-def _unknown_parameter(name: str, known: Sequence[str], kind: str) -> str:
-    """`unknown parameter 'x' for policy kind 'k'; known: ... (did you mean ...?)`."""
-    message = f"unknown parameter {name!r} for policy kind {kind!r}"
-    if known:
-        message += f"; known: {', '.join(sorted(known))}"
-    close = difflib.get_close_matches(name, known, n=1)
-    return message + (f" (did you mean {close[0]!r}?)" if close else "")
-
-
-def toml_path(where: str, loc: Sequence[int | str]) -> str:
-    """The TOML path of a pydantic `loc` below `where`: `policies[1].rules[0].when`."""
-    parts = [where]
-    for part in loc:
-        if isinstance(part, int):
-            parts.append(f"[{part}]")
-        elif re.fullmatch(r"[A-Za-z0-9_-]+", part):
-            parts.append(f".{part}")
-        else:
-            parts.append(f".{json.dumps(part)}")
-    return "".join(parts)
-
-
-def _fields_at(model: type[BaseModel], loc: Sequence[int | str]) -> tuple[str, ...]:
-    """Field names of the (nested) model at `loc`, for "did you mean" on an unknown parameter."""
-    current = model
-    parts = list(loc)
-    while parts:
-        field = current.model_fields.get(str(parts.pop(0)))
-        if field is None:
-            return ()
-        if get_origin(field.annotation) in (list, dict) and parts:
-            parts.pop(0)  # the list index or the dict key
-        nested = _model_in(field.annotation)
-        if nested is None:
-            return ()
-        current = nested
-    return tuple(current.model_fields)
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model inside an annotation such as `Cutoffs`, `list[Rule]` or `Cutoffs | None`."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for argument in get_args(annotation):
-        found = _model_in(argument)
-        if found is not None:
-            return found
-    return None

@@ -31,8 +31,9 @@ import numpy as np
 import polars as pl
 
 from policies.base import Actions, Coded, column_values, one_hot, require_columns, score_values
-from policies.registry import PolicyContext, PolicyParams, register_policy, toml_path
+from policies.registry import PolicyContext, PolicyParams, register_policy
 from policies.threshold import Cutoffs, as_cutoff, choose, require_cutoff_actions
+from simulator.errors import toml_path
 
 
 class SegmentThresholdParams(PolicyParams):

@@ -2,13 +2,14 @@
 
 The library API (what notebooks import; README "Python API", notebooks/what_if.ipynb):
 
-    from simulator import load_config, parse_config, run, run_frame, sweep, frontiers, frontier_figure
+    from simulator import Execution, load_config, parse_config, run, run_frame, sweep, frontiers, frontier_figure
 
     config = load_config(Path("configs/thresholds.toml"))
-    result = run(config, Path("data/transactions"), engine="local")
+    local = Execution(engine="local")  # the default, Execution(), runs on a new local Ray cluster
+    result = run(config, Path("data/transactions"), execution=local)
     result.overall()          # polars DataFrame: one row per (policy, metric) for segment ALL
     diagnostics(result.results)                      # one row per (policy, segment): rows, ess, flag...
-    swept = sweep(config, Path("data/transactions"), objective=parse_objective("net_value"), engine="local")
+    swept = sweep(config, Path("data/transactions"), objective=parse_objective("net_value"), execution=local)
     frontier_figure(swept.table, frontiers(swept.table), recommended=swept.choice.recommendation.point)
 
 The engine's packages, in the order a run's data meets them (docs/architecture.md
@@ -19,14 +20,15 @@ draws the whole flow):
 - `simulator.plan` — the compiled plan every shard shares, threshold grids, the sums needed;
 - `simulator.stats` — a shard's mergeable sums: cells, units, bootstrap replicates, binned sums;
 - `simulator.estimate` — totals per segment, estimators, intervals, support, the results table;
-- `simulator.engine` — shards, and running them locally or on Ray;
+- `simulator.engine` — shards, and running them locally or on Ray (`Execution` says which and where);
 - `simulator.workflows` — `run`, `sweep`, `review`: wiring of the stages above;
 - `simulator.decide` — objectives, recommendations, frontiers, per-segment choices;
 - `simulator.report` — files, tables, plots, HTML/Markdown reports;
 - `simulator.synthetic` — the generator of synthetic payments and their ground truth.
 
-`config`, `schema`, `errors` and `cli` sit at the top: every stage uses the first
-three; the CLI is the only module that prints.
+`config` (with `config_tables`: `[sweep]` and `[review]`), `schema`, `errors`
+and `cli` sit at the top: every stage uses the first three; the CLI is the only
+module that prints.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ from __future__ import annotations
 __version__ = "0.1.0"  # first: modules imported below read it
 
 from simulator.config import RunConfig, load_config, parse_config
+from simulator.config_tables import Constraint, Objective, parse_objective
 from simulator.data.validate import check_dataset
 from simulator.decide.frontier import frontiers, pareto_frontier
-from simulator.decide.objective import Constraint, Objective, Recommendation, choose, parse_objective
+from simulator.decide.objective import Recommendation, choose
+from simulator.engine.execution import Execution
 from simulator.errors import InvalidConfig, InvalidData, PolicysimError, UnknownName
 from simulator.report.calibration import calibrations
 from simulator.report.frontier_plots import frontier_figure, frontier_html
@@ -50,6 +54,7 @@ from simulator.workflows.sweep import SweepResult, sweep
 
 __all__ = [
     "Constraint",
+    "Execution",
     "GenerateSpec",
     "InvalidConfig",
     "InvalidData",

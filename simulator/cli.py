@@ -1,26 +1,35 @@
 """`policysim` command line: thin commands that resolve input, call one library
 function and render the result. The only module (with notebooks) that prints.
+
+Exit codes: 0 ok; 1 a review guardrail failed (or, with --strict, is
+inconclusive); 2 bad input, config or usage (a message, no traceback);
+70 an internal error, i.e. a bug in policysim (EX_SOFTWARE: the traceback is
+printed on stderr; please report it).
 """
 
 from __future__ import annotations
 
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
+from typer.exceptions import TyperException
 from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 from rich.table import Table
 
-from simulator.config import RunConfig, load_config, with_overrides
-from simulator.errors import PolicysimError
+from simulator.config import RunConfig, derive, load_config
+from simulator.config_tables import parse_objective
+from simulator.engine.execution import Execution
 from simulator.engine.ray_engine import cluster
-from simulator.decide.objective import parse_objective
+from simulator.errors import PolicysimError
 from simulator.report.tables import overall_table, top_points_table
 from simulator.workflows.run import resolve_data, run, write_run_outputs
 from simulator.decide.recommend import choice_spread
@@ -30,9 +39,12 @@ from simulator.synthetic.generate import GenerateSpec, generate
 from simulator.schema import Schema
 from simulator.data.validate import DataSummary, check_dataset
 
+EX_SOFTWARE = 70  # an internal error: a bug, not bad input (sysexits.h)
+
 app = typer.Typer(
     name="policysim",
-    help="Counterfactual policy simulator for card payments.",
+    help="Counterfactual policy simulator for card payments. Exit codes: 0 ok, 1 a review guardrail failed, "
+    "2 bad input, config or usage, 70 an internal error (a bug; the traceback is printed).",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -51,13 +63,30 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn policysim's own exceptions into a message and an exit code, no traceback."""
+    """Turn policysim's own exceptions into a message and an exit code, no traceback; any other is a bug.
+
+    A bug prints its traceback and exits `EX_SOFTWARE` (70), so that neither a
+    user nor a script mistakes it for bad input (2) or a failed guardrail (1).
+    """
     try:
         yield
     except PolicysimError as error:
         # the message is plain text: "[data.columns]" in it must not be read as rich markup
         console.print(Text.assemble(("error: ", "bold red"), str(error)), highlight=False, soft_wrap=True)
         raise typer.Exit(error.exit_code) from None
+    except (typer.Exit, typer.Abort, TyperException):
+        raise  # typer's own ways out: an exit code, Ctrl-C, a usage error (typer.BadParameter)
+    except Exception:  # a bug
+        internal_error()
+        raise typer.Exit(EX_SOFTWARE) from None
+
+
+def internal_error() -> None:
+    """Print the traceback of the exception being handled, as a bug report needs it."""
+    sys.stderr.write(traceback.format_exc())
+    console.print(Text.assemble(("internal error", "bold red"),
+                                f" (a bug in policysim, exit code {EX_SOFTWARE}): please report it with the traceback above"),
+                  highlight=False, soft_wrap=True)
 
 
 class RowsPerSecond(ProgressColumn):
@@ -82,18 +111,19 @@ def _progress(quiet: bool) -> Progress:
 
 
 @contextmanager
-def _shard_progress(quiet: bool) -> Iterator[dict[str, Any]]:
-    """Callbacks that drive a progress bar over shards (rows/s, ETA)."""
+def _shard_progress(quiet: bool, execution: Execution) -> Iterator[Execution]:
+    """`execution` with callbacks that drive a progress bar over shards (rows/s, ETA)."""
     progress = _progress(quiet)
     task = progress.add_task("evaluating", total=0)
     with progress:
-        yield {
-            "on_plan": lambda shards: progress.update(task, total=sum(s.rows for s in shards)),
-            "on_shard": lambda shard: progress.advance(task, shard.rows),
-            "on_cluster": lambda used: None if quiet else progress.console.print(
+        yield replace(
+            execution,
+            on_plan=lambda shards: progress.update(task, total=sum(s.rows for s in shards)),
+            on_shard=lambda shard: progress.advance(task, shard.rows),
+            on_cluster=lambda used: None if quiet else progress.console.print(
                 f"Ray: {'started a local cluster' if used.started else 'joined'} {used.address} with {used.cpus:g} CPUs"
             ),
-        }
+        )
 
 
 def _generate(rows: int, out: Path, seed: int, files: int, exploration: float, quiet: bool) -> None:
@@ -179,7 +209,12 @@ SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Overrides the co
 def _config(path: Path, seed: int | None) -> RunConfig:
     """The validated config, with `--seed` applied."""
     cfg = load_config(path)
-    return cfg if seed is None else with_overrides(cfg, {"estimation": {"seed": seed}}, source="--seed")
+    return cfg if seed is None else derive(cfg, {"estimation": {"seed": seed}}, source="--seed")
+
+
+def _execution(engine: EngineName, address: str | None, num_cpus: int | None) -> Execution:
+    """The `--engine`, `--address` and `--num-cpus` options as one `Execution`."""
+    return Execution(engine=engine.value, address=address, num_cpus=num_cpus)
 
 
 @app.command("run")
@@ -197,8 +232,8 @@ def run_command(
     with user_errors():
         cfg = _config(config, seed)
         path = resolve_data(cfg, data)
-        with _shard_progress(quiet) as progress:
-            result = run(cfg, path, engine=engine.value, address=address, num_cpus=num_cpus, **progress)
+        with _shard_progress(quiet, _execution(engine, address, num_cpus)) as execution:
+            result = run(cfg, path, execution=execution)
         write_run_outputs(result, cfg, path, str(config), out)
     if not quiet:
         stdout().print(overall_table(result.results, cfg.baseline.policy))
@@ -256,8 +291,8 @@ def sweep_command(
         cfg = _config(config, seed)
         goal = None if objective is None else parse_objective(objective)
         path = resolve_data(cfg, data)
-        with _shard_progress(quiet) as progress:
-            result = sweep(cfg, path, objective=goal, engine=engine.value, address=address, num_cpus=num_cpus, **progress)
+        with _shard_progress(quiet, _execution(engine, address, num_cpus)) as execution:
+            result = sweep(cfg, path, objective=goal, execution=execution)
         write_sweep_outputs(result, cfg, path, str(config), out)
     if not quiet:
         _print_sweep(result, out)
@@ -282,9 +317,8 @@ def review_command(
 
     with user_errors():
         cfg = _config(config, seed)
-        with _shard_progress(quiet) as progress:
-            result = review(cfg, data, engine=engine.value, address=address, num_cpus=num_cpus,
-                            config_source=str(config), **progress)
+        with _shard_progress(quiet, _execution(engine, address, num_cpus)) as execution:
+            result = review(cfg, data, execution=execution, config_source=str(config))
         files = write_review(result, out, strict=strict)
     if not quiet:
         stdout().print(guardrail_table(result.guardrails))
@@ -312,6 +346,7 @@ def demo_command(
         _generate(rows, data, seed, 4, 0.05, quiet)
         summary = check_dataset(data / "transactions", Schema())
         stdout().print(summary_table(summary))
+        demo = Execution(engine=engine.value, shard_rows=250_000)  # runs join the demo's one cluster
         if engine is EngineName.ray:  # one cluster for the whole demo
             used = stack.enter_context(cluster(address, num_cpus))
             console.print(f"Ray cluster: {'started' if used.started else 'joined'} {used.address}, {used.cpus:g} CPUs")
@@ -319,30 +354,34 @@ def demo_command(
             cfg = load_config(path)
             if not cfg.policies:  # a sweep-only config: swept below
                 continue
-            with _shard_progress(quiet) as progress:
-                result = run(cfg, data / "transactions", engine=engine.value, shard_rows=250_000, **progress)
+            with _shard_progress(quiet, demo) as execution:
+                result = run(cfg, data / "transactions", execution=execution)
             write_run_outputs(result, cfg, data / "transactions", str(path), out / path.stem)
             stdout().print(overall_table(result.results, cfg.baseline.policy))
             console.print(f"{path}: wrote {out / path.stem} in {result.timings['total_s']:.1f} s")
         swept = load_config(configs / "sweep.toml")  # a threshold sweep with its frontier and a recommendation
-        with _shard_progress(quiet) as progress:
-            grid = sweep(swept, data / "transactions", engine=engine.value, shard_rows=250_000, **progress)
+        with _shard_progress(quiet, demo) as execution:
+            grid = sweep(swept, data / "transactions", execution=execution)
         write_sweep_outputs(grid, swept, data / "transactions", str(configs / "sweep.toml"), out / "sweep")
         _print_sweep(grid, out / "sweep")
         from simulator.report.tables import guardrail_table  # the demo ends with a review of the example candidate
         from simulator.workflows.review import review
         from simulator.report.review import write_review
 
-        reviewed = review(load_config(configs / "example.toml"), data / "transactions", engine=engine.value,
-                          shard_rows=250_000, config_source=str(configs / "example.toml"))
+        reviewed = review(load_config(configs / "example.toml"), data / "transactions", execution=demo,
+                          config_source=str(configs / "example.toml"))
         files = write_review(reviewed, out / "review")
         stdout().print(guardrail_table(reviewed.guardrails))
         console.print(f"review of '{reviewed.candidate}': {reviewed.verdict.upper()}; open {files.html}")
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point; a bug outside a command's `user_errors` also exits `EX_SOFTWARE`."""
+    try:
+        app()
+    except Exception:  # typer has already turned its own exits and usage errors into SystemExit
+        internal_error()
+        sys.exit(EX_SOFTWARE)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 """Run configuration: typed, frozen and validated once (SPEC §11).
 
 A config is read from TOML with `tomllib`, validated by pydantic models
-(`frozen=True, extra="forbid"`), and then cannot be invalid. Policies are kept
-as their raw tables here and built by the policy registry (which owns each
-kind's parameters); `resolve_policies` does that with TOML paths in messages.
+(`frozen=True, extra="forbid"`), and then cannot be invalid: every table,
+`[sweep]` and `[review]` included (`simulator.config_tables`), and the checks
+across tables (the baseline and the review candidate name policies) run when it
+is loaded. A variant (CLI overrides, a sweep's grid points) is derived with
+`derive`, which validates the changed tables again. Policies are kept as their
+raw tables here and built by the policy registry (which owns each kind's
+parameters) when a plan is compiled, with TOML paths in messages.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from segments.spec import SegmentSpec
-from simulator.errors import InvalidConfig, UnknownName
+from simulator.config_tables import ReviewConfig, SweepConfig
+from simulator.errors import InvalidConfig, TablePath, UnknownName, invalid_config
 from simulator.estimate.estimators import known_estimators
 from simulator.schema import DEFAULT_ACTIONS, REQUIRED_COLUMNS, Schema
 
@@ -129,8 +134,8 @@ class RunConfig(BaseModel):
     estimation: Estimation = Estimation()
     baseline: Baseline = Baseline()
     policies: tuple[PolicyTable, ...] = ()
-    sweep: dict[str, Any] | None = None  # validated by the sweep command
-    review: dict[str, Any] | None = None  # validated by the review command
+    sweep: SweepConfig | None = None
+    review: ReviewConfig | None = None
 
     @model_validator(mode="after")
     def _names(self) -> RunConfig:
@@ -146,24 +151,23 @@ class RunConfig(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _candidate(self) -> RunConfig:
+        if self.review is None:
+            return self
+        names = [p.name for p in self.policies]
+        if self.review.candidate not in names:
+            raise TablePath("review.candidate", str(UnknownName("policy", self.review.candidate, names)))
+        if self.review.candidate == self.baseline.policy:
+            raise TablePath("review.candidate",
+                            f"{self.review.candidate!r} is the baseline; review another policy")
+        return self
 
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def config_error(error: ValidationError, source: str) -> InvalidConfig:
-    """One line per problem, with the TOML path and the offending value."""
-    lines = []
-    for item in error.errors():
-        where = _path(item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        said = item["type"] == "missing" or "got " in message  # the message already shows the value
-        got = "" if said else f", got {item.get('input')!r}"
-        lines.append(f"{where or '(top level)'}: {message}{got}")
-    return InvalidConfig(f"{source}: " + "; ".join(lines))
+    @model_validator(mode="after")
+    def _sweep_by(self) -> RunConfig:
+        if self.sweep is not None and self.sweep.by is not None and self.sweep.by in self.segments.bands:
+            raise TablePath("sweep.by", f"{self.sweep.by!r} is banded; per-value thresholds need a categorical column")
+        return self
 
 
 def parse_config(table: Mapping[str, Any], source: str = "config") -> RunConfig:
@@ -182,7 +186,7 @@ def parse_config(table: Mapping[str, Any], source: str = "config") -> RunConfig:
     try:
         return RunConfig.model_validate(dict(table))
     except ValidationError as error:
-        raise config_error(error, source) from None
+        raise invalid_config(error, source) from None
 
 
 def load_config(path: Path) -> RunConfig:
@@ -204,10 +208,21 @@ def load_config(path: Path) -> RunConfig:
     return parse_config(table, str(path))
 
 
-def with_overrides(config: RunConfig, overrides: Mapping[str, Mapping[str, Any]], source: str) -> RunConfig:
-    """A new, re-validated config with some tables' keys replaced (CLI > TOML > default)."""
+def derive(config: RunConfig, changes: Mapping[str, Any], source: str) -> RunConfig:
+    """A variant of `config`, validated again: the tables in `changes` replaced, or merged key by key.
+
+    A table given as a mapping updates that table's keys (`{"estimation": {"seed": 3}}`:
+    CLI > TOML > default); any other value replaces the table (`{"policies": [...]}`,
+    `{"sweep": None}`). Never `model_copy(update=...)`, which skips validation.
+
+    Example::
+
+        derive(config, {"estimation": {"seed": 3}}, source="--seed")
+    """
     table = config.model_dump(mode="python", exclude_unset=False)
-    table["policies"] = [p.model_dump() for p in config.policies]
-    for section, values in overrides.items():
-        table[section] = {**table.get(section, {}), **values}
+    table["policies"] = [p.model_dump() for p in config.policies]  # with each kind's parameters (extra keys)
+    for section, value in changes.items():
+        current = table.get(section)
+        merge = isinstance(value, Mapping) and isinstance(current, Mapping)
+        table[section] = {**current, **value} if merge else value  # type: ignore[dict-item]
     return parse_config(table, source)

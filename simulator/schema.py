@@ -61,10 +61,6 @@ class Schema:
     score_columns: tuple[str, ...] = ()
     rename: Mapping[str, str] = field(default_factory=dict)
 
-    def source_name(self, canonical: str) -> str:
-        """The name a canonical column has in the files."""
-        return self.rename.get(canonical, canonical)
-
     def resolved_scores(self, columns: Sequence[str]) -> tuple[str, ...]:
         """Score columns to check, given the (canonical) columns present."""
         if self.score_columns:

@@ -7,6 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from simulator.engine.execution import Execution
+
+LOCAL = Execution(engine="local")  # what most tests run on: this process, no Ray cluster to start
+
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[None]:

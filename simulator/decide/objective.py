@@ -1,6 +1,7 @@
 """Objective and recommendation: which grid point of a sweep to launch, and why.
 
-An `Objective` names one metric to maximise (or minimise) for the overall
+An `Objective` (`simulator.config_tables`: the `[sweep] objective` table and the
+`--objective` grammar) names one metric to maximise (or minimise) for the overall
 segment `ALL`, under constraints that must hold overall or in every segment.
 `choose` picks the feasible grid point with the best `ALL` estimate and says
 why in plain words; `choice_frequency` tells how stable that choice is across
@@ -24,180 +25,16 @@ Semantics (also in docs/sweep.md):
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from simulator.config import config_error
-from simulator.errors import InvalidConfig, UnknownName
+from segments.labels import ALL
+from simulator.config_tables import Objective
 from simulator.decide.frontier import require_metrics
-from simulator.estimate.totals import ALL
-from simulator.model.value import METRIC_NAMES
-
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
-
-
-def _known_metric(name: str) -> str:
-    if name not in METRIC_NAMES:
-        raise ValueError(str(UnknownName("metric", name, METRIC_NAMES)))
-    return name
-
-
-class Constraint(BaseModel):
-    """A limit on one metric, overall or in every segment."""
-
-    model_config = _FROZEN
-
-    metric: str
-    max: float | None = None
-    min: float | None = None
-    scope: Literal["overall", "every_segment"] = "overall"
-    conservative: bool = False  # compare ci_high with max and ci_low with min instead of the estimate
-
-    @field_validator("metric")
-    @classmethod
-    def _check_metric(cls, name: str) -> str:
-        return _known_metric(name)
-
-    @model_validator(mode="after")
-    def _has_limit(self) -> Constraint:
-        if self.max is None and self.min is None:
-            raise ValueError(f"constraint on {self.metric} needs max or min")
-        return self
-
-    def describe(self, min_rows: int = 0) -> str:
-        """E.g. "fraud_rate_bps ≤ 12 in every segment with ≥ 1,000 rows"."""
-        bounds = [f"≤ {number(self.max)}" if self.max is not None else "", f"≥ {number(self.min)}" if self.min is not None else ""]
-        text = f"{self.metric} " + " and ".join(b for b in bounds if b)
-        if self.conservative:
-            text += " (interval bound)"
-        if self.scope == "every_segment":
-            text += " in every segment" + (f" with ≥ {min_rows:,} rows" if min_rows else "")
-        return text
-
-
-class Objective(BaseModel):
-    """What to optimise over a sweep's grid points, and the constraints a point must meet."""
-
-    model_config = _FROZEN
-
-    maximize: str | None = None
-    minimize: str | None = None
-    constraints: tuple[Constraint, ...] = ()
-    min_rows: int = Field(default=0, ge=0)  # segments with fewer rows are exempt from every_segment constraints
-
-    @field_validator("maximize", "minimize")
-    @classmethod
-    def _check_metric(cls, name: str | None) -> str | None:
-        return None if name is None else _known_metric(name)
-
-    @model_validator(mode="after")
-    def _one_goal(self) -> Objective:
-        if (self.maximize is None) == (self.minimize is None):
-            raise ValueError("set exactly one of maximize and minimize")
-        return self
-
-    @property
-    def metric(self) -> str:
-        """The metric being optimised."""
-        return self.maximize or self.minimize or ""
-
-    @property
-    def sense(self) -> Literal["maximize", "minimize"]:
-        return "maximize" if self.maximize is not None else "minimize"
-
-
-def objective_from_table(table: dict[str, Any], source: str = "objective") -> Objective:
-    """Validate an objective from a mapping (a TOML table); problems raise `InvalidConfig` with their key."""
-    try:
-        return Objective.model_validate(table)
-    except ValidationError as error:
-        raise config_error(error, source) from None
-
-
-_OPTION = re.compile(r"^min_rows\s*=\s*(?P<value>\S+)$")
-_GOAL = re.compile(r"^(?:(?P<sense>maximi[sz]e|minimi[sz]e)\s+)?(?P<metric>[A-Za-z_]\w*)$")
-_CONSTRAINT = re.compile(r"^(?P<metric>[A-Za-z_]\w*)\s*(?P<op><=|>=|<|>|==|=)\s*(?P<limit>[^\s]+)(?P<words>(?:\s+\w+)*)$")
-_WORDS = {"overall", "every_segment", "conservative"}
-
-
-def parse_objective(text: str, source: str = "--objective") -> Objective:
-    """Parse the CLI form of an objective.
-
-    Grammar (clauses separated by ";", blanks ignored, exactly one goal):
-
-        goal        := [maximize | minimize] METRIC          a bare metric is maximised
-        constraint  := METRIC (<= | >=) NUMBER [overall | every_segment] [conservative]
-        option      := min_rows = INTEGER
-
-    `<=` sets a max, `>=` a min; scope defaults to overall. Example:
-    `"net_value; fraud_rate_bps<=12 every_segment; auth_rate>=0.9; min_rows=1000"`.
-    """
-    goals: list[tuple[str, str]] = []
-    constraints: list[dict[str, Any]] = []
-    table: dict[str, Any] = {}
-    clauses = [c.strip() for c in text.split(";")]
-    for index, clause in enumerate(clauses, start=1):
-        where = f"{source}: clause {index} {clause!r}"
-        if not clause:
-            continue
-        if option := _OPTION.match(clause):
-            table["min_rows"] = _integer(option["value"], where)
-        elif goal := _GOAL.match(clause):
-            goals.append((_sense(goal["sense"]), goal["metric"]))
-        elif limit := _CONSTRAINT.match(clause):
-            constraints.append(_constraint(limit, where))
-        else:
-            raise InvalidConfig(f"{where}: expected METRIC, maximize METRIC, METRIC <= NUMBER, METRIC >= NUMBER or min_rows = N")
-    if len(goals) != 1:
-        found = ", ".join(f"{s} {m}" for s, m in goals) or "none"
-        raise InvalidConfig(f"{source}: needs exactly one metric to maximize or minimize, got {found} in {text!r} "
-                            "(a constraint needs <= or >= and a limit)")
-    sense, metric = goals[0]
-    return objective_from_table(table | {sense: metric, "constraints": constraints}, source)
-
-
-def _sense(word: str | None) -> str:
-    return "minimize" if word and word.startswith("minimi") else "maximize"
-
-
-def _integer(value: str, where: str) -> int:
-    try:
-        return int(value.replace(",", "_"))
-    except ValueError:
-        raise InvalidConfig(f"{where}: min_rows must be a whole number, got {value!r}") from None
-
-
-def _constraint(match: re.Match[str], where: str) -> dict[str, Any]:
-    if match["op"] not in ("<=", ">="):
-        raise InvalidConfig(f"{where}: use <= for a maximum or >= for a minimum, got {match['op']!r}")
-    try:
-        limit = float(match["limit"])
-    except ValueError:
-        raise InvalidConfig(f"{where}: the limit must be a number, got {match['limit']!r}") from None
-    words = match["words"].split()
-    unknown = [w for w in words if w not in _WORDS]
-    if unknown or len(set(words)) != len(words) or {"overall", "every_segment"} <= set(words):
-        raise InvalidConfig(f"{where}: after the limit expected at most one of overall/every_segment and "
-                            f"optionally conservative, got {' '.join(words)!r}")
-    bound = "max" if match["op"] == "<=" else "min"
-    scope = "every_segment" if "every_segment" in words else "overall"
-    return {"metric": match["metric"], bound: limit, "scope": scope, "conservative": "conservative" in words}
-
-
-def number(value: float | None) -> str:
-    """A compact human number: 1.23M, 45.6k, 11.7, 0.912; "n/a" for a missing value."""
-    if value is None or not np.isfinite(value):
-        return "n/a"
-    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= size:
-            return f"{value / size:.3g}{suffix}"
-    return f"{value:.3g}"
-
+from simulator.report.numbers import number
 
 @dataclass(frozen=True, slots=True)
 class Binding:

@@ -18,11 +18,13 @@ import polars as pl
 
 from simulator.estimate.grid_totals import GridTotals
 from simulator.estimate.results import replicate_values
-from simulator.workflows.run import RunResult
 from simulator.estimate.totals import SegmentTotals
 from simulator.plan.moments import Term
-from simulator.decide.objective import Objective, Recommendation, choice_frequency, choose_from, feasibility
+from simulator.config_tables import Objective
+from simulator.decide.objective import Recommendation, choice_frequency, choose_from, feasibility
+from simulator.plan.compiled import Plan
 from simulator.schema import LOGGED
+from simulator.stats.shard import Stats
 from simulator.model.value import RATIO_METRICS, SUM_METRICS, Weighting
 
 
@@ -109,12 +111,12 @@ def recommend(table: pl.DataFrame, objective: Objective, choices: ReplicateChoic
                   frequency.filter(pl.col("share") > 0).sort("share", descending=True))
 
 
-def policy_choices(result: RunResult, names: list[str], objective: Objective, estimator: str) -> ReplicateChoices:
-    """The replicate choices of a grid evaluated one policy per point (`names[p]` is point p)."""
-    replicates = result.stats.replicates
+def policy_choices(stats: Stats, plan: Plan, names: list[str], objective: Objective, estimator: str) -> ReplicateChoices:
+    """The replicate choices of a grid evaluated one policy per point (`names[p]` is point p), from a run's stats."""
+    replicates = stats.replicates
     assert replicates is not None
-    totals = SegmentTotals(plan=result.plan, cells=result.stats.cells)
-    choices = ReplicateChoices(objective, len(names), result.plan.bootstrap)
+    totals = SegmentTotals(plan=plan, cells=stats.cells)
+    choices = ReplicateChoices(objective, len(names), plan.bootstrap)
     everything = slice(0, len(totals.labels))
     for point, name in enumerate(names):
         reps = replicate_values(replicates, totals, name, estimator)

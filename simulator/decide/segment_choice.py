@@ -6,7 +6,7 @@ point that is best *within that country* under the objective's constraints
 the overall recommendation, and the combination is one `segment_threshold`
 policy. Its overall effect is not the sum of per-segment choices read off the
 sweep (self-normalised estimates do not add up across segments), so it is
-evaluated as a policy of its own, in one more pass of `run`.
+evaluated as a policy of its own, in one more pass of `run` (by `simulator.workflows.sweep`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from typing import Any
 
 import polars as pl
 
-from segments.labels import NULL, OTHER
-from simulator.config import RunConfig, parse_config
-from simulator.decide.objective import Objective, Recommendation, choose
-from simulator.workflows.run import Validated, evaluate
-from simulator.estimate.totals import ALL
+from segments.labels import ALL, NULL, OTHER
+from simulator.config_tables import Objective
+from simulator.decide.objective import Recommendation, choose
 
 COMBINED = "by_segment"  # the combined policy's name in its results
 
@@ -66,20 +64,3 @@ def combined_policy(choices: pl.DataFrame, column: str, score: str, default: Rec
     thresholds = {row["value"]: _cutoffs(row["challenge_above"], row["block_above"]) for row in chosen.iter_rows(named=True)}
     return {"name": COMBINED, "kind": "segment_threshold", "score": score, "column": column,
             "default": _cutoffs(default.challenge_above, default.block_above), "thresholds": thresholds}
-
-
-def by_segment(table: pl.DataFrame, config: RunConfig, column: str, score: str, objective: Objective,
-               default: Recommendation, validated: Validated, options: dict[str, Any]) -> BySegment | None:
-    """Choose per value, combine, and evaluate the combination (on the sweep's validated data, not read twice).
-
-    None when nothing overall is feasible.
-    """
-    if default.point is None:
-        return None
-    choices = segment_choices(table, column, objective)
-    policy = combined_policy(choices, column, score, default)
-    kept = [p.model_dump() for p in config.policies if p.name == config.baseline.policy]
-    settings = config.model_dump(mode="python") | {"policies": [*kept, policy], "sweep": None}
-    result = evaluate(parse_config(settings, "[sweep] by"), validated, **options)
-    results = result.results.filter(pl.col("policy") == COMBINED)
-    return BySegment(column=column, choices=choices, policy=policy, results=results)

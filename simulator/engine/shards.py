@@ -14,7 +14,6 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from simulator.errors import PolicysimError
 from simulator.data.load import dataset_files, in_utc
 from simulator.plan.moments import Needs
 from simulator.plan.compiled import Plan
@@ -100,7 +99,7 @@ class OrderedMerge:
 
     def add(self, shard_id: int, stats: Stats) -> None:
         if shard_id not in self._ids or shard_id in self._early or shard_id in self._ids[: self._next]:
-            raise PolicysimError(f"internal: unexpected or repeated result for shard {shard_id}")
+            raise RuntimeError(f"unexpected or repeated result for shard {shard_id}")  # a bug, not bad input
         self._early[shard_id] = stats
         while self._next < len(self._ids) and self._ids[self._next] in self._early:
             part = self._early.pop(self._ids[self._next])
@@ -113,7 +112,7 @@ class OrderedMerge:
 
     def result(self) -> Stats:
         if self._next != len(self._ids):
-            raise PolicysimError(f"internal: no result for shards {self._ids[self._next:]}")
+            raise RuntimeError(f"no result for shards {self._ids[self._next:]}")  # a bug, not bad input
         return replace(merge_all([self._total, *self._done]), replicates=self._replicates)
 
 

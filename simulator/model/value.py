@@ -42,7 +42,7 @@ from simulator.schema import (
     FRAUD_DISPUTE,
 )
 
-if TYPE_CHECKING:  # the config holds a ValueModel; this module only reads one
+if TYPE_CHECKING:  # annotations only: the config validates [review] and [sweep] metric names against this module
     from simulator.config import ValueModel
 
 

@@ -21,34 +21,15 @@ from typing import ClassVar
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from policies.base import Actions, Coded, score_values
+from simulator.config_tables import Range
 from simulator.errors import InvalidConfig, UnknownName
 from simulator.plan.compiled import Binned, Plan, PlannedPolicy
 from simulator.plan.moments import INV_P, metric_terms, term_basis
 from simulator.schema import ALLOW, BLOCK, CHALLENGE
 
 GRID_POLICY = "sweep:threshold"  # the grid's coding in a plan (not a valid config name: it has a colon)
-
-
-class Range(BaseModel):
-    """Evenly spaced thresholds from `start` to `stop` inclusive (like numpy.linspace)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    start: float = Field(ge=0, le=1)
-    stop: float = Field(ge=0, le=1)
-    num: int = Field(ge=1, le=100_000)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Range:
-        if self.stop < self.start:
-            raise ValueError(f"stop ({self.stop:g}) must be >= start ({self.start:g})")
-        return self
-
-    def values(self) -> tuple[float, ...]:
-        return tuple(float(v) for v in np.linspace(self.start, self.stop, self.num))
 
 
 def grid_values(spec: Range | Sequence[float] | float | None, where: str) -> tuple[float, ...] | None:

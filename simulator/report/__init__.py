@@ -1,11 +1,12 @@
 """What people read: files, tables, plots and reports (SPEC §9). Nothing here computes an estimate.
 
+- `numbers` — how numbers read: compact, in tables, and per metric (money, %, bps) in reports;
 - `files` — atomic writes of Parquet, JSON and text, and the data fingerprint;
 - `tables` — rich renderables for the CLI and notebooks;
 - `plots` — matplotlib figures of results (forest plots, calibration);
 - `frontier_plots` — the sweep frontier as a PNG and a self-contained interactive page;
 - `calibration` — reliability curves of the logged scores, for the review report;
-- `review_page` — the review report as HTML and Markdown, and the number formatting reports share;
+- `review_page` — the review report as HTML and Markdown;
 - `review` — what the review report says, section by section, and writing it;
 - `sweep` — what `policysim sweep` writes.
 """

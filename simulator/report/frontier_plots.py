@@ -24,9 +24,9 @@ if TYPE_CHECKING:  # matplotlib and plotly load when a picture is drawn, not whe
 
 from simulator.errors import UnknownName
 from simulator.decide.frontier import FRONTIERS, THRESHOLDS, frontier_name, metric_pairs
-from simulator.decide.objective import number
 from simulator.report.files import write_atomic
-from simulator.estimate.totals import ALL
+from simulator.report.numbers import number
+from segments.labels import ALL
 
 HTML_SEGMENTS = 20  # the largest segments (by rows) offered in the page's menu, besides ALL
 

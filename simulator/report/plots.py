@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # matplotlib loads when a figure is drawn, not when the packa
     from matplotlib.figure import Figure
 
 from simulator.errors import PolicysimError, UnknownName
-from simulator.estimate.totals import ALL
+from segments.labels import ALL
 
 UP = "#2e7d32"  # interval entirely above 0
 DOWN = "#c62828"  # interval entirely below 0

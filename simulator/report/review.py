@@ -20,10 +20,11 @@ from simulator.report.calibration import calibration_error
 from simulator.report.files import write_bytes, write_json, write_parquet, write_text
 from simulator.report.plots import calibration_plot, figure_png, forest_plot
 from simulator.report.tables import KEY_METRICS
-from simulator.report.review_page import Image, Report, Section, Table, format_interval, format_relative, format_value, \
-    render_html, render_markdown
-from simulator.workflows.review import BH_METHOD, FAIL, INCONCLUSIVE, INSUFFICIENT, OUTCOMES, PASS, ReviewResult
-from simulator.estimate.totals import ALL
+from simulator.report.numbers import format_interval, format_relative, format_value
+from simulator.report.review_page import Image, Report, Section, Table, render_html, render_markdown
+from simulator.decide.guardrails import BH_METHOD, FAIL, INCONCLUSIVE, INSUFFICIENT, OUTCOMES, PASS
+from simulator.workflows.review import ReviewResult
+from segments.labels import ALL
 from simulator.model.value import METRIC_NAMES
 
 FOREST_METRICS: tuple[str, ...] = ("net_value", "fraud_rate_bps", "auth_rate")

@@ -12,44 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 from dataclasses import dataclass, field
-
-MONEY_METRICS = frozenset({"authorized_volume", "revenue", "cost", "fraud_loss", "net_value", "fraud_volume"})
-PERCENT_METRICS = frozenset({"auth_rate", "block_rate", "block_precision", "block_recall"})
-BPS_METRICS = frozenset({"fraud_rate_bps"})
-
-
-def format_value(metric: str, value: float | None, *, delta: bool = False) -> str:
-    """A number as a reader wants it: money with separators and 2 decimals, rates in %, fraud in bps.
-
-    Deltas carry a sign, and rate deltas are in percentage points (pp).
-    """
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    sign = "+" if delta else ""
-    if metric in PERCENT_METRICS:
-        return f"{100 * value:{sign},.2f} {'pp' if delta else '%'}"
-    if metric in BPS_METRICS:
-        return f"{value:{sign},.2f} bps"
-    if metric in MONEY_METRICS:
-        return f"{value:{sign},.2f}"
-    return f"{value:{sign},.0f}" if abs(value) >= 100 else f"{value:{sign},.1f}"
-
-
-def format_interval(metric: str, low: float | None, high: float | None, *, delta: bool = False) -> str:
-    """`[low, high]` in the metric's format."""
-    if low is None or high is None:
-        return "—"
-    return f"[{format_value(metric, low, delta=delta)}, {format_value(metric, high, delta=delta)}]"
-
-
-def format_relative(delta: float | None, baseline: float | None) -> str:
-    """delta / |baseline| in %, or — when the baseline is 0 or missing."""
-    if delta is None or baseline is None or baseline == 0 or not math.isfinite(baseline):
-        return "—"
-    return f"{100 * delta / abs(baseline):+.2f} %"
-
 
 @dataclass(frozen=True)
 class Table:

@@ -23,7 +23,7 @@ from simulator.report.frontier_plots import frontier_figure, frontier_html, writ
 from simulator.report.files import write_json, write_parquet, write_text
 from simulator.workflows.run import provenance
 from simulator.workflows.sweep import SweepResult
-from simulator.estimate.totals import ALL
+from segments.labels import ALL
 
 
 def recommendation_payload(result: SweepResult) -> dict[str, Any] | None:

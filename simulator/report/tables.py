@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import polars as pl
 from rich.table import Table
+
+from simulator.report.numbers import compact, table_number
 
 KEY_METRICS: tuple[str, ...] = (
     "auth_rate",
@@ -21,19 +21,8 @@ KEY_METRICS: tuple[str, ...] = (
 )
 
 
-def number(value: float | None) -> str:
-    """A compact human number: rates to 4 significant digits, money with thousands separators."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    if abs(value) >= 1:
-        return f"{value:,.2f}"
-    return f"{value:.4g}"
-
-
 def _interval(low: float | None, high: float | None) -> str:
-    return f"[{number(low)}, {number(high)}]"
+    return f"[{table_number(low)}, {table_number(high)}]"
 
 
 def overall_table(results: pl.DataFrame, baseline: str, metrics: tuple[str, ...] = KEY_METRICS) -> Table:
@@ -50,24 +39,13 @@ def overall_table(results: pl.DataFrame, baseline: str, metrics: tuple[str, ...]
     for r in rows.iter_rows(named=True):
         significant = r["delta_ci_low"] is not None and (r["delta_ci_low"] > 0 or r["delta_ci_high"] < 0)
         style = "bold" if significant else ""
-        table.add_row(r["policy"], r["metric"], number(r["estimate"]), number(r["baseline"]),
-                      number(r["delta"]), _interval(r["delta_ci_low"], r["delta_ci_high"]), r["flag"] or "",
+        table.add_row(r["policy"], r["metric"], table_number(r["estimate"]), table_number(r["baseline"]),
+                      table_number(r["delta"]), _interval(r["delta_ci_low"], r["delta_ci_high"]), r["flag"] or "",
                       style=style)
     return table
 
 
 TOP_METRICS: tuple[str, ...] = ("net_value", "fraud_rate_bps", "auth_rate", "block_rate")
-
-
-def compact(value: float | None, signed: bool = False) -> str:
-    """1.23M, 45.6k, 11.7, 0.912 (3 significant digits); "—" when missing."""
-    if value is None or not math.isfinite(value):
-        return "—"
-    sign = "+" if signed and value > 0 else ""
-    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= size:
-            return f"{sign}{value / size:.3g}{suffix}"
-    return f"{sign}{value:.3g}"
 
 
 def top_points_table(table: pl.DataFrame, metric: str = "net_value", *, rows: int = 10, maximize: bool = True,

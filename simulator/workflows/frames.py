@@ -13,8 +13,8 @@ import polars as pl
 
 from simulator.config import RunConfig
 from simulator.decide.frontier import require_metrics
-from simulator.decide.objective import Objective
-from simulator.workflows.run import Engine
+from simulator.config_tables import Objective
+from simulator.engine.execution import Execution
 from simulator.workflows.sweep import SweepResult, sweep
 
 DIAGNOSTICS_SCHEMA: dict[str, type[pl.DataType]] = {
@@ -45,7 +45,7 @@ def diagnostics(results: pl.DataFrame, metric: str | None = None) -> pl.DataFram
 
     Example::
 
-        result = run(config, Path("data/transactions"), engine="local")
+        result = run(config, Path("data/transactions"), execution=Execution(engine="local"))
         diag = diagnostics(result.results)
         diag.filter(pl.col("flag") != "")        # the segments whose numbers need care
     """
@@ -64,15 +64,15 @@ def diagnostics(results: pl.DataFrame, metric: str | None = None) -> pl.DataFram
 
 
 def sweep_frame(config: RunConfig, frame: pl.DataFrame, *, objective: Objective | None = None,
-                engine: Engine = "local") -> SweepResult:
+                execution: Execution = Execution(engine="local")) -> SweepResult:
     """`sweep` on an in-memory frame (canonical column names), as `run_frame` is `run` on one.
 
     The sweep engine reads Parquet (it validates and scans the dataset, then
     plans shards over row groups), so the frame is written to a temporary
     Parquet file that is removed afterwards; validation errors are those of
     `sweep` on a path (`InvalidData`, naming column, count and an example id).
-    `engine="local"` by default, unlike `sweep`: the rows are already in this
-    process, and a Ray cluster would cost more to start than the sweep.
+    `Execution(engine="local")` by default, unlike `sweep`: the rows are already
+    in this process, and a Ray cluster would cost more to start than the sweep.
 
     Example::
 
@@ -83,4 +83,4 @@ def sweep_frame(config: RunConfig, frame: pl.DataFrame, *, objective: Objective 
     with tempfile.TemporaryDirectory(prefix="policysim-sweep-") as scratch:
         path = Path(scratch) / "transactions.parquet"
         frame.write_parquet(path)
-        return sweep(config, path, objective=objective, engine=engine)
+        return sweep(config, path, objective=objective, execution=execution)

@@ -1,186 +1,44 @@
 """Pre-launch review: a candidate against the baseline, with guardrails (SPEC §8, §11 `[review]`).
 
 `review()` evaluates the `[review] candidate` policy against the baseline on
-every configured segment and metric (with `run()`), then checks each
-`[[review.guardrails]]` entry on the paired deltas:
-
-- the limit bounds the delta (candidate − baseline) of one metric from above
-  (`max_increase`, `max_relative_increase`) or below (`min_delta`,
-  `min_relative_delta`); relative limits are fractions of |baseline| in the
-  same segment;
-- `insufficient_data` when the estimate is flagged (no_support, low_ess,
-  unidentified), has fewer than `min_rows` rows or an ESS below `min_ess`;
-- `pass` when the delta's interval lies entirely in the allowed region;
-- `fail` when the interval lies entirely on the wrong side of the limit; in a
-  segment other than ALL, the one-sided test of "the delta is within the
-  limit" must also reject after Benjamini–Hochberg over every tested segment
-  check of the review at FDR = 1 − confidence (p-values from delta and
-  delta_se, normal). Segment ALL is each guardrail's one pre-specified check:
-  its interval is its test, and it is kept out of the family so that a clear
-  overall breach is not diluted by a hundred noisy segments;
-- `inconclusive` otherwise (the interval straddles the limit, or a segment's
-  breach does not survive the multiple-testing correction).
-
-docs/review.md states the rule and why; `simulator.report.review_page` renders the result.
+every configured segment and metric (with `run()`), checks each
+`[[review.guardrails]]` entry on the paired deltas
+(`simulator.decide.guardrails`: the outcomes, Benjamini–Hochberg and the
+verdict), and calibrates the logged scores. The `[review]` table was validated
+with the config. docs/review.md states the rule and why;
+`simulator.report.review` writes the report.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from scipy import stats as scipy_stats
 
-from simulator.report.calibration import calibrations
-from simulator.config import RunConfig, config_error, parse_config
-from simulator.errors import InvalidConfig, UnknownName
-from simulator.engine.shards import DEFAULT_SHARD_ROWS, Shard
+from simulator.config import RunConfig, derive
+from simulator.config_tables import ReviewConfig
 from simulator.data.load import scan_dataset
-from simulator.engine.ray_engine import Cluster
-from simulator.workflows.run import Engine, RunResult, resolve_data, run, run_summary
-from simulator.estimate.totals import ALL
-from simulator.model.value import METRIC_NAMES
-
-PASS = "pass"
-FAIL = "fail"
-INCONCLUSIVE = "inconclusive"
-INSUFFICIENT = "insufficient_data"
-OUTCOMES: tuple[str, ...] = (FAIL, INCONCLUSIVE, INSUFFICIENT, PASS)  # worst first
-BH_METHOD = "Benjamini–Hochberg"
-
-UPPER_LIMITS = ("max_increase", "max_relative_increase")
-LOWER_LIMITS = ("min_delta", "min_relative_delta")
-LIMITS = UPPER_LIMITS + LOWER_LIMITS
-
-GUARDRAIL_SCHEMA: dict[str, type[pl.DataType]] = {
-    "guardrail": pl.Int32,  # index in [[review.guardrails]]
-    "name": pl.String,  # e.g. "fraud_rate_bps max_increase 1"
-    "metric": pl.String,
-    "scope": pl.String,
-    "limit_kind": pl.String,
-    "limit_value": pl.Float64,  # as configured
-    "limit": pl.Float64,  # the bound on the delta in this segment
-    "segmentation": pl.String,
-    "segment": pl.String,
-    "rows": pl.Int64,
-    "ess": pl.Float64,
-    "flag": pl.String,
-    "baseline": pl.Float64,
-    "estimate": pl.Float64,
-    "delta": pl.Float64,
-    "delta_se": pl.Float64,
-    "delta_ci_low": pl.Float64,
-    "delta_ci_high": pl.Float64,
-    "p_value": pl.Float64,  # one-sided, H0: the delta is within the limit
-    "p_adjusted": pl.Float64,  # Benjamini–Hochberg over the tested segment checks; ALL: p_value as it is
-    "outcome": pl.String,
-    "reason": pl.String,
-}
-
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
-
-
-class Guardrail(BaseModel):
-    """One `[[review.guardrails]]` table: a limit on one metric's delta, overall or in every segment."""
-
-    model_config = _FROZEN
-
-    metric: str
-    max_increase: float | None = None
-    min_delta: float | None = None
-    max_relative_increase: float | None = None  # fraction of |baseline|: 0.05 = at most +5 %
-    min_relative_delta: float | None = None  # fraction of |baseline|: -0.02 = at most −2 %
-    scope: Literal["overall", "every_segment"] = "overall"
-    min_rows: int = Field(default=0, ge=0)
-    min_ess: float | None = Field(default=None, ge=0)  # on top of [estimation] min_ess (the low_ess flag)
-
-    @field_validator("metric")
-    @classmethod
-    def _metric(cls, metric: str) -> str:
-        if metric not in METRIC_NAMES:
-            raise ValueError(str(UnknownName("metric", metric, METRIC_NAMES)))
-        return metric
-
-    @model_validator(mode="after")
-    def _one_limit(self) -> Guardrail:
-        given = [name for name in LIMITS if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                f"give exactly one limit of {', '.join(LIMITS)}; got {', '.join(given) or 'none'} "
-                f"(write two guardrails to bound a metric twice)"
-            )
-        return self
-
-    @property
-    def limit_kind(self) -> str:
-        """Which limit is set (exactly one is)."""
-        return next(name for name in LIMITS if getattr(self, name) is not None)
-
-    @property
-    def limit_value(self) -> float:
-        value = getattr(self, self.limit_kind)
-        return float(value)
-
-    @property
-    def upper(self) -> bool:
-        """Whether the limit bounds the delta from above."""
-        return self.limit_kind in UPPER_LIMITS
-
-    @property
-    def relative(self) -> bool:
-        return "relative" in self.limit_kind
-
-    @property
-    def name(self) -> str:
-        return f"{self.metric} {self.limit_kind} {self.limit_value:g}"
-
-
-class ReviewConfig(BaseModel):
-    """The `[review]` table: which policy to review and its guardrails."""
-
-    model_config = _FROZEN
-
-    candidate: str = Field(min_length=1)
-    guardrails: tuple[Guardrail, ...] = ()
-
-
-class _ReviewTable(BaseModel):
-    """Wraps `[review]` so validation messages carry the TOML path `review.…`."""
-
-    model_config = _FROZEN
-
-    review: ReviewConfig
+from simulator.decide.guardrails import FAIL, INCONCLUSIVE, OUTCOMES, evaluate_guardrails, verdict
+from simulator.engine.execution import Execution
+from simulator.errors import InvalidConfig
+from simulator.report.calibration import calibrations
+from simulator.workflows.run import RunResult, resolve_data, run, run_summary
 
 
 def review_config(config: RunConfig, source: str = "config") -> ReviewConfig:
-    """Validate the config's `[review]` table; the candidate must be a policy of the config."""
+    """The config's `[review]` table (validated with the config); a config without one raises `InvalidConfig`."""
     if config.review is None:
         raise InvalidConfig(f"{source}: no [review] table; add one with candidate = \"<policy name>\"")
-    try:
-        checked = _ReviewTable.model_validate({"review": config.review}).review
-    except ValidationError as error:
-        raise config_error(error, source) from None
-    names = [p.name for p in config.policies]
-    if checked.candidate not in names:
-        unknown = UnknownName("policy", checked.candidate, names)
-        raise InvalidConfig(f"{source}: review.candidate: {unknown}")
-    if checked.candidate == config.baseline.policy:
-        raise InvalidConfig(f"{source}: review.candidate: {checked.candidate!r} is the baseline; review another policy")
-    return checked
+    return config.review
 
 
 def candidate_config(config: RunConfig, candidate: str, source: str = "config") -> RunConfig:
     """The config with its policies filtered to the candidate and a named baseline (re-validated)."""
     keep = {candidate, config.baseline.policy}
-    table = config.model_dump(mode="python")
-    table["policies"] = [p.model_dump() for p in config.policies if p.name in keep]
-    return parse_config(table, source)
+    return derive(config, {"policies": [p.model_dump() for p in config.policies if p.name in keep]}, source)
 
 
 @dataclass(frozen=True)
@@ -215,156 +73,32 @@ class ReviewResult:
         return 0
 
 
-def review(
-    config: RunConfig,
-    data: Path | None = None,
-    *,
-    engine: Engine = "ray",
-    address: str | None = None,
-    num_cpus: int | None = None,
-    shard_rows: int = DEFAULT_SHARD_ROWS,
-    config_source: str = "config",
-    on_shard: Callable[[Shard], None] | None = None,
-    on_plan: Callable[[list[Shard]], None] | None = None,
-    on_cluster: Callable[[Cluster], None] | None = None,
-) -> ReviewResult:
+def review(config: RunConfig, data: Path | None = None, *, execution: Execution = Execution(),
+           config_source: str = "config") -> ReviewResult:
     """Review `[review] candidate` against the baseline: run it, check the guardrails, calibrate the scores.
 
-    The `[review]` table is validated before any data is read, so a bad config
-    fails in milliseconds. Same engines and options as `run()`.
+    The `[review]` table was validated when the config was loaded, so a bad
+    one never reaches the data. `execution` as in `run()`; `config_source`
+    (the config file) is recorded in the summary.
 
     Example::
 
-        result = review(load_config(Path("configs/example.toml")), Path("data/transactions"), engine="local")
+        result = review(load_config(Path("configs/example.toml")), Path("data/transactions"),
+                        execution=Execution(engine="local"))
         result.verdict, result.guardrails.filter(pl.col("outcome") != "pass")
     """
     checked = review_config(config, config_source)
     path = resolve_data(config, data)
     evaluated = candidate_config(config, checked.candidate, config_source)
-    result = run(evaluated, path, engine=engine, address=address, num_cpus=num_cpus, shard_rows=shard_rows,
-                 on_shard=on_shard, on_plan=on_plan, on_cluster=on_cluster)
+    result = run(evaluated, path, execution=execution)
     start = time.perf_counter()
     confidence = config.estimation.confidence
     candidate_results = result.results.filter(pl.col("policy") == checked.candidate)
     outcomes = evaluate_guardrails(candidate_results, checked.guardrails, confidence=confidence)
     scan = scan_dataset(path, config.data.schema())
     curves = calibrations(scan, cutoff=result.plan.cutoff)
-    result.timings["review_s"] = time.perf_counter() - start
+    result = replace(result, timings={**result.timings, "review_s": time.perf_counter() - start})
     summary = run_summary(result, evaluated, path, config_source)
     return ReviewResult(candidate=checked.candidate, baseline=config.baseline.policy, verdict=verdict(outcomes),
                         guardrails=outcomes, results=candidate_results, calibration=curves, summary=summary,
                         config=checked, confidence=confidence, run=result)
-
-
-def verdict(outcomes: pl.DataFrame) -> str:
-    """fail if any check fails; inconclusive if any is inconclusive or a guardrail cannot be checked
-    even overall (segment ALL has insufficient data); pass otherwise."""
-    seen = set(outcomes["outcome"].to_list())
-    if FAIL in seen:
-        return FAIL
-    overall_blind = outcomes.filter((pl.col("segment") == ALL) & (pl.col("outcome") == INSUFFICIENT)).height > 0
-    if INCONCLUSIVE in seen or overall_blind:
-        return INCONCLUSIVE
-    return PASS
-
-
-def evaluate_guardrails(results: pl.DataFrame, guardrails: tuple[Guardrail, ...], *, confidence: float) -> pl.DataFrame:
-    """Every guardrail × segment outcome (GUARDRAIL_SCHEMA) from one candidate's results rows.
-
-    `results` needs the RESULT_SCHEMA columns segmentation, segment, metric,
-    estimate, baseline, delta, delta_se, delta_ci_low, delta_ci_high, rows, ess
-    and flag. Benjamini–Hochberg runs once over the tested segment checks of all
-    guardrails together, so the chance that some segment fails a candidate that
-    breaks no guardrail stays at most 1 − confidence however many are checked.
-    """
-    frames = [_checks(results, index, g) for index, g in enumerate(guardrails)]
-    if not frames:
-        return pl.DataFrame(schema=GUARDRAIL_SCHEMA)
-    checks = pl.concat(frames, how="vertical")
-    tested = ~checks["insufficient"].to_numpy()
-    overall = (checks["segment"] == ALL).to_numpy()
-    p_values = checks["p_value"].fill_null(np.nan).to_numpy()
-    adjusted = np.where(tested & overall, p_values, np.nan)  # ALL: not in the family, its interval is its test
-    family = tested & ~overall
-    adjusted[family] = bh_adjust(p_values[family])
-    checks = checks.with_columns(pl.Series("p_adjusted", adjusted, dtype=pl.Float64).fill_nan(None))
-    return _outcomes(checks, fdr=1.0 - confidence).select(list(GUARDRAIL_SCHEMA)).cast(GUARDRAIL_SCHEMA)  # type: ignore[arg-type]
-
-
-def bh_adjust(p_values: np.ndarray) -> np.ndarray:
-    """Benjamini–Hochberg adjusted p-values (step-up; a test rejects at FDR q when its adjusted p ≤ q)."""
-    if p_values.size == 0:
-        return p_values.astype(np.float64)
-    return np.asarray(scipy_stats.false_discovery_control(p_values, method="bh"), dtype=np.float64)
-
-
-def one_sided_p(delta: np.ndarray, delta_se: np.ndarray, limit: np.ndarray, *, upper: bool) -> np.ndarray:
-    """p-value of H0 "the delta is within the limit" against the breach, with a normal delta.
-
-    A zero standard error (the candidate treats the segment exactly as the
-    baseline) gives p = 0 for a delta beyond the limit and 1 otherwise.
-    """
-    excess = (delta - limit) if upper else (limit - delta)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = excess / delta_se
-    z = np.where(delta_se > 0, z, np.where(excess > 0, np.inf, -np.inf))
-    return np.asarray(scipy_stats.norm.sf(z), dtype=np.float64)
-
-
-def _checks(results: pl.DataFrame, index: int, guardrail: Guardrail) -> pl.DataFrame:
-    """One guardrail's rows: the limit per segment, the p-value, and whether data is insufficient."""
-    rows = results.filter(pl.col("metric") == guardrail.metric)
-    if guardrail.scope == "overall":
-        rows = rows.filter(pl.col("segment") == ALL)
-    value = guardrail.limit_value
-    limit = pl.lit(value) * pl.col("baseline").abs() if guardrail.relative else pl.lit(value, dtype=pl.Float64)
-    rows = rows.with_columns(
-        pl.lit(index, dtype=pl.Int32).alias("guardrail"), pl.lit(guardrail.name).alias("name"),
-        pl.lit(guardrail.scope).alias("scope"), pl.lit(guardrail.limit_kind).alias("limit_kind"),
-        pl.lit(value, dtype=pl.Float64).alias("limit_value"), limit.alias("limit"),
-        pl.col("flag").fill_null(""),
-    ).with_columns(_insufficient(guardrail))
-    numbers = {c: rows[c].fill_null(np.nan).to_numpy() for c in ("delta", "delta_se", "limit")}
-    p = one_sided_p(numbers["delta"], numbers["delta_se"], numbers["limit"], upper=guardrail.upper)
-    upper = guardrail.upper
-    wrong = pl.col("delta_ci_low") > pl.col("limit") if upper else pl.col("delta_ci_high") < pl.col("limit")
-    within = pl.col("delta_ci_high") <= pl.col("limit") if upper else pl.col("delta_ci_low") >= pl.col("limit")
-    return rows.with_columns(pl.Series("p_value", p).fill_nan(None), wrong.alias("wrong_side"),
-                             within.alias("within"))
-
-
-def _insufficient(guardrail: Guardrail) -> list[pl.Expr]:
-    """Why a segment cannot be checked ("" when it can), and the boolean."""
-    needed = ["delta", "delta_se", "delta_ci_low", "delta_ci_high", "limit"]
-    reasons = [
-        pl.when(pl.col("flag") != "").then(pl.format("flagged {}", pl.col("flag"))),
-        pl.when(pl.col("rows") < guardrail.min_rows).then(pl.format("{} rows < min_rows {}", pl.col("rows"),
-                                                                     pl.lit(guardrail.min_rows))),
-        pl.when(pl.any_horizontal([pl.col(c).is_null() | pl.col(c).is_nan() for c in needed])).then(
-            pl.lit("no delta or interval")),
-    ]
-    if guardrail.min_ess is not None:
-        reasons.append(pl.when(pl.col("ess") < guardrail.min_ess).then(
-            pl.format("ess {} < min_ess {}", pl.col("ess").round(1), pl.lit(guardrail.min_ess))))
-    reason = pl.concat_str(reasons, separator="; ", ignore_nulls=True).fill_null("")
-    return [reason.alias("reason"), (reason != "").alias("insufficient")]
-
-
-def _outcomes(checks: pl.DataFrame, *, fdr: float) -> pl.DataFrame:
-    """The outcome of each row (see the module docstring) and the reason a reader sees."""
-    rejected = (pl.col("segment") == ALL) | (pl.col("p_adjusted") <= fdr)
-    outcome = (
-        pl.when(pl.col("insufficient")).then(pl.lit(INSUFFICIENT))
-        .when(pl.col("within")).then(pl.lit(PASS))
-        .when(pl.col("wrong_side") & rejected).then(pl.lit(FAIL))
-        .otherwise(pl.lit(INCONCLUSIVE))
-    )
-    reason = (
-        pl.when(pl.col("insufficient")).then(pl.col("reason"))
-        .when(pl.col("within")).then(pl.lit("interval within the limit"))
-        .when(pl.col("wrong_side") & (pl.col("segment") == ALL)).then(pl.lit("interval beyond the limit"))
-        .when(pl.col("wrong_side") & rejected).then(pl.lit("interval beyond the limit; BH rejects"))
-        .when(pl.col("wrong_side")).then(pl.lit("interval beyond the limit, but not significant after BH"))
-        .otherwise(pl.lit("interval straddles the limit"))
-    )
-    return checks.with_columns(outcome.alias("outcome"), reason.alias("reason"))

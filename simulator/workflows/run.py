@@ -7,29 +7,25 @@ engine, and finalizes estimates on the driver, which never holds rows.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import polars as pl
 
+from segments.labels import ALL
 from simulator import __version__
 from simulator.config import RunConfig
-from simulator.errors import InvalidConfig
-from simulator.engine.shards import DEFAULT_SHARD_ROWS, Job, Shard, plan_shards, run_local
-from simulator.engine.ray_engine import Cluster, cluster, run_ray
 from simulator.data.load import dataset_files, in_utc, scan_dataset
+from simulator.data.validate import DataSummary, check_dataset, find_problems
+from simulator.engine.execution import Execution, execute
+from simulator.errors import InvalidConfig, InvalidData
+from simulator.estimate.results import finalize
+from simulator.plan.compiled import Plan, compile_plan
 from simulator.plan.moments import needed_sums
 from simulator.report.files import parquet_footer_digest, write_json, write_parquet
-from simulator.plan.compiled import Plan, compile_plan
-from simulator.estimate.results import finalize
-from simulator.errors import InvalidData
-from simulator.stats.shard import Stats, shard_stats
 from simulator.schema import Schema
-from simulator.data.validate import DataSummary, check_dataset, find_problems
-
-Engine = Literal["local", "ray"]
+from simulator.stats.shard import Stats, shard_stats
 
 
 @dataclass(frozen=True)
@@ -45,7 +41,7 @@ class RunResult:
 
     def overall(self) -> pl.DataFrame:
         """The ALL segment only: one row per (policy, metric)."""
-        return self.results.filter(pl.col("segment") == "ALL")
+        return self.results.filter(pl.col("segment") == ALL)
 
 
 def resolve_data(config: RunConfig, data: Path | None) -> Path:
@@ -56,110 +52,60 @@ def resolve_data(config: RunConfig, data: Path | None) -> Path:
     return Path(path)
 
 
-def run(
-    config: RunConfig,
-    data: Path | None = None,
-    *,
-    engine: Engine = "ray",
-    address: str | None = None,
-    num_cpus: int | None = None,
-    shard_rows: int = DEFAULT_SHARD_ROWS,
-    on_shard: Callable[[Shard], None] | None = None,
-    on_plan: Callable[[list[Shard]], None] | None = None,
-    on_cluster: Callable[[Cluster], None] | None = None,
-) -> RunResult:
+def run(config: RunConfig, data: Path | None = None, *, execution: Execution = Execution()) -> RunResult:
     """Evaluate every policy of `config` against its baseline on the data.
 
-    `engine="ray"` (the default) runs one task per shard on a new local Ray
-    cluster, or on the one at `address` (`auto`, `host:port`, `ray://host:port`);
-    `engine="local"` runs the same code in this process. Results are identical.
-    Bad data raises `InvalidData` (column, count, example id), as the CLI reports it.
+    `execution` says which engine runs the shards and where (`Execution`: Ray
+    by default, on a new local cluster; `Execution(engine="local")` runs in this
+    process with identical results). Bad data raises `InvalidData` (column,
+    count, example id), as the CLI reports it.
 
     Example::
 
-        result = run(config, Path("data/transactions"), engine="local")
+        result = run(config, Path("data/transactions"), execution=Execution(engine="local"))
         result.overall().filter(pl.col("metric") == "net_value")   # one row per policy
         result.results                                              # every segment (SPEC §9)
     """
     start = time.perf_counter()
     validated = validated_data(config, data)
-    result = evaluate(config, validated, engine=engine, address=address, num_cpus=num_cpus, shard_rows=shard_rows,
-                      on_shard=on_shard, on_plan=on_plan, on_cluster=on_cluster)
-    result.timings["validate_s"] = time.perf_counter() - start - result.timings["total_s"]
-    result.timings["total_s"] = time.perf_counter() - start
-    return result
+    result = evaluate(config, validated, execution)
+    total = time.perf_counter() - start
+    timings = {**result.timings, "validate_s": total - result.timings["total_s"], "total_s": total}
+    return replace(result, timings=timings)
 
 
-Validated = tuple[Path, Schema, DataSummary]  # the data path, its schema and its validated summary
+@dataclass(frozen=True, slots=True)
+class ValidatedData:
+    """A dataset that passed the data contract: where it is, its schema and what it holds."""
+
+    path: Path
+    schema: Schema
+    summary: DataSummary
 
 
-def evaluate(config: RunConfig, validated: Validated, **options: Any) -> RunResult:
-    """`run` on data already validated (e.g. by a sweep that evaluates one more policy): plan, statistics, finalize.
-
-    `options` are `execute`'s engine options.
-    """
-    path, schema, summary = validated
-    timings: dict[str, Any] = {}
+def evaluate(config: RunConfig, validated: ValidatedData, execution: Execution) -> RunResult:
+    """`run` on data already validated (e.g. by a sweep that evaluates one more policy): plan, statistics, finalize."""
     start = time.perf_counter()
-    plan = compile_plan(config, scan_dataset(path, schema), as_of=summary.as_of)
-    timings["plan_s"] = time.perf_counter() - start
-    stats, engine_info = execute(plan, path, schema, timings, **options)
+    plan = compile_plan(config, scan_dataset(validated.path, validated.schema), as_of=validated.summary.as_of)
+    compiled = time.perf_counter() - start
+    executed = execute(plan, validated.path, validated.schema, execution)
     mark = time.perf_counter()
-    results = finalize(stats, plan, config.estimation)
-    timings["finalize_s"] = time.perf_counter() - mark
-    timings["total_s"] = time.perf_counter() - start
-    return RunResult(results=results, plan=plan, stats=stats, data=summary, timings=timings, engine=engine_info)
+    results = finalize(executed.stats, plan, config.estimation)
+    finalized = time.perf_counter() - mark
+    timings = {**executed.timings, "plan_s": compiled + executed.timings["plan_s"],  # compiling + cutting shards
+               "finalize_s": finalized, "total_s": time.perf_counter() - start}
+    return RunResult(results=results, plan=plan, stats=executed.stats, data=validated.summary, timings=timings,
+                     engine=executed.engine)
 
 
-def validated_data(config: RunConfig, data: Path | None) -> Validated:
+def validated_data(config: RunConfig, data: Path | None) -> ValidatedData:
     """The data path, its schema and its validated summary; bad data raises `InvalidData`."""
     path = resolve_data(config, data)
     schema = config.data.schema()
     summary = check_dataset(
         path, schema, as_of=config.data.as_of, label_maturity_days=config.data.label_maturity_days
     )
-    return path, schema, summary
-
-
-def execute(
-    plan: Plan,
-    path: Path,
-    schema: Schema,
-    timings: dict[str, Any],
-    *,
-    engine: Engine = "ray",
-    address: str | None = None,
-    num_cpus: int | None = None,
-    shard_rows: int = DEFAULT_SHARD_ROWS,
-    on_shard: Callable[[Shard], None] | None = None,
-    on_plan: Callable[[list[Shard]], None] | None = None,
-    on_cluster: Callable[[Cluster], None] | None = None,
-) -> tuple[Stats, str]:
-    """Merged statistics of every shard of the data on the chosen engine, and a description of the engine.
-
-    Adds `plan_s`, `cluster_start_s` (Ray) and `stats_s` to `timings`.
-    """
-    mark = time.perf_counter()
-    job = Job(plan=plan, needs=needed_sums(plan), schema=schema, hive=path.is_dir())
-    shards = plan_shards(path, shard_rows)
-    if on_plan is not None:
-        on_plan(shards)
-    timings["plan_s"] = timings.get("plan_s", 0.0) + time.perf_counter() - mark
-    mark = time.perf_counter()
-    if engine == "local":
-        stats = run_local(shards, job, on_shard)
-        timings["stats_s"] = time.perf_counter() - mark
-        return stats, "local"
-    if engine != "ray":
-        raise InvalidConfig(f"unknown engine {engine!r}; known: local, ray")
-    with cluster(address, num_cpus) as used:
-        timings["cluster_start_s"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        if on_cluster is not None:
-            on_cluster(used)
-        stats = run_ray(shards, job, on_shard)
-        timings["stats_s"] = time.perf_counter() - mark
-    return stats, f"ray ({'started' if used.started else 'joined'} {used.address}, {used.cpus:g} CPUs)"
+    return ValidatedData(path=path, schema=schema, summary=summary)
 
 
 def run_frame(config: RunConfig, frame: pl.DataFrame) -> RunResult:

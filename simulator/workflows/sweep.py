@@ -28,75 +28,36 @@ Config::
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, ValidationError
 
-from simulator.config import RunConfig, config_error, parse_config
-from simulator.errors import InvalidConfig
-from simulator.engine.shards import DEFAULT_SHARD_ROWS, Shard
-from simulator.estimate.grid_results import finalize_grid
-from simulator.decide.objective import Objective, objective_from_table, parse_objective
-from simulator.decide.recommend import Choice, ReplicateChoices, policy_choices, recommend
-from simulator.decide.segment_choice import BySegment, by_segment
-from simulator.plan.grid import Range, ThresholdGrid, grid_plan, grid_values, threshold_grid
+from simulator.config import RunConfig, derive
+from simulator.config_tables import Objective, Range, SweepConfig
 from simulator.data.load import scan_dataset
-from simulator.plan.compiled import Plan, compile_plan
-from simulator.engine.ray_engine import Cluster
-from simulator.estimate.results import RESULT_SCHEMA
-from simulator.workflows.run import Engine, RunResult, execute, run, validated_data
-from simulator.stats.shard import Stats
 from simulator.data.validate import DataSummary
-
-Threshold = Range | list[float] | float | None
-
-
-class SweepConfig(BaseModel):
-    """The `[sweep]` table; keys besides these are the swept kind's parameters."""
-
-    model_config = ConfigDict(frozen=True, extra="allow")
-
-    kind: str = "threshold"
-    score: str | None = None
-    challenge_above: Threshold = None
-    block_above: Threshold = None
-    by: str | None = None
-    grid: dict[str, Range | list[float | int | str] | float | int | str] | None = None
-    objective: dict[str, Any] | str | None = None
-
-    def objective_model(self) -> Objective | None:
-        """The `objective` key as an `Objective`: a table, or the `--objective` string form."""
-        if self.objective is None:
-            return None
-        if isinstance(self.objective, str):
-            return parse_objective(self.objective, "sweep.objective")
-        return objective_from_table(self.objective, "sweep.objective")
-
-    @property
-    def binned(self) -> bool:
-        """A threshold grid: evaluated as one binned grid policy in one pass."""
-        return self.kind == "threshold" and self.grid is None
-
+from simulator.decide.objective import Recommendation
+from simulator.decide.recommend import Choice, ReplicateChoices, policy_choices, recommend
+from simulator.decide.segment_choice import COMBINED, BySegment, combined_policy, segment_choices
+from simulator.engine.execution import Execution, execute
+from simulator.errors import InvalidConfig
+from simulator.estimate.grid_results import finalize_grid
+from simulator.estimate.results import RESULT_SCHEMA
+from simulator.plan.compiled import Plan, compile_plan
+from simulator.plan.grid import ThresholdGrid, grid_plan, grid_values, threshold_grid
+from simulator.stats.shard import Stats
+from simulator.workflows.run import RunResult, ValidatedData, evaluate, run, validated_data
 
 def sweep_config(config: RunConfig) -> SweepConfig:
-    """The validated `[sweep]` table of a config."""
+    """The config's `[sweep]` table (validated with the config); a config without one raises `InvalidConfig`."""
     if config.sweep is None:
         raise InvalidConfig("no [sweep] table in the config: see SPEC §11 (score, block_above, challenge_above)")
-    try:
-        sweep = SweepConfig.model_validate(config.sweep)
-    except ValidationError as error:
-        raise config_error(error, "[sweep]") from None
-    if sweep.binned and sweep.score is None:
-        raise InvalidConfig("sweep.score: a threshold sweep needs the score column, e.g. score = \"fraud_score\"")
-    if not sweep.binned and not sweep.grid:
-        raise InvalidConfig(f"sweep.grid: a sweep of kind {sweep.kind!r} needs a [sweep.grid] table of parameter lists")
-    return sweep
+    return config.sweep
 
 
 @dataclass(frozen=True)
@@ -120,19 +81,8 @@ class SweepResult:
         return [c for c in self.points.columns if c not in ("point", "label")]
 
 
-def sweep(
-    config: RunConfig,
-    data: Path | None = None,
-    *,
-    objective: Objective | None = None,
-    engine: Engine = "ray",
-    address: str | None = None,
-    num_cpus: int | None = None,
-    shard_rows: int = DEFAULT_SHARD_ROWS,
-    on_shard: Callable[[Shard], None] | None = None,
-    on_plan: Callable[[list[Shard]], None] | None = None,
-    on_cluster: Callable[[Cluster], None] | None = None,
-) -> SweepResult:
+def sweep(config: RunConfig, data: Path | None = None, *, objective: Objective | None = None,
+          execution: Execution = Execution()) -> SweepResult:
     """Evaluate every point of the config's `[sweep]` grid against its baseline.
 
     The config's own `[[policies]]` are not evaluated (only the baseline, when it
@@ -140,85 +90,96 @@ def sweep(
     recommends a point and, with a bootstrap, says how often each replicate
     would recommend it; with `[sweep] by` it also picks the best point per value
     of that column and evaluates the combined `segment_threshold` policy.
-    Engines as in `simulator.workflows.run.run`.
+    `execution` as in `simulator.workflows.run.run`.
 
     Example::
 
         config = load_config(Path("configs/sweep.toml"))
-        swept = sweep(config, Path("data/transactions"), engine="local",
+        swept = sweep(config, Path("data/transactions"), execution=Execution(engine="local"),
                       objective=parse_objective("net_value; fraud_rate_bps<=45; min_rows=20000"))
         swept.table.filter(pl.col("segment") == "ALL")     # every grid point × metric
         swept.choice.recommendation.reason, swept.choice.share()
         frontiers(swept.table)                             # the Pareto-efficient points
     """
     settings = sweep_config(config)
-    objective = objective or settings.objective_model()
-    options = {"engine": engine, "address": address, "num_cpus": num_cpus, "shard_rows": shard_rows,
-               "on_shard": on_shard, "on_plan": on_plan, "on_cluster": on_cluster}
+    objective = objective or settings.objective
     if settings.by is not None and objective is None:
         raise InvalidConfig("sweep.by: choosing thresholds per value needs an objective ([sweep] objective or --objective)")
     if not settings.binned:
-        return _sweep_policies(config, settings, data, objective, **options)
-    timings: dict[str, Any] = {}
+        return _sweep_policies(config, settings, data, objective, execution)
     start = time.perf_counter()
     base = _with_segmentation(_baseline_only(config), settings.by)
     validated = validated_data(base, data)
-    path, schema, summary = validated
-    timings["validate_s"] = time.perf_counter() - start
+    validate_s = time.perf_counter() - start
     grid = _grid(settings, config.data.actions)
-    lazy = scan_dataset(path, schema)
-    plan = grid_plan(compile_plan(base, lazy, as_of=summary.as_of), grid, lazy.collect_schema().names())
-    timings["plan_s"] = time.perf_counter() - start - timings["validate_s"]
-    stats, engine_info = execute(plan, path, schema, timings, **options)  # type: ignore[arg-type]
+    lazy = scan_dataset(validated.path, validated.schema)
+    plan = grid_plan(compile_plan(base, lazy, as_of=validated.summary.as_of), grid, lazy.collect_schema().names())
+    compiled = time.perf_counter() - start - validate_s
+    executed = execute(plan, validated.path, validated.schema, execution)
     mark = time.perf_counter()
     choices = None if objective is None or not plan.bootstrap else ReplicateChoices(objective, grid.points, plan.bootstrap)
-    table = finalize_grid(stats, plan, config.estimation, grid, on_block=choices)
+    table = finalize_grid(executed.stats, plan, config.estimation, grid, on_block=choices)
     choice = None if objective is None else recommend(table, objective, choices)
-    timings["finalize_s"] = time.perf_counter() - mark
-    result = SweepResult(table=table, points=grid.frame(), plan=plan, stats=stats, data=summary, binned=True,
-                         skipped=grid.skipped, timings=timings, engine=engine_info, choice=choice)
+    finalize_s = time.perf_counter() - mark
+    combined = None
     if settings.by is not None and objective is not None and choice is not None:
-        assert settings.score is not None
-        combined = by_segment(table, config, settings.by, settings.score, objective, choice.recommendation, validated,
-                              options)
-        result = replace(result, by_segment=combined)
-    timings["total_s"] = time.perf_counter() - start
-    return result
+        assert settings.score is not None  # a threshold sweep has one (checked when the config was loaded)
+        combined = _by_segment(table, config, settings.by, settings.score, objective, choice.recommendation, validated,
+                               execution)
+    timings = {"validate_s": validate_s, **executed.timings, "plan_s": compiled + executed.timings["plan_s"],
+               "finalize_s": finalize_s, "total_s": time.perf_counter() - start}
+    return SweepResult(table=table, points=grid.frame(), plan=plan, stats=executed.stats, data=validated.summary,
+                       binned=True, skipped=grid.skipped, timings=timings, engine=executed.engine, choice=choice,
+                       by_segment=combined)
 
 
 def _with_segmentation(config: RunConfig, by: str | None) -> RunConfig:
-    """The config with `[by]` among its segmentations (a sweep `by` chooses per segment of it)."""
-    if by is None:
+    """The config with `[by]` among its segmentations (a sweep `by` chooses per segment of it).
+
+    A banded `by` was refused when the config was loaded.
+    """
+    if by is None or (by,) in config.segments.by or [by] in [list(s) for s in config.segments.by]:
         return config
-    if by in config.segments.bands:
-        raise InvalidConfig(f"sweep.by: {by!r} is banded; per-value thresholds need a categorical column")
-    if (by,) in config.segments.by or [by] in [list(s) for s in config.segments.by]:
-        return config
-    segments = config.segments.model_copy(update={"by": (*config.segments.by, (by,))})
-    return config.model_copy(update={"segments": segments})
+    return derive(config, {"segments": {"by": [*config.segments.by, (by,)]}}, "[sweep] by")
 
 
 def _baseline_only(config: RunConfig) -> RunConfig:
-    """The config with only the policy its baseline needs (the grid replaces `[[policies]]`)."""
-    kept = tuple(p for p in config.policies if p.name == config.baseline.policy)
-    return config.model_copy(update={"policies": kept})
+    """The config with only the policy its baseline needs (the grid replaces `[[policies]]`, so no `[review]`)."""
+    kept = [p.model_dump() for p in config.policies if p.name == config.baseline.policy]
+    return derive(config, {"policies": kept, "review": None}, "[sweep]")
+
+
+def _by_segment(table: pl.DataFrame, config: RunConfig, column: str, score: str, objective: Objective,
+                default: Recommendation, validated: ValidatedData, execution: Execution) -> BySegment | None:
+    """Choose per value, combine, and evaluate the combination (on the sweep's validated data, not read twice).
+
+    None when nothing overall is feasible.
+    """
+    if default.point is None:
+        return None
+    choices = segment_choices(table, column, objective)
+    policy = combined_policy(choices, column, score, default)
+    kept = [p.model_dump() for p in config.policies if p.name == config.baseline.policy]
+    combined = derive(config, {"policies": [*kept, policy], "sweep": None, "review": None}, "[sweep] by")
+    results = evaluate(combined, validated, execution).results.filter(pl.col("policy") == COMBINED)
+    return BySegment(column=column, choices=choices, policy=policy, results=results)
 
 
 def _grid(settings: SweepConfig, actions: tuple[str, ...]) -> ThresholdGrid:
-    assert settings.score is not None  # checked by sweep_config
+    assert settings.score is not None  # a threshold sweep has one (checked when the config was loaded)
     return threshold_grid(settings.score, grid_values(settings.challenge_above, "sweep.challenge_above"),
                           grid_values(settings.block_above, "sweep.block_above"), actions, "sweep")
 
 
 def _sweep_policies(config: RunConfig, settings: SweepConfig, data: Path | None, objective: Objective | None,
-                    **options: Any) -> SweepResult:
+                    execution: Execution) -> SweepResult:
     """Any other kind: every grid point is a policy of its own, evaluated in one pass of `run`."""
     points, tables = expand_grid(settings)
     names = [f"sweep[{i}]" for i in range(points.height)]
     policies = [p.model_dump() for p in _baseline_only(config).policies]
     policies += [{"name": name, **table} for name, table in zip(names, tables, strict=True)]
-    table = config.model_dump(mode="python") | {"policies": policies, "sweep": None}
-    result: RunResult = run(parse_config(table, "[sweep] grid"), data, **options)
+    points_config = derive(config, {"policies": policies, "sweep": None, "review": None}, "[sweep] grid")
+    result: RunResult = run(points_config, data, execution=execution)
     named = pl.DataFrame({"policy": names, "point": points["point"]})
     frame = result.results.join(named, on="policy", how="inner")
     parameters = [c for c in points.columns if c not in ("point", "label")]
@@ -229,7 +190,7 @@ def _sweep_policies(config: RunConfig, settings: SweepConfig, data: Path | None,
                                                    *RESULT_SCHEMA])
     choice = None
     if objective is not None:
-        choices = policy_choices(result, names, objective, config.estimation.estimator) if result.plan.bootstrap else None
+        choices = policy_choices(result.stats, result.plan, names, objective, config.estimation.estimator) if result.plan.bootstrap else None
         choice = recommend(frame, objective, choices)
     return SweepResult(table=frame, points=points, plan=result.plan, stats=result.stats, data=result.data,
                        binned=False, timings=result.timings, engine=result.engine, choice=choice)

@@ -17,6 +17,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 from simulator.config import load_config, parse_config  # noqa: E402
 from simulator.workflows.run import run  # noqa: E402
+from simulator.engine.execution import Execution  # noqa: E402
 
 
 def main(data: Path, out: Path, nodes: Path) -> None:
@@ -31,7 +32,7 @@ def main(data: Path, out: Path, nodes: Path) -> None:
             "name": "where", "kind": "python", "object": "tests.simulator.crashing_policy:RecordNode",
             "params": {"directory": str(nodes)},
         }]
-        result = run(parse_config(table), data, engine="ray", shard_rows=2_500)
+        result = run(parse_config(table), data, execution=Execution(engine="ray", shard_rows=2_500))
         result.results.filter(result.results["policy"] != "where").write_parquet(out)
     finally:
         ray.shutdown()

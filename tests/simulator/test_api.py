@@ -13,6 +13,7 @@ import pytest
 import simulator
 from simulator import InvalidData, diagnostics, parse_config, run_frame, sweep, sweep_frame
 from tests.factories import make_transactions, write_parquet
+from tests.conftest import LOCAL
 
 EXAMPLE_PENDING: set[str] = set()
 
@@ -87,7 +88,7 @@ def test_diagnostics_of_one_metric() -> None:
 def test_sweep_frame_equals_sweep_on_the_written_dataset(tmp_path: Path) -> None:
     frame = make_transactions(n=1500, seed=9)
     config = parse_config(_config(sweep={"score": "fraud_score", "block_above": [0.5, 0.7, 0.9]}))
-    on_path = sweep(config, write_parquet(frame, tmp_path / "data.parquet"), engine="local")
+    on_path = sweep(config, write_parquet(frame, tmp_path / "data.parquet"), execution=LOCAL)
     in_memory = sweep_frame(config, frame)
     assert in_memory.table.equals(on_path.table)
     assert in_memory.points.equals(on_path.points)

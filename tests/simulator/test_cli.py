@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from simulator.cli import app
+from tests.conftest import LOCAL
 
 RUNNER = CliRunner()
 
@@ -110,5 +111,5 @@ def test_library_api_is_importable_from_the_package(data: Path) -> None:
     from simulator import load_config, run
 
     config = load_config(Path(__file__).parents[2] / "configs" / "thresholds.toml")
-    result = run(config, data / "transactions", engine="local")
+    result = run(config, data / "transactions", execution=LOCAL)
     assert result.overall().filter(pl.col("policy") == "block_more").height == 18

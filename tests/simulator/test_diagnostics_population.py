@@ -9,12 +9,13 @@ import polars as pl
 
 from simulator.config import parse_config
 from simulator.workflows.run import run
+from tests.conftest import LOCAL
 
 
 def test_ess_is_over_the_metric_population(generated: Path) -> None:
     config = parse_config({"segments": {"by": [["card_country"]]}, "data": {"label_maturity_days": 60},
                            "policies": [{"name": "p", "kind": "threshold", "score": "fraud_score", "block_above": 0.3}]})
-    results = run(config, generated / "transactions", engine="local").results
+    results = run(config, generated / "transactions", execution=LOCAL).results
     logged = results.filter(pl.col("policy") == "logged")
     # the logging policy's weights are all 1: its ESS is exactly the rows it covers
     np.testing.assert_allclose(logged["ess"].to_numpy(), logged["rows"].to_numpy().astype(float), rtol=1e-12)

@@ -10,6 +10,7 @@ import pytest
 
 from simulator.config import parse_config
 from simulator.workflows.run import run
+from tests.conftest import LOCAL
 
 CONFIG = {
     "segments": {"by": [["card_country"], ["card_funding", "channel"], ["amount"]], "bands": {"amount": {"edges": [0, 50, 200]}}},
@@ -35,7 +36,7 @@ def _split(frame: pl.DataFrame, parts: int, directory: Path, seed: int) -> Path:
 
 
 def _results(path: Path) -> pl.DataFrame:
-    return run(parse_config(CONFIG), path, engine="local").results.sort(["policy", "segmentation", "segment", "metric"])
+    return run(parse_config(CONFIG), path, execution=LOCAL).results.sort(["policy", "segmentation", "segment", "metric"])
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import pytest
 
 from simulator.config import parse_config
 from simulator.workflows.run import run
+from tests.conftest import LOCAL
 
 # Four payments, all created long before as_of so every fraud label is mature.
 #   id  action     propensity  authorized fraud lost amount fraud_score
@@ -46,7 +47,7 @@ def results(tmp_path: Path, estimator: str, population: str = "finite") -> pl.Da
     ROWS.write_parquet(path)
     estimation = {"estimator": estimator, "min_ess": 0.0, "population": population}
     config = parse_config(CONFIG | {"estimation": estimation})
-    return run(config, path, engine="local").overall()
+    return run(config, path, execution=LOCAL).overall()
 
 
 def row(frame: pl.DataFrame, policy: str, metric: str) -> dict:
@@ -127,7 +128,7 @@ def test_doubly_robust_known_answer(tmp_path: Path) -> None:
     #                bin 1: allow → t4: 1; challenge → pooled (t2: 1); block → t3: 0.
     # Candidate: t1 allow, t2 challenge, t3 block, t4 block.
     # Direct part Σ m̂(x, π(x)) = 1 + 1 + 0 + 0 = 2; residuals at w > 0 (t1, t2, t3) are 0, t4 has w = 0.
-    frame = run(config, path, engine="local").overall()
+    frame = run(config, path, execution=LOCAL).overall()
     assert row(frame, "strict", "authorized_count")["estimate"] == pytest.approx(2.0, abs=1e-12)
     # attempts: m̂ = 1 everywhere, so DR is exactly the 4 rows.
     assert row(frame, "strict", "attempts")["estimate"] == pytest.approx(4.0, abs=1e-12)
@@ -141,7 +142,7 @@ def test_candidate_equal_to_a_non_logged_baseline_has_zero_delta(tmp_path: Path)
     twin = {**CONFIG["policies"][0], "name": "twin"}
     config = parse_config(CONFIG | {"policies": [*CONFIG["policies"], twin], "baseline": {"policy": "strict"},
                                     "estimation": {"min_ess": 0.0}})
-    frame = run(config, path, engine="local").overall().filter(pl.col("policy") == "twin")
+    frame = run(config, path, execution=LOCAL).overall().filter(pl.col("policy") == "twin")
     assert (frame["delta"].drop_nulls() == 0.0).all()
     # the variance of a difference of identical totals cancels up to rounding of its terms
     assert (frame["delta_se"] <= 1e-6 * (frame["estimate"].abs() + 1)).all()

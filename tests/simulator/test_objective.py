@@ -10,15 +10,9 @@ import polars as pl
 import pytest
 
 from simulator.errors import InvalidConfig, UnknownName
-from simulator.decide.objective import (
-    Constraint,
-    Objective,
-    choice_frequency,
-    choose,
-    number,
-    objective_from_table,
-    parse_objective,
-)
+from simulator.config_tables import Constraint, Objective, objective_from_table, parse_objective
+from simulator.decide.objective import choice_frequency, choose
+from simulator.report.numbers import number
 from tests.simulator.sweep_tables import make_sweep
 
 # Seven grid points. fraud_rate_bps in ALL and in two segments, net_value in ALL:

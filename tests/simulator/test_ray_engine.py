@@ -12,6 +12,8 @@ import pytest
 from simulator.config import parse_config
 from simulator.errors import PolicysimError
 from simulator.workflows.run import run
+from simulator.engine.execution import Execution
+from tests.conftest import LOCAL
 
 CONFIG = {
     "segments": {"by": [["card_country"], ["card_funding", "channel"]]},
@@ -46,13 +48,13 @@ def _same(a: pl.DataFrame, b: pl.DataFrame) -> None:
 
 @pytest.fixture(scope="module")
 def local_results(dataset: Path) -> pl.DataFrame:
-    return run(parse_config(CONFIG), dataset, engine="local").results
+    return run(parse_config(CONFIG), dataset, execution=LOCAL).results
 
 
 @pytest.mark.parametrize("shard_rows", [2_500, 7_500, 100_000])
 def test_ray_matches_local_for_any_shard_size(ray_cluster, dataset: Path, local_results: pl.DataFrame, shard_rows: int) -> None:
     shards = []
-    result = run(parse_config(CONFIG), dataset, engine="ray", shard_rows=shard_rows, on_plan=shards.extend)
+    result = run(parse_config(CONFIG), dataset, execution=Execution(engine="ray", shard_rows=shard_rows, on_plan=shards.extend))
     assert len(shards) == {2_500: 16, 7_500: 6, 100_000: 2}[shard_rows]
     _same(result.results, local_results)
 
@@ -62,9 +64,9 @@ def test_a_dying_worker_is_retried_without_losing_or_double_counting(ray_cluster
     policy = {"name": "crashy", "kind": "python", "object": "tests.simulator.crashing_policy:CrashOnce",
               "params": {"marker": str(marker)}}
     config = parse_config(CONFIG | {"policies": [*CONFIG["policies"], policy]})
-    clean = run(config, dataset, engine="local").results
+    clean = run(config, dataset, execution=LOCAL).results
     marker.touch()
-    crashed = run(config, dataset, engine="ray", shard_rows=7_500)
+    crashed = run(config, dataset, execution=Execution(engine="ray", shard_rows=7_500))
     assert not marker.exists()  # a worker really died
     _same(crashed.results, clean)
     assert crashed.stats.rows == 40_000
@@ -73,4 +75,4 @@ def test_a_dying_worker_is_retried_without_losing_or_double_counting(ray_cluster
 def test_an_error_inside_a_task_surfaces_as_itself(ray_cluster, dataset: Path) -> None:
     bad = {"name": "bad", "kind": "python", "object": "tests.policies.broken_user_policies:WrongShape", "params": {}}
     with pytest.raises(PolicysimError, match=re.escape("WrongShape).probabilities: returned shape (20000, 2)")):
-        run(parse_config(CONFIG | {"policies": [bad]}), dataset, engine="ray")
+        run(parse_config(CONFIG | {"policies": [bad]}), dataset, execution=Execution(engine="ray"))

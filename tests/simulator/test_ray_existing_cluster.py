@@ -18,6 +18,7 @@ import pytest
 
 from simulator.config import load_config
 from simulator.workflows.run import run
+from tests.conftest import LOCAL
 
 BIN = Path(sys.executable).parent
 CONFIG = Path(__file__).parents[2] / "configs" / "thresholds.toml"
@@ -79,7 +80,7 @@ def test_run_joins_an_existing_cluster(ray_head: str, generated: Path, tmp_path:
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     got = pl.read_parquet(tmp_path / "out" / "results.parquet").sort("policy", "segmentation", "segment", "metric")
-    expected = run(load_config(CONFIG), generated / "transactions", engine="local").results.sort(
+    expected = run(load_config(CONFIG), generated / "transactions", execution=LOCAL).results.sort(
         "policy", "segmentation", "segment", "metric"
     )
     for column in ["estimate", "ci_low", "ci_high", "delta", "delta_ci_low", "delta_ci_high"]:
@@ -102,7 +103,7 @@ def test_tasks_spread_over_a_two_node_cluster(generated: Path, tmp_path: Path) -
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert len(list(nodes.iterdir())) == 2  # both nodes ran shards
     got = pl.read_parquet(tmp_path / "r.parquet").sort("policy", "segmentation", "segment", "metric")
-    expected = run(load_config(CONFIG), data, engine="local").results.sort("policy", "segmentation", "segment", "metric")
+    expected = run(load_config(CONFIG), data, execution=LOCAL).results.sort("policy", "segmentation", "segment", "metric")
     for column in ["estimate", "ci_low", "ci_high", "delta", "delta_ci_low", "delta_ci_high"]:
         np.testing.assert_allclose(got[column].to_numpy().astype(float), expected[column].to_numpy().astype(float),
                                    rtol=1e-9, equal_nan=True, err_msg=column)

@@ -14,8 +14,11 @@ from typer.testing import CliRunner
 from simulator.cli import app
 from simulator.config import parse_config
 from simulator.report.plots import calibration_plot, forest_plot
-from simulator.report.review_page import Report, Section, Table, format_value, render_html, render_markdown
-from simulator.workflows.review import FAIL, GUARDRAIL_SCHEMA, PASS, review
+from simulator.report.numbers import format_value
+from simulator.report.review_page import Report, Section, Table, render_html, render_markdown
+from simulator.decide.guardrails import FAIL, GUARDRAIL_SCHEMA, PASS
+from simulator.workflows.review import review
+from tests.conftest import LOCAL
 
 RUNNER = CliRunner()
 CANDIDATE = {"name": "stricter", "kind": "threshold", "score": "fraud_score", "challenge_above": 0.4,
@@ -188,7 +191,7 @@ def test_review_on_ray_matches_local(ray_cluster: None, generated: Path) -> None
                            "policies": [CANDIDATE], "review": {"candidate": "stricter", "guardrails": [
                                {"metric": "auth_rate", "min_delta": 0.0, "scope": "every_segment"}]}})
     on_ray = review(config, generated / "transactions")  # the default engine
-    local = review(config, generated / "transactions", engine="local")
+    local = review(config, generated / "transactions", execution=LOCAL)
     assert on_ray.run.engine.startswith("ray")
     assert on_ray.guardrails["outcome"].to_list() == local.guardrails["outcome"].to_list()
     assert on_ray.verdict == local.verdict

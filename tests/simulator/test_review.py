@@ -11,19 +11,18 @@ import pytest
 
 from simulator.config import parse_config
 from simulator.errors import InvalidConfig
-from simulator.workflows.review import (
+from simulator.config_tables import Guardrail
+from simulator.decide.guardrails import (
     FAIL,
     INCONCLUSIVE,
     INSUFFICIENT,
     PASS,
-    Guardrail,
     bh_adjust,
-    candidate_config,
     evaluate_guardrails,
     one_sided_p,
-    review_config,
     verdict,
 )
+from simulator.workflows.review import candidate_config, review_config
 
 CONFIDENCE = 0.95  # FDR 0.05
 
@@ -160,7 +159,7 @@ REVIEW_BASE: dict[str, Any] = {
 
 
 def _review(review: dict[str, Any] | None) -> None:
-    review_config(parse_config(REVIEW_BASE | ({} if review is None else {"review": review})), "review.toml")
+    review_config(parse_config(REVIEW_BASE | ({} if review is None else {"review": review}), "review.toml"), "review.toml")
 
 
 @pytest.mark.parametrize(

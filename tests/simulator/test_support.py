@@ -10,6 +10,7 @@ import pytest
 from simulator.config import parse_config
 from simulator.workflows.run import run
 from tests.simulator.test_estimators_known import CONFIG, ROWS
+from tests.conftest import LOCAL
 
 BLOCK_ALL = {"name": "block_all", "kind": "threshold", "score": "fraud_score", "block_above": 0.0}
 
@@ -19,7 +20,7 @@ def _run(tmp_path: Path, frame: pl.DataFrame) -> pl.DataFrame:
     frame.write_parquet(path)
     config = parse_config(CONFIG | {"policies": [BLOCK_ALL], "segments": {"by": [["card_country"]]},
                                     "estimation": {"min_ess": 0.0}})
-    return run(config, path, engine="local").results.filter(pl.col("policy") == "block_all")
+    return run(config, path, execution=LOCAL).results.filter(pl.col("policy") == "block_all")
 
 
 def _row(frame: pl.DataFrame, segment: str, metric: str = "attempts") -> dict:
@@ -61,7 +62,7 @@ def test_a_row_logged_with_propensity_one_explored_no_other_action(tmp_path: Pat
     frame.write_parquet(path)
     config = parse_config(CONFIG | {"policies": [ALLOW_ALL], "segments": {"by": [["card_country"]]},
                                     "estimation": {"min_ess": 0.0}})
-    results = run(config, path, engine="local").results.filter(pl.col("policy") == "allow_all")
+    results = run(config, path, execution=LOCAL).results.filter(pl.col("policy") == "allow_all")
     de, fr, overall = _row(results, "card_country=DE"), _row(results, "card_country=FR"), _row(results, "ALL")
     assert de["unsupported_mass"] == pytest.approx(0.5) and "no_support" in de["flag"]
     assert de["estimate"] is None

@@ -12,9 +12,12 @@ import pytest
 
 from simulator.config import parse_config
 from simulator.errors import InvalidConfig, UnknownName
-from simulator.plan.grid import Range, threshold_grid
+from simulator.config_tables import Range
+from simulator.plan.grid import threshold_grid
 from simulator.workflows.run import run
 from simulator.workflows.sweep import SweepResult, expand_grid, sweep, sweep_config
+from simulator.engine.execution import Execution
+from tests.conftest import LOCAL
 
 NUMBERS = ["estimate", "se", "ci_low", "ci_high", "baseline", "delta", "delta_se", "delta_ci_low", "delta_ci_high",
            "rows", "ess", "max_weight", "unsupported_mass"]
@@ -32,7 +35,7 @@ def _config(sweep_table: dict[str, Any], **estimation: Any) -> dict[str, Any]:
 
 def _alone(table: dict[str, Any], policy: dict[str, Any], path: Path) -> pl.DataFrame:
     config = {k: v for k, v in table.items() if k != "sweep"} | {"policies": [policy | {"name": "alone"}]}
-    return run(parse_config(config), path, engine="local").results.filter(pl.col("policy") == "alone")
+    return run(parse_config(config), path, execution=LOCAL).results.filter(pl.col("policy") == "alone")
 
 
 def _assert_same(point: pl.DataFrame, alone: pl.DataFrame) -> None:
@@ -66,7 +69,7 @@ def data(generated: Path) -> Path:
 def test_every_grid_point_equals_its_own_run(data: Path) -> None:
     table = _config({"score": "fraud_score", "block_above": {"start": 0.2, "stop": 0.9, "num": 8},
                      "challenge_above": [0.01, 0.05, 0.1, 0.3]})
-    result = sweep(parse_config(table), data, engine="local")
+    result = sweep(parse_config(table), data, execution=LOCAL)
     assert result.binned and result.points.height == 8 * 4 - result.skipped
     assert result.skipped == 2  # challenge 0.3 with block 0.2 or 0.3
     assert result.table.height == result.points.height * result.table.filter(pl.col("point") == 0).height
@@ -76,7 +79,7 @@ def test_every_grid_point_equals_its_own_run(data: Path) -> None:
 def test_bootstrap_intervals_equal_those_of_run(data: Path) -> None:
     table = _config({"score": "fraud_score", "block_above": [0.3, 0.6], "challenge_above": [0.02, 0.1]},
                     bootstrap=20)
-    result = sweep(parse_config(table), data, engine="local")
+    result = sweep(parse_config(table), data, execution=LOCAL)
     assert result.table["interval"].str.contains("bootstrap").any()
     _check_points(result, table, data, count=2, seed=2)
 
@@ -84,7 +87,7 @@ def test_bootstrap_intervals_equal_those_of_run(data: Path) -> None:
 def test_superpopulation_and_a_single_threshold(data: Path) -> None:
     table = _config({"score": "fraud_score", "block_above": [0.1, 0.5, 0.95]}, population="superpopulation",
                     bootstrap=10)
-    result = sweep(parse_config(table), data, engine="local")
+    result = sweep(parse_config(table), data, execution=LOCAL)
     assert result.table["challenge_above"].is_null().all()
     _check_points(result, table, data, count=2, seed=3)
 
@@ -92,7 +95,7 @@ def test_superpopulation_and_a_single_threshold(data: Path) -> None:
 def test_dr_estimator(data: Path) -> None:
     table = _config({"score": "fraud_score", "challenge_above": [0.02, 0.2]}, estimator="dr",
                     dr_scores=["fraud_score", "auth_score"])
-    result = sweep(parse_config(table), data, engine="local")
+    result = sweep(parse_config(table), data, execution=LOCAL)
     _check_points(result, table, data, count=2, seed=4)
 
 
@@ -102,14 +105,14 @@ def test_a_named_baseline_policy(data: Path) -> None:
         "policies": [{"name": "base", "kind": "threshold", "score": "fraud_score", "block_above": 0.5},
                      {"name": "ignored", "kind": "threshold", "score": "fraud_score", "block_above": 0.9}],
     }
-    result = sweep(parse_config(table), data, engine="local")
+    result = sweep(parse_config(table), data, execution=LOCAL)
     rng = np.random.default_rng(5)
     for point in rng.choice(result.points.height, size=2, replace=False):
         row = result.points.row(int(point), named=True)
         config = {k: v for k, v in table.items() if k != "sweep"}
         config["policies"] = [table["policies"][0], {"name": "alone", "kind": "threshold", "score": "fraud_score",
                                                       "block_above": row["block_above"]}]
-        alone = run(parse_config(config), data, engine="local").results.filter(pl.col("policy") == "alone")
+        alone = run(parse_config(config), data, execution=LOCAL).results.filter(pl.col("policy") == "alone")
         _assert_same(result.table.filter(pl.col("point") == point), alone)
 
 
@@ -117,7 +120,7 @@ def test_other_kinds_fall_back_to_one_policy_per_point(data: Path) -> None:
     rules = {"kind": "rules", "fallback": "allow",
              "rules": [{"when": "fraud_score >= {t} AND amount > {a}", "action": "block"}]}
     table = _config(rules | {"grid": {"t": [0.2, 0.5], "a": [10, 100]}})
-    result = sweep(parse_config(table), data, engine="local")
+    result = sweep(parse_config(table), data, execution=LOCAL)
     assert not result.binned and result.points.height == 4
     assert set(result.parameters) == {"t", "a"}
     row = result.points.filter((pl.col("t") == 0.5) & (pl.col("a") == 10)).row(0, named=True)
@@ -158,20 +161,20 @@ def test_threshold_grid_bins() -> None:
 )
 def test_config_errors(data: Path, table: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidConfig, match=message):
-        sweep(parse_config(table), data, engine="local")
+        sweep(parse_config(table), data, execution=LOCAL)
 
 
 def test_unknown_score_column(data: Path) -> None:
     with pytest.raises(UnknownName, match="risk_score"):
-        sweep(parse_config({"sweep": {"score": "risk_score", "block_above": [0.5]}}), data, engine="local")
+        sweep(parse_config({"sweep": {"score": "risk_score", "block_above": [0.5]}}), data, execution=LOCAL)
 
 
 def test_ray_engine_gives_the_local_results(ray_cluster, data: Path) -> None:
     table = _config({"score": "fraud_score", "block_above": [0.3, 0.6], "challenge_above": [0.02, 0.1]}, bootstrap=10)
     table["segments"]["top_k"] = {"card_country": 4}
     config = parse_config(table)
-    local = sweep(config, data, engine="local", shard_rows=5_000)
-    remote = sweep(config, data, engine="ray", shard_rows=5_000)
+    local = sweep(config, data, execution=Execution(engine="local", shard_rows=5_000))
+    remote = sweep(config, data, execution=Execution(engine="ray", shard_rows=5_000))
     assert remote.engine.startswith("ray")
     keys = ["point", "segmentation", "segment", "metric"]
     a, b = local.table.sort(keys), remote.table.sort(keys)
@@ -186,7 +189,7 @@ def test_observed_support_without_logging_probabilities(data: Path, tmp_path: Pa
     frame.drop([c for c in frame.columns if c.startswith("logging_prob_")]).write_parquet(tmp_path / "observed.parquet")
     table = _config({"score": "fraud_score", "block_above": [0.1, 0.5], "challenge_above": [0.01, 0.05]})
     table["segments"] = {"by": [["card_country"], ["card_funding", "channel"]]}
-    result = sweep(parse_config(table), tmp_path / "observed.parquet", engine="local")
+    result = sweep(parse_config(table), tmp_path / "observed.parquet", execution=LOCAL)
     _check_points(result, table, tmp_path / "observed.parquet", count=2, seed=6)
 
 
@@ -204,7 +207,7 @@ def test_support_from_rows_logged_with_propensity_one(data: Path, tmp_path: Path
                        ).write_parquet(tmp_path / "certain.parquet")
     table = _config({"score": "fraud_score", "block_above": [0.5, 0.9], "challenge_above": [0.01, 0.05]})
     table["segments"] = {"by": [["card_country"]]}
-    result = sweep(parse_config(table), tmp_path / "certain.parquet", engine="local")
+    result = sweep(parse_config(table), tmp_path / "certain.parquet", execution=LOCAL)
     overall = result.table.filter((pl.col("segment") == "ALL") & (pl.col("metric") == "attempts"))
     lax = overall.filter(pl.col("block_above") == 0.9)["unsupported_mass"]
     assert (lax > 0).all()  # allowing or challenging rows that were always blocked

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from simulator.cli import app
 from simulator.config import parse_config
 from simulator.workflows.run import run, run_frame
+from tests.conftest import LOCAL
 
 CONFIG = {"segments": {"by": [["card_country"]]},
           "policies": [{"name": "strict", "kind": "threshold", "score": "fraud_score", "block_above": 0.3}]}
@@ -28,10 +29,10 @@ def _zoned(frame: pl.DataFrame, zone: str | None) -> pl.DataFrame:
 def test_zones_do_not_change_results(generated: Path, tmp_path: Path, zone: str | None) -> None:
     frame = pl.read_parquet(generated / "transactions")
     frame.write_parquet(tmp_path / "utc.parquet")  # one file, like the zoned copy: the same summation order
-    expected = run(parse_config(CONFIG), tmp_path / "utc.parquet", engine="local").results.select(COLUMNS)
+    expected = run(parse_config(CONFIG), tmp_path / "utc.parquet", execution=LOCAL).results.select(COLUMNS)
     path = tmp_path / "zoned.parquet"
     _zoned(frame, zone).write_parquet(path)
-    assert run(parse_config(CONFIG), path, engine="local").results.select(COLUMNS).equals(expected)
+    assert run(parse_config(CONFIG), path, execution=LOCAL).results.select(COLUMNS).equals(expected)
     assert run_frame(parse_config(CONFIG), _zoned(frame, zone)).results.select(COLUMNS).equals(expected)
 
 

@@ -1,0 +1,98 @@
+"""Issue #11 (ops): engine options are one typed `Execution`; results carry complete timings; bugs exit 70."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import simulator
+from simulator.cli import EX_SOFTWARE, app
+from simulator.config import parse_config
+from simulator.engine import execution as execution_module
+from simulator.engine.execution import Execution
+from simulator.engine.shards import OrderedMerge, Shard
+from simulator.errors import InvalidConfig, PolicysimError, UnknownName
+from simulator.stats.shard import Stats
+from simulator.workflows.review import review
+from simulator.workflows.run import run
+from tests.conftest import LOCAL
+from tests.factories import make_transactions, write_parquet
+
+CONFIG = {
+    "segments": {"by": [["card_country"]]},
+    "policies": [{"name": "stricter", "kind": "threshold", "score": "fraud_score", "challenge_above": 0.05,
+                  "block_above": 0.3}],
+    "review": {"candidate": "stricter", "guardrails": [{"metric": "fraud_rate_bps", "max_increase": 100.0}]},
+}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_parquet(make_transactions(n=600, seed=4), tmp_path_factory.mktemp("ops") / "data.parquet")
+
+
+def test_execution_defaults_to_ray_and_is_exported() -> None:
+    assert simulator.Execution is Execution and "Execution" in simulator.__all__
+    assert Execution().engine == "ray" and Execution().address is None
+
+
+def test_unknown_engine_is_a_user_error_with_a_suggestion() -> None:
+    with pytest.raises(UnknownName, match=re.escape("unknown engine 'lokal'; known: local, ray (did you mean 'local'?)")):
+        Execution(engine="lokal")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("field", "value"), [("num_cpus", 0), ("shard_rows", 0)])
+def test_sizes_must_be_positive(field: str, value: int) -> None:
+    with pytest.raises(InvalidConfig, match=re.escape(f"{field}: must be >= 1, got {value}")):
+        Execution(**{field: value})  # type: ignore[arg-type]
+
+
+def test_execution_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        LOCAL.engine = "ray"  # type: ignore[misc]
+
+
+def test_run_returns_complete_timings_and_sees_the_shards(data: Path) -> None:
+    shards: list[Shard] = []
+    result = run(parse_config(CONFIG), data, execution=Execution(engine="local", on_plan=shards.extend))
+    assert len(shards) == 1
+    assert list(result.timings) == ["plan_s", "stats_s", "finalize_s", "total_s", "validate_s"]
+    assert result.timings["total_s"] >= result.timings["stats_s"] >= 0
+
+
+def test_review_adds_its_time_without_mutating_the_run(data: Path) -> None:
+    reviewed = review(parse_config(CONFIG), data, execution=LOCAL)
+    assert "review_s" in reviewed.run.timings and reviewed.summary["timings"] == reviewed.run.timings
+
+
+def test_an_internal_invariant_is_not_a_user_error() -> None:
+    merge = OrderedMerge([Shard(id=0, path=Path("x.parquet"), offset=0, rows=1)])
+    merge.add(0, Stats.empty())
+    with pytest.raises(RuntimeError, match="repeated result for shard 0") as caught:
+        merge.add(0, Stats.empty())
+    assert not isinstance(caught.value, PolicysimError)
+
+
+def test_a_bug_prints_its_traceback_and_exits_ex_software(tmp_path: Path, data: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[[policies]]\nname = "stricter"\nkind = "threshold"\nscore = "fraud_score"\nblock_above = 0.3\n')
+    planned = execution_module.plan_shards
+    monkeypatch.setattr(execution_module, "plan_shards", lambda path, rows: planned(path, rows) * 2)  # a shard twice
+    result = CliRunner().invoke(app, ["run", str(config), "--data", str(data), "--out", str(tmp_path / "out"),
+                                      "--engine", "local", "--quiet"])
+    assert result.exit_code == EX_SOFTWARE == 70
+    assert "Traceback" in result.output and "RuntimeError: unexpected or repeated result for shard 0" in result.output
+    assert "internal error" in result.output
+
+
+def test_user_errors_still_exit_2_without_traceback(tmp_path: Path, data: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[review]\ncandidate = "nobody"\n')
+    result = CliRunner().invoke(app, ["review", str(config), "--data", str(data), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "review.candidate: unknown policy 'nobody'" in result.output and "Traceback" not in result.output
