@@ -20,7 +20,7 @@ from simulator.config import load_config
 from simulator.workflows.run import run
 
 BIN = Path(sys.executable).parent
-CONFIG = Path(__file__).parents[2] / "configs" / "thresholds.toml"
+CONFIG = Path(__file__).parents[3] / "configs" / "thresholds.toml"
 
 
 def _free_port() -> int:
@@ -96,8 +96,8 @@ def test_tasks_spread_over_a_two_node_cluster(generated: Path, tmp_path: Path) -
         pl.read_parquet(file).write_parquet(data / f"part-{i}.parquet", row_group_size=2_500)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     completed = subprocess.run(
-        [sys.executable, "-m", "tests.simulator.multinode_run", str(data), str(tmp_path / "r.parquet"), str(nodes)],
-        env=env, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[2],
+        [sys.executable, "-m", "tests.simulator.engine.multinode_run", str(data), str(tmp_path / "r.parquet"), str(nodes)],
+        env=env, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[3],
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert len(list(nodes.iterdir())) == 2  # both nodes ran shards
@@ -117,9 +117,9 @@ def test_ctrl_c_stops_cleanly(generated: Path, tmp_path: Path) -> None:
     """SIGINT mid-run: exit 130 promptly, no output written, the cluster the command started is gone."""
     config = tmp_path / "slow.toml"
     config.write_text('[[policies]]\nname = "slow"\nkind = "python"\n'
-                      'object = "tests.simulator.crashing_policy:Slow"\nparams = { seconds = 120 }\n')
+                      'object = "tests.simulator.engine.crashing_policy:Slow"\nparams = { seconds = 120 }\n')
     before = _raylets()
-    root = Path(__file__).parents[2]
+    root = Path(__file__).parents[3]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(root)}
     process = subprocess.Popen(
         [str(BIN / "policysim"), "run", str(config), "--data", str(generated / "transactions"),
