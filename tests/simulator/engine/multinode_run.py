@@ -1,6 +1,6 @@
 """Run a config on a simulated two-node Ray cluster (`ray.cluster_utils.Cluster`); used by a test.
 
-    python -m tests.simulator.multinode_run DATA OUT NODES_DIR
+    python -m tests.simulator.engine.multinode_run DATA OUT NODES_DIR
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ def main(data: Path, out: Path, nodes: Path) -> None:
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     try:
-        base = load_config(Path(__file__).parents[2] / "configs" / "thresholds.toml")
+        base = load_config(Path(__file__).parents[3] / "configs" / "thresholds.toml")
         table = base.model_dump(mode="python")
         table["policies"] = [p.model_dump() for p in base.policies] + [{
-            "name": "where", "kind": "python", "object": "tests.simulator.crashing_policy:RecordNode",
+            "name": "where", "kind": "python", "object": "tests.simulator.engine.crashing_policy:RecordNode",
             "params": {"directory": str(nodes)},
         }]
         result = run(parse_config(table), data, execution=Execution(engine="ray", shard_rows=2_500))

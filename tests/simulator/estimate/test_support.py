@@ -9,8 +9,8 @@ import pytest
 
 from simulator.config import parse_config
 from simulator.workflows.run import run
-from tests.simulator.test_estimators_known import CONFIG, ROWS
 from tests.conftest import LOCAL
+from tests.simulator.estimate.test_estimators_known import CONFIG, ROWS
 
 BLOCK_ALL = {"name": "block_all", "kind": "threshold", "score": "fraud_score", "block_above": 0.0}
 

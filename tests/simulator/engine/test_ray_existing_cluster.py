@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -21,7 +22,7 @@ from simulator.workflows.run import run
 from tests.conftest import LOCAL
 
 BIN = Path(sys.executable).parent
-CONFIG = Path(__file__).parents[2] / "configs" / "thresholds.toml"
+CONFIG = Path(__file__).parents[3] / "configs" / "thresholds.toml"
 
 
 def _free_port() -> int:
@@ -97,8 +98,8 @@ def test_tasks_spread_over_a_two_node_cluster(generated: Path, tmp_path: Path) -
         pl.read_parquet(file).write_parquet(data / f"part-{i}.parquet", row_group_size=2_500)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     completed = subprocess.run(
-        [sys.executable, "-m", "tests.simulator.multinode_run", str(data), str(tmp_path / "r.parquet"), str(nodes)],
-        env=env, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[2],
+        [sys.executable, "-m", "tests.simulator.engine.multinode_run", str(data), str(tmp_path / "r.parquet"), str(nodes)],
+        env=env, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[3],
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert len(list(nodes.iterdir())) == 2  # both nodes ran shards
@@ -109,36 +110,70 @@ def test_tasks_spread_over_a_two_node_cluster(generated: Path, tmp_path: Path) -
                                    rtol=1e-9, equal_nan=True, err_msg=column)
 
 
-def _raylets() -> int:
-    listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return sum("raylet" in line and "grep" not in line for line in listing.splitlines())
+def _our_processes(session: int, seen: dict[tuple[int, int], str]) -> dict[tuple[int, int], str]:
+    """Live processes of the session we started, or descended from its leader, as {(pid, start time): name}.
+
+    Only processes this test started count: the session (`start_new_session=True` makes the leader's pid
+    the session id, and Ray does not leave it), plus descendants of any process already recorded in
+    `seen`, so a child that left the session is still followed. A Ray cluster that something else on the
+    machine runs is never looked at. Read from /proc (Linux), no dependency.
+    """
+    table: dict[int, tuple[int, int, int, str, str]] = {}  # pid -> (ppid, session, start, state, name)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        # fields after the name: state ppid pgrp session ... starttime is the 20th (proc(5))
+        table[int(entry.name)] = (int(rest[1]), int(rest[3]), int(rest[19]), rest[0], name)
+    ours = {pid for pid, (_, sid, start, _, _) in table.items() if sid == session or (pid, start) in seen}
+    changed = True
+    while changed:  # close under "child of"
+        grown = ours | {pid for pid, (ppid, *_) in table.items() if ppid in ours}
+        changed, ours = grown != ours, grown
+    return {(pid, table[pid][2]): table[pid][4] for pid in ours if pid in table and table[pid][3] != "Z"}
 
 
 def test_ctrl_c_stops_cleanly(generated: Path, tmp_path: Path) -> None:
-    """SIGINT mid-run: exit 130 promptly, no output written, the cluster the command started is gone."""
+    """SIGINT mid-run: exit 130 promptly, no output written, the cluster the command started is gone.
+
+    The command runs in a session of its own; only that session's processes (and their descendants)
+    are checked, so another Ray cluster on the machine does not matter.
+    """
     config = tmp_path / "slow.toml"
     config.write_text('[[policies]]\nname = "slow"\nkind = "python"\n'
-                      'object = "tests.simulator.crashing_policy:Slow"\nparams = { seconds = 120 }\n')
-    before = _raylets()
-    root = Path(__file__).parents[2]
+                      'object = "tests.simulator.engine.crashing_policy:Slow"\nparams = { seconds = 120 }\n')
+    root = Path(__file__).parents[3]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(root)}
     process = subprocess.Popen(
         [str(BIN / "policysim"), "run", str(config), "--data", str(generated / "transactions"),
          "--out", str(tmp_path / "out"), "--num-cpus", "1"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=root,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=root, start_new_session=True,
     )
-    deadline = time.monotonic() + 120
-    while _raylets() <= before and time.monotonic() < deadline:  # wait for its cluster, then for tasks to start
-        assert process.poll() is None, process.communicate()[0][-2000:]
-        time.sleep(0.5)
-    time.sleep(5)
-    process.send_signal(signal.SIGINT)
-    began = time.monotonic()
-    output, _ = process.communicate(timeout=60)
-    assert process.returncode == 130, output[-2000:]
-    assert time.monotonic() - began < 30
-    assert not (tmp_path / "out").exists()
-    deadline = time.monotonic() + 30
-    while _raylets() > before and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert _raylets() == before
+    seen: dict[tuple[int, int], str] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while "raylet" not in seen.values() and time.monotonic() < deadline:  # wait for its cluster
+            assert process.poll() is None, process.communicate()[0][-2000:]
+            seen |= _our_processes(process.pid, seen)
+            time.sleep(0.5)
+        assert "raylet" in seen.values(), sorted(set(seen.values()))
+        for _ in range(10):  # then for tasks to start, still recording what the command starts
+            seen |= _our_processes(process.pid, seen)
+            time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        began = time.monotonic()
+        output, _ = process.communicate(timeout=60)
+        assert process.returncode == 130, output[-2000:]
+        assert time.monotonic() - began < 30
+        assert not (tmp_path / "out").exists()
+        deadline = time.monotonic() + 30
+        while (left := _our_processes(process.pid, seen)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not left, left  # every process the command started (raylet, GCS, workers) is gone
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # on failure, leave nothing of ours running
+            os.killpg(process.pid, signal.SIGKILL)

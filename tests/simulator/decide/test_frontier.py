@@ -12,7 +12,7 @@ import pytest
 from simulator.errors import UnknownName
 from simulator.decide.frontier import FRONTIER_SCHEMA, frontiers, pareto_frontier
 from simulator.report.frontier_plots import frontier_figure, frontier_html, html_segments, write_frontier_png
-from tests.simulator.sweep_tables import make_sweep
+from tests.simulator.decide.sweep_tables import make_sweep
 
 # Seven grid points in ALL, (fraud_rate_bps, net_value):
 #   p0 (10, 100)  efficient

@@ -61,7 +61,7 @@ def test_ray_matches_local_for_any_shard_size(ray_cluster, dataset: Path, local_
 
 def test_a_dying_worker_is_retried_without_losing_or_double_counting(ray_cluster, dataset: Path, tmp_path: Path) -> None:
     marker = tmp_path / "crash-once"
-    policy = {"name": "crashy", "kind": "python", "object": "tests.simulator.crashing_policy:CrashOnce",
+    policy = {"name": "crashy", "kind": "python", "object": "tests.simulator.engine.crashing_policy:CrashOnce",
               "params": {"marker": str(marker)}}
     config = parse_config(CONFIG | {"policies": [*CONFIG["policies"], policy]})
     clean = run(config, dataset, execution=LOCAL).results

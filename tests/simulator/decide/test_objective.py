@@ -13,7 +13,7 @@ from simulator.errors import InvalidConfig, UnknownName
 from simulator.config_tables import Constraint, Objective, objective_from_table, parse_objective
 from simulator.decide.objective import choice_frequency, choose
 from simulator.report.numbers import number
-from tests.simulator.sweep_tables import make_sweep
+from tests.simulator.decide.sweep_tables import make_sweep
 
 # Seven grid points. fraud_rate_bps in ALL and in two segments, net_value in ALL:
 #            p0     p1    p2     p3    p4    p5     p6

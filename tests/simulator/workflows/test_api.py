@@ -33,7 +33,7 @@ def test_functions_keep_their_names_whatever_the_import_order() -> None:
         "assert all(inspect.isfunction(f) for f in (sweep, review, generate, simulator.sweep)), (sweep, review)\n"
         "from simulator.workflows.sweep import SweepResult\n"
     )
-    subprocess.run([sys.executable, "-c", "import inspect\n" + code], check=True, cwd=Path(__file__).parents[2])
+    subprocess.run([sys.executable, "-c", "import inspect\n" + code], check=True, cwd=Path(__file__).parents[3])
 
 
 def test_importing_the_package_loads_no_plotting_library_nor_ray() -> None:
@@ -42,7 +42,7 @@ def test_importing_the_package_loads_no_plotting_library_nor_ray() -> None:
         "loaded = [m for m in ('matplotlib', 'plotly', 'ray') if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[3])
 
 
 def test_every_public_function_has_a_docstring_example() -> None:
