@@ -89,7 +89,7 @@ def _estimation(name: str, population: str | None = None, **extra: Any) -> dict[
     return table | ({"population": population} if population else {})
 
 
-def test_every_registered_estimator_declares_itself() -> None:
+def test_the_spec_estimators_are_registered_with_their_capabilities() -> None:
     names = registered_estimators()
     assert {"ipw", "snipw", "dr"} <= set(names)  # SPEC §5
     assert [n for n in names if estimator_kind(n).outcome_model] == ["dr"]
