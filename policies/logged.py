@@ -47,27 +47,35 @@ class LoggedPolicy:
 
     def probabilities(self, batch: pl.DataFrame) -> np.ndarray:
         """The logging policy's distribution, `(n, n_actions)`, from the data."""
-        names = [logging_prob_column(action) for action in self.actions]
-        missing = [name for name in names if name not in batch.columns]
-        if missing:
-            raise PolicysimError(
-                f"{self.where}: the logged policy's full distribution needs the columns "
-                f"{', '.join(names)}; the data lacks {', '.join(missing)}. Its weights are 1 "
-                "without them, but support diagnostics and mixtures need the distribution"
-            )
-        probs = batch.select(pl.col(names).cast(pl.Float64)).to_numpy()
-        bad = ~np.isfinite(probs)
-        if bad.any():
-            columns = ", ".join(name for name, column_bad in zip(names, bad.any(axis=0), strict=True) if column_bad)
-            raise PolicysimError(
-                f"{self.where}: {int(bad.any(axis=1).sum())} rows with a null or NaN in {columns}, "
-                f"e.g. row {int(np.argmax(bad.any(axis=1)))}"
-            )
-        return probs
+        return logging_distribution(batch, self.actions, self.where, "the logged policy's full distribution",
+                                    why=". Its weights are 1 without them, but support diagnostics and mixtures "
+                                        "need the distribution")
 
     def coded(self, batch: pl.DataFrame) -> Coded | None:
         """None: the logged distribution is data, not one of finitely many values."""
         return None
+
+
+def logging_distribution(batch: pl.DataFrame, actions: Actions, where: str, what: str, why: str = "") -> np.ndarray:
+    """The `logging_prob_<action>` columns as an `(n, n_actions)` array; missing columns or nulls raise.
+
+    `what` names what needs them and `why` ends the message (e.g. what to do without them).
+    """
+    names = [logging_prob_column(action) for action in actions]
+    missing = [name for name in names if name not in batch.columns]
+    if missing:
+        raise PolicysimError(
+            f"{where}: {what} needs the columns {', '.join(names)}; the data lacks {', '.join(missing)}{why}"
+        )
+    probs = batch.select(pl.col(names).cast(pl.Float64)).to_numpy()
+    bad = ~np.isfinite(probs)
+    if bad.any():
+        columns = ", ".join(name for name, column_bad in zip(names, bad.any(axis=0), strict=True) if column_bad)
+        raise PolicysimError(
+            f"{where}: {int(bad.any(axis=1).sum())} rows with a null or NaN in {columns}, "
+            f"e.g. row {int(np.argmax(bad.any(axis=1)))}"
+        )
+    return probs
 
 
 @register_policy("logged", params=LoggedParams)

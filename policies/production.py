@@ -28,8 +28,9 @@ import numpy as np
 import polars as pl
 
 from policies.base import Actions, Coded, one_hot
+from policies.logged import logging_distribution
 from policies.registry import PolicyContext, PolicyParams, register_policy
-from simulator.errors import InvalidConfig, PolicysimError
+from simulator.errors import InvalidConfig
 from simulator.schema import logging_prob_column
 
 PRODUCTION = "production"
@@ -54,17 +55,8 @@ class ProductionPolicy:
 
     def coded(self, batch: pl.DataFrame) -> Coded:
         """Code = the index of the logging policy's most likely action (first on ties)."""
-        names = [logging_prob_column(action) for action in self.actions]
-        missing = [name for name in names if name not in batch.columns]
-        if missing:
-            raise PolicysimError(f"{self.where}: production needs the columns {', '.join(names)}; "
-                                 f"the data lacks {', '.join(missing)}")
-        probs = batch.select(pl.col(names).cast(pl.Float64)).to_numpy()
-        if batch.height and not np.isfinite(probs).all():
-            bad = ~np.isfinite(probs).all(axis=1)
-            raise PolicysimError(f"{self.where}: {int(bad.sum())} rows with a null or NaN logging probability, "
-                                 f"e.g. row {int(np.argmax(bad))}")
-        return one_hot(np.argmax(probs, axis=1) if batch.height else np.zeros(0, dtype=np.int64), len(self.actions))
+        probs = logging_distribution(batch, self.actions, self.where, "production")
+        return one_hot(np.argmax(probs, axis=1), len(self.actions))
 
     def probabilities(self, batch: pl.DataFrame) -> np.ndarray:
         return self.coded(batch).probabilities()

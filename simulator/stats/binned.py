@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
+from segments.labels import ALL
 from segments.codes import SegmentCodes
 from simulator.stats.cells import Grouping
 from simulator.plan.compiled import Binned, Plan
@@ -77,7 +78,7 @@ class BinnedAccumulator:
         actions = len(plan.actions)
         self.width = len(table) * actions
         within = cell_bin.astype(np.int64) * actions + cell_action
-        self.labels: list[tuple[str, ...]] = [("ALL",)]
+        self.labels: list[tuple[str, ...]] = [(ALL,)]
         targets = [within]
         for seg in segs:
             code = seg.codes[grouping.first]

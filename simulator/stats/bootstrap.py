@@ -28,6 +28,7 @@ import polars as pl
 from scipy import sparse
 from scipy import stats as sps
 
+from segments.labels import ALL
 from segments.codes import SegmentCodes
 from simulator.stats.cells import Grouping
 from simulator.stats.binned import BinnedReplicates
@@ -182,7 +183,7 @@ def _cell_totals(
 
 def _by_segment(per_finest: np.ndarray, finest: Grouping, segs: Sequence[SegmentCodes], terms: tuple[Term, ...]) -> Replicates:
     flat = per_finest.reshape(finest.size, -1)
-    labels: list[tuple[str, ...]] = [("ALL",)]
+    labels: list[tuple[str, ...]] = [(ALL,)]
     values: list[np.ndarray] = [flat.sum(axis=0).reshape(1, *per_finest.shape[1:])]
     for seg in segs:
         code_of_finest = seg.codes[finest.first]

@@ -14,6 +14,7 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
+from segments.labels import ALL
 from segments.codes import segment_codes
 from simulator.config import RunConfig
 from simulator.plan.compiled import compile_plan
@@ -83,7 +84,7 @@ def true_totals(config: RunConfig, log: pl.DataFrame, truth: pl.DataFrame) -> pl
     actions = plan.actions
     by_action = {a: _values(counterfactual_log(log, truth, a, plan.as_of), config, plan.cutoff) for a in actions}
     allow = by_action[ALLOW]
-    segs = [("ALL", np.zeros(log.height, dtype=np.int64), ("ALL",))]
+    segs = [(ALL, np.zeros(log.height, dtype=np.int64), (ALL,))]
     for index, seg in enumerate(segment_codes(log, plan.segments)):
         segs.append(("|".join(plan.segments.segmentations[index]), seg.codes, seg.labels))
     rows = []
