@@ -31,9 +31,7 @@ from policies.base import Actions, Coded, one_hot
 from policies.logged import logging_distribution
 from policies.registry import PolicyContext, PolicyParams, register_policy
 from simulator.errors import InvalidConfig
-from simulator.schema import logging_prob_column
-
-PRODUCTION = "production"
+from simulator.schema import PRODUCTION, logging_prob_column
 
 
 class ProductionParams(PolicyParams):

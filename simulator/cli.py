@@ -1,8 +1,9 @@
 """`policysim` command line: thin commands that resolve input, call one library
 function and render the result. The only module (with notebooks) that prints.
 
-Exit codes: 0 ok; 1 a review guardrail failed (or, with --strict, is
-inconclusive); 2 bad input, config or usage (a message, no traceback);
+Exit codes: 0 ok; 1 a review guardrail failed; 3 a review the data cannot
+decide (--allow-inconclusive turns it into 0); 2 bad input, config or usage
+(a message, no traceback);
 70 an internal error, i.e. a bug in policysim (EX_SOFTWARE: the traceback is
 printed on stderr; please report it).
 """
@@ -30,8 +31,8 @@ from simulator.config_tables import parse_objective
 from simulator.engine.execution import Execution
 from simulator.engine.ray_engine import cluster
 from simulator.errors import PolicysimError
-from simulator.report.tables import overall_table, top_points_table
-from simulator.workflows.run import resolve_data, run, write_run_outputs
+from simulator.report.tables import exploration_cost, overall_table, top_points_table
+from simulator.workflows.run import RunResult, resolve_data, run, write_run_outputs
 from simulator.decide.recommend import choice_spread
 from simulator.workflows.sweep import SweepResult, sweep
 from simulator.report.sweep import write_sweep_outputs
@@ -236,9 +237,19 @@ def run_command(
             result = run(cfg, path, execution=execution)
         write_run_outputs(result, cfg, path, str(config), out)
     if not quiet:
-        stdout().print(overall_table(result.results, cfg.baseline.policy))
+        _print_run(result)
         console.print(f"wrote {out / 'results.parquet'} and {out / 'summary.json'} "
                       f"({result.results.height:,} rows, {result.timings['total_s']:.1f} s on {result.engine})")
+
+
+def _print_run(result: RunResult) -> None:
+    """The overall table, what the exploration cost, and the plan's warnings (e.g. about the baseline)."""
+    stdout().print(overall_table(result.results, result.plan.baseline))
+    cost = exploration_cost(result.results, result.plan.baseline)
+    if cost is not None:
+        stdout().print(cost, highlight=False)
+    for warning in result.plan.warnings:
+        console.print(Text.assemble(("warning: ", "bold yellow"), warning), highlight=False, soft_wrap=True)
 
 
 ObjectiveOpt = Annotated[
@@ -307,10 +318,11 @@ def review_command(
     address: AddressOpt = None,
     num_cpus: CpusOpt = None,
     seed: SeedOpt = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 also when a guardrail check is inconclusive.")] = False,
+    allow_inconclusive: Annotated[bool, typer.Option(
+        "--allow-inconclusive", help="Exit 0 instead of 3 when the data cannot decide a guardrail.")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Pre-launch review of [review] candidate against the baseline: exit 1 when a guardrail fails."""
+    """Pre-launch review of [review] candidate against the baseline: exit 0 pass, 1 fail, 3 undecided."""
     from simulator.report.tables import guardrail_table
     from simulator.workflows.review import review
     from simulator.report.review import write_review
@@ -319,13 +331,16 @@ def review_command(
         cfg = _config(config, seed)
         with _shard_progress(quiet, _execution(engine, address, num_cpus)) as execution:
             result = review(cfg, data, execution=execution, config_source=str(config))
-        files = write_review(result, out, strict=strict)
+        files = write_review(result, out, allow_inconclusive=allow_inconclusive)
     if not quiet:
         stdout().print(guardrail_table(result.guardrails))
-    code = result.exit_code(strict=strict)
-    if not quiet or code:
-        console.print(f"review of '{result.candidate}': [bold]{result.verdict.upper()}[/] "
-                      f"({', '.join(f'{n} {o}' for o, n in result.counts().items())}); report: {files.html}")
+        for warning in result.run.plan.warnings:
+            console.print(Text.assemble(("warning: ", "bold yellow"), warning), highlight=False, soft_wrap=True)
+    code = result.exit_code(allow_inconclusive=allow_inconclusive)
+    # the verdict is the command's answer: stdout, even with --quiet
+    stdout().print(f"review of '{result.candidate}' against '{result.baseline}': [bold]{result.verdict.upper()}[/] "
+                   f"(exit {code}; {', '.join(f'{n} {o}' for o, n in result.counts().items())}); report: {files.html}",
+                   highlight=False)
     raise typer.Exit(code)
 
 
@@ -357,7 +372,7 @@ def demo_command(
             with _shard_progress(quiet, demo) as execution:
                 result = run(cfg, data / "transactions", execution=execution)
             write_run_outputs(result, cfg, data / "transactions", str(path), out / path.stem)
-            stdout().print(overall_table(result.results, cfg.baseline.policy))
+            _print_run(result)
             console.print(f"{path}: wrote {out / path.stem} in {result.timings['total_s']:.1f} s")
         swept = load_config(configs / "sweep.toml")  # a threshold sweep with its frontier and a recommendation
         with _shard_progress(quiet, demo) as execution:

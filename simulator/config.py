@@ -24,7 +24,7 @@ from segments.spec import SegmentSpec
 from simulator.config_tables import ReviewConfig, SweepConfig
 from simulator.errors import InvalidConfig, TablePath, UnknownName, invalid_config
 from simulator.estimate.estimators import known_estimators
-from simulator.schema import DEFAULT_ACTIONS, REQUIRED_COLUMNS, Schema
+from simulator.schema import DEFAULT_ACTIONS, LOGGED, PRODUCTION, REQUIRED_COLUMNS, Schema
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -103,11 +103,17 @@ class Estimation(BaseModel):
 
 
 class Baseline(BaseModel):
-    """The policy every candidate is compared with, row by row."""
+    """The policy every candidate is compared with, row by row.
+
+    Unset, it is `production` (the logging policy without its exploration: what the business
+    runs) whenever the data identifies it, and `logged` otherwise, with a warning in every
+    output that deltas then include the exploration. `"logged"`, `"production"` or the name
+    of a `[[policies]]` table chooses it explicitly.
+    """
 
     model_config = _FROZEN
 
-    policy: str = "logged"
+    policy: str | None = None
 
 
 class PolicyTable(BaseModel):
@@ -143,11 +149,12 @@ class RunConfig(BaseModel):
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ValueError(f"policy names must be unique, repeated: {duplicated}")
-        if "logged" in names:
-            raise ValueError("'logged' names the logging policy; choose another policy name")
-        if self.baseline.policy != "logged" and self.baseline.policy not in names:
+        reserved = [n for n in names if n in (LOGGED, PRODUCTION)]
+        if reserved:
+            raise ValueError(f"{reserved[0]!r} names the logging policy's own baseline; choose another policy name")
+        if self.baseline.policy not in (None, LOGGED, PRODUCTION, *names):
             raise ValueError(
-                f"baseline.policy {self.baseline.policy!r} is neither 'logged' nor a policy name {names}"
+                f"baseline.policy {self.baseline.policy!r} is neither 'production', 'logged' nor a policy name {names}"
             )
         return self
 

@@ -40,6 +40,7 @@ ALLOW = "allow"
 SCORE_SUFFIX = "_score"
 
 LOGGED = "logged"  # the logging policy: its name in plans and results, and its policy kind
+PRODUCTION = "production"  # the logging policy without its exploration (policies.production)
 
 
 def logging_prob_column(action: str) -> str:

@@ -12,13 +12,21 @@ checked on the candidate's paired deltas against the baseline:
 - `pass` when the delta's interval lies entirely in the allowed region;
 - `fail` when the interval lies entirely on the wrong side of the limit; in a
   segment other than ALL, the one-sided test of "the delta is within the
-  limit" must also reject after Benjamini–Hochberg over every tested segment
-  check of the review at FDR = 1 − confidence (p-values from delta and
-  delta_se, normal). Segment ALL is each guardrail's one pre-specified check:
-  its interval is its test, and it is kept out of the family so that a clear
-  overall breach is not diluted by a hundred noisy segments;
+  limit" must also reject after Holm's step-down correction over every tested
+  segment check of the review at α = 1 − confidence (p-values from delta and
+  delta_se, normal). Holm bounds the chance of *any* false segment failure by
+  α under any dependence between the checks, guardrails of opposite
+  directions on one metric included (where Benjamini–Hochberg's assumptions
+  fail). Segment ALL is each guardrail's one pre-specified check: its interval
+  is its test, and it is kept out of the family so that a clear overall breach
+  is not diluted by a hundred noisy segments;
 - `inconclusive` otherwise (the interval straddles the limit, or a segment's
   breach does not survive the multiple-testing correction).
+
+The burden of proof is on the candidate: a guardrail passes only when every
+checked interval lies inside the allowed region (an intersection-union test:
+each check at its own level keeps the whole at that level, no correction
+needed), and a guardrail whose ALL row is flagged or thin cannot pass.
 
 docs/review.md states the rule and why.
 """
@@ -37,7 +45,7 @@ FAIL = "fail"
 INCONCLUSIVE = "inconclusive"
 INSUFFICIENT = "insufficient_data"
 OUTCOMES: tuple[str, ...] = (FAIL, INCONCLUSIVE, INSUFFICIENT, PASS)  # worst first
-BH_METHOD = "Benjamini–Hochberg"
+MULTIPLE_TESTING = "Holm"
 
 GUARDRAIL_SCHEMA: dict[str, type[pl.DataType]] = {
     "guardrail": pl.Int32,  # index in [[review.guardrails]]
@@ -59,7 +67,7 @@ GUARDRAIL_SCHEMA: dict[str, type[pl.DataType]] = {
     "delta_ci_low": pl.Float64,
     "delta_ci_high": pl.Float64,
     "p_value": pl.Float64,  # one-sided, H0: the delta is within the limit
-    "p_adjusted": pl.Float64,  # Benjamini–Hochberg over the tested segment checks; ALL: p_value as it is
+    "p_adjusted": pl.Float64,  # Holm over the tested segment checks; ALL: p_value as it is
     "outcome": pl.String,
     "reason": pl.String,
 }
@@ -82,7 +90,7 @@ def evaluate_guardrails(results: pl.DataFrame, guardrails: tuple[Guardrail, ...]
 
     `results` needs the RESULT_SCHEMA columns segmentation, segment, metric,
     estimate, baseline, delta, delta_se, delta_ci_low, delta_ci_high, rows, ess
-    and flag. Benjamini–Hochberg runs once over the tested segment checks of all
+    and flag. Holm's correction runs once over the tested segment checks of all
     guardrails together, so the chance that some segment fails a candidate that
     breaks no guardrail stays at most 1 − confidence however many are checked.
     """
@@ -95,16 +103,24 @@ def evaluate_guardrails(results: pl.DataFrame, guardrails: tuple[Guardrail, ...]
     p_values = checks["p_value"].fill_null(np.nan).to_numpy()
     adjusted = np.where(tested & overall, p_values, np.nan)  # ALL: not in the family, its interval is its test
     family = tested & ~overall
-    adjusted[family] = bh_adjust(p_values[family])
+    adjusted[family] = holm_adjust(p_values[family])
     checks = checks.with_columns(pl.Series("p_adjusted", adjusted, dtype=pl.Float64).fill_nan(None))
-    return _outcomes(checks, fdr=1.0 - confidence).select(list(GUARDRAIL_SCHEMA)).cast(GUARDRAIL_SCHEMA)  # type: ignore[arg-type]
+    return _outcomes(checks, alpha=1.0 - confidence).select(list(GUARDRAIL_SCHEMA)).cast(GUARDRAIL_SCHEMA)  # type: ignore[arg-type]
 
 
-def bh_adjust(p_values: np.ndarray) -> np.ndarray:
-    """Benjamini–Hochberg adjusted p-values (step-up; a test rejects at FDR q when its adjusted p ≤ q)."""
-    if p_values.size == 0:
-        return p_values.astype(np.float64)
-    return np.asarray(scipy_stats.false_discovery_control(p_values, method="bh"), dtype=np.float64)
+def holm_adjust(p_values: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values: a test rejects at family-wise level α when its adjusted p ≤ α.
+
+    Sorted ascending, p_(i) becomes max over j ≤ i of min(1, (m − j + 1)·p_(j)).
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.size == 0:
+        return p
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum(1.0, (p.size - np.arange(p.size)) * p[order])
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.maximum.accumulate(scaled)
+    return adjusted
 
 
 def one_sided_p(delta: np.ndarray, delta_se: np.ndarray, limit: np.ndarray, *, upper: bool) -> np.ndarray:
@@ -159,9 +175,9 @@ def _insufficient(guardrail: Guardrail) -> list[pl.Expr]:
     return [reason.alias("reason"), (reason != "").alias("insufficient")]
 
 
-def _outcomes(checks: pl.DataFrame, *, fdr: float) -> pl.DataFrame:
+def _outcomes(checks: pl.DataFrame, *, alpha: float) -> pl.DataFrame:
     """The outcome of each row (see the module docstring) and the reason a reader sees."""
-    rejected = (pl.col("segment") == ALL) | (pl.col("p_adjusted") <= fdr)
+    rejected = (pl.col("segment") == ALL) | (pl.col("p_adjusted") <= alpha)
     outcome = (
         pl.when(pl.col("insufficient")).then(pl.lit(INSUFFICIENT))
         .when(pl.col("within")).then(pl.lit(PASS))
@@ -172,8 +188,8 @@ def _outcomes(checks: pl.DataFrame, *, fdr: float) -> pl.DataFrame:
         pl.when(pl.col("insufficient")).then(pl.col("reason"))
         .when(pl.col("within")).then(pl.lit("interval within the limit"))
         .when(pl.col("wrong_side") & (pl.col("segment") == ALL)).then(pl.lit("interval beyond the limit"))
-        .when(pl.col("wrong_side") & rejected).then(pl.lit("interval beyond the limit; BH rejects"))
-        .when(pl.col("wrong_side")).then(pl.lit("interval beyond the limit, but not significant after BH"))
+        .when(pl.col("wrong_side") & rejected).then(pl.lit("interval beyond the limit; Holm rejects"))
+        .when(pl.col("wrong_side")).then(pl.lit("interval beyond the limit, but not significant after Holm"))
         .otherwise(pl.lit("interval straddles the limit"))
     )
     return checks.with_columns(outcome.alias("outcome"), reason.alias("reason"))

@@ -31,6 +31,7 @@ from simulator.schema import (
     DISPUTED_AT,
     FRAUD_DISPUTE,
     LOGGED,
+    PRODUCTION,
     PROPENSITY,
     TRANSACTION_ID,
     logging_prob_column,
@@ -79,8 +80,8 @@ class Plan:
     """What to compute, for every shard alike."""
 
     actions: tuple[str, ...]
-    policies: tuple[PlannedPolicy, ...]  # the logging policy first, then the config's order
-    baseline: str
+    policies: tuple[PlannedPolicy, ...]  # the logging policy first, production when it is the baseline, then the config's
+    baseline: str  # resolved: a policy of `policies`
     segments: SegmentPlan
     value_model: ValueModel
     as_of: datetime
@@ -92,6 +93,7 @@ class Plan:
     finite: bool  # design-based (finite-population) uncertainty, see simulator.estimate.estimators
     direct: DirectMethod | None  # the DR outcome model, fitted on the whole dataset
     columns: frozenset[str]  # canonical columns a shard reads
+    warnings: tuple[str, ...] = ()  # what every output must say about this plan (e.g. which baseline and why)
     # Coded policies that only refine the cells: shards key their sums by these codes too and compute
     # the sums their terms need, but no result is reported for them; whoever added one reads its
     # totals (a threshold grid: `simulator.plan.grid`).
@@ -148,6 +150,24 @@ def _direct_method(config: RunConfig, data: pl.LazyFrame, names: set[str], cutof
     return fit_direct_method(data, estimation.dr_scores, bins, config.data.actions, config.value_model, cutoff)
 
 
+NO_PRODUCTION = (
+    "baseline: the data has no logging_prob_<action> columns, so production (the logging policy without its "
+    "exploration) cannot be identified; deltas are against 'logged', the logging policy with its exploration, "
+    "so they include the effect of switching the exploration off"
+)
+
+
+def resolve_baseline(chosen: str | None, logging_probs: bool) -> tuple[str, tuple[str, ...]]:
+    """The baseline a run compares with, and the warnings every output carries about it.
+
+    Unset, it is production whenever the data identifies it (the logging probabilities of
+    every action), else the logging policy itself, with a warning.
+    """
+    if chosen is not None:
+        return chosen, ()
+    return (PRODUCTION, ()) if logging_probs else (LOGGED, (NO_PRODUCTION,))
+
+
 def compile_plan(config: RunConfig, data: pl.LazyFrame, *, as_of: datetime | None = None) -> Plan:
     """Build every policy, plan segments and fix the data-dependent settings.
 
@@ -158,11 +178,14 @@ def compile_plan(config: RunConfig, data: pl.LazyFrame, *, as_of: datetime | Non
     actions = config.data.actions
     context = PolicyContext(actions=actions, columns=frozenset(names))
     empty = data.head(0).collect()
+    logging_probs = all(logging_prob_column(a) in names for a in actions)
+    baseline, warnings = resolve_baseline(config.baseline.policy, logging_probs)
     planned = [_planned(LOGGED, build_policy({"kind": LOGGED}, context, where="baseline"), empty)]
+    if baseline == PRODUCTION:
+        planned.append(_planned(PRODUCTION, build_policy({"kind": PRODUCTION}, context, where="baseline.policy"), empty))
     for index, table in enumerate(config.policies):
         policy = build_policy(table.params(), context, where=f"policies[{index}]")
         planned.append(_planned(table.name, policy, empty))
-    logging_probs = all(logging_prob_column(a) in names for a in actions)
     segment_plan = plan_segments(config.segments, data)
     as_of = config.data.as_of or as_of or data_as_of(data, names)
     if as_of.tzinfo is None:
@@ -181,7 +204,8 @@ def compile_plan(config: RunConfig, data: pl.LazyFrame, *, as_of: datetime | Non
     return Plan(
         actions=actions,
         policies=tuple(planned),
-        baseline=config.baseline.policy,
+        baseline=baseline,
+        warnings=warnings,
         segments=segment_plan,
         value_model=config.value_model,
         as_of=as_of,

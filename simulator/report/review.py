@@ -22,7 +22,7 @@ from simulator.report.plots import calibration_plot, figure_png, forest_plot
 from simulator.report.tables import KEY_METRICS
 from simulator.report.numbers import format_interval, format_relative, format_value
 from simulator.report.review_page import Image, Report, Section, Table, render_html, render_markdown
-from simulator.decide.guardrails import BH_METHOD, FAIL, INCONCLUSIVE, INSUFFICIENT, OUTCOMES, PASS
+from simulator.decide.guardrails import FAIL, INCONCLUSIVE, INSUFFICIENT, MULTIPLE_TESTING, OUTCOMES, PASS
 from simulator.workflows.review import ReviewResult
 from segments.labels import ALL
 from simulator.model.value import METRIC_NAMES
@@ -45,21 +45,21 @@ class ReviewFiles:
     images: tuple[Path, ...]
 
 
-def build_report(result: ReviewResult, *, strict: bool = False) -> Report:
+def build_report(result: ReviewResult, *, allow_inconclusive: bool = False) -> Report:
     """Every section of the report, from a review result."""
     title = f"Pre-launch review: '{result.candidate}' against '{result.baseline}'"
     sections = (
         _guardrail_section(result), _overall_section(result), _forest_section(result), _movers_section(result),
-        _support_section(result), _calibration_section(result), _method_section(result, strict),
+        _support_section(result), _calibration_section(result), _method_section(result, allow_inconclusive),
         _provenance_section(result),
     )
-    return Report(title=title, verdict=result.verdict, verdict_text=_verdict_text(result, strict),
+    return Report(title=title, verdict=result.verdict, verdict_text=_verdict_text(result, allow_inconclusive),
                   verdict_details=_verdict_details(result), sections=sections)
 
 
-def _verdict_text(result: ReviewResult, strict: bool) -> str:
-    code = result.exit_code(strict=strict)
-    return f"{VERDICT_TEXT[result.verdict]} — exit code {code}{' (--strict)' if strict else ''}"
+def _verdict_text(result: ReviewResult, allow_inconclusive: bool) -> str:
+    code = result.exit_code(allow_inconclusive=allow_inconclusive)
+    return f"{VERDICT_TEXT[result.verdict]} — exit code {code}{' (--allow-inconclusive)' if allow_inconclusive else ''}"
 
 
 def _verdict_details(result: ReviewResult) -> tuple[str, ...]:
@@ -77,7 +77,7 @@ def _verdict_details(result: ReviewResult) -> tuple[str, ...]:
         lines.append(f"{counts[INCONCLUSIVE]} checks are inconclusive: the data cannot tell whether the limit holds")
     if counts[INSUFFICIENT]:
         lines.append(f"{counts[INSUFFICIENT]} checks have insufficient data (flagged, too few rows or too low ESS)")
-    lines.append(f"multiple testing: {BH_METHOD} at FDR {result.fdr:g} over the {_family_size(result)} tested "
+    lines.append(f"multiple testing: {MULTIPLE_TESTING} at α {result.alpha:g} over the {_family_size(result)} tested "
                  "segment checks; each guardrail's overall (ALL) check is judged by its interval")
     return tuple(lines)
 
@@ -107,16 +107,17 @@ def _guardrail_section(result: ReviewResult) -> Section:
          format_value(r["metric"], r["limit"], delta=True), _p(r["p_value"]), _p(r["p_adjusted"]),
          LABEL[r["outcome"]], r["reason"])
         for r in attention.head(ATTENTION_ROWS).iter_rows(named=True))
-    detail = Table(("guardrail", "segment", "delta", "delta interval", "limit", "p (one-sided)", "BH-adjusted p",
+    detail = Table(("guardrail", "segment", "delta", "delta interval", "limit", "p (one-sided)", "Holm-adjusted p",
                     "outcome", "why"), rows, tuple(attention["outcome"].head(ATTENTION_ROWS).to_list()),
                    caption="Checks that need attention (fail, inconclusive, or overall without data)",
                    numeric=(False, False, True, True, True, True, True, False, False))
     notes = (f"{attention.height - ATTENTION_ROWS} more rows in guardrails.parquet." if attention.height > ATTENTION_ROWS
              else "Every guardrail × segment check, with its reason, is in guardrails.parquet and review.json.",)
     paragraphs = ("A check passes when the delta's interval lies within the limit and fails when the interval lies "
-                  f"entirely beyond it (in a segment other than ALL, the breach must also survive {BH_METHOD} at "
-                  f"FDR {result.fdr:g}); otherwise it is inconclusive. Flagged estimates and segments below "
-                  "min_rows / min_ess are insufficient data.",)
+                  f"entirely beyond it (in a segment other than ALL, the breach must also survive {MULTIPLE_TESTING}'s "
+                  f"correction at α {result.alpha:g}); otherwise it is inconclusive. Flagged estimates and segments "
+                  "below min_rows / min_ess are insufficient data; a guardrail whose overall (ALL) check has "
+                  "insufficient data cannot pass.",)
     tables = (summary, detail) if rows else (summary,)
     return Section("guardrails", "Guardrails", paragraphs=paragraphs, tables=tables, notes=notes)
 
@@ -232,20 +233,21 @@ def _calibration_section(result: ReviewResult) -> Section:
                    figures=(figure,))
 
 
-def _method_section(result: ReviewResult, strict: bool) -> Section:
+def _method_section(result: ReviewResult, allow_inconclusive: bool) -> Section:
     summary = result.summary
     lines = (
         f"Estimator {summary['estimator']}; intervals: {', '.join(sorted(set(result.results['interval'].to_list())))} "
         f"at {result.confidence:.0%}; paired deltas against the baseline '{result.baseline}'.",
-        f"Multiple testing: {BH_METHOD} over the {_family_size(result)} tested segment checks (all guardrails, "
-        f"segments other than ALL) at FDR {result.fdr:g} (= 1 − confidence), on one-sided normal p-values from "
-        "delta and delta_se. A segment check fails only when its interval lies entirely beyond the limit and its "
-        f"BH-adjusted p ≤ {result.fdr:g}; segment ALL, each guardrail's one pre-specified check, fails when its "
-        "interval lies entirely beyond the limit.",
-        "Exit codes: 0 no guardrail fails; 1 a guardrail fails" + (
-            ", or (--strict) a check is inconclusive or a guardrail has no data overall" if strict else
-            "; inconclusive and insufficient-data checks do not fail the gate (use --strict to fail on "
-            "inconclusive)") + "; 2 bad input or config.",
+        f"Multiple testing: {MULTIPLE_TESTING}'s step-down correction over the {_family_size(result)} tested segment "
+        f"checks (all guardrails, segments other than ALL) at α {result.alpha:g} (= 1 − confidence), on one-sided "
+        "normal p-values from delta and delta_se: the chance of any false segment failure stays below α whatever "
+        "the dependence between checks. A segment check fails only when its interval lies entirely beyond the "
+        f"limit and its Holm-adjusted p ≤ {result.alpha:g}; segment ALL, each guardrail's one pre-specified check, "
+        "fails when its interval lies entirely beyond the limit.",
+        "The burden of proof is on the candidate. Exit codes: 0 every guardrail passes; 1 a guardrail fails; "
+        "3 the data cannot decide (a check is inconclusive, or a guardrail has no data overall)"
+        + (", mapped to 0 by --allow-inconclusive" if allow_inconclusive else "; --allow-inconclusive maps 3 to 0")
+        + "; 2 bad input or config.",
     )
     return Section("method", "Method", paragraphs=lines)
 
@@ -267,12 +269,13 @@ def _provenance_section(result: ReviewResult) -> Section:
     return Section("provenance", "What this was run on", tables=(Table(("what", "value"), rows),), code=code)
 
 
-def review_json(result: ReviewResult, *, strict: bool = False) -> dict[str, Any]:
+def review_json(result: ReviewResult, *, allow_inconclusive: bool = False) -> dict[str, Any]:
     """The machine-readable review: verdict, exit code, method and every guardrail × segment outcome."""
     return {
         "candidate": result.candidate, "baseline": result.baseline, "verdict": result.verdict,
-        "exit_code": result.exit_code(strict=strict), "strict": strict, "counts": result.counts(),
-        "multiple_testing": {"method": BH_METHOD, "fdr": result.fdr, "family_size": _family_size(result),
+        "exit_code": result.exit_code(allow_inconclusive=allow_inconclusive), "allow_inconclusive": allow_inconclusive,
+        "counts": result.counts(),
+        "multiple_testing": {"method": MULTIPLE_TESTING, "alpha": result.alpha, "family_size": _family_size(result),
                              "family": "every tested guardrail × segment check except segment ALL"},
         "guardrails": [g.model_dump(mode="json", exclude_none=True) | {"name": g.name} for g in result.config.guardrails],
         "checks": result.guardrails.to_dicts(),
@@ -280,20 +283,20 @@ def review_json(result: ReviewResult, *, strict: bool = False) -> dict[str, Any]
     }
 
 
-def write_review(result: ReviewResult, out_dir: Path, *, strict: bool = False) -> ReviewFiles:
+def write_review(result: ReviewResult, out_dir: Path, *, allow_inconclusive: bool = False) -> ReviewFiles:
     """review.html, review.md with its PNGs, review.json, guardrails.parquet, results.parquet, summary.json.
 
     Example::
 
         write_review(review(config, Path("data/transactions"), engine="local"), Path("out/review")).html
     """
-    report = build_report(result, strict=strict)
+    report = build_report(result, allow_inconclusive=allow_inconclusive)
     images = tuple(write_bytes(image.png, out_dir / image.name)
                    for section in report.sections for image in section.figures)
     write_parquet(result.results, out_dir / "results.parquet")
     write_json(result.summary, out_dir / "summary.json")
     guardrails = write_parquet(result.guardrails, out_dir / "guardrails.parquet")
-    json_path = write_json(review_json(result, strict=strict), out_dir / "review.json")
+    json_path = write_json(review_json(result, allow_inconclusive=allow_inconclusive), out_dir / "review.json")
     markdown = write_text(render_markdown(report), out_dir / "review.md")
     page = write_text(render_html(report), out_dir / "review.html")  # last: its presence means the rest is there
     return ReviewFiles(html=page, markdown=markdown, json=json_path, guardrails=guardrails, images=images)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import polars as pl
 from rich.table import Table
 
+from segments.labels import ALL
 from simulator.report.numbers import compact, table_number
+from simulator.schema import LOGGED, PRODUCTION
 
 KEY_METRICS: tuple[str, ...] = (
     "auth_rate",
@@ -43,6 +45,18 @@ def overall_table(results: pl.DataFrame, baseline: str, metrics: tuple[str, ...]
                       table_number(r["delta"]), _interval(r["delta_ci_low"], r["delta_ci_high"]), r["flag"] or "",
                       style=style)
     return table
+
+
+def exploration_cost(results: pl.DataFrame, baseline: str) -> str | None:
+    """One line: what the logging policy's exploration costs in net value (logged against production), if known."""
+    if baseline != PRODUCTION:
+        return None
+    row = results.filter((pl.col("segment") == ALL) & (pl.col("policy") == LOGGED) & (pl.col("metric") == "net_value"))
+    if row.is_empty() or row["delta"][0] is None:
+        return None
+    r = row.row(0, named=True)
+    return (f"exploration cost: the logging policy's exploration changed net_value by {table_number(r['delta'])} "
+            f"{_interval(r['delta_ci_low'], r['delta_ci_high'])} over the period, against production")
 
 
 TOP_METRICS: tuple[str, ...] = ("net_value", "fraud_rate_bps", "auth_rate", "block_rate")

@@ -41,6 +41,10 @@ def candidate_config(config: RunConfig, candidate: str, source: str = "config") 
     return derive(config, {"policies": [p.model_dump() for p in config.policies if p.name in keep]}, source)
 
 
+EXIT_FAIL = 1  # a guardrail fails
+EXIT_INCONCLUSIVE = 3  # the data cannot decide: the burden of proof is on the candidate
+
+
 @dataclass(frozen=True)
 class ReviewResult:
     """What a review produced: the verdict, every guardrail × segment outcome, and what backs them."""
@@ -57,8 +61,8 @@ class ReviewResult:
     run: RunResult
 
     @property
-    def fdr(self) -> float:
-        """The false discovery rate Benjamini–Hochberg controls: 1 − confidence."""
+    def alpha(self) -> float:
+        """The chance of any false segment failure Holm's correction allows: 1 − confidence."""
         return 1.0 - self.confidence
 
     def counts(self) -> dict[str, int]:
@@ -66,10 +70,12 @@ class ReviewResult:
         counted = dict(self.guardrails.group_by("outcome").len().iter_rows())
         return {outcome: int(counted.get(outcome, 0)) for outcome in OUTCOMES}
 
-    def exit_code(self, *, strict: bool = False) -> int:
-        """1 when a guardrail fails (with `strict`, also when any is inconclusive or cannot be checked overall)."""
-        if self.verdict == FAIL or (strict and self.verdict == INCONCLUSIVE):
-            return 1
+    def exit_code(self, *, allow_inconclusive: bool = False) -> int:
+        """0 when every guardrail passes, 1 when one fails, 3 when the data cannot decide (0 if allowed)."""
+        if self.verdict == FAIL:
+            return EXIT_FAIL
+        if self.verdict == INCONCLUSIVE and not allow_inconclusive:
+            return EXIT_INCONCLUSIVE
         return 0
 
 
@@ -99,6 +105,6 @@ def review(config: RunConfig, data: Path | None = None, *, execution: Execution 
     curves = calibrations(scan, cutoff=result.plan.cutoff)
     result = replace(result, timings={**result.timings, "review_s": time.perf_counter() - start})
     summary = run_summary(result, evaluated, path, config_source)
-    return ReviewResult(candidate=checked.candidate, baseline=config.baseline.policy, verdict=verdict(outcomes),
+    return ReviewResult(candidate=checked.candidate, baseline=result.plan.baseline, verdict=verdict(outcomes),
                         guardrails=outcomes, results=candidate_results, calibration=curves, summary=summary,
                         config=checked, confidence=confidence, run=result)

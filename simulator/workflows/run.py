@@ -159,6 +159,7 @@ def run_summary(result: RunResult, config: RunConfig, path: Path, config_source:
         "rows": result.stats.rows,
         "policies": {p.name: {"kind": _kind(config, p.name), "coded": p.coded} for p in plan.policies},
         "baseline": plan.baseline,
+        "warnings": list(plan.warnings),
         "estimator": config.estimation.estimator,
         "interval": "bootstrap-percentile" if config.estimation.bootstrap else "clt",
         "engine": result.engine,
@@ -167,7 +168,8 @@ def run_summary(result: RunResult, config: RunConfig, path: Path, config_source:
 
 
 def _kind(config: RunConfig, name: str) -> str:
-    return next((p.kind for p in config.policies if p.name == name), "logged")
+    """A config policy's kind; the policies the engine adds (logged, production) are named for their kind."""
+    return next((p.kind for p in config.policies if p.name == name), name)
 
 
 def write_run_outputs(result: RunResult, config: RunConfig, path: Path, config_source: str, out_dir: Path) -> None:

@@ -132,7 +132,8 @@ def _defined(results: pl.DataFrame, baseline: str, policy: str) -> tuple[pl.Data
 @pytest.mark.parametrize(("name", "population"), _cases())
 def test_a_logged_candidate_is_exact(frame: pl.DataFrame, name: str, population: str) -> None:
     same = {"name": "same", "kind": "logged"}
-    config = parse_config({"segments": SEGMENTS, "policies": [same], "estimation": _estimation(name, population)})
+    config = parse_config({"segments": SEGMENTS, "policies": [same], "estimation": _estimation(name, population),
+                           "baseline": {"policy": "logged"}})
     result = run_frame(config, frame)
     results = result.results
     logged, candidate = _defined(results, "logged", "same")
@@ -159,7 +160,7 @@ def test_a_candidate_equal_to_the_logging_distribution_has_weight_one(frame: pl.
     if not WEIGHT_ONLY[name]:
         pytest.skip(f"{name} is not a function of the weights alone: its correction is zero only in expectation")
     config = parse_config({"segments": SEGMENTS, "policies": [LOGGING_EQUIVALENT],
-                           "estimation": _estimation(name, population)})
+                           "estimation": _estimation(name, population), "baseline": {"policy": "logged"}})
     results = run_frame(config, frame).results
     logged, candidate = _defined(results, "logged", "equivalent")
     # π(a|x) = 0.9·[a = threshold's] + 0.1/3 = the logged propensity, so every weight is 1 up to rounding
@@ -168,6 +169,30 @@ def test_a_candidate_equal_to_the_logging_distribution_has_weight_one(frame: pl.
     np.testing.assert_allclose(estimate, base, rtol=1e-9, atol=1e-9)
     scale = np.maximum(np.abs(base), 1.0)
     assert (np.abs(candidate["delta"].to_numpy()) <= 1e-9 * scale).all()
+
+
+PRODUCTION_THRESHOLDS = {  # the factory's logging policy without its exploration
+    "name": "thresholds", "kind": "threshold", "score": "fraud_score", "challenge_above": CHALLENGE_ABOVE,
+    "block_above": BLOCK_ABOVE,
+}
+
+
+@pytest.mark.parametrize(("name", "population"), _cases())
+def test_a_candidate_identical_to_production_has_every_delta_exactly_zero(frame: pl.DataFrame, name: str,
+                                                                          population: str) -> None:
+    # production (the default baseline) takes the logging policy's most likely action: the factory's thresholds
+    copy = {"name": "copy", "kind": "production"}
+    config = parse_config({"segments": SEGMENTS, "policies": [copy, PRODUCTION_THRESHOLDS],
+                           "estimation": _estimation(name, population)})
+    result = run_frame(config, frame)
+    assert result.plan.baseline == "production" and not result.plan.warnings
+    results = result.results.sort(KEYS[1:])
+    production = results.filter(pl.col("policy") == "production")
+    for policy in ("copy", "thresholds"):
+        candidate = results.filter(pl.col("policy") == policy)
+        assert candidate["estimate"].equals(production["estimate"]), policy  # nulls (unidentified) alike
+        assert candidate["delta"].drop_nulls().len() > 0.8 * candidate.height, policy
+        assert (candidate["delta"].drop_nulls() == 0.0).all(), policy
 
 
 # -- unbiasedness on generated data with a known truth ---------------------------------------------------------------

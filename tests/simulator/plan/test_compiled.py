@@ -32,12 +32,37 @@ def compiled(frame: pl.DataFrame = ROWS, policies: tuple[dict[str, Any], ...] = 
 # -- policies ------------------------------------------------------------------------------------------
 
 
-def test_the_logging_policy_comes_first_then_the_configs_order() -> None:
+def test_the_logging_policy_comes_first_then_production_then_the_configs_order() -> None:
     plan = compiled(policies=(SHARE, STRICT, MIXED))
-    assert [p.name for p in plan.policies] == ["logged", "share", "strict", "mixed"]
+    assert [p.name for p in plan.policies] == ["logged", "production", "share", "strict", "mixed"]
     assert plan.policies[0].logging and not any(p.logging for p in plan.policies[1:])
-    assert plan.baseline == "logged"  # the config's default baseline
-    assert plan.policy("strict") is plan.policies[2]
+    # the default baseline: the data carries logging_prob_<action>, so production is identified
+    assert plan.baseline == "production" and plan.warnings == ()
+    np.testing.assert_array_equal(plan.policy("production").table, np.eye(3))
+    assert plan.policy("strict") is plan.policies[3]
+
+
+def test_without_logging_probabilities_the_baseline_is_logged_with_a_warning() -> None:
+    plan = compiled(ROWS.drop("logging_prob_allow", "logging_prob_challenge", "logging_prob_block"), policies=(STRICT,))
+    assert [p.name for p in plan.policies] == ["logged", "strict"]
+    assert plan.baseline == "logged"
+    [warning] = plan.warnings
+    assert "include the effect of switching the exploration off" in warning
+
+
+def test_an_explicit_baseline_is_kept_and_production_needs_the_logging_probabilities() -> None:
+    plan = compiled(policies=(STRICT,), baseline={"policy": "logged"})
+    assert plan.baseline == "logged" and [p.name for p in plan.policies] == ["logged", "strict"]
+    bare = ROWS.drop("logging_prob_allow", "logging_prob_challenge", "logging_prob_block")
+    with pytest.raises(InvalidConfig, match=re.escape("baseline.policy: production is the logging policy without "
+                                                      "its exploration")):
+        compiled(bare, policies=(STRICT,), baseline={"policy": "production"})
+
+
+def test_production_and_logged_are_reserved_policy_names() -> None:
+    for name in ("production", "logged"):
+        with pytest.raises(InvalidConfig, match=re.escape(f"{name!r} names the logging policy's own baseline")):
+            compiled(policies=({**STRICT, "name": name},))
 
 
 def test_coded_and_per_row_policies() -> None:
@@ -48,9 +73,10 @@ def test_coded_and_per_row_policies() -> None:
     np.testing.assert_allclose(plan.policy("mixed").table, 0.7 * np.eye(3) + 0.1, rtol=1e-12)
     # a python policy without `coded` is weighted row by row; the logging policy is neither
     assert plan.policy("share").table is None
-    assert [p.name for p in plan.coded] == ["strict", "mixed"]
+    assert [p.name for p in plan.coded] == ["production", "strict", "mixed"]
     assert [p.name for p in plan.per_row] == ["share"]
     assert not plan.policy("logged").coded and plan.policy("logged") not in plan.per_row
+    assert plan.policy("production").coded  # the default baseline, coded like a threshold policy
 
 
 def test_a_policy_on_a_missing_column_names_where_it_is() -> None:

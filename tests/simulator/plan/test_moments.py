@@ -74,11 +74,13 @@ MIXED = {"name": "mixed", "kind": "epsilon", "epsilon": 0.3,
          "base": {"kind": "threshold", "score": "fraud_score", "challenge_above": 0.4, "block_above": 0.7}}
 
 
-def plan_of(frame: pl.DataFrame = ROWS, policies: tuple[dict[str, Any], ...] = (STRICT,), **estimation: Any) -> Plan:
+def plan_of(frame: pl.DataFrame = ROWS, policies: tuple[dict[str, Any], ...] = (STRICT,), baseline: str | None = None,
+            **estimation: Any) -> Plan:
     config = parse_config({
         "data": {"as_of": datetime(2026, 12, 1, tzinfo=UTC)},
         "policies": list(policies),
         "estimation": {"min_ess": 0.0} | estimation,
+        "baseline": {"policy": baseline},
     })
     return compile_plan(config, frame.lazy())
 
@@ -203,7 +205,7 @@ def test_needed_sums_superpopulation_have_the_paired_cross_terms() -> None:
 
 
 def test_needed_sums_of_a_per_row_policy_use_its_own_bases() -> None:
-    needs = needed_sums(plan_of(policies=(SHARE,), population="superpopulation"))
+    needs = needed_sums(plan_of(policies=(SHARE,), population="superpopulation", baseline="logged"))
     linear = set(needs.linear)
     assert {("t:share", "authorized"), ("b:share", "fraud")} <= linear
     # its own variance Σ (w_i y_i)², and the paired delta's cross with the logged baseline Σ 1 · w_i · y_i²

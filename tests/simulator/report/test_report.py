@@ -44,8 +44,9 @@ candidate = "stricter"
 """
 
 
-# On the generated log the candidate raises the authorization rate by about 7 points overall.
-PASSING = """
+# On the generated log the candidate raises the authorization rate by about 7 points overall (a pass), and
+# the fraud rate's segment checks cannot all be decided (inconclusive): the review as a whole is undecided.
+UNDECIDED = """
 [[review.guardrails]]
 metric = "auth_rate"
 min_delta = 0.0
@@ -57,9 +58,9 @@ min_rows = 1000
 """
 FAILING = """
 [[review.guardrails]]
-metric = "auth_rate"
-max_increase = 0.01
-"""
+metric = "block_rate"
+min_delta = 0.0
+"""  # the candidate blocks from 0.7, production from 0.4: it blocks clearly less
 
 
 class PageParser(HTMLParser):
@@ -119,15 +120,16 @@ def reviewed(generated: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     """One review of the generated log through the CLI (local engine), kept for several checks."""
     out = tmp_path_factory.mktemp("review")
     config = out / "review.toml"
-    config.write_text(toml_config(PASSING))
+    config.write_text(toml_config(UNDECIDED))
     result = RUNNER.invoke(app, ["review", str(config), "--data", str(generated / "transactions"), "--out",
                                  str(out / "report"), "--engine", "local"], env={"COLUMNS": "200"})
     return out / "report", result
 
 
-def test_review_command_passes_and_writes_every_file(reviewed: tuple[Path, object]) -> None:
+def test_review_command_writes_every_file_and_exits_3_when_undecided(reviewed: tuple[Path, object]) -> None:
     out, result = reviewed
-    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert result.exit_code == 3, result.output  # type: ignore[attr-defined]
+    assert "review of 'stricter' against 'production': INCONCLUSIVE (exit 3" in result.stdout  # type: ignore[attr-defined]
     assert "auth_rate min_delta 0" in result.output  # type: ignore[attr-defined]
     for name in ("review.html", "review.md", "review.json", "guardrails.parquet", "results.parquet", "summary.json",
                  "forest_net_value.png", "forest_fraud_rate_bps.png", "forest_auth_rate.png", "calibration.png"):
@@ -138,7 +140,7 @@ def test_review_command_passes_and_writes_every_file(reviewed: tuple[Path, objec
     assert checks.filter(pl.col("name") == "auth_rate min_delta 0")["outcome"].to_list() == [PASS]
     assert checks.filter(pl.col("scope") == "every_segment").height > 1
     payload = json.loads((out / "review.json").read_text())
-    assert payload["exit_code"] == 0 and payload["multiple_testing"]["method"] == "Benjamini–Hochberg"
+    assert payload["exit_code"] == 3 and payload["multiple_testing"]["method"] == "Holm"
     assert len(payload["checks"]) == checks.height and payload["summary"]["data"]["fingerprint"]
 
 
@@ -153,13 +155,13 @@ def test_review_page_is_self_contained_with_verdict_tables_and_plots(reviewed: t
     assert len(parsed.images) == 4 and all(src.startswith("data:image/png;base64,") for src in parsed.images)
     assert not [u for u in parsed.urls if not u.startswith("data:")]  # nothing fetched from anywhere
     assert "http://" not in page and "https://" not in page and "<script" not in page
-    assert "Benjamini–Hochberg" in page and "fingerprint" in page
+    assert "Holm" in page and "fingerprint" in page
 
 
 def test_review_markdown_references_the_pngs_beside_it(reviewed: tuple[Path, object]) -> None:
     out, _ = reviewed
     markdown = (out / "review.md").read_text()
-    assert markdown.startswith("# Pre-launch review: 'stricter' against 'logged'")
+    assert markdown.startswith("# Pre-launch review: 'stricter' against 'production'")
     for name in ("forest_net_value.png", "calibration.png"):
         assert f"]({name})" in markdown and (out / name).exists()
     assert "| guardrail | scope |" in markdown
@@ -209,14 +211,22 @@ def test_plots_are_figures_a_notebook_can_use(reviewed: tuple[Path, object]) -> 
     assert len(calibration_plot(curves).axes) == 1
 
 
-def test_strict_turns_an_inconclusive_review_into_exit_1(reviewed: tuple[Path, object], generated: Path,
-                                                         tmp_path: Path) -> None:
+def test_allow_inconclusive_maps_3_to_0_and_a_clear_pass_exits_0(reviewed: tuple[Path, object], generated: Path,
+                                                                 tmp_path: Path) -> None:
     out, _ = reviewed
     payload = json.loads((out / "review.json").read_text())
-    assert payload["verdict"] == "inconclusive" and payload["exit_code"] == 0  # fraud_rate_bps cannot tell
+    assert payload["verdict"] == "inconclusive" and payload["exit_code"] == 3  # fraud_rate_bps cannot tell
     config = tmp_path / "review.toml"
-    config.write_text(toml_config(PASSING))
+    config.write_text(toml_config(UNDECIDED))
     result = RUNNER.invoke(app, ["review", str(config), "--data", str(generated / "transactions"), "--out",
-                                 str(tmp_path / "out"), "--engine", "local", "--quiet", "--strict"])
-    assert result.exit_code == 1, result.output
-    assert json.loads((tmp_path / "out" / "review.json").read_text())["strict"] is True
+                                 str(tmp_path / "out"), "--engine", "local", "--quiet", "--allow-inconclusive"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out" / "review.json").read_text())["allow_inconclusive"] is True
+    assert "INCONCLUSIVE (exit 0" in result.stdout  # the verdict line is printed even with --quiet
+    config.write_text(toml_config(UNDECIDED.split("[[review.guardrails]]")[1].join(["[[review.guardrails]]", ""])))
+    clear = RUNNER.invoke(app, ["review", str(config), "--data", str(generated / "transactions"), "--out",
+                                str(tmp_path / "pass"), "--engine", "local", "--quiet"])
+    assert clear.exit_code == 0, clear.output
+    assert "PASS (exit 0" in clear.stdout
+
+

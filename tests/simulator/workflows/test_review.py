@@ -17,7 +17,7 @@ from simulator.decide.guardrails import (
     INCONCLUSIVE,
     INSUFFICIENT,
     PASS,
-    bh_adjust,
+    holm_adjust,
     evaluate_guardrails,
     one_sided_p,
     verdict,
@@ -49,7 +49,7 @@ def test_interval_within_the_limit_passes() -> None:
 
 
 def test_interval_beyond_the_limit_with_a_significant_test_fails() -> None:
-    # z = (5 - 1) / 1 = 4, p = 3.2e-5; one test, so BH leaves it as it is
+    # z = (5 - 1) / 1 = 4, p = 3.2e-5; one test, so Holm leaves it as it is
     checks = evaluate_guardrails(results({"delta": 5.0, "delta_ci_low": 3.0, "delta_ci_high": 7.0}), (guardrail(),),
                                  confidence=CONFIDENCE)
     assert checks["outcome"].to_list() == [FAIL]
@@ -61,15 +61,15 @@ def test_interval_straddling_the_limit_is_inconclusive() -> None:
     assert outcomes(results({"delta": 1.2, "delta_ci_low": -0.5, "delta_ci_high": 2.9})) == [INCONCLUSIVE]
 
 
-def test_breach_that_does_not_survive_benjamini_hochberg_is_inconclusive() -> None:
+def test_breach_that_does_not_survive_holm_is_inconclusive() -> None:
     # The first segment's interval lies beyond the limit, but its p-value (z = 1.75, p = 0.040) adjusted
-    # over 10 tests is 0.040 * 10 / 1 = 0.40 > 0.05 (the 9 others have p = 0.5 or more).
+    # over 10 tests is 0.040 * 10 = 0.40 > 0.05 (the smallest p gets the factor m; the 9 others have p = 0.5).
     breach = {"segment": "card_country=FR", "delta": 2.75, "delta_ci_low": 1.1, "delta_ci_high": 6.0}
     quiet = [{"segment": f"card_country=X{i}", "delta": 1.0, "delta_ci_low": -1.0, "delta_ci_high": 3.0}
              for i in range(9)]
     checks = evaluate_guardrails(results(breach, *quiet), (guardrail(),), confidence=CONFIDENCE)
     first = checks.row(0, named=True)
-    assert first["outcome"] == INCONCLUSIVE and "not significant after BH" in first["reason"]
+    assert first["outcome"] == INCONCLUSIVE and "not significant after Holm" in first["reason"]
     assert first["p_adjusted"] == pytest.approx(first["p_value"] * 10, rel=1e-6)
     alone = evaluate_guardrails(results(breach), (guardrail(),), confidence=CONFIDENCE)
     assert alone["outcome"].to_list() == [FAIL]  # the same breach alone is a failure
@@ -83,7 +83,7 @@ def test_a_breach_overall_fails_on_its_interval_however_many_segments_are_checke
     checks = evaluate_guardrails(results(overall, *quiet), (guardrail(),), confidence=CONFIDENCE)
     first = checks.row(0, named=True)
     assert first["outcome"] == FAIL and first["p_adjusted"] == first["p_value"]
-    assert checks["p_adjusted"][1] == pytest.approx(0.5)  # 100 segment checks with p = 0.5: 0.5 * 100 / 100 = 0.5
+    assert checks["p_adjusted"][1] == pytest.approx(1.0)  # 100 segment checks with p = 0.5: min(1, 0.5 * 100)
 
 
 @pytest.mark.parametrize(
@@ -128,11 +128,12 @@ def test_overall_scope_checks_only_segment_all() -> None:
     assert outcomes(frame, guardrail(scope="every_segment")) == [PASS, FAIL]
 
 
-def test_benjamini_hochberg_known_answer() -> None:
-    # sorted p: 0.01, 0.03, 0.04, 0.5 -> p * m / rank = 0.04, 0.06, 0.0533, 0.5; step-up takes running minima
-    adjusted = bh_adjust(np.array([0.01, 0.04, 0.03, 0.5]))
-    np.testing.assert_allclose(adjusted, [0.04, 0.16 / 3, 0.16 / 3, 0.5], rtol=1e-12)
-    assert bh_adjust(np.array([])).size == 0
+def test_holm_known_answer() -> None:
+    # sorted p: 0.01, 0.03, 0.04, 0.5 -> (m - i + 1)·p = 0.04, 0.09, 0.08, 0.5; step-down takes running maxima
+    adjusted = holm_adjust(np.array([0.01, 0.04, 0.03, 0.5]))
+    np.testing.assert_allclose(adjusted, [0.04, 0.09, 0.09, 0.5], rtol=1e-12)
+    assert holm_adjust(np.array([])).size == 0
+    np.testing.assert_allclose(holm_adjust(np.array([0.3, 0.6])), [0.6, 0.6])  # capped at 1 only when needed
 
 
 def test_one_sided_p_with_zero_standard_error() -> None:
