@@ -83,6 +83,7 @@ def _text_columns(columns: dict[str, list[np.ndarray]], shape: tuple[int, int], 
         "segment": pl.Series(list(totals.labels)).gather(segment),
         "metric": pl.Series([str(m[0]) for m in columns["metric"]]).gather(metric),
         "estimator": pl.Series([str(e[0]) for e in columns["estimator"]]).gather(metric),
+        "baseline_policy": pl.Series([totals.plan.baseline]).gather(np.zeros(len(metric), dtype=np.int64)),
         "interval": pl.Series([str(i[0]) for i in columns["interval"]]).gather(metric),
         "flag": flag_text(columns["flag"]),
     }

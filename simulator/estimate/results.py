@@ -42,6 +42,7 @@ RESULT_SCHEMA: dict[str, type[pl.DataType]] = {
     "ci_low": pl.Float64,
     "ci_high": pl.Float64,
     "baseline": pl.Float64,
+    "baseline_policy": pl.String,  # the policy `baseline` and the deltas compare with
     "delta": pl.Float64,
     "delta_se": pl.Float64,
     "delta_ci_low": pl.Float64,
@@ -214,6 +215,7 @@ def policy_columns(policy: str, evaluation: Evaluation, baseline: dict[str, Metr
     fixed = {"segmentation": names[totals.segmentation].reshape(per_segment),
              "segment": np.asarray(totals.labels, dtype=object).reshape(per_segment),
              "policy": totals.policy_labels(policy),
+             "baseline_policy": np.asarray(plan.baseline, dtype=object),
              "estimator": np.asarray(estimation.estimator, dtype=object)}
     for metric in metric_estimates(policy, totals, estimation.estimator):
         base = baseline[metric.name]

@@ -62,6 +62,13 @@ def _errors(estimate: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarr
     return np.nan_to_num(np.clip(np.vstack([estimate - low, high - estimate]), 0.0, None))
 
 
+def _baseline_label(sweep: pl.DataFrame) -> str:
+    """`baseline (production)`: the legend names the policy the deltas compare with."""
+    if "baseline_policy" not in sweep.columns or sweep.is_empty() or sweep["baseline_policy"][0] is None:
+        return "baseline"
+    return f"baseline ({sweep['baseline_policy'][0]})"
+
+
 def _baseline(pairs: pl.DataFrame) -> tuple[float, float] | None:
     """The baseline policy's (x, y): the `baseline` column, the same for every point."""
     known = pairs.drop_nulls(["x_baseline", "y_baseline"])
@@ -88,7 +95,8 @@ def frontier_figure(sweep: pl.DataFrame, frontier: pl.DataFrame, *, segment: str
     figure = Figure(figsize=(12, 5), layout="constrained")
     axes = figure.subplots(1, len(FRONTIERS), squeeze=False)[0]
     for ax, (x, y) in zip(axes, FRONTIERS, strict=True):
-        _panel(ax, _segment_pairs(sweep, x, y, segment), _segment_frontier(frontier, x, y, segment), recommended)
+        _panel(ax, _segment_pairs(sweep, x, y, segment), _segment_frontier(frontier, x, y, segment), recommended,
+               _baseline_label(sweep))
         ax.set_xlabel(f"{x} (lower is better)")
         ax.set_ylabel(y)
         ax.set_title(f"{y} against {x}")
@@ -101,7 +109,7 @@ def frontier_figure(sweep: pl.DataFrame, frontier: pl.DataFrame, *, segment: str
     return figure
 
 
-def _panel(ax: Axes, pairs: pl.DataFrame, line: pl.DataFrame, recommended: int | None) -> None:
+def _panel(ax: Axes, pairs: pl.DataFrame, line: pl.DataFrame, recommended: int | None, baseline: str) -> None:
     x, y = _arrays(pairs, "x_estimate", "y_estimate")
     ax.scatter(x, y, s=10, color="0.55", alpha=0.35, linewidths=0, label=f"grid points ({pairs.height:,})")
     if line.height:
@@ -114,7 +122,7 @@ def _panel(ax: Axes, pairs: pl.DataFrame, line: pl.DataFrame, recommended: int |
         ax.text(0.5, 0.5, "no supported points", transform=ax.transAxes, ha="center", color="0.4")
     base = _baseline(pairs)
     if base is not None:
-        ax.scatter(*base, marker="*", s=220, color=_BASELINE_COLOR, zorder=5, label="baseline")
+        ax.scatter(*base, marker="*", s=220, color=_BASELINE_COLOR, zorder=5, label=baseline)
     chosen = pairs.filter(pl.col("point") == recommended) if recommended is not None else pairs.clear()
     if chosen.height and chosen.item(0, "x_estimate") is not None and chosen.item(0, "y_estimate") is not None:
         row = chosen.row(0, named=True)
@@ -170,7 +178,7 @@ def _points_trace(frame: pl.DataFrame, template: str, **style: object) -> go.Sca
 
 
 def _plotly_traces(pairs: pl.DataFrame, line: pl.DataFrame, x: str, y: str, recommended: int | None, *,
-                   thresholds: list[str], legend: bool) -> list[go.Scatter]:
+                   thresholds: list[str], legend: bool, baseline: str) -> list[go.Scatter]:
     """The traces of one panel of one segment: grid points, frontier, baseline, recommended point."""
     import plotly.graph_objects as go
 
@@ -191,8 +199,8 @@ def _plotly_traces(pairs: pl.DataFrame, line: pl.DataFrame, x: str, y: str, reco
     if base is not None:
         traces.append(go.Scatter(
             x=[base[0]], y=[base[1]], mode="markers", marker={"symbol": "star", "size": 16, "color": _BASELINE_COLOR},
-            name="baseline", legendgroup="baseline", showlegend=legend,
-            hovertemplate=f"baseline<br>{y} = {number(base[1])}<br>{x} = {number(base[0])}<extra></extra>"))
+            name=baseline, legendgroup="baseline", showlegend=legend,
+            hovertemplate=f"{baseline}<br>{y} = {number(base[1])}<br>{x} = {number(base[0])}<extra></extra>"))
     chosen = pairs.filter(pl.col("point") == recommended) if recommended is not None else pairs.clear()
     if chosen.height:
         traces.append(_points_trace(
@@ -234,8 +242,8 @@ def frontier_html(sweep: pl.DataFrame, frontier: pl.DataFrame, *, segment: str =
         pairs = _by_segment(metric_pairs(sweep, x, y).sort("point"), segments)
         lines = _by_segment(frontier.filter(pl.col("frontier") == frontier_name(x, y)).sort("x_estimate"), segments)
         for shown in segments:
-            for trace in _plotly_traces(pairs[shown], lines[shown], x, y, recommended,
-                                        thresholds=thresholds, legend=column == 1):
+            for trace in _plotly_traces(pairs[shown], lines[shown], x, y, recommended, thresholds=thresholds,
+                                        legend=column == 1, baseline=_baseline_label(sweep)):
                 trace.visible = shown == segment
                 figure.add_trace(trace, row=1, col=column)
                 owners.append(shown)
