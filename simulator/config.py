@@ -86,7 +86,7 @@ class Estimation(BaseModel):
     estimator: str = "snipw"  # a name of the estimator registry (simulator.estimate.estimators)
     # finite: what would have happened on these very payments (uncertainty from the
     # logging policy's randomisation only); superpopulation: on traffic like them.
-    population: Literal["finite", "superpopulation"] = "finite"
+    population: Literal["finite", "superpopulation"] = "superpopulation"
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     bootstrap: int = Field(default=0, ge=0, le=10_000)
     seed: int = 0

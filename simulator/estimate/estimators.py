@@ -22,7 +22,7 @@ N = Σ s_i, n the rows of the segment.
 Intervals are CLT / delta-method: every estimate is g(T_1 … T_k) of weighted
 totals, so Var ≈ ∇gᵀ Σ ∇g, with Σ the covariance of the totals' errors:
 
-- population = "finite" (default): the question is what would have happened on
+- population = "finite": the question is what would have happened on
   *these* payments, so the only randomness is which action the logging policy
   drew for each row. With z_i = w_i y_i and w_i = c_i(a_i)/p_i, the error of a
   total has design covariance Σ_i Cov(z_ij, z_il) = Σ_i E[z_ij z_il] − m_ij m_il,
@@ -32,8 +32,9 @@ totals, so Var ≈ ∇gᵀ Σ ∇g, with Σ the covariance of the totals' errors
   A paired delta against another non-logged policy involves products of two
   potential outcomes of one row, which no data identifies, so its interval uses
   the superpopulation covariance below, which bounds it from above.
-- population = "superpopulation": rows are i.i.d. draws from traffic like
-  this; Σ_jl = Σ_i z_ij z_il − T_j T_l / n (the usual OPE interval, wider).
+- population = "superpopulation" (default): rows are i.i.d. draws from traffic
+  like this, the question a launch asks; Σ_jl = Σ_i z_ij z_il − T_j T_l / n
+  (the usual OPE interval, wider on a fixed population).
 
 Paired deltas use the gradient of g_candidate − g_baseline over the union of
 their terms, so rows shared by both policies cancel (Owen 2013, ch. 9;

@@ -141,8 +141,9 @@ def _direct_method(config: RunConfig, data: pl.LazyFrame, names: set[str], cutof
     """Fit the DR outcome model on the configured score columns."""
     estimation = config.estimation
     if estimation.population != "finite":
-        raise InvalidConfig(f"estimation.estimator: {estimation.estimator!r} needs population = \"finite\" "
-                            "(superpopulation DR intervals are not available yet)")
+        raise InvalidConfig(f"estimation.estimator: {estimation.estimator!r} has no superpopulation interval yet; "
+                            "set [estimation] population = \"finite\" (what would have happened on these payments) "
+                            "or use snipw for future traffic")
     missing = [s for s in estimation.dr_scores if s not in names]
     if missing:
         raise UnknownName("DR score column", missing[0], sorted(names))

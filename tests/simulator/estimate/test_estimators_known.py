@@ -122,7 +122,7 @@ def test_doubly_robust_known_answer(tmp_path: Path) -> None:
     path = tmp_path / "log.parquet"
     ROWS.write_parquet(path)
     config = parse_config(CONFIG | {"estimation": {"estimator": "dr", "min_ess": 0.0, "dr_scores": ["fraud_score"],
-                                                   "dr_bins": 2}})
+                                                   "dr_bins": 2, "population": "finite"}})
     # Two bins of fraud_score split at its median 0.65: {t1 0.1, t2 0.5} and {t3 0.9, t4 0.8}.
     # m̂(authorized): bin 0: allow → t1: 1; challenge → t2: 1; block → pooled over bins (t3: 0).
     #                bin 1: allow → t4: 1; challenge → pooled (t2: 1); block → t3: 0.

@@ -37,7 +37,7 @@ def draws(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
     frames = []
     for estimator in ("ipw", "snipw", "dr"):
         config = parse_config({"data": {"as_of": as_of}, "policies": [CANDIDATE],
-                               "estimation": {"estimator": estimator, "min_ess": 0}})
+                               "estimation": {"estimator": estimator, "min_ess": 0, "population": "finite"}})
         plan = compile_plan(config, log.lazy())
         expected = true_totals(config, log, truth).filter(pl.col("segment") == "ALL")
         for seed in range(RELOGS):

@@ -171,7 +171,7 @@ def test_dr_fits_its_outcome_model_on_the_score_columns() -> None:
 
 
 def test_dr_needs_the_finite_population_and_known_score_columns() -> None:
-    with pytest.raises(InvalidConfig, match=re.escape("'dr' needs population = \"finite\"")):
+    with pytest.raises(InvalidConfig, match=re.escape("'dr' has no superpopulation interval yet; set [estimation] population = \"finite\"")):
         compiled(estimation={"estimator": "dr", "population": "superpopulation"})
     with pytest.raises(UnknownName, match=re.escape("unknown DR score column 'nope'")):
         compiled(estimation={"estimator": "dr", "population": "finite", "dr_scores": ["nope"]})

@@ -94,7 +94,7 @@ def test_superpopulation_and_a_single_threshold(data: Path) -> None:
 
 def test_dr_estimator(data: Path) -> None:
     table = _config({"score": "fraud_score", "challenge_above": [0.02, 0.2]}, estimator="dr",
-                    dr_scores=["fraud_score", "auth_score"])
+                    dr_scores=["fraud_score", "auth_score"], population="finite")
     result = sweep(parse_config(table), data, execution=LOCAL)
     _check_points(result, table, data, count=2, seed=4)
 
