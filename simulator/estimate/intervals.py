@@ -44,7 +44,8 @@ def gamma(
             _gamma_ppf(high_q, np.where(plus_var > 0, plus_mean**2 / plus_var, 1.0)) * plus_var / plus_mean,
             estimate,
         )
-    return low, np.maximum(high, estimate)
+    undefined = np.isnan(estimate) | np.isnan(variance)  # an unknown input is an unknown interval, not an exact one
+    return np.where(undefined, np.nan, low), np.where(undefined, np.nan, np.maximum(high, estimate))
 
 
 def _gamma_ppf(q: float, shape: np.ndarray) -> np.ndarray:

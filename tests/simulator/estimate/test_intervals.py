@@ -164,8 +164,6 @@ def test_gamma_brackets_the_estimate(estimate: float, cv: float, event: float, c
     assert np.isfinite(low[0]) and np.isfinite(high[0])
 
 
-@pytest.mark.xfail(strict=True, reason="gamma() reads an unknown (NaN) variance as 0 and an unknown estimate's "
-                   "lower limit as 0: it returns a finite interval where the input is undefined")
 def test_gamma_of_undefined_inputs_is_undefined() -> None:
     low, high = gamma(np.array([np.nan, 3.0]), np.array([1.0, np.nan]), np.array([1.0, 1.0]), 0.95)
     assert np.isnan(low).all() and np.isnan(high).all()
