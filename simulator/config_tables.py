@@ -44,7 +44,9 @@ class Constraint(BaseModel):
     max: float | None = None
     min: float | None = None
     scope: Literal["overall", "every_segment"] = "overall"
-    conservative: bool = False  # compare ci_high with max and ci_low with min instead of the estimate
+    # compare ci_high with max and ci_low with min (the default: a constraint the data cannot show to hold is not
+    # met); false compares the point estimate, which a sweep's best-of-many choice overstates
+    conservative: bool = True
 
     @field_validator("metric")
     @classmethod
@@ -61,8 +63,8 @@ class Constraint(BaseModel):
         """E.g. "fraud_rate_bps ≤ 12 in every segment with ≥ 1,000 rows"."""
         bounds = [f"≤ {number(self.max)}" if self.max is not None else "", f"≥ {number(self.min)}" if self.min is not None else ""]
         text = f"{self.metric} " + " and ".join(b for b in bounds if b)
-        if self.conservative:
-            text += " (interval bound)"
+        if not self.conservative:
+            text += " (point estimate)"
         if self.scope == "every_segment":
             text += " in every segment" + (f" with ≥ {min_rows:,} rows" if min_rows else "")
         return text
@@ -110,7 +112,7 @@ def objective_from_table(table: dict[str, Any], source: str = "objective") -> Ob
 _OPTION = re.compile(r"^min_rows\s*=\s*(?P<value>\S+)$")
 _GOAL = re.compile(r"^(?:(?P<sense>maximi[sz]e|minimi[sz]e)\s+)?(?P<metric>[A-Za-z_]\w*)$")
 _CONSTRAINT = re.compile(r"^(?P<metric>[A-Za-z_]\w*)\s*(?P<op><=|>=|<|>|==|=)\s*(?P<limit>[^\s]+)(?P<words>(?:\s+\w+)*)$")
-_WORDS = {"overall", "every_segment", "conservative"}
+_WORDS = {"overall", "every_segment", "conservative", "estimate"}
 
 
 def parse_objective(text: str, source: str = "--objective") -> Objective:
@@ -119,10 +121,12 @@ def parse_objective(text: str, source: str = "--objective") -> Objective:
     Grammar (clauses separated by ";", blanks ignored, exactly one goal):
 
         goal        := [maximize | minimize] METRIC          a bare metric is maximised
-        constraint  := METRIC (<= | >=) NUMBER [overall | every_segment] [conservative]
+        constraint  := METRIC (<= | >=) NUMBER [overall | every_segment] [estimate]
         option      := min_rows = INTEGER
 
-    `<=` sets a max, `>=` a min; scope defaults to overall. Example:
+    `<=` sets a max, `>=` a min; scope defaults to overall. A constraint is checked on the
+    interval's bound on the unsafe side unless `estimate` says to compare the point estimate
+    (`conservative`, the default, is still accepted). Example:
     `"net_value; fraud_rate_bps<=12 every_segment; auth_rate>=0.9; min_rows=1000"`.
     """
     try:
@@ -178,12 +182,13 @@ def _constraint(match: re.Match[str], where: str) -> dict[str, Any]:
         raise ValueError(f"{where}: the limit must be a number, got {match['limit']!r}") from None
     words = match["words"].split()
     unknown = [w for w in words if w not in _WORDS]
-    if unknown or len(set(words)) != len(words) or {"overall", "every_segment"} <= set(words):
+    if (unknown or len(set(words)) != len(words) or {"overall", "every_segment"} <= set(words)
+            or {"conservative", "estimate"} <= set(words)):
         raise ValueError(f"{where}: after the limit expected at most one of overall/every_segment and "
-                         f"optionally conservative, got {' '.join(words)!r}")
+                         f"optionally estimate (or conservative, the default), got {' '.join(words)!r}")
     bound = "max" if match["op"] == "<=" else "min"
     scope = "every_segment" if "every_segment" in words else "overall"
-    return {"metric": match["metric"], bound: limit, "scope": scope, "conservative": "conservative" in words}
+    return {"metric": match["metric"], bound: limit, "scope": scope, "conservative": "estimate" not in words}
 
 
 # --- [sweep] -----------------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def test_table_errors_name_the_key(table: dict[str, object], message: str) -> No
 def test_every_segment_constraint_with_min_rows_exemption() -> None:
     # XX (10 rows) is exempt; BR rules out p2 (13) and p5 (16). Feasible: p0, p1, p3, p4, p6.
     # Best net_value among them: p0 and p6 tie at 1.0M; the tie goes to the lower index.
-    recommendation = choose(sweep(), parse_objective("net_value; fraud_rate_bps<=12 every_segment; min_rows=1000"))
+    recommendation = choose(sweep(), parse_objective("net_value; fraud_rate_bps<=12 every_segment estimate; min_rows=1000"))
     assert recommendation.point == 0
     assert (recommendation.challenge_above, recommendation.block_above) == (0.0, 0.5)
     assert recommendation.estimate == 1.0e6 and (recommendation.ci_low, recommendation.ci_high) == pytest.approx((0.9e6, 1.1e6))
@@ -112,16 +112,16 @@ def test_every_segment_constraint_with_min_rows_exemption() -> None:
     (binding,) = recommendation.binding  # BR at 11.7 is closer to 12 than ALL at 10
     assert (binding.segment, binding.value, binding.slack) == ("card_country=BR", 11.7, pytest.approx(0.3))
     assert recommendation.reason[0] == (
-        "maximises net_value = 1M [900k, 1.1M] among 5 of 7 points that keep fraud_rate_bps ≤ 12 in every segment "
-        "with ≥ 1,000 rows; tightest: card_country=BR at 11.7"
+        "maximises net_value = 1M [900k, 1.1M] among 5 of 7 points that keep fraud_rate_bps ≤ 12 (point estimate) "
+        "in every segment with ≥ 1,000 rows; tightest: card_country=BR at 11.7"
     )
     assert recommendation.reason[1] == "point 0: challenge_above = 0, block_above = 0.5"
 
 
 def test_without_the_exemption_the_small_segment_rules_everything_out() -> None:
-    recommendation = choose(sweep(), parse_objective("net_value; fraud_rate_bps<=12 every_segment"))
+    recommendation = choose(sweep(), parse_objective("net_value; fraud_rate_bps<=12 every_segment estimate"))
     assert recommendation.point is None and recommendation.feasible == 0
-    assert recommendation.reason[0] == "no point of 7 keeps fraud_rate_bps ≤ 12 in every segment"
+    assert recommendation.reason[0] == "no point of 7 keeps fraud_rate_bps ≤ 12 (point estimate) in every segment"
     # every point has XX at 50: 38 over, the same for all, so the closest is p0 (ties to the lower index)
     assert recommendation.reason[1].startswith("closest: point 0 (challenge_above = 0, block_above = 0.5) has "
                                                "fraud_rate_bps = 50 in card_country=XX against a max of 12")
@@ -129,21 +129,24 @@ def test_without_the_exemption_the_small_segment_rules_everything_out() -> None:
 
 def test_overall_scope_and_an_inclusive_limit() -> None:
     # overall only: p2 (ALL 12 ≤ 12, 1.1M) is feasible and beats p0; p5 (15) is not
-    recommendation = choose(sweep(), parse_objective("net_value; fraud_rate_bps<=12"))
+    recommendation = choose(sweep(), parse_objective("net_value; fraud_rate_bps<=12 estimate"))
     assert recommendation.point == 2 and recommendation.feasible == 6
     assert recommendation.binding[0].segment == "ALL" and recommendation.binding[0].slack == 0.0
 
 
-def test_conservative_compares_the_interval_bound() -> None:
+def test_constraints_compare_the_interval_bound_by_default() -> None:
     # ci_high = 1.1 × estimate: p2 11 × 1.1 = 13.2 > 12 is out; p0 10 × 1.1 = 11 stays
-    recommendation = choose(sweep(), parse_objective("net_value; fraud_rate_bps<=12 conservative"))
-    assert recommendation.point == 0
-    assert recommendation.binding[0].value == pytest.approx(11.0)
+    for text in ("net_value; fraud_rate_bps<=12", "net_value; fraud_rate_bps<=12 conservative"):
+        recommendation = choose(sweep(), parse_objective(text))
+        assert recommendation.point == 0
+        assert recommendation.binding[0].value == pytest.approx(11.0)
+    with pytest.raises(InvalidConfig, match="optionally estimate"):
+        parse_objective("net_value; fraud_rate_bps<=12 conservative estimate")
 
 
 def test_minimize_with_a_min_constraint() -> None:
     # net_value ≥ 0.9M keeps p0, p1, p2, p5, p6; the least fraud among them is p1 (8)
-    recommendation = choose(sweep(), parse_objective("minimize fraud_rate_bps; net_value>=0.9e6"))
+    recommendation = choose(sweep(), parse_objective("minimize fraud_rate_bps; net_value>=0.9e6 estimate"))
     assert recommendation.point == 1
     assert recommendation.reason[0].startswith("minimises fraud_rate_bps = 8 [7.2, 8.8] among 5 of 7 points")
     assert recommendation.binding[0].slack == pytest.approx(0.0)
@@ -151,7 +154,7 @@ def test_minimize_with_a_min_constraint() -> None:
 
 def test_flagged_objective_is_never_recommended_and_is_reported() -> None:
     flagged = sweep(flags={("ALL", "net_value", 0): "low_ess"})
-    recommendation = choose(flagged, parse_objective("net_value; fraud_rate_bps<=12 every_segment; min_rows=1000"))
+    recommendation = choose(flagged, parse_objective("net_value; fraud_rate_bps<=12 every_segment estimate; min_rows=1000"))
     assert recommendation.point == 6  # p0's tie partner
     assert recommendation.feasible == 4
     assert recommendation.reason[-1] == "1 point left out for a missing or flagged net_value estimate in ALL"
@@ -160,13 +163,13 @@ def test_flagged_objective_is_never_recommended_and_is_reported() -> None:
 def test_a_missing_value_in_a_checked_segment_fails_the_constraint() -> None:
     missing = sweep(flags={("card_country=BR", "fraud_rate_bps", 0): "no_support"}).with_columns(
         estimate=pl.when(pl.col("flag") == "no_support").then(None).otherwise("estimate"))
-    recommendation = choose(missing, parse_objective("net_value; fraud_rate_bps<=12 every_segment; min_rows=1000"))
+    recommendation = choose(missing, parse_objective("net_value; fraud_rate_bps<=12 every_segment estimate; min_rows=1000"))
     assert recommendation.point == 6
 
 
 def test_the_binding_constraint_is_the_closest_relative_to_its_limit() -> None:
     # p0: fraud slack 0.3 / 12 = 2.5% of its limit in BR; net_value slack 0.5M / 0.5M = 100%
-    objective = parse_objective("net_value; fraud_rate_bps<=12 every_segment; net_value>=0.5e6; min_rows=1000")
+    objective = parse_objective("net_value; fraud_rate_bps<=12 every_segment estimate; net_value>=0.5e6 estimate; min_rows=1000")
     recommendation = choose(sweep(), objective)
     assert [b.metric for b in recommendation.binding] == ["fraud_rate_bps", "net_value"]
     assert recommendation.reason[0].endswith("tightest: fraud_rate_bps in card_country=BR at 11.7")
