@@ -39,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fresh_populations import BASELINE, CANDIDATES, POLICIES, as_of, fresh_population, superpopulation_means, truth_table  # noqa: E402
 
+from coverage_tables import class_table, markdown, metric_table  # noqa: E402
+
 from simulator import parse_config, run_frame  # noqa: E402  (public API: stays)
 
 REP_SEED_BASE = 1_000_000  # replication k draws its rows with seed REP_SEED_BASE + k
@@ -122,32 +124,15 @@ def summary(args: argparse.Namespace) -> None:
     table = summarise(draws)
     if args.csv:
         table.write_csv(args.csv)
-    with pl.Config(tbl_rows=2000, tbl_width_chars=250, float_precision=3, tbl_hide_dataframe_shape=True,
-                   fmt_str_lengths=40):
-        for (rows, estimator, population, bootstrap), part in table.group_by(
-                "rows", "estimator", "population", "bootstrap", maintain_order=True):
-            print(f"\n## {rows:,} rows, {estimator}, {population}, bootstrap={bootstrap}, reps={part['reps'].max()}")
-            print(part.drop("rows", "estimator", "population", "bootstrap", "reps", "truth", "interval")
-                  .filter(pl.col("metric") != "attempts"))
-        # compact: worst case per metric class over policies, kinds and metrics
-        print("\n## ranges over metrics (both candidates, estimate and delta)")
-        classes = pl.col("metric").replace_strict(METRIC_CLASS, default="other")
-        compact = (table.filter(pl.col("metric") != "attempts").with_columns(cls=classes)
-                   .group_by("rows", "estimator", "population", "bootstrap", "kind", "cls", maintain_order=True)
-                   .agg(cov_min=pl.col("coverage").min(), cov_max=pl.col("coverage").max(),
-                        miss_low_max=pl.col("miss_low").max(), miss_high_max=pl.col("miss_high").max(),
-                        width_med=pl.col("width_ratio").median()))
-        print(compact.sort("rows", "estimator", "population", "bootstrap", "kind", "cls"))
-
-
-METRIC_CLASS = {
-    "authorized_count": "counts", "blocked_count": "counts", "challenged_count": "counts",
-    "auth_rate": "rates", "block_rate": "rates",
-    "authorized_volume": "money", "revenue": "money", "cost": "money", "net_value": "money",
-    "fraud_count": "fraud", "fraud_volume": "fraud", "fraud_loss": "fraud", "fraud_rate_bps": "fraud",
-    "blocked_fraud_count": "block_quality", "blocked_legit_count": "block_quality",
-    "block_precision": "block_quality", "block_recall": "block_quality",
-}
+    keys = ["rows", "estimator", "population", "bootstrap"]
+    print("cell = coverage (share with truth below the interval / above it) median width / (2 * 1.96 * sd)\n")
+    for key, part in table.group_by(*keys, maintain_order=True):
+        interval = part["interval"].drop_nulls().unique().sort().to_list()
+        print(f"\n### {key[0]:,} rows, {key[1]}, {key[2]}, bootstrap={key[3]}, {part['reps'].max()} fresh populations")
+        print(f"(engine interval: {'; '.join(interval)})\n")
+        print(metric_table(part))
+    print("\n### worst case per metric class (both candidates)\n")
+    print(markdown(class_table(table, keys)))
 
 
 def main() -> None:
