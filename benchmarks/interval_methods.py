@@ -43,6 +43,8 @@ from scipy import stats as sps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from coverage_tables import class_table, markdown, metric_table  # noqa: E402
+
 # Data only (the engine internals it needs are imported in ONE block in fresh_populations.py).
 from fresh_populations import (  # noqa: E402
     BASELINE, BLOCK, CANDIDATES, RATIOS, SUMS, VALUE_INDEX, fresh_population, policy_actions,
@@ -450,7 +452,7 @@ def summarise(draws: pl.DataFrame, flag: pl.Expr | None = None) -> pl.DataFrame:
         bias_sd=(pl.col("value").mean() - pl.col("truth").first()) / pl.col("value").std(),
         kish_med=pl.col("kish").median(),
         **({"flag_rate": pl.col("flagged").mean()} if flag is not None else {}),
-    ).with_columns(cls=pl.col("metric").replace_strict(CLASS, default="other"))
+    )
 
 
 def passes() -> pl.Expr:
@@ -460,21 +462,62 @@ def passes() -> pl.Expr:
 
 def summary(args: argparse.Namespace) -> None:
     draws = pl.concat([pl.read_parquet(p) for p in args.files], how="diagonal_relaxed")
+    if args.min_kish:
+        draws = draws.filter(pl.col("kish") >= args.min_kish)
     table = summarise(draws).with_columns(ok=passes())
     if args.csv:
         table.write_csv(args.csv)
-    cfg = pl.Config(tbl_rows=5000, tbl_width_chars=250, float_precision=3, tbl_hide_dataframe_shape=True,
-                    tbl_cols=30)
-    with cfg:
-        print("## share of (candidate, metric, kind) cells meeting the targets, per class / estimator / method")
-        agg = table.group_by("rows", "estimator", "method", "cls").agg(
-            ok=pl.col("ok").mean(), cov_min=pl.col("coverage").min(), cov_med=pl.col("coverage").median(),
-            tail_max=pl.max_horizontal("miss_low", "miss_high").max(), width_med=pl.col("width_ratio").median(),
-        ).sort("rows", "cls", "estimator", "method")
-        print(agg)
-        if args.detail:
-            print(table.filter(pl.col("estimator").is_in(args.detail.split(","))).sort(
-                "rows", "estimator", "cls", "metric", "policy", "kind", "method"))
+    keys = ["rows", "estimator", "method"]
+    print("## worst case per metric class over both candidates (cov = coverage, tail = largest one-sided miss,"
+          " width = median width / (2 * 1.96 * sd))\n")
+    worst = class_table(table, keys).filter(pl.col("method").is_in(args.methods.split(",")))
+    print(markdown(worst))
+    for pair in (args.detail or "").split(","):
+        if not pair:
+            continue
+        estimator, method = pair.split(":")
+        for rows, part in table.filter(pl.col("estimator") == estimator, pl.col("method") == method).group_by(
+                "rows", maintain_order=True):
+            print(f"\n### {rows[0]:,} rows, estimator {estimator}, interval {method}, {part['reps'].max()} populations\n")
+            print(metric_table(part))
+    print("\n## 'only blocks more' (cand_b): share of populations whose delta shows an INCREASE, and leak"
+          " (sum |psi| of the delta outside the rows where the policies differ, median)\n")
+    increase = draws.filter(pl.col("policy") == "cand_b", pl.col("kind") == "delta",
+                            pl.col("metric").is_in(["fraud_count", "fraud_volume", "fraud_loss", "authorized_count",
+                                                    "revenue", "blocked_count"])).group_by(
+        "rows", "estimator", "metric").agg(
+        increase=(pl.col("value") > 1e-9 * (pl.col("truth").abs() + 1)).mean(),
+        leak_median=pl.col("leak").median()).sort("rows", "metric", "estimator")
+    print(markdown(increase, 3))
+    print("\n## flag rule: coverage of the flagged / unflagged populations by Kish effective rows of psi\n")
+    flag_rows = []
+    for threshold in (3, 5, 10, 20, 30):
+        for (rows, estimator, method), part in summarise_flag(draws, threshold, args.methods.split(",")):
+            flag_rows.append((rows, estimator, method, threshold, *part))
+    frame = pl.DataFrame(flag_rows, orient="row", schema=["rows", "estimator", "method", "min_kish", "flag_rate",
+                                                          "cov_unflagged", "tail_unflagged", "cov_flagged"])
+    print(markdown(frame.filter(pl.col("estimator").is_in(["strat", "greg"])).sort("rows", "estimator", "method",
+                                                                                     "min_kish")))
+
+
+def summarise_flag(draws: pl.DataFrame, threshold: float, methods: list[str]):  # noqa: ANN201
+    slack = 1e-9 * (pl.col("truth").abs() + 1.0)
+    for (rows, estimator), part in draws.group_by("rows", "estimator", maintain_order=True):
+        for method in methods:
+            if f"{method}_low" not in part.columns:
+                continue
+            low, high = pl.col(f"{method}_low"), pl.col(f"{method}_high")
+            t = part.with_columns(
+                flagged=pl.col("kish") < threshold,
+                cover=(low - slack <= pl.col("truth")) & (pl.col("truth") <= high + slack),
+                lo_miss=pl.col("truth") < low - slack, hi_miss=pl.col("truth") > high + slack)
+            un = t.filter(~pl.col("flagged"))
+            per_cell = un.group_by("policy", "metric", "kind").agg(
+                lo=pl.col("lo_miss").mean(), hi=pl.col("hi_miss").mean())
+            tail = float(per_cell.select(pl.max_horizontal("lo", "hi").max()).item() or 0.0)
+            fl = t.filter(pl.col("flagged"))
+            yield (rows, estimator, method), (float(t["flagged"].mean()), float(un["cover"].mean()), tail,
+                                              float(fl["cover"].mean()) if fl.height else float("nan"))
 
 
 def main() -> None:
@@ -493,7 +536,9 @@ def main() -> None:
     s = sub.add_parser("summary")
     s.add_argument("files", nargs="+")
     s.add_argument("--csv")
-    s.add_argument("--detail", help="comma-separated estimators to print per metric")
+    s.add_argument("--detail", help="comma-separated estimator:method pairs to print per metric")
+    s.add_argument("--methods", default=",".join(METHODS), help="methods in the class table")
+    s.add_argument("--min-kish", type=float, default=0.0, help="drop (population, metric) cells below this")
     args = parser.parse_args()
     run(args) if args.command == "run" else summary(args)
 
