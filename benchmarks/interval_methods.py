@@ -56,8 +56,8 @@ CONF = 0.95
 Z = float(sps.norm.ppf(0.975))
 ALLOW_CODE = 0
 ESTIMATORS = ("ipw", "snipw", "strat", "greg")
-ANALYTIC = ("normal", "t_eff", "hall", "el", "el_f")
-BOOT = ("boot_pct", "boot_t", "boot_bca")
+ANALYTIC = ("normal", "t_eff", "hall", "el", "el_f", "floor_normal", "floor_t", "floor_hall")
+BOOT = ("boot_pct", "boot_t", "boot_bca", "boot_t_floor")
 METHODS = ANALYTIC + BOOT
 
 
@@ -125,7 +125,7 @@ def _strata(keys: list[np.ndarray], mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def strat_side(rows: Rows, alpha: np.ndarray, value: str, code: np.ndarray, k: int, greg: bool,
-               min_greg: int = 10) -> tuple[np.ndarray, int]:
+               min_greg: int = 10) -> tuple[np.ndarray, int, float]:
     """Stratified Hajek (or GREG on amount) influence values of the total of `value` at actions `alpha`.
 
     Rows outside every stratum (code -1) and strata where alpha is -1 contribute 0. Returns psi and the number
@@ -166,27 +166,68 @@ def strat_side(rows: Rows, alpha: np.ndarray, value: str, code: np.ndarray, k: i
     e = y - b0x[c] - b1x[c] * x
     psi = np.where(inside, b0x[c] + b1x[c] * x, 0.0) + np.where(logged, scale[c] * e, 0.0)
     unsupported = int(np.sum(has_action & (n_s > 0) & (n_l == 0)))
-    return psi, unsupported
+    return psi, unsupported, _rare_floor(rows, alpha, value, y, c, k, logged, n_s, n_l, e, has_action)
 
 
-def strat_total(rows: Rows, policy: str, value: str, weighting: str, greg: bool) -> tuple[float, np.ndarray, int]:
+def _rare_floor(rows: Rows, alpha: np.ndarray, value: str, y: np.ndarray, c: np.ndarray, k: int, logged: np.ndarray,
+                n_s: np.ndarray, n_l: np.ndarray, e: np.ndarray, has_action: np.ndarray) -> float:
+    """Variance a stratum side must at least have under a compound-Bernoulli model (rare events).
+
+    y = event x size with event ~ Bernoulli(p) and size a known function of the amount (observed on every
+    row of the stratum). p is shrunk as (events + 1/2) / (logged rows + 1) (Jeffreys), so that a stratum whose
+    logged rows show no event still allows about half an event. Returns sum over strata of
+    max(0, model variance - sample variance) of the Hajek total N_s * mean(y). Signed values: 0.
+    """
+    if value not in EVENT_SIZE:
+        return 0.0
+    inside = c < k
+    alpha_of = np.full(k + 1, -1)
+    alpha_of[c[inside]] = alpha[inside]
+    # structural zeros: no outcome under block; no fraud loss on a challenged (liability-shifted) payment
+    structural = (alpha_of[:k] == BLOCK) | ((alpha_of[:k] == 1) & (value == "fraud_loss"))
+    has_action = has_action & ~structural
+    size = EVENT_SIZE[value](rows.amount)
+    events = np.bincount(c, weights=logged * (y != 0), minlength=k + 1)[:k]
+    es = np.bincount(c, weights=size, minlength=k + 1)[:k] / np.maximum(n_s, 1.0)
+    es2 = np.bincount(c, weights=size * size, minlength=k + 1)[:k] / np.maximum(n_s, 1.0)
+    p = (events + 0.5) / (n_l + 1.0)
+    ok = has_action & (n_l > 0)
+    model = np.where(ok, n_s**2 / np.maximum(n_l, 1.0) * (p * es2 - p**2 * es**2), 0.0)
+    sample = np.where(ok, (n_s / np.maximum(n_l, 1.0)) ** 2
+                      * np.bincount(c, weights=logged * e * e, minlength=k + 1)[:k], 0.0)
+    return float(np.maximum(model - sample, 0.0).sum())
+
+
+# A single event's size per outcome-dependent value column (engine defaults: margin 0.30, fee 2.9 %,
+# dispute fee 15): what one more event would add. Values fixed by the action (attempts, blocked, challenged,
+# the fixed fees) need no floor; net_value is signed: no floor.
+EVENT_SIZE = {
+    "authorized": lambda a: np.ones_like(a), "fraud": lambda a: np.ones_like(a),
+    "legit_authorized": lambda a: np.ones_like(a), "mature_authorized": lambda a: np.ones_like(a),
+    "authorized_volume": lambda a: a, "fraud_volume": lambda a: a, "mature_authorized_volume": lambda a: a,
+    "revenue": lambda a: 0.30 * a, "cost": lambda a: 0.029 * a,
+    "fraud_loss": lambda a: a + 15.0,
+}
+
+
+def strat_total(rows: Rows, policy: str, value: str, weighting: str, greg: bool) -> tuple[float, np.ndarray, int, float]:
     alpha = rows.alpha(policy, weighting)
     code, k = _strata([alpha, rows.prop(alpha)], np.ones(rows.n, dtype=bool))
-    psi, unsupported = strat_side(rows, alpha, value, code, k, greg)
-    return float(psi.sum()), psi, unsupported
+    psi, unsupported, extra = strat_side(rows, alpha, value, code, k, greg)
+    return float(psi.sum()), psi, unsupported, extra
 
 
-def strat_delta(rows: Rows, cand: str, value: str, weighting: str, greg: bool) -> tuple[float, np.ndarray, int]:
+def strat_delta(rows: Rows, cand: str, value: str, weighting: str, greg: bool) -> tuple[float, np.ndarray, int, float]:
     """Delta over the rows where candidate and baseline contribute different actions only."""
     ac, ab = rows.alpha(cand, weighting), rows.alpha(BASELINE, weighting)
     differ = ac != ab
     code, k = _strata([ac, rows.prop(ac), ab, rows.prop(ab)], differ)
     if k == 0:
-        return 0.0, np.zeros(rows.n), 0
-    pc, uc = strat_side(rows, ac, value, code, k, greg)
-    pb, ub = strat_side(rows, ab, value, code, k, greg)
+        return 0.0, np.zeros(rows.n), 0, 0.0
+    pc, uc, ec = strat_side(rows, ac, value, code, k, greg)
+    pb, ub, eb = strat_side(rows, ab, value, code, k, greg)
     psi = pc - pb
-    return float(psi.sum()), psi, uc + ub
+    return float(psi.sum()), psi, uc + ub, ec + eb
 
 
 # ---------------------------------------------------------------- every metric of every estimator
@@ -201,18 +242,18 @@ def ratio_psi(n: int, scale: float, num: tuple[float, np.ndarray], den: tuple[fl
     return scale * r, scale * (r / n + (pa - r * pb) / b)
 
 
-def estimates(rows: Rows, estimator: str) -> dict[tuple[str, str, str], tuple[float, np.ndarray, int]]:
-    """{(policy, metric, kind): (value, psi, unsupported strata)}, kind = estimate | delta, candidates only."""
-    out: dict[tuple[str, str, str], tuple[float, np.ndarray, int]] = {}
-    sums: dict[tuple[str, str, str], tuple[float, np.ndarray, int]] = {}  # (policy, value, weighting)
+def estimates(rows: Rows, estimator: str) -> dict[tuple[str, str, str], tuple[float, np.ndarray, int, float]]:
+    """{(policy, metric, kind): (value, psi, unsupported strata, rare-event variance floor)}, candidates only."""
+    out: dict[tuple[str, str, str], tuple[float, np.ndarray, int, float]] = {}
+    sums: dict[tuple[str, str, str], tuple[float, np.ndarray, int, float]] = {}  # (policy, value, weighting)
 
-    def total(policy: str, value: str, weighting: str, population: str) -> tuple[float, np.ndarray, int]:
+    def total(policy: str, value: str, weighting: str, population: str) -> tuple[float, np.ndarray, int, float]:
         key = (policy, value, weighting)
         if key not in sums:
             if estimator == "ipw":
-                sums[key] = (*ipw_total(rows, rows.alpha(policy, weighting), value), 0)
+                sums[key] = (*ipw_total(rows, rows.alpha(policy, weighting), value), 0, 0.0)
             elif estimator == "snipw":
-                sums[key] = (*snipw_total(rows, policy, value, weighting, population), 0)
+                sums[key] = (*snipw_total(rows, policy, value, weighting, population), 0, 0.0)
             else:
                 sums[key] = strat_total(rows, policy, value, weighting, estimator == "greg")
         return sums[key]
@@ -226,23 +267,24 @@ def estimates(rows: Rows, estimator: str) -> dict[tuple[str, str, str], tuple[fl
             if estimator in ("strat", "greg"):
                 out[(cand, name, "delta")] = strat_delta(rows, cand, value, weighting, estimator == "greg")
             else:
-                out[(cand, name, "delta")] = (tc[0] - tb[0], tc[1] - tb[1], 0)
+                out[(cand, name, "delta")] = (tc[0] - tb[0], tc[1] - tb[1], 0, tc[3] + tb[3])
         for name, (nv, nw), (dv, dw), scale, population in RATIOS:
             # ratios: IPW totals for ipw/snipw (self-normalisation cancels), stratified totals otherwise
             base = "ipw" if estimator == "snipw" else estimator
 
-            def rtot(policy: str, value: str, weighting: str) -> tuple[float, np.ndarray, int]:
+            def rtot(policy: str, value: str, weighting: str) -> tuple[float, np.ndarray, int, float]:
                 if base == "ipw":
-                    return (*ipw_total(rows, rows.alpha(policy, weighting), value), 0)
+                    return (*ipw_total(rows, rows.alpha(policy, weighting), value), 0, 0.0)
                 return strat_total(rows, policy, value, weighting, base == "greg")
 
             per = {}
             for policy in (cand, BASELINE):
                 num, den = rtot(policy, nv, nw), rtot(policy, dv, dw)
-                per[policy] = (*ratio_psi(rows.n, scale, num[:2], den[:2]), num[2] + den[2])
+                extra = (scale / den[0]) ** 2 * (num[3] + (num[0] / den[0]) ** 2 * den[3]) if den[0] else 0.0
+                per[policy] = (*ratio_psi(rows.n, scale, num[:2], den[:2]), num[2] + den[2], extra)
             out[(cand, name, "estimate")] = per[cand]
             out[(cand, name, "delta")] = (per[cand][0] - per[BASELINE][0], per[cand][1] - per[BASELINE][1],
-                                          per[cand][2] + per[BASELINE][2])
+                                          per[cand][2] + per[BASELINE][2], per[cand][3] + per[BASELINE][3])
     return out
 
 
@@ -345,6 +387,12 @@ def intervals_boot(psi: np.ndarray, m: dict, rng: np.random.Generator, b: int) -
     t = np.where(np.isfinite(t), t, 0.0)
     tq = np.quantile(t, [0.025, 0.975], axis=0)
     out["boot_t"] = (m["total"] - tq[1] * m["se"], m["total"] - tq[0] * m["se"])
+    if "se_floor" in m:
+        extra = m["se_floor"] ** 2 - m["se"] ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tf = s1 / np.sqrt(se_b**2 + extra)
+        tf = np.quantile(np.where(np.isfinite(tf), tf, 0.0), [0.025, 0.975], axis=0)
+        out["boot_t_floor"] = (m["total"] - tf[1] * m["se_floor"], m["total"] - tf[0] * m["se_floor"])
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = ((reps < m["total"]).sum(axis=0) + 0.5 * (reps == m["total"]).sum(axis=0)) / b
         z0 = sps.norm.ppf(np.clip(frac, 1.0 / b, 1 - 1.0 / b))
@@ -359,9 +407,17 @@ def intervals_boot(psi: np.ndarray, m: dict, rng: np.random.Generator, b: int) -
     return out
 
 
-def all_intervals(psi: np.ndarray, rng: np.random.Generator, b: int, el: bool) -> tuple[dict, dict]:
+def all_intervals(psi: np.ndarray, rng: np.random.Generator, b: int, el: bool,
+                  extra: np.ndarray | None = None) -> tuple[dict, dict]:
     m = moments(psi)
     out = {"normal": interval_normal(m), "t_eff": interval_t(m), "hall": interval_hall(m)}
+    if extra is not None and np.any(extra > 0):  # rare-event floor: se^2 + max(0, model - sample) per stratum
+        floored = dict(m, se=np.sqrt(m["se"] ** 2 + extra))
+        out["floor_normal"] = interval_normal(floored)
+        out["floor_t"] = interval_t(floored)
+        out["floor_hall"] = interval_hall(floored)
+    if extra is not None:
+        m["se_floor"] = np.sqrt(m["se"] ** 2 + extra)
     if el:
         out["el"] = interval_el(psi, m)
         out["el_f"] = interval_el(psi, m, f_df=np.maximum(m["kish"] - 1.0, 1.0))
@@ -387,7 +443,7 @@ def replication(rows_n: int, k: int, exploration: float, truth: dict, b: int, el
         keys = list(est)
         psi = np.stack([est[key][1] for key in keys], axis=1)
         psi = np.nan_to_num(psi)
-        ints, m = all_intervals(psi, rng, b, el)
+        ints, m = all_intervals(psi, rng, b, el, np.array([est[key][3] for key in keys]))
         # cancellation: the delta's influence outside the rows where the policies act differently
         leak = [float(np.abs(est[key][1][~differ[key[0]]]).sum()) if key[2] == "delta" else 0.0 for key in keys]
         frame = {
@@ -397,6 +453,7 @@ def replication(rows_n: int, k: int, exploration: float, truth: dict, b: int, el
             "truth": [truth[(key[0], key[1])] if key[2] == "estimate" else truth[(f"delta:{key[0]}", key[1])]
                       for key in keys],
             "unsupported": [est[key][2] for key in keys], "leak": leak,
+            "floor_var": [est[key][3] for key in keys],
             "skew": m["skew"], "kish": m["kish"], "se": m["se"],
         }
         for method, (lo, hi) in ints.items():
