@@ -132,7 +132,14 @@ def summary(args: argparse.Namespace) -> None:
         print(f"(engine interval: {'; '.join(interval)})\n")
         print(metric_table(part))
     print("\n### worst case per metric class (both candidates)\n")
-    print(markdown(class_table(table, keys)))
+    worst = class_table(table, keys)
+    print(markdown(worst))
+    print("\n### compact: min coverage / largest tail miss / median width ratio, per class\n")
+    cells = worst.with_columns(
+        cell=pl.format("{} / {} / {}", pl.col("cov_min").round(2), pl.col("tail_max").round(2), pl.col("width_med").round(2)),
+        mode=pl.format("{} {} {}", pl.col("estimator"), pl.col("population"),
+                       pl.when(pl.col("bootstrap") > 0).then(pl.lit("boot")).otherwise(pl.lit("analytic"))))
+    print(markdown(cells.pivot(on="mode", index=["rows", "kind", "cls"], values="cell").sort("rows", "kind", "cls")))
 
 
 def main() -> None:
