@@ -165,8 +165,31 @@ def strat_side(rows: Rows, alpha: np.ndarray, value: str, code: np.ndarray, k: i
     scale = np.append(np.where(n_l > 0, n_s / safe, 0.0), 0.0)
     e = y - b0x[c] - b1x[c] * x
     psi = np.where(inside, b0x[c] + b1x[c] * x, 0.0) + np.where(logged, scale[c] * e, 0.0)
-    unsupported = int(np.sum(has_action & (n_s > 0) & (n_l == 0)))
+    known, known_value = known_values(rows, value, alpha)
+    psi = np.where(inside & known, known_value, psi)  # values fixed by the action need no logged row
+    known_stratum = np.zeros(k + 1, dtype=bool)
+    known_stratum[c[inside & known]] = True
+    unsupported = int(np.sum(has_action & (n_s > 0) & (n_l == 0) & ~known_stratum[:k]))
     return psi, unsupported, _rare_floor(rows, alpha, value, y, c, k, logged, n_s, n_l, e, has_action)
+
+
+def known_values(rows: Rows, value: str, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose value under their counterfactual action is known without observing an outcome, and that value.
+
+    Action-independent columns (one, mature, amount), the action indicators (blocked, challenged), every
+    outcome under block (nothing happens), and fraud loss under challenge (liability shift).
+    """
+    n = rows.n
+    if value in ("one", "mature", "amount"):
+        return np.ones(n, dtype=bool), rows.Y[:, VALUE_INDEX[value]]
+    if value == "blocked":
+        return np.ones(n, dtype=bool), (alpha == BLOCK).astype(float)
+    if value == "challenged":
+        return np.ones(n, dtype=bool), (alpha == 1).astype(float)
+    known = alpha == BLOCK
+    if value == "fraud_loss":
+        known = known | (alpha == 1)
+    return known, np.zeros(n)
 
 
 def _rare_floor(rows: Rows, alpha: np.ndarray, value: str, y: np.ndarray, c: np.ndarray, k: int, logged: np.ndarray,
@@ -529,6 +552,15 @@ def summary(args: argparse.Namespace) -> None:
           " width = median width / (2 * 1.96 * sd))\n")
     worst = class_table(table, keys).filter(pl.col("method").is_in(args.methods.split(",")))
     print(markdown(worst))
+    if args.compact:
+        print("\n## compact: min coverage / largest one-sided miss / median width ratio per class\n")
+        combos = args.compact.split(",")
+        cells = class_table(table, keys).with_columns(
+            combo=pl.format("{}:{}", pl.col("estimator"), pl.col("method")),
+            cell=pl.format("{} / {} / {}", pl.col("cov_min").round(2), pl.col("tail_max").round(2),
+                           pl.col("width_med").round(2))).filter(pl.col("combo").is_in(combos))
+        pivot = cells.pivot(on="combo", index=["rows", "kind", "cls"], values="cell").sort("rows", "kind", "cls")
+        print(markdown(pivot.select("rows", "kind", "cls", *[c for c in combos if c in pivot.columns])))
     for pair in (args.detail or "").split(","):
         if not pair:
             continue
@@ -595,6 +627,7 @@ def main() -> None:
     s.add_argument("--csv")
     s.add_argument("--detail", help="comma-separated estimator:method pairs to print per metric")
     s.add_argument("--methods", default=",".join(METHODS), help="methods in the class table")
+    s.add_argument("--compact", help="estimator:method pairs for one compact per-class table")
     s.add_argument("--min-kish", type=float, default=0.0, help="drop (population, metric) cells below this")
     args = parser.parse_args()
     run(args) if args.command == "run" else summary(args)
