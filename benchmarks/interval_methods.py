@@ -125,7 +125,7 @@ def _strata(keys: list[np.ndarray], mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def strat_side(rows: Rows, alpha: np.ndarray, value: str, code: np.ndarray, k: int, greg: bool,
-               min_greg: int = 10) -> tuple[np.ndarray, int, float]:
+               min_greg: int = 10) -> tuple[np.ndarray, int, float, np.ndarray]:
     """Stratified Hajek (or GREG on amount) influence values of the total of `value` at actions `alpha`.
 
     Rows outside every stratum (code -1) and strata where alpha is -1 contribute 0. Returns psi and the number
@@ -170,7 +170,8 @@ def strat_side(rows: Rows, alpha: np.ndarray, value: str, code: np.ndarray, k: i
     known_stratum = np.zeros(k + 1, dtype=bool)
     known_stratum[c[inside & known]] = True
     unsupported = int(np.sum(has_action & (n_s > 0) & (n_l == 0) & ~known_stratum[:k]))
-    return psi, unsupported, _rare_floor(rows, alpha, value, y, c, k, logged, n_s, n_l, e, has_action)
+    resid = np.where(logged & ~(inside & known), scale[c] * e, 0.0)  # the part only sampled rows carry
+    return psi, unsupported, _rare_floor(rows, alpha, value, y, c, k, logged, n_s, n_l, e, has_action), resid
 
 
 def known_values(rows: Rows, value: str, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -236,8 +237,8 @@ EVENT_SIZE = {
 def strat_total(rows: Rows, policy: str, value: str, weighting: str, greg: bool) -> tuple[float, np.ndarray, int, float]:
     alpha = rows.alpha(policy, weighting)
     code, k = _strata([alpha, rows.prop(alpha)], np.ones(rows.n, dtype=bool))
-    psi, unsupported, extra = strat_side(rows, alpha, value, code, k, greg)
-    return float(psi.sum()), psi, unsupported, extra
+    psi, unsupported, extra, resid = strat_side(rows, alpha, value, code, k, greg)
+    return float(psi.sum()), psi, unsupported, extra, resid
 
 
 def strat_delta(rows: Rows, cand: str, value: str, weighting: str, greg: bool) -> tuple[float, np.ndarray, int, float]:
@@ -246,11 +247,11 @@ def strat_delta(rows: Rows, cand: str, value: str, weighting: str, greg: bool) -
     differ = ac != ab
     code, k = _strata([ac, rows.prop(ac), ab, rows.prop(ab)], differ)
     if k == 0:
-        return 0.0, np.zeros(rows.n), 0, 0.0
-    pc, uc, ec = strat_side(rows, ac, value, code, k, greg)
-    pb, ub, eb = strat_side(rows, ab, value, code, k, greg)
+        return 0.0, np.zeros(rows.n), 0, 0.0, np.zeros(rows.n)
+    pc, uc, ec, rc = strat_side(rows, ac, value, code, k, greg)
+    pb, ub, eb, rb = strat_side(rows, ab, value, code, k, greg)
     psi = pc - pb
-    return float(psi.sum()), psi, uc + ub, ec + eb
+    return float(psi.sum()), psi, uc + ub, ec + eb, rc - rb
 
 
 # ---------------------------------------------------------------- every metric of every estimator
@@ -274,9 +275,11 @@ def estimates(rows: Rows, estimator: str) -> dict[tuple[str, str, str], tuple[fl
         key = (policy, value, weighting)
         if key not in sums:
             if estimator == "ipw":
-                sums[key] = (*ipw_total(rows, rows.alpha(policy, weighting), value), 0, 0.0)
+                t, z = ipw_total(rows, rows.alpha(policy, weighting), value)
+                sums[key] = (t, z, 0, 0.0, z - t / rows.n)
             elif estimator == "snipw":
-                sums[key] = (*snipw_total(rows, policy, value, weighting, population), 0, 0.0)
+                t, z = snipw_total(rows, policy, value, weighting, population)
+                sums[key] = (t, z, 0, 0.0, z - t / rows.n)
             else:
                 sums[key] = strat_total(rows, policy, value, weighting, estimator == "greg")
         return sums[key]
@@ -290,24 +293,28 @@ def estimates(rows: Rows, estimator: str) -> dict[tuple[str, str, str], tuple[fl
             if estimator in ("strat", "greg"):
                 out[(cand, name, "delta")] = strat_delta(rows, cand, value, weighting, estimator == "greg")
             else:
-                out[(cand, name, "delta")] = (tc[0] - tb[0], tc[1] - tb[1], 0, tc[3] + tb[3])
+                out[(cand, name, "delta")] = (tc[0] - tb[0], tc[1] - tb[1], 0, tc[3] + tb[3], tc[4] - tb[4])
         for name, (nv, nw), (dv, dw), scale, population in RATIOS:
             # ratios: IPW totals for ipw/snipw (self-normalisation cancels), stratified totals otherwise
             base = "ipw" if estimator == "snipw" else estimator
 
             def rtot(policy: str, value: str, weighting: str) -> tuple[float, np.ndarray, int, float]:
                 if base == "ipw":
-                    return (*ipw_total(rows, rows.alpha(policy, weighting), value), 0, 0.0)
+                    t, z = ipw_total(rows, rows.alpha(policy, weighting), value)
+                    return (t, z, 0, 0.0, z - t / rows.n)
                 return strat_total(rows, policy, value, weighting, base == "greg")
 
             per = {}
             for policy in (cand, BASELINE):
                 num, den = rtot(policy, nv, nw), rtot(policy, dv, dw)
                 extra = (scale / den[0]) ** 2 * (num[3] + (num[0] / den[0]) ** 2 * den[3]) if den[0] else 0.0
-                per[policy] = (*ratio_psi(rows.n, scale, num[:2], den[:2]), num[2] + den[2], extra)
+                r = num[0] / den[0] if den[0] else 0.0
+                resid = scale * (num[4] - r * den[4]) / den[0] if den[0] else np.zeros(rows.n)
+                per[policy] = (*ratio_psi(rows.n, scale, num[:2], den[:2]), num[2] + den[2], extra, resid)
             out[(cand, name, "estimate")] = per[cand]
             out[(cand, name, "delta")] = (per[cand][0] - per[BASELINE][0], per[cand][1] - per[BASELINE][1],
-                                          per[cand][2] + per[BASELINE][2], per[cand][3] + per[BASELINE][3])
+                                          per[cand][2] + per[BASELINE][2], per[cand][3] + per[BASELINE][3],
+                                          per[cand][4] - per[BASELINE][4])
     return out
 
 
@@ -430,6 +437,13 @@ def intervals_boot(psi: np.ndarray, m: dict, rng: np.random.Generator, b: int) -
     return out
 
 
+def _kish(r: np.ndarray) -> float:
+    """Effective number of rows carrying the sampled part of the variance: (sum r^2)^2 / sum r^4."""
+    r2 = r * r
+    m4 = float((r2 * r2).sum())
+    return float(r2.sum() ** 2 / m4) if m4 > 0 else 0.0
+
+
 def all_intervals(psi: np.ndarray, rng: np.random.Generator, b: int, el: bool,
                   extra: np.ndarray | None = None) -> tuple[dict, dict]:
     m = moments(psi)
@@ -477,6 +491,7 @@ def replication(rows_n: int, k: int, exploration: float, truth: dict, b: int, el
                       for key in keys],
             "unsupported": [est[key][2] for key in keys], "leak": leak,
             "floor_var": [est[key][3] for key in keys],
+            "kish_res": [_kish(est[key][4]) for key in keys],
             "skew": m["skew"], "kish": m["kish"], "se": m["se"],
         }
         for method, (lo, hi) in ints.items():
