@@ -593,35 +593,52 @@ def summary(args: argparse.Namespace) -> None:
         increase=(pl.col("value") > 1e-9 * (pl.col("truth").abs() + 1)).mean(),
         leak_median=pl.col("leak").median()).sort("rows", "metric", "estimator")
     print(markdown(increase, 3))
-    print("\n## flag rule: coverage of the flagged / unflagged populations by Kish effective rows of psi\n")
-    flag_rows = []
-    for threshold in (3, 5, 10, 20, 30):
-        for (rows, estimator, method), part in summarise_flag(draws, threshold, args.methods.split(",")):
-            flag_rows.append((rows, estimator, method, threshold, *part))
-    frame = pl.DataFrame(flag_rows, orient="row", schema=["rows", "estimator", "method", "min_kish", "flag_rate",
-                                                          "cov_unflagged", "tail_unflagged", "cov_flagged"])
-    print(markdown(frame.filter(pl.col("estimator").is_in(["strat", "greg"])).sort("rows", "estimator", "method",
-                                                                                     "min_kish")))
-
-
-def summarise_flag(draws: pl.DataFrame, threshold: float, methods: list[str]):  # noqa: ANN201
-    slack = 1e-9 * (pl.col("truth").abs() + 1.0)
-    for (rows, estimator), part in draws.group_by("rows", "estimator", maintain_order=True):
-        for method in methods:
+    print("\n## flag rules: share of (population, metric) cells flagged; coverage and worst one-sided miss of the"
+          " unflagged cells (pooled over metrics; tail = worst metric with >= 10 unflagged populations); coverage of"
+          " the flagged ones\n")
+    combos = (args.compact or "strat:floor_hall").split(",")
+    rows_out = []
+    for name, rule in flag_rules().items():
+        for combo in combos:
+            estimator, method = combo.split(":")
+            part = draws.filter(pl.col("estimator") == estimator)
             if f"{method}_low" not in part.columns:
                 continue
-            low, high = pl.col(f"{method}_low"), pl.col(f"{method}_high")
-            t = part.with_columns(
-                flagged=pl.col("kish") < threshold,
-                cover=(low - slack <= pl.col("truth")) & (pl.col("truth") <= high + slack),
-                lo_miss=pl.col("truth") < low - slack, hi_miss=pl.col("truth") > high + slack)
-            un = t.filter(~pl.col("flagged"))
-            per_cell = un.group_by("policy", "metric", "kind").agg(
-                lo=pl.col("lo_miss").mean(), hi=pl.col("hi_miss").mean())
-            tail = float(per_cell.select(pl.max_horizontal("lo", "hi").max()).item() or 0.0)
-            fl = t.filter(pl.col("flagged"))
-            yield (rows, estimator, method), (float(t["flagged"].mean()), float(un["cover"].mean()), tail,
-                                              float(fl["cover"].mean()) if fl.height else float("nan"))
+            for (rows,), sub in part.group_by("rows", maintain_order=True):
+                rows_out.append((rows, combo, name, *flag_stats(sub, method, rule)))
+    frame = pl.DataFrame(rows_out, orient="row", schema=["rows", "interval", "rule", "flag_rate", "cov_unflagged",
+                                                         "tail_unflagged", "cov_flagged"])
+    print(markdown(frame.sort("rows", "interval", "rule")))
+
+
+def flag_rules() -> dict[str, pl.Expr]:
+    """Candidate rules that say an interval is unreliable, from what a run knows."""
+    floor_dominates = pl.col("floor_var").fill_null(0.0) > pl.col("se") ** 2
+    return {
+        "none": pl.lit(False),
+        "unsupported": pl.col("unsupported") > 0,
+        "kish_res<5": pl.col("kish_res") < 5,
+        "kish_res<10": pl.col("kish_res") < 10,
+        "kish_res<20": pl.col("kish_res") < 20,
+        "floor>sample": floor_dominates,
+        "kish_res<10|floor>sample": (pl.col("kish_res") < 10) | floor_dominates,
+    }
+
+
+def flag_stats(part: pl.DataFrame, method: str, rule: pl.Expr) -> tuple[float, float, float, float]:
+    slack = 1e-9 * (pl.col("truth").abs() + 1.0)
+    low, high = pl.col(f"{method}_low"), pl.col(f"{method}_high")
+    t = part.with_columns(
+        flagged=rule | (pl.col("unsupported") > 0),
+        cover=(low - slack <= pl.col("truth")) & (pl.col("truth") <= high + slack),
+        lo_miss=pl.col("truth") < low - slack, hi_miss=pl.col("truth") > high + slack)
+    un = t.filter(~pl.col("flagged"))
+    per_cell = un.group_by("policy", "metric", "kind").agg(lo=pl.col("lo_miss").mean(), hi=pl.col("hi_miss").mean(),
+                                                           n=pl.len()).filter(pl.col("n") >= 10)
+    tail = float(per_cell.select(pl.max_horizontal("lo", "hi").max()).item() or 0.0) if per_cell.height else float("nan")
+    fl = t.filter(pl.col("flagged"))
+    return (float(t["flagged"].mean()), float(un["cover"].mean()) if un.height else float("nan"), tail,
+            float(fl["cover"].mean()) if fl.height else float("nan"))
 
 
 def main() -> None:
