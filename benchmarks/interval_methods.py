@@ -58,7 +58,7 @@ ALLOW_CODE = 0
 ESTIMATORS = ("ipw", "snipw", "strat", "greg")
 ANALYTIC = ("normal", "t_eff", "hall", "el", "el_f", "floor_normal", "floor_t", "floor_hall")
 BOOT = ("boot_pct", "boot_t", "boot_bca", "boot_t_floor")
-METHODS = ANALYTIC + BOOT
+METHODS = ANALYTIC + BOOT + ("hybrid", "boot_hybrid")
 
 
 # ---------------------------------------------------------------- rows
@@ -556,9 +556,9 @@ def passes() -> pl.Expr:
 
 
 def summary(args: argparse.Namespace) -> None:
-    draws = pl.concat([pl.read_parquet(p) for p in args.files], how="diagonal_relaxed")
-    if args.min_kish:
-        draws = draws.filter(pl.col("kish") >= args.min_kish)
+    draws = with_hybrid(pl.concat([pl.read_parquet(p) for p in args.files], how="diagonal_relaxed"))
+    if args.unflagged:  # keep only the cells the recommended flag rule lets through
+        draws = draws.filter(~few_events())
     table = summarise(draws).with_columns(ok=passes())
     if args.csv:
         table.write_csv(args.csv)
@@ -611,6 +611,32 @@ def summary(args: argparse.Namespace) -> None:
     print(markdown(frame.sort("rows", "interval", "rule")))
 
 
+def few_events() -> pl.Expr:
+    """The recommended flag: a stratum without support, or the rare-event floor exceeds the sample variance
+    (the explored rows cannot show the events the interval must allow for)."""
+    return (pl.col("unsupported") > 0) | (pl.col("floor_var").fill_null(0.0) > pl.col("se") ** 2)
+
+
+def with_hybrid(draws: pl.DataFrame) -> pl.DataFrame:
+    """`hybrid` (analytic) = Hall where the flag is off, floored normal where it is on; `boot_hybrid` = bootstrap-t
+    where it is off, floored bootstrap-t joined with the floored normal where it is on."""
+    if "floor_normal_low" not in draws.columns:
+        return draws
+    flag = few_events()
+    out = draws.with_columns(
+        hybrid_low=pl.when(flag).then(pl.col("floor_normal_low")).otherwise(pl.col("hall_low")),
+        hybrid_high=pl.when(flag).then(pl.col("floor_normal_high")).otherwise(pl.col("hall_high")))
+    if "boot_t_floor_low" in draws.columns:
+        # flagged: the floored bootstrap-t joined with the floored normal interval (replicates of rows that show
+        # no event have no spread at all, whatever the studentisation)
+        out = out.with_columns(
+            boot_hybrid_low=pl.when(flag).then(pl.min_horizontal("boot_t_floor_low", "floor_normal_low"))
+            .otherwise(pl.col("boot_t_low")),
+            boot_hybrid_high=pl.when(flag).then(pl.max_horizontal("boot_t_floor_high", "floor_normal_high"))
+            .otherwise(pl.col("boot_t_high")))
+    return out
+
+
 def flag_rules() -> dict[str, pl.Expr]:
     """Candidate rules that say an interval is unreliable, from what a run knows."""
     floor_dominates = pl.col("floor_var").fill_null(0.0) > pl.col("se") ** 2
@@ -622,6 +648,7 @@ def flag_rules() -> dict[str, pl.Expr]:
         "kish_res<20": pl.col("kish_res") < 20,
         "floor>sample": floor_dominates,
         "kish_res<10|floor>sample": (pl.col("kish_res") < 10) | floor_dominates,
+        "kish<10|floor>sample": (pl.col("kish") < 10) | floor_dominates,
     }
 
 
@@ -660,7 +687,7 @@ def main() -> None:
     s.add_argument("--detail", help="comma-separated estimator:method pairs to print per metric")
     s.add_argument("--methods", default=",".join(METHODS), help="methods in the class table")
     s.add_argument("--compact", help="estimator:method pairs for one compact per-class table")
-    s.add_argument("--min-kish", type=float, default=0.0, help="drop (population, metric) cells below this")
+    s.add_argument("--unflagged", action="store_true", help="only the cells the recommended flag rule lets through")
     args = parser.parse_args()
     run(args) if args.command == "run" else summary(args)
 
