@@ -647,8 +647,8 @@ def flag_rules() -> dict[str, pl.Expr]:
         "kish_res<10": pl.col("kish_res") < 10,
         "kish_res<20": pl.col("kish_res") < 20,
         "floor>sample": floor_dominates,
-        "kish_res<10|floor>sample": (pl.col("kish_res") < 10) | floor_dominates,
-        "kish<10|floor>sample": (pl.col("kish") < 10) | floor_dominates,
+        "kish_res<10 or floor>sample": (pl.col("kish_res") < 10) | floor_dominates,
+        "kish<10 or floor>sample": (pl.col("kish") < 10) | floor_dominates,
     }
 
 
