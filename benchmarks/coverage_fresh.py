@@ -1,0 +1,166 @@
+"""Coverage of the engine's intervals on FRESH populations against the SUPERPOPULATION truth (issue #12).
+
+Unlike benchmarks/coverage.py (which re-draws only the logging decisions of one
+fixed population), every replication here draws new payments from the
+generator's world (`fresh_populations.py`), runs the engine (`run_frame`) and
+compares each estimate and paired delta with the superpopulation truth (n x the
+per-row mean over a cached 4 M-row population).
+
+Policies: baseline `production` = threshold challenge 0.05 / block 0.4 (the
+generator's logging policy without exploration); candidates `cand_a` =
+challenge 0.02 / block 0.2 (coverage.py's candidate) and `cand_b` = challenge
+0.05 / block 0.3 (only blocks more than production).
+
+Per (rows, estimator, population, bootstrap, policy, metric, estimate|delta):
+coverage, lower-tail miss (truth below the interval), upper-tail miss (truth
+above), median width / (2 * 1.96 * sd of the estimate over replications),
+bias / sd.
+
+    # draws (appends to a parquet per invocation; split long runs into chunks of seeds)
+    nice -n 10 .venv/bin/python benchmarks/coverage_fresh.py run --rows 30000 --reps 200 --out /tmp/cov/a30k.parquet
+    nice -n 10 .venv/bin/python benchmarks/coverage_fresh.py run --rows 150000 --reps 100 --first-seed 0 --out /tmp/cov/a150k_0.parquet
+    nice -n 10 .venv/bin/python benchmarks/coverage_fresh.py run --rows 30000 --reps 100 --estimators snipw \
+        --populations superpopulation --bootstrap 200 --out /tmp/cov/boot30k.parquet
+    # tables
+    .venv/bin/python benchmarks/coverage_fresh.py summary /tmp/cov/*.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fresh_populations import BASELINE, CANDIDATES, POLICIES, as_of, fresh_population, superpopulation_means, truth_table  # noqa: E402
+
+from coverage_tables import class_table, markdown, metric_table  # noqa: E402
+
+from simulator import parse_config, run_frame  # noqa: E402  (public API: stays)
+
+REP_SEED_BASE = 1_000_000  # replication k draws its rows with seed REP_SEED_BASE + k
+Z = 1.959963984540054
+
+
+def policy_tables() -> list[dict[str, object]]:
+    return [{"name": k, "kind": "threshold", "score": "fraud_score", "challenge_above": c, "block_above": b}
+            for k, (c, b) in POLICIES.items()]
+
+
+def config(estimator: str, population: str, bootstrap: int, seed: int):  # noqa: ANN201
+    return parse_config({
+        "data": {"as_of": as_of()},
+        "policies": policy_tables(),
+        "baseline": {"policy": BASELINE},
+        "estimation": {"estimator": estimator, "population": population, "min_ess": 0,
+                       "bootstrap": bootstrap, "seed": seed},
+    })
+
+
+def run(args: argparse.Namespace) -> None:
+    means = superpopulation_means(args.big)
+    truth = truth_table(means, args.rows)
+    frames, start = [], time.perf_counter()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    combos = [(e, p) for e in args.estimators.split(",") for p in args.populations.split(",")
+              if not (e == "dr" and p == "superpopulation")]  # the engine refuses DR superpopulation intervals
+    for k in range(args.first_seed, args.first_seed + args.reps):
+        log, _ = fresh_population(args.rows, REP_SEED_BASE + k, exploration=args.exploration)
+        for estimator, population in combos:
+            result = run_frame(config(estimator, population, args.bootstrap, k), log).overall()
+            result = result.filter(pl.col("policy").is_in(CANDIDATES)).select(
+                "policy", "metric", "estimate", "ci_low", "ci_high", "delta", "delta_ci_low", "delta_ci_high",
+                "interval", "ess")
+            frames.append(result.with_columns(
+                rep=pl.lit(k), rows=pl.lit(args.rows), estimator=pl.lit(estimator), population=pl.lit(population),
+                bootstrap=pl.lit(args.bootstrap), exploration=pl.lit(args.exploration),
+                truth=pl.Series([truth[(p, m)] for p, m in result.select("policy", "metric").iter_rows()]),
+                delta_truth=pl.Series([truth[(f"delta:{p}", m)] for p, m in result.select("policy", "metric").iter_rows()]),
+            ))
+        if (k - args.first_seed) % 10 == 9:  # checkpoint: a partial run is still usable
+            pl.concat(frames).write_parquet(out)
+            print(f"  {k - args.first_seed + 1} reps, {time.perf_counter() - start:.0f} s", flush=True)
+    pl.concat(frames).write_parquet(out)
+    print(f"{args.reps} reps of {args.rows:,} rows in {time.perf_counter() - start:.0f} s -> {out}")
+
+
+def long_form(draws: pl.DataFrame) -> pl.DataFrame:
+    """One row per (draw, kind) with kind = estimate | delta."""
+    keys = ["rep", "rows", "estimator", "population", "bootstrap", "policy", "metric", "interval"]
+    est = draws.select(*keys, kind=pl.lit("estimate"), value="estimate", low="ci_low", high="ci_high", truth="truth")
+    dlt = draws.select(*keys, kind=pl.lit("delta"), value="delta", low="delta_ci_low", high="delta_ci_high",
+                       truth="delta_truth")
+    return pl.concat([est, dlt])
+
+
+def summarise(draws: pl.DataFrame) -> pl.DataFrame:
+    """Coverage, tail misses, width ratio and bias per configuration, metric and kind."""
+    slack = 1e-9 * (pl.col("truth").abs() + 1.0)
+    return (
+        long_form(draws)
+        .group_by("rows", "estimator", "population", "bootstrap", "policy", "metric", "kind", maintain_order=True)
+        .agg(
+            reps=pl.len(),
+            truth=pl.col("truth").first(),
+            coverage=((pl.col("low") - slack <= pl.col("truth")) & (pl.col("truth") <= pl.col("high") + slack)).mean(),
+            miss_low=(pl.col("truth") < pl.col("low") - slack).mean(),  # interval entirely above the truth
+            miss_high=(pl.col("truth") > pl.col("high") + slack).mean(),  # interval entirely below the truth
+            width_ratio=((pl.col("high") - pl.col("low")).median() / (2 * Z * pl.col("value").std())),
+            bias_sd=((pl.col("value").mean() - pl.col("truth").first()) / pl.col("value").std()),
+            undefined=(pl.col("low").is_null() | pl.col("high").is_null()).mean(),
+            interval=pl.col("interval").first(),
+        )
+    )
+
+
+def summary(args: argparse.Namespace) -> None:
+    draws = pl.concat([pl.read_parquet(p) for p in args.files], how="diagonal_relaxed")
+    table = summarise(draws)
+    if args.csv:
+        table.write_csv(args.csv)
+    keys = ["rows", "estimator", "population", "bootstrap"]
+    print("cell = coverage (share with truth below the interval / above it) median width / (2 * 1.96 * sd)\n")
+    for key, part in table.group_by(*keys, maintain_order=True):
+        interval = part["interval"].drop_nulls().unique().sort().to_list()
+        print(f"\n### {key[0]:,} rows, {key[1]}, {key[2]}, bootstrap={key[3]}, {part['reps'].max()} fresh populations")
+        print(f"(engine interval: {'; '.join(interval)})\n")
+        print(metric_table(part))
+    print("\n### worst case per metric class (both candidates)\n")
+    worst = class_table(table, keys)
+    print(markdown(worst))
+    print("\n### compact: min coverage / largest tail miss / median width ratio, per class\n")
+    cells = worst.with_columns(
+        cell=pl.format("{} / {} / {}", pl.col("cov_min").round(2), pl.col("tail_max").round(2), pl.col("width_med").round(2)),
+        mode=pl.format("{} {} {}", pl.col("estimator"), pl.col("population"),
+                       pl.when(pl.col("bootstrap") > 0).then(pl.lit("boot")).otherwise(pl.lit("analytic"))))
+    print(markdown(cells.pivot(on="mode", index=["rows", "kind", "cls"], values="cell").sort("rows", "kind", "cls")))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="draw replications and save the engine's results")
+    r.add_argument("--rows", type=int, default=30_000)
+    r.add_argument("--reps", type=int, default=200)
+    r.add_argument("--first-seed", type=int, default=0)
+    r.add_argument("--estimators", default="ipw,snipw,dr")
+    r.add_argument("--populations", default="finite,superpopulation")
+    r.add_argument("--bootstrap", type=int, default=0)
+    r.add_argument("--exploration", type=float, default=0.1)
+    r.add_argument("--big", type=int, default=4_000_000, help="rows of the truth population")
+    r.add_argument("--out", required=True)
+    s = sub.add_parser("summary", help="print coverage tables from saved draws")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--csv")
+    args = parser.parse_args()
+    run(args) if args.command == "run" else summary(args)
+
+
+if __name__ == "__main__":
+    main()

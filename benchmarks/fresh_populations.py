@@ -1,0 +1,180 @@
+"""Fresh synthetic populations and their superpopulation truth (issue #12 research helper).
+
+Shared by `coverage_fresh.py` (the engine's intervals) and `interval_methods.py`
+(candidate intervals), so both measure on the very same replications.
+
+What a "fresh population" is: the generator's world (countries, merchants, MCC
+amount laws, fraud intercept) is drawn from `world_seed` and held fixed; every
+replication draws its rows (features, fraud, scores, outcomes, logging
+decisions) from a new row seed. A new `GenerateSpec.seed` would also redraw
+the world, i.e. change the superpopulation itself, so it cannot be used to
+measure coverage of one fixed truth.
+
+Superpopulation truth of a sum metric for a sample of n rows: n times the
+per-row mean of the policy's counterfactual value, the mean taken over a large
+population (default 4 M rows) of the same world, generated once and cached
+under /tmp. Ratio metrics: ratios of those means. Fraud labels are treated
+exactly as the estimator treats them (see `docs/research/intervals.md`):
+censored at the as-of date and counted only on rows older than
+`label_maturity_days` (the engine's default `immature_labels = "exclude"`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+# --- engine internals: the ONLY place these modules are imported (paths are about to move) ---
+from simulator.config import ValueModel
+from simulator.generate import GenerateSpec
+from simulator.synthetic_log import simulate_chunk
+from simulator.synthetic_model import build_model
+from simulator.synthetic_tables import ground_truth_table, transactions_table
+from simulator.truth import counterfactual_log
+from simulator.value import RATIO_METRICS, SUM_METRICS, VALUES, maturity_cutoff, value_exprs
+# --- end of engine internals ---
+
+ACTIONS = ("allow", "challenge", "block")
+ALLOW, CHALLENGE, BLOCK = 0, 1, 2
+MATURITY_DAYS = 90
+
+# (challenge_above, block_above) on fraud_score; inclusive like the `threshold` policy.
+POLICIES: dict[str, tuple[float, float]] = {
+    "production": (0.05, 0.4),  # the generator's logging policy without exploration
+    "cand_a": (0.02, 0.2),  # benchmarks/coverage.py's candidate
+    "cand_b": (0.05, 0.3),  # only blocks more than production (rows in [0.3, 0.4): challenge -> block)
+}
+BASELINE = "production"
+CANDIDATES = ("cand_a", "cand_b")
+
+VALUE_INDEX = {v: j for j, v in enumerate(VALUES)}
+# Sum metrics as (name, value column, weighting, population) — the engine's SUM_METRICS.
+SUMS = tuple((m.name, m.value, m.weighting.value, m.population) for m in SUM_METRICS)
+# Ratio metrics as (name, (num value, num weighting), (den value, den weighting), scale, population).
+RATIOS = tuple(
+    (r.name, (r.numerator.value, r.numerator.weighting.value), (r.denominator.value, r.denominator.weighting.value),
+     r.scale, r.numerator.population)
+    for r in RATIO_METRICS
+)
+
+
+def policy_actions(fraud_score: np.ndarray, name: str) -> np.ndarray:
+    """Action code of a threshold policy per row."""
+    challenge_above, block_above = POLICIES[name]
+    return ((fraud_score >= challenge_above).astype(np.int8) + (fraud_score >= block_above)).astype(np.int8)
+
+
+@lru_cache(maxsize=4)
+def _model(world_seed: int):  # noqa: ANN202 - engine type
+    return build_model(world_seed)
+
+
+def spec(rows: int, world_seed: int = 0, exploration: float = 0.1) -> GenerateSpec:
+    return GenerateSpec(rows=rows, files=1, seed=world_seed, exploration=exploration)
+
+
+def as_of(world_seed: int = 0) -> datetime:
+    return spec(1, world_seed).as_of
+
+
+def fresh_population(rows: int, rep_seed: int, *, world_seed: int = 0, exploration: float = 0.1,
+                     lo: int = 0, hi: int | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(log, ground truth) of `rows` payments drawn with row seed `rep_seed` in the world of `world_seed`.
+
+    `lo`, `hi` select a slice of the rows (to build a large population chunk by chunk).
+    """
+    s = spec(rows, world_seed, exploration)
+    model = dataclasses.replace(_model(world_seed), seed=rep_seed)
+    chunk = simulate_chunk(model, s.logging_policy(), s.timeline(), lo, rows if hi is None else hi)
+    tx = transactions_table(chunk)
+    log = pl.from_arrow(tx).with_columns(pl.col(pl.Categorical).cast(pl.String))
+    return log, pl.from_arrow(ground_truth_table(chunk, tx.column(0)))
+
+
+def value_matrix(frame: pl.DataFrame, world_seed: int = 0, value_model: ValueModel | None = None) -> np.ndarray:
+    """(rows, len(VALUES)) value columns of the engine's value model at each row's action."""
+    cutoff = maturity_cutoff(as_of(world_seed), MATURITY_DAYS)
+    return frame.select(value_exprs(value_model or ValueModel(), cutoff)).to_numpy().astype(np.float64)
+
+
+def counterfactual_values(log: pl.DataFrame, truth: pl.DataFrame, world_seed: int = 0) -> np.ndarray:
+    """(actions, rows, VALUES): every row's value columns under each action (labels censored at as_of)."""
+    when = as_of(world_seed)
+    return np.stack([value_matrix(counterfactual_log(log, truth, a, when), world_seed) for a in ACTIONS])
+
+
+def policy_means(potential: np.ndarray, fraud_score: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-row means of each policy's value columns, by weighting: {policy|weighting: (VALUES,)}."""
+    rows = np.arange(fraud_score.shape[0])
+    out = {"|allowed": potential[ALLOW].mean(axis=0)}
+    for name in POLICIES:
+        code = policy_actions(fraud_score, name)
+        out[f"{name}|target"] = potential[code, rows].mean(axis=0)
+        out[f"{name}|blocked"] = (potential[ALLOW] * (code == BLOCK)[:, None]).mean(axis=0)
+    return out
+
+
+def _key(rows: int, world_seed: int) -> str:
+    text = repr((rows, world_seed, sorted(POLICIES.items()), VALUES, MATURITY_DAYS))
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def superpopulation_means(rows: int = 4_000_000, world_seed: int = 0, chunk: int = 500_000,
+                          rep_seed: int = 987_654_321) -> dict[str, np.ndarray]:
+    """Per-row means over a large population (cached in /tmp): the superpopulation truth per row."""
+    path = Path(f"/tmp/policysim_superpop_{_key(rows, world_seed)}.npz")
+    if path.exists():
+        return dict(np.load(path))
+    sums: dict[str, np.ndarray] = {}
+    for lo in range(0, rows, chunk):
+        hi = min(lo + chunk, rows)
+        log, truth = fresh_population(rows, rep_seed, world_seed=world_seed, lo=lo, hi=hi)
+        means = policy_means(counterfactual_values(log, truth, world_seed), log["fraud_score"].to_numpy())
+        for k, v in means.items():
+            sums[k] = sums.get(k, 0.0) + v * (hi - lo)
+    out = {k: v / rows for k, v in sums.items()}
+    np.savez(path, **out)
+    return out
+
+
+def truth_table(means: dict[str, np.ndarray], rows: int) -> dict[tuple[str, str], float]:
+    """Truth of every (policy, metric) for a sample of `rows` rows, and of every candidate's delta
+    (policy 'delta:<cand>'), from per-row means."""
+
+    def mean(policy: str, value: str, weighting: str) -> float:
+        key = f"|{weighting}" if weighting == "allowed" else f"{policy}|{weighting}"
+        return float(means[key][VALUE_INDEX[value]])
+
+    out: dict[tuple[str, str], float] = {}
+    for policy in POLICIES:
+        for name, value, weighting, _ in SUMS:
+            out[(policy, name)] = rows * mean(policy, value, weighting)
+        for name, (nv, nw), (dv, dw), scale, _ in RATIOS:
+            out[(policy, name)] = scale * mean(policy, nv, nw) / mean(policy, dv, dw)
+    for cand in CANDIDATES:
+        for (policy, name), value in list(out.items()):
+            if policy == cand:
+                out[(f"delta:{cand}", name)] = value - out[(BASELINE, name)]
+    return out
+
+
+def metric_names() -> list[str]:
+    return [s[0] for s in SUMS] + [r[0] for r in RATIOS]
+
+
+if __name__ == "__main__":  # build the cache and print the per-30k truth
+    import sys
+    import time
+
+    start = time.perf_counter()
+    big = int(sys.argv[1]) if len(sys.argv) > 1 else 4_000_000
+    table = truth_table(superpopulation_means(big), 30_000)
+    for key, value in table.items():
+        print(key, round(value, 4))
+    print(f"{time.perf_counter() - start:.0f} s")
