@@ -41,7 +41,8 @@ def main() -> None:
     start, frames = time.perf_counter(), []
     for estimator in args.estimators.split(","):
         config = parse_config({"data": {"as_of": as_of}, "policies": [CANDIDATE],
-                               "estimation": {"estimator": estimator, "min_ess": 0, "bootstrap": args.bootstrap}})
+                               "estimation": {"estimator": estimator, "min_ess": 0, "bootstrap": args.bootstrap,
+                                              "population": "finite"}})  # fixed payments: the finite question
         plan = compile_plan(config, log.lazy())
         expected = true_totals(config, log, truth).filter(pl.col("segment") == "ALL")
         for seed in range(args.relogs):

@@ -30,14 +30,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-# --- engine internals: the ONLY place these modules are imported (paths are about to move) ---
+# --- engine internals: the ONLY place these modules are imported ---
 from simulator.config import ValueModel
-from simulator.generate import GenerateSpec
-from simulator.synthetic_log import simulate_chunk
-from simulator.synthetic_model import build_model
-from simulator.synthetic_tables import ground_truth_table, transactions_table
-from simulator.truth import counterfactual_log
-from simulator.value import RATIO_METRICS, SUM_METRICS, VALUES, maturity_cutoff, value_exprs
+from simulator.model.value import RATIO_METRICS, SUM_METRICS, VALUES, maturity_cutoff, value_exprs
+from simulator.synthetic.generate import GenerateSpec
+from simulator.synthetic.log import simulate_chunk
+from simulator.synthetic.model import build_model
+from simulator.synthetic.tables import ground_truth_table, transactions_table
+from simulator.synthetic.truth import counterfactual_log
 # --- end of engine internals ---
 
 ACTIONS = ("allow", "challenge", "block")
