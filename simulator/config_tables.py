@@ -229,6 +229,10 @@ class SweepConfig(BaseModel):
     by: str | None = None
     grid: dict[str, Range | list[float | int | str] | float | int | str] | None = None
     objective: Objective | None = None  # a table, or the `--objective` one-line form
+    # Choose on one part of the log, report the chosen point on the other (docs/sweep.md): "time" reports on the
+    # latest `holdout_share` of the rows, "hash" on a share drawn by transaction id, "none" reports in-sample.
+    holdout: Literal["time", "hash", "none"] = "time"
+    holdout_share: float = Field(default=0.5, gt=0.0, lt=1.0)
 
     @field_validator("objective", mode="before")
     @classmethod

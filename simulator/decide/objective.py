@@ -69,6 +69,9 @@ class Recommendation:
     points: int  # number of grid points
     binding: tuple[Binding, ...] = ()  # per constraint limit, tightest first
     reason: list[str] = field(default_factory=list)
+    # set when the numbers above come from rows that did not choose the point (simulator.decide.holdout):
+    # which rows chose and which reported, whether the constraints hold there, the in-sample numbers
+    holdout: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values for JSON."""

@@ -9,8 +9,9 @@ returns the merged statistics with what it cost.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -91,3 +92,18 @@ def execute(plan: Plan, path: Path, schema: Schema, execution: Execution) -> Exe
         timings["stats_s"] = time.perf_counter() - mark
     return Executed(stats=stats, engine=f"ray ({'started' if used.started else 'joined'} {used.address}, {used.cpus:g} CPUs)",
                     timings=timings)
+
+
+@contextmanager
+def shared_cluster(execution: Execution) -> Iterator[Execution]:
+    """One Ray cluster for a workflow's several passes: each `execute` inside joins it (the local engine needs none).
+
+    Yields the execution to use inside, which reports the cluster once, here.
+    """
+    if execution.engine != "ray":
+        yield execution
+        return
+    with cluster(execution.address, execution.num_cpus) as used:
+        if execution.on_cluster is not None:
+            execution.on_cluster(used)
+        yield replace(execution, on_cluster=None)

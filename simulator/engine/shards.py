@@ -75,7 +75,10 @@ def read_shard(shard: Shard, job: Job) -> pl.DataFrame:
 
 def run_shard(shard: Shard, job: Job) -> Stats:
     """Statistics of one shard: a pure function of (shard, job)."""
-    return shard_stats(read_shard(shard, job), job.plan, job.needs)
+    frame = read_shard(shard, job)
+    if job.plan.rows is not None:
+        frame = frame.filter(job.plan.rows)
+    return shard_stats(frame, job.plan, job.needs)
 
 
 class OrderedMerge:

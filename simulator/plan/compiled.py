@@ -94,6 +94,9 @@ class Plan:
     direct: DirectMethod | None  # the DR outcome model, fitted on the whole dataset
     columns: frozenset[str]  # canonical columns a shard reads
     warnings: tuple[str, ...] = ()  # what every output must say about this plan (e.g. which baseline and why)
+    # Only the rows matching this (canonical columns it reads must be in `columns`) enter the statistics:
+    # a sweep chooses on one part of the log and reports on the other (`simulator.workflows.sweep`).
+    rows: pl.Expr | None = None
     # Coded policies that only refine the cells: shards key their sums by these codes too and compute
     # the sums their terms need, but no result is reported for them; whoever added one reads its
     # totals (a threshold grid: `simulator.plan.grid`).

@@ -83,10 +83,16 @@ class ValidatedData:
     summary: DataSummary
 
 
-def evaluate(config: RunConfig, validated: ValidatedData, execution: Execution) -> RunResult:
-    """`run` on data already validated (e.g. by a sweep that evaluates one more policy): plan, statistics, finalize."""
+def evaluate(config: RunConfig, validated: ValidatedData, execution: Execution, *,
+             rows: pl.Expr | None = None) -> RunResult:
+    """`run` on data already validated (e.g. by a sweep that evaluates one more policy): plan, statistics, finalize.
+
+    `rows` keeps only the matching rows in the statistics (the plan is the whole log's).
+    """
     start = time.perf_counter()
     plan = compile_plan(config, scan_dataset(validated.path, validated.schema), as_of=validated.summary.as_of)
+    if rows is not None:
+        plan = replace(plan, rows=rows)
     compiled = time.perf_counter() - start
     executed = execute(plan, validated.path, validated.schema, execution)
     mark = time.perf_counter()

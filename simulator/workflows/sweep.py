@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -41,17 +41,22 @@ from simulator.config import RunConfig, derive
 from simulator.config_tables import Objective, Range, SweepConfig
 from simulator.data.load import scan_dataset
 from simulator.data.validate import DataSummary
+from simulator.decide.frontier import THRESHOLDS
+from simulator.decide.holdout import held_out, scale_to_whole
 from simulator.decide.objective import Recommendation
 from simulator.decide.recommend import Choice, ReplicateChoices, policy_choices, recommend
 from simulator.decide.segment_choice import COMBINED, BySegment, combined_policy, segment_choices
-from simulator.engine.execution import Execution, execute
+from simulator.engine.execution import Execution, execute, shared_cluster
 from simulator.errors import InvalidConfig
 from simulator.estimate.grid_results import finalize_grid
 from simulator.estimate.results import RESULT_SCHEMA
 from simulator.plan.compiled import Plan, compile_plan
 from simulator.plan.grid import ThresholdGrid, grid_plan, grid_values, threshold_grid
+from simulator.plan.holdout import holdout
 from simulator.stats.shard import Stats
 from simulator.workflows.run import RunResult, ValidatedData, evaluate, run, validated_data
+
+HELD_OUT = "recommended"  # the chosen point, evaluated alone on the report rows
 
 def sweep_config(config: RunConfig) -> SweepConfig:
     """The config's `[sweep]` table (validated with the config); a config without one raises `InvalidConfig`."""
@@ -115,22 +120,57 @@ def sweep(config: RunConfig, data: Path | None = None, *, objective: Objective |
     lazy = scan_dataset(validated.path, validated.schema)
     plan = grid_plan(compile_plan(base, lazy, as_of=validated.summary.as_of), grid, lazy.collect_schema().names())
     compiled = time.perf_counter() - start - validate_s
-    executed = execute(plan, validated.path, validated.schema, execution)
-    mark = time.perf_counter()
-    choices = None if objective is None or not plan.bootstrap else ReplicateChoices(objective, grid.points, plan.bootstrap)
-    table = finalize_grid(executed.stats, plan, config.estimation, grid, on_block=choices)
-    choice = None if objective is None else recommend(table, objective, choices)
-    finalize_s = time.perf_counter() - mark
-    combined = None
-    if settings.by is not None and objective is not None and choice is not None:
-        assert settings.score is not None  # a threshold sweep has one (checked when the config was loaded)
-        combined = _by_segment(table, config, settings.by, settings.score, objective, choice.recommendation, validated,
-                               execution)
+    with shared_cluster(execution) as execution:
+        executed = execute(plan, validated.path, validated.schema, execution)
+        mark = time.perf_counter()
+        honest = objective is not None and settings.holdout != "none"
+        choices = None if objective is None or not plan.bootstrap else ReplicateChoices(objective, grid.points, plan.bootstrap)
+        table = finalize_grid(executed.stats, plan, config.estimation, grid, on_block=None if honest else choices)
+        choice = None
+        if objective is not None and not honest:
+            choice = recommend(table, objective, choices)
+        elif objective is not None:
+            choice = _held_out_choice(config, settings, objective, plan, grid, table, validated, lazy, choices, execution)
+        finalize_s = time.perf_counter() - mark
+        combined = None
+        if settings.by is not None and objective is not None and choice is not None:
+            assert settings.score is not None  # a threshold sweep has one (checked when the config was loaded)
+            combined = _by_segment(table, config, settings.by, settings.score, objective, choice.recommendation,
+                                   validated, execution)
     timings = {"validate_s": validate_s, **executed.timings, "plan_s": compiled + executed.timings["plan_s"],
                "finalize_s": finalize_s, "total_s": time.perf_counter() - start}
     return SweepResult(table=table, points=grid.frame(), plan=plan, stats=executed.stats, data=validated.summary,
                        binned=True, skipped=grid.skipped, timings=timings, engine=executed.engine, choice=choice,
                        by_segment=combined)
+
+
+def _held_out_choice(config: RunConfig, settings: SweepConfig, objective: Objective, plan: Plan, grid: ThresholdGrid,
+                     table: pl.DataFrame, validated: ValidatedData, lazy: pl.LazyFrame, choices: ReplicateChoices | None,
+                     execution: Execution) -> Choice:
+    """Choose on one part of the log (`[sweep] holdout`), report the chosen point from the other.
+
+    Two more passes: the grid on the selection rows (the bootstrap's choice frequency
+    too), then the chosen point alone on the report rows, scaled to the whole log.
+    """
+    split = holdout(settings.holdout, settings.holdout_share, lazy, seed=config.estimation.seed)
+    chooser = replace(plan, rows=split.select)
+    selected = execute(chooser, validated.path, validated.schema, execution)
+    choice = recommend(finalize_grid(selected.stats, chooser, config.estimation, grid, on_block=choices),
+                       objective, choices)
+    point = choice.recommendation.point
+    if point is None:
+        return choice
+    thresholds = {k: float(v) for k, v in (("challenge_above", grid.challenge[point]), ("block_above", grid.block[point]))
+                  if np.isfinite(v)}
+    kept = [p.model_dump() for p in config.policies if p.name == config.baseline.policy]
+    alone = {"name": HELD_OUT, "kind": "threshold", "score": settings.score, **thresholds}
+    point_config = derive(config, {"policies": [*kept, alone], "sweep": None, "review": None}, "[sweep] holdout")
+    reported = evaluate(point_config, validated, execution, rows=split.report)
+    whole = table.filter(pl.col("point") == point).select("segment", "metric", pl.col("rows").alias("whole_rows"))
+    columns = table.filter(pl.col("point") == point).select("point", *THRESHOLDS).head(1)
+    report = scale_to_whole(reported.results.filter(pl.col("policy") == HELD_OUT), whole).join(columns, how="cross")
+    described = split.describe(selected=selected.stats.rows, reported=reported.stats.rows)
+    return replace(choice, recommendation=held_out(choice.recommendation, report, objective, described))
 
 
 def _with_segmentation(config: RunConfig, by: str | None) -> RunConfig:
