@@ -53,7 +53,9 @@ def held_out(chosen: Recommendation, report: pl.DataFrame, objective: Objective,
     in_sample = {k: getattr(chosen, k) for k in ("estimate", "ci_low", "ci_high", "baseline", "delta", "delta_ci_low",
                                                   "delta_ci_high")}
     reported = {k: r[k] for k in in_sample}
+    chosen_on = split["selected_on"]
     lines = [
+        f"chosen on {chosen_on['rows']:,} rows where {chosen_on['rule']} (the numbers above are totals over those rows)",
         f"reported on rows that did not choose it ({_rows(split)}): {objective.metric} = {number(r['estimate'])} "
         f"[{number(r['ci_low'])}, {number(r['ci_high'])}], delta {_signed(r['delta'])} "
         f"[{_signed(r['delta_ci_low'])}, {_signed(r['delta_ci_high'])}] (scaled to the whole log)",
@@ -61,7 +63,7 @@ def held_out(chosen: Recommendation, report: pl.DataFrame, objective: Objective,
         "the constraints do NOT all hold on those rows: " + "; ".join(
             f"{b['metric']} in {b['segment']} at {number(b['value'])} against {number(b['limit'])}"
             for b in tightest.filter(pl.col("slack") < 0).head(3).iter_rows(named=True)),
-        f"in-sample (the rows that chose it, optimistic): delta {_signed(chosen.delta)} "
+        f"on the rows that chose it (optimistic, not scaled): delta {_signed(chosen.delta)} "
         f"[{_signed(chosen.delta_ci_low)}, {_signed(chosen.delta_ci_high)}]",
     ]
     details = dict(split) | {"constraints_hold": holds, "in_sample": in_sample}
