@@ -11,14 +11,14 @@ no scaling. The in-sample numbers stay in `holdout["in_sample"]` for comparison.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import polars as pl
 
 from segments.labels import ALL
 from simulator.config_tables import Objective
-from simulator.decide.objective import Recommendation, feasibility
+from simulator.decide.objective import Recommendation, choose_from, feasibility
 from simulator.model.value import SUM_METRICS
 from simulator.report.numbers import number
 
@@ -66,8 +66,11 @@ def held_out(chosen: Recommendation, report: pl.DataFrame, objective: Objective,
         f"on the rows that chose it (optimistic, not scaled): delta {_signed(chosen.delta)} "
         f"[{_signed(chosen.delta_ci_low)}, {_signed(chosen.delta_ci_high)}]",
     ]
-    details = dict(split) | {"constraints_hold": holds, "in_sample": in_sample}
-    return replace(chosen, **reported, holdout=details, reason=[*chosen.reason, *lines])
+    details = dict(split) | {"constraints_hold": holds, "in_sample": in_sample,
+                             "in_sample_binding": [asdict(b) for b in chosen.binding]}
+    # the binding constraints as the reporting rows see them (when they hold there; otherwise the reasons say where not)
+    binding = choose_from(points, tightest, objective).binding if holds else chosen.binding
+    return replace(chosen, **reported, binding=binding, holdout=details, reason=[*chosen.reason, *lines])
 
 
 def _rows(split: dict[str, Any]) -> str:

@@ -91,6 +91,10 @@ def test_the_recommendation_is_reported_on_rows_that_did_not_choose_it(data: Pat
     assert recommendation.delta_ci_low == pytest.approx(row["delta_ci_low"] * factor, rel=1e-9)
     assert recommendation.estimate == pytest.approx(row["estimate"] * factor, rel=1e-9)
     assert isinstance(split["constraints_hold"], bool)
+    if split["constraints_hold"]:  # the binding constraint is read on the reporting rows, the choosing rows' kept apart
+        fraud = alone.filter(pl.col("policy") == "alone", pl.col("metric") == "fraud_rate_bps").row(0, named=True)
+        assert recommendation.binding[0].value == pytest.approx(fraud["ci_high"], rel=1e-9)
+        assert split["in_sample_binding"][0]["metric"] == "fraud_rate_bps"
     assert any("reported on rows that did not choose it" in line for line in recommendation.reason)
     # the in-sample numbers are kept for comparison, and they differ from the reported ones
     assert split["in_sample"]["delta"] != recommendation.delta
