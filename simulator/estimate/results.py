@@ -217,12 +217,16 @@ def policy_columns(policy: str, evaluation: Evaluation, baseline: dict[str, Metr
              "policy": totals.policy_labels(policy),
              "baseline_policy": np.asarray(plan.baseline, dtype=object),
              "estimator": np.asarray(estimation.estimator, dtype=object)}
-    for metric in metric_estimates(policy, totals, estimation.estimator):
+    estimates = metric_estimates(policy, totals, estimation.estimator)
+    unseen = blocks_unseen({m.name: m.estimate.value for m in estimates})
+    for metric in estimates:
         base = baseline[metric.name]
         values = _metric_values(policy, metric, base, evaluation, boot)
         values["rows"] = mature_rows if metric.population == "mature" else totals.rows
         population = "mature" if metric.population == "mature" else "one"
         values["flag"] = flag_codes(metric.estimate.value, ess[population], unsupported, estimation.min_ess)
+        if metric.name in BLOCK_QUALITY:
+            values["flag"] = values["flag"] | np.where(unseen, np.int8(1), np.int8(0))  # bit 0: unidentified
         values |= {"ess": ess[population], "max_weight": max_weight, "unsupported_mass": unsupported}
         values |= fixed | {"metric": np.asarray(metric.name, dtype=object)}
         for name in RESULT_SCHEMA:
@@ -231,6 +235,19 @@ def policy_columns(policy: str, evaluation: Evaluation, baseline: dict[str, Metr
 
 
 Bounds = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]  # ci low, high; delta low, high
+
+# How well blocks hit fraud, seen through explored rows the logging policy allowed in the policy's block region.
+BLOCK_QUALITY = ("blocked_fraud_count", "blocked_legit_count", "block_precision", "block_recall")
+
+
+def blocks_unseen(values: dict[str, np.ndarray]) -> np.ndarray:
+    """Where a policy blocks payments but no explored allowed row shows what they were (precision undefined).
+
+    Then none of the block-quality metrics is identified: the blocked fraud count and the recall would
+    read 0 although the data says nothing about them, so all four are flagged `unidentified` together.
+    """
+    with np.errstate(invalid="ignore"):
+        return (values["blocked_count"] > 0) & ~np.isfinite(values["block_precision"])
 
 
 def bootstrap_bounds(reps: dict[str, np.ndarray], base_reps: dict[str, np.ndarray] | None, plan: Plan,

@@ -68,3 +68,22 @@ def test_a_row_logged_with_propensity_one_explored_no_other_action(tmp_path: Pat
     assert de["estimate"] is None
     assert overall["unsupported_mass"] == pytest.approx(0.25) and "no_support" in overall["flag"]
     assert fr["unsupported_mass"] == 0.0 and fr["flag"] == ""
+
+
+def test_block_quality_is_unidentified_together_when_no_explored_allowed_row_shows_the_blocks(tmp_path: Path) -> None:
+    # Blocking from 0.85 blocks only t3 (score 0.9), which was logged blocked: no allowed row the policy
+    # would block was explored, so blocked fraud, precision and recall are all unknown, not 0.
+    path = tmp_path / "log.parquet"
+    ROWS.write_parquet(path)
+    block_high = {"name": "block_high", "kind": "threshold", "score": "fraud_score", "block_above": 0.85}
+    config = parse_config(CONFIG | {"policies": [block_high], "estimation": {"min_ess": 0.0}})
+    results = run(config, path, execution=LOCAL).results.filter(pl.col("policy") == "block_high")
+    for metric in ("blocked_fraud_count", "blocked_legit_count", "block_precision", "block_recall"):
+        row = _row(results, "ALL", metric)
+        assert "unidentified" in row["flag"] and row["estimate"] is None, metric
+    assert _row(results, "ALL", "blocked_count")["flag"] == ""  # what it blocks is known
+    # blocking from 0.7 also blocks t4 (0.8), an explored allowed row: block quality is identified
+    strict = {"name": "strict", "kind": "threshold", "score": "fraud_score", "block_above": 0.7}
+    config = parse_config(CONFIG | {"policies": [strict], "estimation": {"min_ess": 0.0}})
+    identified = run(config, path, execution=LOCAL).results.filter(pl.col("policy") == "strict")
+    assert _row(identified, "ALL", "block_recall")["flag"] == ""
