@@ -28,9 +28,10 @@ class BySegment:
     """The chosen point per value, the combined policy's table, and its results against the baseline."""
 
     column: str
-    choices: pl.DataFrame
+    choices: pl.DataFrame  # per value: the chosen point and its numbers on the rows that chose it
     policy: dict[str, Any]
-    results: pl.DataFrame
+    results: pl.DataFrame  # the combined policy against the baseline (on the held-out rows, scaled, when `holdout`)
+    holdout: dict[str, Any] | None = None  # which rows chose and which reported (`Holdout.describe`)
 
 
 def _cutoffs(challenge: float | None, block: float | None) -> dict[str, float]:

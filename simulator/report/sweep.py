@@ -36,6 +36,8 @@ def recommendation_payload(result: SweepResult) -> dict[str, Any] | None:
     payload["bootstrap_choices"] = None if frequency is None else frequency.head(10).to_dicts()
     if result.by_segment is not None:
         payload["by_segment_policy"] = result.by_segment.policy
+        if result.by_segment.holdout is not None:  # by_segment_results.parquet holds the held-out rows' numbers
+            payload["by_segment_holdout"] = result.by_segment.holdout
     return payload
 
 

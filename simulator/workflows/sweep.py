@@ -52,7 +52,7 @@ from simulator.estimate.grid_results import finalize_grid
 from simulator.estimate.results import RESULT_SCHEMA
 from simulator.plan.compiled import Plan, compile_plan
 from simulator.plan.grid import ThresholdGrid, grid_plan, grid_values, threshold_grid
-from simulator.plan.holdout import holdout
+from simulator.plan.holdout import Holdout, holdout
 from simulator.stats.shard import Stats
 from simulator.workflows.run import RunResult, ValidatedData, evaluate, run, validated_data
 
@@ -126,17 +126,18 @@ def sweep(config: RunConfig, data: Path | None = None, *, objective: Objective |
         honest = objective is not None and settings.holdout != "none"
         choices = None if objective is None or not plan.bootstrap else ReplicateChoices(objective, grid.points, plan.bootstrap)
         table = finalize_grid(executed.stats, plan, config.estimation, grid, on_block=None if honest else choices)
-        choice = None
+        choice, held = None, None
         if objective is not None and not honest:
             choice = recommend(table, objective, choices)
         elif objective is not None:
-            choice = _held_out_choice(config, settings, objective, plan, grid, table, validated, lazy, choices, execution)
+            held = _held_out_choice(config, settings, objective, plan, grid, table, validated, lazy, choices, execution)
+            choice = held.choice
         finalize_s = time.perf_counter() - mark
         combined = None
         if settings.by is not None and objective is not None and choice is not None:
             assert settings.score is not None  # a threshold sweep has one (checked when the config was loaded)
             combined = _by_segment(table, config, settings.by, settings.score, objective, choice.recommendation,
-                                   validated, execution)
+                                   validated, execution, held)
     timings = {"validate_s": validate_s, **executed.timings, "plan_s": compiled + executed.timings["plan_s"],
                "finalize_s": finalize_s, "total_s": time.perf_counter() - start}
     return SweepResult(table=table, points=grid.frame(), plan=plan, stats=executed.stats, data=validated.summary,
@@ -144,9 +145,19 @@ def sweep(config: RunConfig, data: Path | None = None, *, objective: Objective |
                        by_segment=combined)
 
 
+@dataclass(frozen=True)
+class HeldOut:
+    """A choice made on the selection rows and reported on the others, with what a per-value choice needs."""
+
+    choice: Choice
+    chosen_on: pl.DataFrame  # the grid's table on the selection rows
+    split: Holdout
+    described: dict[str, Any]  # `Holdout.describe`: the rule and rows of each part
+
+
 def _held_out_choice(config: RunConfig, settings: SweepConfig, objective: Objective, plan: Plan, grid: ThresholdGrid,
                      table: pl.DataFrame, validated: ValidatedData, lazy: pl.LazyFrame, choices: ReplicateChoices | None,
-                     execution: Execution) -> Choice:
+                     execution: Execution) -> HeldOut:
     """Choose on one part of the log (`[sweep] holdout`), report the chosen point from the other.
 
     Two more passes: the grid on the selection rows (the bootstrap's choice frequency
@@ -155,22 +166,29 @@ def _held_out_choice(config: RunConfig, settings: SweepConfig, objective: Object
     split = holdout(settings.holdout, settings.holdout_share, lazy, seed=config.estimation.seed)
     chooser = replace(plan, rows=split.select)
     selected = execute(chooser, validated.path, validated.schema, execution)
-    choice = recommend(finalize_grid(selected.stats, chooser, config.estimation, grid, on_block=choices),
-                       objective, choices)
+    chosen_on = finalize_grid(selected.stats, chooser, config.estimation, grid, on_block=choices)
+    choice = recommend(chosen_on, objective, choices)
     point = choice.recommendation.point
     if point is None:
-        return choice
+        return HeldOut(choice, chosen_on, split, split.describe(selected=selected.stats.rows, reported=0))
     thresholds = {k: float(v) for k, v in (("challenge_above", grid.challenge[point]), ("block_above", grid.block[point]))
                   if np.isfinite(v)}
     kept = [p.model_dump() for p in config.policies if p.name == config.baseline.policy]
     alone = {"name": HELD_OUT, "kind": "threshold", "score": settings.score, **thresholds}
     point_config = derive(config, {"policies": [*kept, alone], "sweep": None, "review": None}, "[sweep] holdout")
     reported = evaluate(point_config, validated, execution, rows=split.report)
-    whole = table.filter(pl.col("point") == point).select("segment", "metric", pl.col("rows").alias("whole_rows"))
     columns = table.filter(pl.col("point") == point).select("point", *THRESHOLDS).head(1)
-    report = scale_to_whole(reported.results.filter(pl.col("policy") == HELD_OUT), whole).join(columns, how="cross")
+    report = scale_to_whole(reported.results.filter(pl.col("policy") == HELD_OUT), whole_rows(table)).join(
+        columns, how="cross")
     described = split.describe(selected=selected.stats.rows, reported=reported.stats.rows)
-    return replace(choice, recommendation=held_out(choice.recommendation, report, objective, described))
+    return HeldOut(replace(choice, recommendation=held_out(choice.recommendation, report, objective, described)),
+                   chosen_on, split, described)
+
+
+def whole_rows(table: pl.DataFrame) -> pl.DataFrame:
+    """Each (segment, metric)'s rows in the whole log, from a sweep table (the same for every point)."""
+    first = table.filter(pl.col("point") == table["point"].min())
+    return first.select("segment", "metric", pl.col("rows").alias("whole_rows"))
 
 
 def _with_segmentation(config: RunConfig, by: str | None) -> RunConfig:
@@ -190,19 +208,26 @@ def _baseline_only(config: RunConfig) -> RunConfig:
 
 
 def _by_segment(table: pl.DataFrame, config: RunConfig, column: str, score: str, objective: Objective,
-                default: Recommendation, validated: ValidatedData, execution: Execution) -> BySegment | None:
+                default: Recommendation, validated: ValidatedData, execution: Execution,
+                held: HeldOut | None = None) -> BySegment | None:
     """Choose per value, combine, and evaluate the combination (on the sweep's validated data, not read twice).
 
+    With `held`, the values' points are chosen on the selection rows and the combination is
+    evaluated on the report rows, scaled to the whole log, as the overall recommendation is.
     None when nothing overall is feasible.
     """
     if default.point is None:
         return None
-    choices = segment_choices(table, column, objective)
+    choices = segment_choices(table if held is None else held.chosen_on, column, objective)
     policy = combined_policy(choices, column, score, default)
     kept = [p.model_dump() for p in config.policies if p.name == config.baseline.policy]
     combined = derive(config, {"policies": [*kept, policy], "sweep": None, "review": None}, "[sweep] by")
-    results = evaluate(combined, validated, execution).results.filter(pl.col("policy") == COMBINED)
-    return BySegment(column=column, choices=choices, policy=policy, results=results)
+    rows = None if held is None else held.split.report
+    results = evaluate(combined, validated, execution, rows=rows).results.filter(pl.col("policy") == COMBINED)
+    if held is not None:
+        results = scale_to_whole(results, whole_rows(table)).select(results.columns)
+    return BySegment(column=column, choices=choices, policy=policy, results=results,
+                     holdout=None if held is None else held.described)
 
 
 def _grid(settings: SweepConfig, actions: tuple[str, ...]) -> ThresholdGrid:

@@ -115,3 +115,27 @@ def test_a_hash_split_from_the_config(data: Path) -> None:
     split = result.choice.recommendation.holdout
     assert split["method"] == "hash" and split["report_share"] == 0.3
     assert split["reported_on"]["rows"] == pytest.approx(0.3 * pl.read_parquet(data).height, rel=0.1)
+
+
+def test_per_value_choices_are_held_out_too(data: Path) -> None:
+    table = _table(by="card_funding")
+    honest = sweep(parse_config(table), data, objective=OBJECTIVE, execution=LOCAL)
+    in_sample = sweep(parse_config(_table(by="card_funding", holdout="none")), data, objective=OBJECTIVE,
+                      execution=LOCAL)
+    assert honest.by_segment is not None and in_sample.by_segment is not None
+    assert honest.by_segment.holdout is not None and honest.by_segment.holdout["method"] == "time"
+    assert in_sample.by_segment.holdout is None
+    # the combined policy's numbers come from the later half, scaled: the same policy run on those rows
+    split = honest.by_segment.holdout
+    cutoff = datetime.fromisoformat(split["reported_on"]["rule"].removeprefix("created_at >= "))
+    later = pl.read_parquet(data).filter(pl.col("created_at") >= cutoff.astimezone(UTC))
+    policy = {**honest.by_segment.policy, "name": "again"}
+    again = run_frame(parse_config(table | {"sweep": None, "policies": [policy]}), later).overall()
+    rows = pl.read_parquet(data).height
+    attempts = honest.by_segment.results.filter(pl.col("segment") == "ALL", pl.col("metric") == "attempts")
+    assert attempts["estimate"][0] == pytest.approx(rows, rel=1e-9)  # scaled to the whole log
+    row = again.filter(pl.col("policy") == "again", pl.col("metric") == "authorized_count").row(0, named=True)
+    got = honest.by_segment.results.filter(pl.col("segment") == "ALL", pl.col("metric") == "authorized_count")
+    factor = rows / row["rows"]
+    assert got["estimate"][0] == pytest.approx(row["estimate"] * factor, rel=1e-9)
+    assert got["delta"][0] == pytest.approx(row["delta"] * factor, rel=1e-9) and row["delta"] != 0
