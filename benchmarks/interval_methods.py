@@ -517,15 +517,6 @@ def run(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------- summaries
 
-CLASS = {
-    "authorized_count": "counts", "blocked_count": "counts", "challenged_count": "counts",
-    "auth_rate": "rates", "block_rate": "rates",
-    "authorized_volume": "money", "revenue": "money", "cost": "money", "net_value": "money",
-    "fraud_count": "fraud", "fraud_volume": "fraud", "fraud_loss": "fraud", "fraud_rate_bps": "fraud",
-    "blocked_fraud_count": "block_quality", "blocked_legit_count": "block_quality",
-    "block_precision": "block_quality", "block_recall": "block_quality",
-}
-
 
 def summarise(draws: pl.DataFrame, flag: pl.Expr | None = None) -> pl.DataFrame:
     """Per (rows, estimator, policy, metric, kind, method): coverage, tail misses, width ratio, bias."""

@@ -31,9 +31,11 @@ from simulator.config_tables import parse_objective
 from simulator.engine.execution import Execution
 from simulator.engine.ray_engine import cluster
 from simulator.errors import PolicysimError
-from simulator.report.tables import exploration_cost, overall_table, top_points_table
+from simulator.report.review import write_review
+from simulator.report.tables import exploration_cost, guardrail_table, overall_table, top_points_table
 from simulator.workflows.run import RunResult, resolve_data, run, write_run_outputs
 from simulator.decide.recommend import choice_spread
+from simulator.workflows.review import review
 from simulator.workflows.sweep import SweepResult, sweep
 from simulator.report.sweep import write_sweep_outputs
 from simulator.synthetic.generate import GenerateSpec, generate
@@ -45,7 +47,8 @@ EX_SOFTWARE = 70  # an internal error: a bug, not bad input (sysexits.h)
 app = typer.Typer(
     name="policysim",
     help="Counterfactual policy simulator for card payments. Exit codes: 0 ok, 1 a review guardrail failed, "
-    "2 bad input, config or usage, 70 an internal error (a bug; the traceback is printed).",
+    "3 a review the data cannot decide, 2 bad input, config or usage, 70 an internal error (a bug; the "
+    "traceback is printed).",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -248,7 +251,12 @@ def _print_run(result: RunResult) -> None:
     cost = exploration_cost(result.results, result.plan.baseline)
     if cost is not None:
         stdout().print(cost, highlight=False)
-    for warning in result.plan.warnings:
+    _print_warnings(result.plan.warnings)
+
+
+def _print_warnings(warnings: tuple[str, ...]) -> None:
+    """What every output must say about a plan (e.g. that deltas include the exploration), on stderr."""
+    for warning in warnings:
         console.print(Text.assemble(("warning: ", "bold yellow"), warning), highlight=False, soft_wrap=True)
 
 
@@ -323,10 +331,6 @@ def review_command(
     quiet: Quiet = False,
 ) -> None:
     """Pre-launch review of [review] candidate against the baseline: exit 0 pass, 1 fail, 3 undecided."""
-    from simulator.report.tables import guardrail_table
-    from simulator.workflows.review import review
-    from simulator.report.review import write_review
-
     with user_errors():
         cfg = _config(config, seed)
         with _shard_progress(quiet, _execution(engine, address, num_cpus)) as execution:
@@ -334,8 +338,7 @@ def review_command(
         files = write_review(result, out, allow_inconclusive=allow_inconclusive)
     if not quiet:
         stdout().print(guardrail_table(result.guardrails))
-        for warning in result.run.plan.warnings:
-            console.print(Text.assemble(("warning: ", "bold yellow"), warning), highlight=False, soft_wrap=True)
+        _print_warnings(result.run.plan.warnings)
     code = result.exit_code(allow_inconclusive=allow_inconclusive)
     # the verdict is the command's answer: stdout, even with --quiet
     stdout().print(f"review of '{result.candidate}' against '{result.baseline}': [bold]{result.verdict.upper()}[/] "
@@ -379,10 +382,7 @@ def demo_command(
             grid = sweep(swept, data / "transactions", execution=execution)
         write_sweep_outputs(grid, swept, data / "transactions", str(configs / "sweep.toml"), out / "sweep")
         _print_sweep(grid, out / "sweep")
-        from simulator.report.tables import guardrail_table  # the demo ends with a review of the example candidate
-        from simulator.workflows.review import review
-        from simulator.report.review import write_review
-
+        # the demo ends with a review of the example candidate
         reviewed = review(load_config(configs / "example.toml"), data / "transactions", execution=demo,
                           config_source=str(configs / "example.toml"))
         files = write_review(reviewed, out / "review")

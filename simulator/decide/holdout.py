@@ -20,7 +20,7 @@ from segments.labels import ALL
 from simulator.config_tables import Objective
 from simulator.decide.objective import Recommendation, choose_from, feasibility
 from simulator.model.value import SUM_METRICS
-from simulator.report.numbers import number
+from simulator.report.numbers import number, signed_number
 
 SCALED = ("estimate", "se", "ci_low", "ci_high", "baseline", "delta", "delta_se", "delta_ci_low", "delta_ci_high")
 _SUMS = frozenset(m.name for m in SUM_METRICS)
@@ -57,14 +57,14 @@ def held_out(chosen: Recommendation, report: pl.DataFrame, objective: Objective,
     lines = [
         f"chosen on {chosen_on['rows']:,} rows where {chosen_on['rule']} (the numbers above are totals over those rows)",
         f"reported on rows that did not choose it ({_rows(split)}): {objective.metric} = {number(r['estimate'])} "
-        f"[{number(r['ci_low'])}, {number(r['ci_high'])}], delta {_signed(r['delta'])} "
-        f"[{_signed(r['delta_ci_low'])}, {_signed(r['delta_ci_high'])}] (scaled to the whole log)",
+        f"[{number(r['ci_low'])}, {number(r['ci_high'])}], delta {signed_number(r['delta'])} "
+        f"[{signed_number(r['delta_ci_low'])}, {signed_number(r['delta_ci_high'])}] (scaled to the whole log)",
         "the constraints hold on those rows" if holds else
         "the constraints do NOT all hold on those rows: " + "; ".join(
             f"{b['metric']} in {b['segment']} at {number(b['value'])} against {number(b['limit'])}"
             for b in tightest.filter(pl.col("slack") < 0).head(3).iter_rows(named=True)),
-        f"on the rows that chose it (optimistic, not scaled): delta {_signed(chosen.delta)} "
-        f"[{_signed(chosen.delta_ci_low)}, {_signed(chosen.delta_ci_high)}]",
+        f"on the rows that chose it (optimistic, not scaled): delta {signed_number(chosen.delta)} "
+        f"[{signed_number(chosen.delta_ci_low)}, {signed_number(chosen.delta_ci_high)}]",
     ]
     details = dict(split) | {"constraints_hold": holds, "in_sample": in_sample,
                              "in_sample_binding": [asdict(b) for b in chosen.binding]}
@@ -76,7 +76,3 @@ def held_out(chosen: Recommendation, report: pl.DataFrame, objective: Objective,
 def _rows(split: dict[str, Any]) -> str:
     reported = split["reported_on"]
     return f"{split['method']} split, {reported['rows']:,} rows where {reported['rule']}"
-
-
-def _signed(value: float | None) -> str:
-    return "n/a" if value is None else (("+" if value > 0 else "") + number(value))

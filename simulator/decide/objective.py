@@ -34,7 +34,7 @@ import polars as pl
 from segments.labels import ALL
 from simulator.config_tables import Objective
 from simulator.decide.frontier import require_metrics
-from simulator.report.numbers import number
+from simulator.report.numbers import number, signed_number
 
 @dataclass(frozen=True, slots=True)
 class Binding:
@@ -195,8 +195,8 @@ def _reasons(best: dict[str, Any], binding: tuple[Binding, ...], objective: Obje
         first += f"; tightest: {_where(binding[0], objective)}"
     lines = [first, f"point {best['point']}: {_thresholds(best)}"]
     if best["baseline"] is not None:
-        lines.append(f"baseline {objective.metric} = {number(best['baseline'])}; delta {_signed(best['delta'])} "
-                     f"[{_signed(best['delta_ci_low'])}, {_signed(best['delta_ci_high'])}]")
+        lines.append(f"baseline {objective.metric} = {number(best['baseline'])}; delta {signed_number(best['delta'])} "
+                     f"[{signed_number(best['delta_ci_low'])}, {signed_number(best['delta_ci_high'])}]")
     left_out = table.height - int(table.get_column("eligible").sum())
     if left_out:
         noun = "point" if left_out == 1 else "points"
@@ -228,11 +228,6 @@ def _infeasible(table: pl.DataFrame, tightest: pl.DataFrame, objective: Objectiv
 def _thresholds(row: dict[str, Any]) -> str:
     parts = [f"{name} = {row[name]:.4g}" for name in ("challenge_above", "block_above") if row[name] is not None]
     return ", ".join(parts) or "no thresholds"
-
-
-def _signed(value: float | None) -> str:
-    text = number(value)
-    return f"+{text}" if value is not None and value > 0 else text
 
 
 def choice_frequency(objective_reps: np.ndarray, feasible_reps: np.ndarray, *, maximize: bool = True) -> np.ndarray:

@@ -178,7 +178,8 @@ def finalize(stats: Stats, plan: Plan, estimation: Estimation) -> pl.DataFrame:
     for planned in plan.policies:
         boot = None
         if stats.replicates is not None:
-            reps = replicate_values(stats.replicates, totals, planned.name, estimation.estimator)
+            reps = base_reps if planned.name == plan.baseline else \
+                replicate_values(stats.replicates, totals, planned.name, estimation.estimator)
             boot = bootstrap_bounds(reps, base_reps, plan, estimation.confidence)
         for name, values in policy_columns(planned.name, evaluation, baseline, boot).items():
             columns[name] += values
@@ -236,8 +237,10 @@ def policy_columns(policy: str, evaluation: Evaluation, baseline: dict[str, Metr
 
 Bounds = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]  # ci low, high; delta low, high
 
-# How well blocks hit fraud, seen through explored rows the logging policy allowed in the policy's block region.
-BLOCK_QUALITY = ("blocked_fraud_count", "blocked_legit_count", "block_precision", "block_recall")
+# How well blocks hit fraud, seen through explored rows the logging policy allowed in the policy's block region:
+# every metric over the blocked weighting (blocked_fraud_count, blocked_legit_count, block_precision, block_recall).
+BLOCK_QUALITY = frozenset({m.name for m in SUM_METRICS if m.weighting is Weighting.BLOCKED}
+                          | {r.name for r in RATIO_METRICS if r.numerator.weighting is Weighting.BLOCKED})
 
 
 def blocks_unseen(values: dict[str, np.ndarray]) -> np.ndarray:

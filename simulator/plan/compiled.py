@@ -39,7 +39,6 @@ from simulator.schema import (
 from simulator.model.value import maturity_cutoff
 
 
-
 @dataclass(frozen=True, slots=True)
 class PlannedPolicy:
     """A policy with its name and how the engine weights its rows.

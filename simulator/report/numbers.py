@@ -28,6 +28,12 @@ def number(value: float | None) -> str:
     return f"{value:.3g}"
 
 
+def signed_number(value: float | None) -> str:
+    """`number` with a + on positive values, for deltas: +162k, -4.63k, n/a."""
+    text = number(value)
+    return f"+{text}" if value is not None and value > 0 else text
+
+
 def compact(value: float | None, signed: bool = False) -> str:
     """1.23M, 45.6k, 11.7, 0.912 (3 significant digits), with a + on positive values when `signed`; "—" when missing.
 

@@ -173,9 +173,8 @@ def _held_out_choice(config: RunConfig, settings: SweepConfig, objective: Object
         return HeldOut(choice, chosen_on, split, split.describe(selected=selected.stats.rows, reported=0))
     thresholds = {k: float(v) for k, v in (("challenge_above", grid.challenge[point]), ("block_above", grid.block[point]))
                   if np.isfinite(v)}
-    kept = [p.model_dump() for p in config.policies if p.name == config.baseline.policy]
     alone = {"name": HELD_OUT, "kind": "threshold", "score": settings.score, **thresholds}
-    point_config = derive(config, {"policies": [*kept, alone], "sweep": None, "review": None}, "[sweep] holdout")
+    point_config = _against_baseline(config, [alone], "[sweep] holdout")
     reported = evaluate(point_config, validated, execution, rows=split.report)
     columns = table.filter(pl.col("point") == point).select("point", *THRESHOLDS).head(1)
     report = scale_to_whole(reported.results.filter(pl.col("policy") == HELD_OUT), whole_rows(table)).join(
@@ -203,8 +202,17 @@ def _with_segmentation(config: RunConfig, by: str | None) -> RunConfig:
 
 def _baseline_only(config: RunConfig) -> RunConfig:
     """The config with only the policy its baseline needs (the grid replaces `[[policies]]`, so no `[review]`)."""
-    kept = [p.model_dump() for p in config.policies if p.name == config.baseline.policy]
-    return derive(config, {"policies": kept, "review": None}, "[sweep]")
+    return derive(config, {"policies": _baseline_tables(config), "review": None}, "[sweep]")
+
+
+def _baseline_tables(config: RunConfig) -> list[dict[str, Any]]:
+    """The `[[policies]]` table the baseline names, if it names one (else none: logged and production are built in)."""
+    return [p.model_dump() for p in config.policies if p.name == config.baseline.policy]
+
+
+def _against_baseline(config: RunConfig, policies: list[dict[str, Any]], source: str) -> RunConfig:
+    """A run of `policies` against the config's baseline: the sweep's grid and its review table left out."""
+    return derive(config, {"policies": [*_baseline_tables(config), *policies], "sweep": None, "review": None}, source)
 
 
 def _by_segment(table: pl.DataFrame, config: RunConfig, column: str, score: str, objective: Objective,
@@ -220,8 +228,7 @@ def _by_segment(table: pl.DataFrame, config: RunConfig, column: str, score: str,
         return None
     choices = segment_choices(table if held is None else held.chosen_on, column, objective)
     policy = combined_policy(choices, column, score, default)
-    kept = [p.model_dump() for p in config.policies if p.name == config.baseline.policy]
-    combined = derive(config, {"policies": [*kept, policy], "sweep": None, "review": None}, "[sweep] by")
+    combined = _against_baseline(config, [policy], "[sweep] by")
     rows = None if held is None else held.split.report
     results = evaluate(combined, validated, execution, rows=rows).results.filter(pl.col("policy") == COMBINED)
     if held is not None:
@@ -241,9 +248,8 @@ def _sweep_policies(config: RunConfig, settings: SweepConfig, data: Path | None,
     """Any other kind: every grid point is a policy of its own, evaluated in one pass of `run`."""
     points, tables = expand_grid(settings)
     names = [f"sweep[{i}]" for i in range(points.height)]
-    policies = [p.model_dump() for p in _baseline_only(config).policies]
-    policies += [{"name": name, **table} for name, table in zip(names, tables, strict=True)]
-    points_config = derive(config, {"policies": policies, "sweep": None, "review": None}, "[sweep] grid")
+    policies = [{"name": name, **table} for name, table in zip(names, tables, strict=True)]
+    points_config = _against_baseline(config, policies, "[sweep] grid")
     result: RunResult = run(points_config, data, execution=execution)
     named = pl.DataFrame({"policy": names, "point": points["point"]})
     frame = result.results.join(named, on="policy", how="inner")
