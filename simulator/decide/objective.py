@@ -18,7 +18,10 @@ Semantics (also in docs/sweep.md):
 - A checked segment whose value is missing (no support, unidentified) fails the
   constraint: the point cannot be shown to meet it.
 - A point whose objective estimate in `ALL` is missing or flagged is never
-  recommended. Ties go to the lower point index.
+  recommended, except for `few_events`: that interval is deliberately
+  conservative (the rare-event floor), so a point it describes may still be
+  chosen, and its constraints are checked on those wider bounds. Ties go to
+  the lower point index.
 - The binding constraint is the one closest to its limit relative to the
   limit's size (`slack / |limit|`, or the slack itself for a limit of 0).
 """
@@ -34,6 +37,7 @@ import polars as pl
 from segments.labels import ALL
 from simulator.config_tables import Objective
 from simulator.decide.frontier import require_metrics
+from simulator.estimate.results import FEW_EVENTS
 from simulator.report.numbers import number, signed_number
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +88,8 @@ def _goal(sweep: pl.DataFrame, objective: Objective) -> pl.DataFrame:
     numbers = ["estimate", "ci_low", "ci_high", "baseline", "delta", "delta_ci_low", "delta_ci_high"]
     return sweep.filter((pl.col("segment") == ALL) & (pl.col("metric") == objective.metric)).select(
         "point", "challenge_above", "block_above", *numbers,
-        (pl.col("estimate").is_finite().fill_null(False) & (pl.col("flag").fill_null("") == "")).alias("eligible"),
+        (pl.col("estimate").is_finite().fill_null(False)
+         & pl.col("flag").fill_null("").is_in(["", FEW_EVENTS])).alias("eligible"),
         (pl.col("estimate") * sign).alias("score"),
     )
 

@@ -48,51 +48,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from simulator.errors import UnknownName
+from simulator.estimate.linearised import Estimate, Gradient, divide
 from simulator.plan.moments import Term, doubly_robust, ratio_terms, sum_terms
+
+if TYPE_CHECKING:  # plans are built with this module's registry
+    from simulator.plan.compiled import Plan
 from simulator.model.value import RatioMetric, SumMetric
 
 Totals = Callable[[Term], np.ndarray]
-
-
-Gradient = dict[Term, np.ndarray]
-
-
-class Estimate:
-    """An estimate per segment and its gradient with respect to the totals it uses.
-
-    The gradient is computed on first use: bootstrap replicates need only the
-    values, and on a sweep's (segments × points × replicates) arrays the
-    gradient would cost more than the estimate itself.
-    """
-
-    __slots__ = ("value", "_grad", "_make_grad")
-
-    def __init__(self, value: np.ndarray, grad: Gradient | Callable[[], Gradient]) -> None:
-        self.value = value
-        self._grad: Gradient | None = None if callable(grad) else grad
-        self._make_grad = grad if callable(grad) else None
-
-    @property
-    def grad(self) -> Gradient:
-        if self._grad is None:
-            assert self._make_grad is not None
-            self._grad = self._make_grad()
-        return self._grad
-
-    def minus(self, other: Estimate) -> Estimate:
-        """The paired difference: gradients of shared terms cancel."""
-
-        def grad() -> Gradient:
-            out = dict(self.grad)
-            for term, g in other.grad.items():
-                out[term] = out[term] - g if term in out else -g
-            return out
-
-        return Estimate(value=self.value - other.value, grad=grad)
 
 
 SumEstimator = Callable[[SumMetric, str, Totals], Estimate]
@@ -104,23 +72,28 @@ class EstimatorKind:
 
     `outcome_model`: it needs the DR outcome model (`simulator.model.direct`), which
     the plan fits on the driver, and its ratios use its totals too.
+    `stratified`: it post-stratifies (`simulator.estimate.strata`): its function also
+    takes the plan (keyword `plan`), shards add the strata's sums, and its ratios are
+    ratios of its own totals.
     """
 
     name: str
-    total: SumEstimator
+    total: Callable[..., Estimate]
     outcome_model: bool = False
+    stratified: bool = False
 
 
 _ESTIMATORS: dict[str, EstimatorKind] = {}
 
 
-def register_estimator(name: str, *, outcome_model: bool = False) -> Callable[[SumEstimator], SumEstimator]:
+def register_estimator(name: str, *, outcome_model: bool = False,
+                       stratified: bool = False) -> Callable[[Callable[..., Estimate]], Callable[..., Estimate]]:
     """Add an estimator of sum metrics under `name`, with its capabilities; names are unique."""
 
-    def add(function: SumEstimator) -> SumEstimator:
+    def add(function: Callable[..., Estimate]) -> Callable[..., Estimate]:
         if name in _ESTIMATORS:
             raise ValueError(f"estimator {name!r} is registered twice")
-        _ESTIMATORS[name] = EstimatorKind(name=name, total=function, outcome_model=outcome_model)
+        _ESTIMATORS[name] = EstimatorKind(name=name, total=function, outcome_model=outcome_model, stratified=stratified)
         return function
 
     return add
@@ -138,16 +111,6 @@ def estimator_kind(name: str) -> EstimatorKind:
     return _ESTIMATORS[name]
 
 
-def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a / b, NaN where b is 0 (an estimate over no rows is undefined, not infinite)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.true_divide(a, b)
-    zero = np.asarray(b) == 0
-    if zero.any():
-        out = np.where(zero, np.nan, out)
-    return out
-
-
 @register_estimator("ipw")
 def ipw(metric: SumMetric, policy: str, total: Totals) -> Estimate:
     """Σ w y."""
@@ -156,17 +119,24 @@ def ipw(metric: SumMetric, policy: str, total: Totals) -> Estimate:
     return Estimate(value=value, grad=lambda: {terms.main: np.ones_like(value)})
 
 
-@register_estimator("snipw")
-def snipw(metric: SumMetric, policy: str, total: Totals) -> Estimate:
+@register_estimator("snipw", stratified=True)
+def snipw(metric: SumMetric, policy: str, total: Totals, *, plan: Plan) -> Estimate:
+    """Self-normalised IPW within strata of what the policy and the baseline do (`simulator.estimate.strata`)."""
+    from simulator.estimate.strata import stratified_total  # it reads the value model's tables, a later stage
+
+    return stratified_total(metric, policy, total, plan=plan)
+
+
+def snipw_global(metric: SumMetric, policy: str, total: Totals) -> Estimate:
     """N · Σ w y / Σ w̃ s, with N (the population's row count) held fixed."""
     terms = sum_terms(metric, policy)
     main, norm, count = total(terms.main), total(terms.norm), total(terms.count)
-    value = count * _divide(main, norm)
+    value = count * divide(main, norm)
 
     def grad() -> Gradient:
         if terms.main == terms.norm:  # attempts: N exactly, no variance
             return {terms.main: np.zeros_like(value)}
-        return {terms.main: _divide(count, norm), terms.norm: -count * _divide(main, norm * norm)}
+        return {terms.main: divide(count, norm), terms.norm: -count * divide(main, norm * norm)}
 
     return Estimate(value=value, grad=grad)
 
@@ -199,19 +169,27 @@ def ratio(metric: RatioMetric, policy: str, total: Totals, *, direct: bool = Fal
     """scale · T_num / T_den, with IPW totals or (`direct`) doubly robust ones."""
     num_term, den_term = ratio_terms(metric, policy)
     part = doubly_robust_total if direct else plain_total
-    num, den = part(num_term, total), part(den_term, total)
-    value = metric.scale * _divide(num.value, den.value)
+    return ratio_of(metric, part(num_term, total), part(den_term, total))
+
+
+def ratio_of(metric: RatioMetric, num: Estimate, den: Estimate) -> Estimate:
+    """scale · num / den, with the gradient (and Hájek parts) of both."""
+    value = metric.scale * divide(num.value, den.value)
+    d_num = metric.scale * divide(np.ones_like(value), den.value)
+    d_den = -metric.scale * divide(num.value, den.value * den.value)
 
     def grad() -> Gradient:
-        d_num = metric.scale * _divide(np.ones_like(value), den.value)
-        d_den = -metric.scale * _divide(num.value, den.value * den.value)
         out: Gradient = {}
         for parts, factor in ((num.grad, d_num), (den.grad, d_den)):
             for term, g in parts.items():
                 out[term] = out.get(term, 0.0) + factor * g
         return out
 
-    return Estimate(value=value, grad=grad)
+    parts: dict[object, tuple[np.ndarray, object]] = {}
+    for side, factor in ((num.parts, d_num), (den.parts, d_den)):
+        for key, (f, part) in side.items():
+            parts[key] = (parts[key][0] + factor * f, part) if key in parts else (factor * f, part)
+    return Estimate(value=value, grad=grad, parts=parts)
 
 
 Covariance = Callable[[Term, Term], np.ndarray]

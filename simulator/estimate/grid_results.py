@@ -30,7 +30,7 @@ from simulator.estimate.results import (
 from simulator.estimate.totals import SegmentTotals
 from simulator.plan.compiled import Plan
 from simulator.plan.grid import ThresholdGrid
-from simulator.plan.moments import INV_P, Term, term_basis
+from simulator.plan.moments import Term, term_basis
 from simulator.stats.binned import BLOCK_BYTES, Block, blocks
 from simulator.stats.bootstrap import Replicates
 from simulator.stats.shard import Stats
@@ -132,6 +132,7 @@ def _replicate_totals(block: Block, points: np.ndarray, totals: GridTotals, regu
     """Every term's replicate totals on a block of segments and points: `(segments, points | 1, B)`."""
     plan, segments = totals.plan, block.segments
     replicates = regular.shape[2]
+    replicates_outer = plan.binned.outer if plan.binned is not None else None
 
     cache: dict[Term, np.ndarray] = {}
 
@@ -142,10 +143,11 @@ def _replicate_totals(block: Block, points: np.ndarray, totals: GridTotals, regu
 
     def replicate_total(term: Term) -> np.ndarray:
         basis = term_basis(term, plan)
-        if term.policy == totals.policy:
+        if totals.is_grid(term):
             point = totals.total(term)[segments][:, points, None]
-            if basis == INV_P:
-                deviation = block.range_sum(term.value, totals.ranges(term), points)
+            if basis is not None and (basis, term.value) in block.moments:
+                outer = totals.outer_weights(term, replicates_outer)
+                deviation = block.range_sum((basis, term.value), totals.ranges(term), points, outer)
                 return point + deviation if plan.finite else deviation
             if basis is None:
                 return np.full((point.shape[0], len(points), replicates), np.nan)

@@ -22,6 +22,7 @@ import numpy as np
 from scipy import sparse
 
 from simulator.plan.grid import GRID_POLICY, ThresholdGrid
+from simulator.plan.strata import Stratum
 from simulator.plan.moments import (
     DIRECT,
     DM,
@@ -33,6 +34,7 @@ from simulator.plan.moments import (
     max_column,
     product,
     quadratic_column,
+    stratum_coefficients,
     term_basis,
 )
 from simulator.plan.compiled import Plan
@@ -90,8 +92,19 @@ class GridTotals:
     # -- ranges of bins per term -------------------------------------------------
 
     def ranges(self, term: Term) -> Ranges:
-        """Where a grid term's coefficient is 1, per point and logged action (it is 0 elsewhere)."""
+        """Where a grid term's coefficient is 1, per point and logged action (it is 0 elsewhere).
+
+        A stratified term's grid member takes one action: its bins, in the logged actions the
+        stratum admits; its other members' coefficients are per cell (`outside`).
+        """
         lo, hi = self.choose
+        if term.stratum is not None:
+            action = next(a for p, a in term.stratum.members if p == self.policy)
+            logged = range(lo.shape[1]) if term.stratum.logged is None else (term.stratum.logged,)
+            out_lo, out_hi = np.zeros_like(lo), np.zeros_like(hi)
+            for column in logged:
+                out_lo[:, column], out_hi[:, column] = lo[:, action], hi[:, action]
+            return out_lo, out_hi
         if term.weighting is Weighting.TARGET:
             return lo, hi
         allow, block = self.plan.actions.index(ALLOW), self.plan.actions.index(BLOCK)
@@ -130,20 +143,55 @@ class GridTotals:
 
     def total(self, term: Term) -> np.ndarray:
         """Σ_i weight_i · value_i per segment and point."""
-        if not self._is_grid(term):
+        if not self.is_grid(term):
             return self.base.total(term)[:, None]
         if term not in self._total:
             basis = term_basis(term, self.plan)
             if basis == DIRECT:
                 self._total[term] = self._direct(term)
             else:
-                name = linear_column(basis, term.value)
-                self.cumulative(self.base.column(name), name)
+                name = self._binned(term, linear_column(basis, term.value))
                 self._total[term] = self.range_sum(name, self.ranges(term))
         return self._total[term]
 
-    def _is_grid(self, term: Term) -> bool:
+    def is_grid(self, term: Term) -> bool:
+        """Whether a term's weight depends on the grid point (the grid policy's, or a stratum it is a member of)."""
+        if term.stratum is not None:
+            return any(p == self.policy for p, _ in term.stratum.members)
         return term.policy == self.policy
+
+    def outer_weights(self, term: Term, outer: str | None) -> np.ndarray | None:
+        """A grid stratum's membership per code of the outer coding (the baseline), for binned replicates."""
+        if term.stratum is None:
+            return None
+        rest = [m for m in term.stratum.members if m[0] != self.policy]
+        if not rest:
+            return None
+        if len(rest) != 1 or rest[0][0] != outer:
+            raise RuntimeError(f"binned replicates keep the codes of {outer!r}, not of {rest}")
+        table = self.plan.policy(outer).table
+        assert table is not None
+        return table[:, rest[0][1]]
+
+    def outside(self, term: Term) -> tuple[np.ndarray, str] | None:
+        """A grid term's per-cell coefficient from members other than the grid, and a name for it (None: 1)."""
+        if term.stratum is None:
+            return None
+        rest = tuple(m for m in term.stratum.members if m[0] != self.policy)
+        if not rest:
+            return None
+        return stratum_coefficients(Stratum(rest), self.plan, self.base.keys), repr(rest)
+
+    def _binned(self, term: Term, column: str, other: np.ndarray | None = None, other_key: str = "") -> str:
+        """Bin a cell column times the term's outside coefficient (and another per-cell factor); its cache key."""
+        per_cell, name = self.base.column(column), column
+        scale = self.outside(term)
+        if scale is not None:
+            per_cell, name = per_cell * scale[0], f"{name}@{scale[1]}"
+        if other is not None:
+            per_cell, name = per_cell * other, f"{name}@{other_key}"
+        self.cumulative(per_cell, name)
+        return name
 
     def _direct(self, term: Term) -> np.ndarray:
         """DR direct-method total: Σ_i Σ_a π_point(a|x_i) m̂(x_i, a) (or π(block)·m̂(allow) when blocked)."""
@@ -163,23 +211,23 @@ class GridTotals:
         Two grid terms: the intersection of their bin ranges. A grid term and
         another: the other's per-cell coefficient scales the column before binning.
         """
-        a, b = (a, b) if self._is_grid(a) else (b, a)
+        a, b = (a, b) if self.is_grid(a) else (b, a)
         key = (kind, *((a, b) if a.key <= b.key else (b, a)))
         if key not in self._pair:
-            if self._is_grid(b):
+            if self.is_grid(b):
                 (alo, ahi), (blo, bhi) = self.ranges(a), self.ranges(b)
                 lo = np.maximum(alo, blo)
-                ranges, name = (lo, np.maximum(lo, np.minimum(ahi, bhi))), column
-                self.cumulative(self.base.column(column), name)
+                ranges = (lo, np.maximum(lo, np.minimum(ahi, bhi)))
+                scale = self.outside(b)
+                name = self._binned(a, column, *((None, "") if scale is None else scale))
             else:
-                ranges, name = self.ranges(a), f"{column}@{b.key}"
-                self.cumulative(self.base.coef(b) * self.base.column(column), name)
+                ranges, name = self.ranges(a), self._binned(a, column, self.base.coef(b), repr(b.key))
             self._pair[key] = self.range_sum(name, ranges)
         return self._pair[key]
 
     def cross(self, a: Term, b: Term) -> np.ndarray:
         """Σ_i z_ia · z_ib per segment and point."""
-        if not (self._is_grid(a) or self._is_grid(b)):
+        if not (self.is_grid(a) or self.is_grid(b)):
             return self.base.cross(a, b)[:, None]
         ba, bb = term_basis(a, self.plan), term_basis(b, self.plan)
         if ba is None or bb is None or DIRECT in (ba, bb):
@@ -188,7 +236,7 @@ class GridTotals:
 
     def design_cross(self, a: Term, b: Term) -> np.ndarray:
         """Σ_i z_ia · z_ib · (1 − p_i) per segment and point (0 when either total is observed or fixed)."""
-        if not (self._is_grid(a) or self._is_grid(b)):
+        if not (self.is_grid(a) or self.is_grid(b)):
             return self.base.design_cross(a, b)[:, None]
         ba, bb = term_basis(a, self.plan), term_basis(b, self.plan)
         if ba is None or bb is None:
@@ -199,7 +247,7 @@ class GridTotals:
 
     def max_weight(self, term: Term) -> np.ndarray:
         """Largest weight of a grid term in each segment, per point."""
-        if not self._is_grid(term):
+        if not self.is_grid(term):
             return self.base.max_weight(term)[:, None]
         basis = term_basis(term, self.plan)
         if basis is None:

@@ -1,6 +1,7 @@
 """Confidence intervals from an estimate and its uncertainty, vectorised over segments.
 
 - `normal`: estimate ± z·se (CLT / delta method).
+- `student`: estimate ± t_df·se, df from the effective number of explored rows (stratified SNIPW).
 - `gamma`: Fay & Feuer (1997), built for weighted sums of rare counts such as
   directly standardised rates. The estimate is treated as a gamma variable with
   the estimate's mean and variance; the upper limit adds one more event of size
@@ -27,6 +28,19 @@ def normal(estimate: np.ndarray, se: np.ndarray, confidence: float) -> tuple[np.
     """estimate ∓ z·se."""
     z = float(sps.norm.ppf(_tails(confidence)[1]))
     return estimate - z * se, estimate + z * se
+
+
+def student(estimate: np.ndarray, se: np.ndarray, df: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """estimate ∓ t_df·se: the CLT interval with the quantile of a t on `df` degrees of freedom (∞: normal).
+
+    A Hájek mean over m explored rows estimates its variance from those m rows; with few of
+    them the studentised estimate has heavier tails than a normal (Student 1908; the issue's
+    "t quantiles on the effective number of contributing rows").
+    """
+    df = np.asarray(df, dtype=np.float64)
+    t = np.where(np.isfinite(df), sps.t.ppf(_tails(confidence)[1], np.maximum(np.nan_to_num(df, posinf=1e9), 1.0)),
+                 sps.norm.ppf(_tails(confidence)[1]))
+    return estimate - t * se, estimate + t * se
 
 
 def gamma(

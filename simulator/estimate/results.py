@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 import polars as pl
@@ -19,18 +19,22 @@ from segments.labels import ALL
 from simulator.estimate import intervals
 from simulator.stats.bootstrap import Replicates
 from simulator.config import Estimation, ValueModel
-from simulator.estimate.estimators import Covariance, Estimate, SumEstimator, estimator_kind, ratio, variance
+from simulator.estimate.estimators import Covariance, Estimate, SumEstimator, estimator_kind, ratio, ratio_of, variance
 from simulator.plan.moments import DIRECT, Term, ratio_terms, sum_terms, term_basis, uses_direct
 from simulator.plan.compiled import Plan
 from simulator.schema import LOGGED
 from simulator.stats.shard import Stats
 from simulator.estimate.totals import SegmentTotals, Totals
+from simulator.estimate.rare import Diagnostics, PartDiagnostics, diagnose, part_diagnostics
+from simulator.estimate.strata import HajekPart
+from simulator.plan.strata import stratifiable
 from simulator.stats.units import value_table
-from simulator.model.value import RATIO_METRICS, SIGNED_VALUES, SUM_METRICS, VALUES, Weighting, event_size
+from simulator.model.value import RATIO_METRICS, SIGNED_VALUES, SUM_METRICS, VALUES, RatioMetric, Weighting, event_size
 
 NO_SUPPORT = "no_support"
 LOW_ESS = "low_ess"
 UNIDENTIFIED = "unidentified"
+FEW_EVENTS = "few_events"
 
 RESULT_SCHEMA: dict[str, type[pl.DataType]] = {
     "policy": pl.String,
@@ -49,6 +53,8 @@ RESULT_SCHEMA: dict[str, type[pl.DataType]] = {
     "delta_ci_high": pl.Float64,
     "rows": pl.Int64,
     "ess": pl.Float64,
+    "delta_explored": pl.Float64,  # explored rows behind the paired delta (rows where the policies differ)
+    "delta_ess": pl.Float64,  # their effective number (Kish), summed over the delta's strata
     "max_weight": pl.Float64,
     "unsupported_mass": pl.Float64,
     "flag": pl.String,
@@ -69,28 +75,48 @@ class MetricEstimate:
     proportion: bool = False
 
 
-def policy_estimator(policy: str, plan: Plan, estimator_name: str) -> tuple[SumEstimator, bool]:
-    """The sum estimator of a policy's metrics, and whether its ratios use outcome-model (DR) totals.
+@dataclass(frozen=True, slots=True)
+class PolicyEstimator:
+    """How one policy's metrics are estimated: its sum estimator and how its ratios combine totals.
+
+    `direct`: ratios of outcome-model (DR) totals; `own_ratios`: ratios of the sum
+    estimator's own estimates (stratified SNIPW); otherwise ratios of IPW totals.
+    """
+
+    total: SumEstimator
+    direct: bool = False
+    own_ratios: bool = False
+
+    def ratio(self, metric: RatioMetric, policy: str, total: Callable[[Term], np.ndarray]) -> Estimate:
+        if self.own_ratios:
+            return ratio_of(metric, self.total(metric.numerator, policy, total), self.total(metric.denominator, policy, total))
+        return ratio(metric, policy, total, direct=self.direct)
+
+
+def policy_estimator(policy: str, plan: Plan, estimator_name: str) -> PolicyEstimator:
+    """The estimator of a policy's metrics.
 
     The logging policy's totals are observed: an estimator that needs the outcome
     model is plain IPW there (its weights are 1, its residual terms cancel).
     """
     kind = estimator_kind(estimator_name)
     if kind.outcome_model and not uses_direct(policy, plan):
-        return estimator_kind("ipw").total, False
-    return kind.total, kind.outcome_model
+        return PolicyEstimator(estimator_kind("ipw").total)
+    if kind.stratified:  # policies it cannot stratify keep global SNIPW, whose ratios are ratios of IPW totals
+        return PolicyEstimator(partial(kind.total, plan=plan), own_ratios=stratifiable(policy, plan))
+    return PolicyEstimator(kind.total, direct=kind.outcome_model)
 
 
 def metric_estimates(policy: str, totals: Totals, estimator_name: str) -> list[MetricEstimate]:
     """Every metric of `policy` with the configured estimator."""
-    sum_estimator, direct = policy_estimator(policy, totals.plan, estimator_name)
+    estimator = policy_estimator(policy, totals.plan, estimator_name)
     out = [
-        MetricEstimate(m.name, sum_estimator(m, policy, totals.total), sum_terms(m, policy).main, m.population,
+        MetricEstimate(m.name, estimator.total(m, policy, totals.total), sum_terms(m, policy).main, m.population,
                        m.value in SIGNED_VALUES)
         for m in SUM_METRICS
     ]
     out += [
-        MetricEstimate(r.name, ratio(r, policy, totals.total, direct=direct), ratio_terms(r, policy)[0],
+        MetricEstimate(r.name, estimator.ratio(r, policy, totals.total), ratio_terms(r, policy)[0],
                        r.numerator.population, False, r.proportion)
         for r in RATIO_METRICS
     ]
@@ -99,9 +125,9 @@ def metric_estimates(policy: str, totals: Totals, estimator_name: str) -> list[M
 
 def metric_values(policy: str, plan: Plan, estimator_name: str, total: Callable[[Term], np.ndarray]) -> dict[str, np.ndarray]:
     """Every metric's value (no gradient) from any totals, e.g. a bootstrap replicate's."""
-    sum_estimator, direct = policy_estimator(policy, plan, estimator_name)
-    out = {m.name: sum_estimator(m, policy, total).value for m in SUM_METRICS}
-    out |= {r.name: ratio(r, policy, total, direct=direct).value for r in RATIO_METRICS}
+    estimator = policy_estimator(policy, plan, estimator_name)
+    out = {m.name: estimator.total(m, policy, total).value for m in SUM_METRICS}
+    out |= {r.name: estimator.ratio(r, policy, total).value for r in RATIO_METRICS}
     return out
 
 
@@ -152,11 +178,12 @@ class Evaluation:
     totals: Totals
     own: Covariance  # of an estimate's own totals
     paired: Covariance  # of a paired delta's
+    parts: Callable[[HajekPart], PartDiagnostics]  # memoised diagnostics of stratified Hájek parts
 
     @staticmethod
     def of(totals: Totals, estimation: Estimation) -> Evaluation:
         own, paired = covariances(totals, totals.plan)
-        return Evaluation(totals.plan, estimation, totals, own, paired)
+        return Evaluation(totals.plan, estimation, totals, own, paired, part_diagnostics(totals))
 
     @property
     def exact_baseline(self) -> bool:
@@ -225,7 +252,8 @@ def policy_columns(policy: str, evaluation: Evaluation, baseline: dict[str, Metr
         values = _metric_values(policy, metric, base, evaluation, boot)
         values["rows"] = mature_rows if metric.population == "mature" else totals.rows
         population = "mature" if metric.population == "mature" else "one"
-        values["flag"] = flag_codes(metric.estimate.value, ess[population], unsupported, estimation.min_ess)
+        values["flag"] = flag_codes(metric.estimate.value, ess[population], unsupported, estimation.min_ess) \
+            | values.pop("few") | np.where(values.pop("thin"), np.int8(2), np.int8(0))  # bit 1: low_ess of the delta
         if metric.name in BLOCK_QUALITY:
             values["flag"] = values["flag"] | np.where(unseen, np.int8(1), np.int8(0))  # bit 0: unidentified
         values |= {"ess": ess[population], "max_weight": max_weight, "unsupported_mass": unsupported}
@@ -289,13 +317,22 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
         zero = np.zeros_like(estimate + baseline)
         return {"estimate": estimate, "se": zero, "ci_low": estimate, "ci_high": estimate, "baseline": baseline,
                 "delta": delta.value, "delta_se": zero, "delta_ci_low": delta.value, "delta_ci_high": delta.value,
-                "interval": np.full(np.shape(zero), "exact (no action in the set produces it)", dtype=object)}
+                "interval": np.full(np.shape(zero), "exact (no action in the set produces it)", dtype=object),
+                "delta_explored": np.full(np.shape(zero), np.nan), "delta_ess": np.full(np.shape(zero), np.nan),
+                "few": np.zeros(np.shape(zero), dtype=np.int8), "thin": np.zeros(np.shape(zero), dtype=bool)}
     exact = plan.finite and plan.policy(policy).logging
     se = np.zeros_like(estimate) if exact else np.sqrt(variance(metric.estimate, evaluation.own))
     delta_se = np.sqrt(variance(delta, evaluation.paired))
-    method = "clt"
-    low, high = intervals.normal(estimate, se, confidence)
-    if plan.finite and not metric.signed and not exact:
+    own = diagnose(metric.estimate, se**2, totals, evaluation.parts)
+    paired = diagnose(delta, delta_se**2, totals, evaluation.parts, paired=True)
+    floored = not exact  # events the explored rows may not show: in either estimand, which rows were explored is random
+    if floored:
+        se, delta_se = np.sqrt(se**2 + own.extra_variance), np.sqrt(delta_se**2 + paired.extra_variance)
+    few = own.few_events | paired.few_events
+    stratified = estimator_kind(evaluation.estimation.estimator).stratified
+    method = "t" if stratified else "clt"
+    low, high = intervals.student(estimate, se, _df(own), confidence)
+    if plan.finite and not metric.signed and not exact and not stratified:
         event = _event(metric, totals, plan)
         low, high = intervals.gamma(estimate, se**2, event, confidence)
         method = "gamma"
@@ -304,21 +341,33 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
         if method == "gamma":  # resampling cannot see rare events never observed: keep the gamma bounds too
             low, high = np.fmin(low, boot_low), np.fmax(high, boot_high)
             method = "bootstrap-percentile+gamma"
-        else:
-            low, high = boot_low, boot_high
+        else:  # where the floor decides, resampling the few explored events cannot: keep the floored interval
+            low, high = np.where(own.few_events, low, boot_low), np.where(own.few_events, high, boot_high)
             method = "bootstrap-percentile"
     if metric.proportion:
         low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
     if evaluation.exact_baseline:  # the baseline is known exactly: the delta's interval is the estimate's, shifted
         dlow, dhigh = low - baseline, high - baseline
     elif boot is not None and boot[metric.name][2] is not None:
-        dlow, dhigh = boot[metric.name][2], boot[metric.name][3]
+        dlow, dhigh = intervals.student(delta.value, delta_se, _df(paired), confidence)
+        dlow, dhigh = np.where(paired.few_events, dlow, boot[metric.name][2]), np.where(paired.few_events, dhigh, boot[metric.name][3])
     else:
-        dlow, dhigh = intervals.normal(delta.value, delta_se, confidence)
-        method += "; delta clt"
+        dlow, dhigh = intervals.student(delta.value, delta_se, _df(paired), confidence)
+        method += "; delta t" if stratified else "; delta clt"
+    if floored and stratified:
+        method += "; rare-event floor"
+    thin = paired.estimated & (paired.ess < evaluation.estimation.min_ess * (1 - 1e-9))  # a grid reassociates sums
     return {"estimate": estimate, "se": se, "ci_low": low, "ci_high": high, "baseline": baseline,
             "delta": delta.value, "delta_se": delta_se, "delta_ci_low": dlow, "delta_ci_high": dhigh,
-            "interval": np.full(np.shape(estimate), method, dtype=object)}
+            "interval": np.full(np.shape(estimate), method, dtype=object),
+            "delta_explored": np.where(paired.estimated, paired.explored, np.nan),
+            "delta_ess": np.where(paired.estimated, paired.ess, np.nan),
+            "few": np.where(few, np.int8(8), np.int8(0)), "thin": thin}
+
+
+def _df(diagnostics: Diagnostics) -> np.ndarray:
+    """Degrees of freedom of an estimate's t interval: its explored rows' effective number − 1 (∞ when it has none)."""
+    return np.where(diagnostics.estimated, np.maximum(diagnostics.ess - 1.0, 1.0), np.inf)
 
 
 def _event(metric: MetricEstimate, totals: Totals, plan: Plan) -> np.ndarray:
@@ -330,8 +379,8 @@ def _event(metric: MetricEstimate, totals: Totals, plan: Plan) -> np.ndarray:
     return np.nan_to_num(scale * totals.max_weight(metric.main) * size)
 
 
-FLAG_NAMES = (UNIDENTIFIED, LOW_ESS, NO_SUPPORT)
-FLAG_LABELS = tuple(";".join(n for bit, n in enumerate(FLAG_NAMES) if code >> bit & 1) for code in range(8))
+FLAG_NAMES = (UNIDENTIFIED, LOW_ESS, NO_SUPPORT, FEW_EVENTS)
+FLAG_LABELS = tuple(";".join(n for bit, n in enumerate(FLAG_NAMES) if code >> bit & 1) for code in range(16))
 
 
 def flag_codes(estimate: np.ndarray, ess: np.ndarray, unsupported: np.ndarray, min_ess: float) -> np.ndarray:

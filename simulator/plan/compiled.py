@@ -8,7 +8,7 @@ holds rows. A plan is small, frozen and picklable: it is what Ray ships.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -22,6 +22,7 @@ from simulator.config import RunConfig, ValueModel
 from simulator.model.direct import DirectMethod, fit_direct_method
 from simulator.errors import InvalidConfig, InvalidData, UnknownName
 from simulator.estimate.estimators import estimator_kind
+from simulator.estimate.strata import stratified_terms
 from simulator.schema import (
     ACTION,
     AMOUNT,
@@ -37,6 +38,7 @@ from simulator.schema import (
     logging_prob_column,
 )
 from simulator.model.value import maturity_cutoff
+from simulator.plan.moments import Term
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +65,18 @@ class PlannedPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Binned:
-    """Bootstrap replicate sums kept per (segment, code of `coding`, logged action) for `values`.
+    """Bootstrap replicate sums kept per (segment, code of `coding`, code of `outer`, logged action).
 
     Replicate totals are otherwise kept per policy term; a coding whose totals are
     sums over ranges of codes (the bins of a threshold grid) needs them per code.
-    `values` are value columns under the inverse-propensity basis.
+    `moments` are (basis, value column) pairs. `outer`, when set, is the coded
+    baseline whose action splits the stratified estimator's strata
+    (`simulator.plan.strata`): its code is kept too.
     """
 
     coding: str
-    values: tuple[str, ...]
+    moments: tuple[tuple[str, str], ...]
+    outer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +106,8 @@ class Plan:
     # totals (a threshold grid: `simulator.plan.grid`).
     codings: tuple[PlannedPolicy, ...] = ()
     binned: Binned | None = None  # replicate sums kept per code of one coding (see `Binned`)
+    stratified: bool = False  # the estimator post-stratifies (`simulator.plan.strata`): shards add its sums
+    strata_terms: tuple[Term, ...] = ()  # every stratified total the reported policies' estimates read
 
     def policy(self, name: str) -> PlannedPolicy:
         """The planned policy (or coding) called `name`."""
@@ -204,7 +211,7 @@ def compile_plan(config: RunConfig, data: pl.LazyFrame, *, as_of: datetime | Non
     if estimator_kind(config.estimation.estimator).outcome_model:
         direct = _direct_method(config, data, names, cutoff)
         columns |= set(direct.scores)
-    return Plan(
+    plan = Plan(
         actions=actions,
         policies=tuple(planned),
         baseline=baseline,
@@ -221,3 +228,6 @@ def compile_plan(config: RunConfig, data: pl.LazyFrame, *, as_of: datetime | Non
         direct=direct,
         columns=frozenset(columns),
     )
+    if estimator_kind(config.estimation.estimator).stratified:
+        plan = replace(plan, stratified=True, strata_terms=stratified_terms(plan))
+    return plan

@@ -26,7 +26,8 @@ from policies.base import Actions, Coded, score_values
 from simulator.config_tables import Range
 from simulator.errors import InvalidConfig, UnknownName
 from simulator.plan.compiled import Binned, Plan, PlannedPolicy
-from simulator.plan.moments import INV_P, metric_terms, term_basis
+from simulator.plan.moments import INV_P, metric_terms, stratified_items, term_basis
+from simulator.plan.strata import stratifiable
 from simulator.schema import ALLOW, BLOCK, CHALLENGE
 
 GRID_POLICY = "sweep:threshold"  # the grid's coding in a plan (not a valid config name: it has a colon)
@@ -171,5 +172,9 @@ def grid_plan(plan: Plan, grid: ThresholdGrid, names: Sequence[str]) -> Plan:
     if not plan.bootstrap:
         return plan
     terms = {t for _, ts in metric_terms(GRID_POLICY, plan) for t in ts if t.policy == GRID_POLICY}
-    values = tuple(sorted({t.value for t in terms if term_basis(t, plan) == INV_P}))
-    return replace(plan, binned=Binned(coding=GRID_POLICY, values=values))
+    moments = {(INV_P, t.value) for t in terms if term_basis(t, plan) == INV_P}
+    outer = None
+    if plan.stratified:  # the points' strata: the grid's action crossed with the baseline's
+        moments |= {m for items in stratified_items().values() for m in items}
+        outer = plan.baseline if stratifiable(plan.baseline, plan) else None
+    return replace(plan, binned=Binned(coding=GRID_POLICY, moments=tuple(sorted(moments)), outer=outer))

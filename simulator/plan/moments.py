@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from simulator.schema import ALLOW, BLOCK, LOGGED
+from simulator.plan.strata import RARE, Stratum
 from simulator.model.value import RATIO_METRICS, SUM_METRICS, RatioMetric, SumMetric, Weighting
 
 if TYPE_CHECKING:  # the plan uses this module's names; this module only reads plans
@@ -42,16 +43,26 @@ ANY_POLICY = ""  # terms whose weight does not depend on the policy (the allowed
 
 @dataclass(frozen=True, slots=True)
 class Term:
-    """A weighted total: Σ_i weight(policy, weighting)_i · value_i."""
+    """A weighted total: Σ_i weight(policy, weighting)_i · value_i.
+
+    With a `stratum` (`simulator.plan.strata`), the total runs over that stratum's
+    rows and weights instead; `policy` and `weighting` are then unused ("", TARGET).
+    """
 
     policy: str
     weighting: Weighting
     value: str
+    stratum: Stratum | None = None
 
     @property
-    def key(self) -> tuple[str, str, str]:
+    def key(self) -> tuple[object, ...]:
         """A total order on terms, for stable layouts."""
-        return (self.policy, self.weighting.value, self.value)
+        return (self.policy, self.weighting.value, self.value, () if self.stratum is None else self.stratum.key)
+
+
+def stratum_term(value: str, stratum: Stratum) -> Term:
+    """The total of a value column over a stratum."""
+    return Term("", Weighting.TARGET, value, stratum)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +91,8 @@ def row_block_basis(name: str) -> str:
 
 def term_basis(term: Term, plan: Plan) -> str | None:
     """The basis a term's weight uses; None when the data cannot support it."""
+    if term.stratum is not None:
+        return INV_P if term.stratum.logged is not None and term.stratum.weighted else ONE
     if term.value.startswith(DM):
         return DIRECT
     if term.weighting is Weighting.ALLOWED:
@@ -97,6 +110,8 @@ def term_basis(term: Term, plan: Plan) -> str | None:
 def coefficients(term: Term, plan: Plan, cells: Cells) -> np.ndarray:
     """Per-cell coefficient of a term's basis: the weight is coefficient · basis."""
     size = cells.action.shape[0]
+    if term.stratum is not None:
+        return stratum_coefficients(term.stratum, plan, cells)
     allow = (cells.action == plan.actions.index(ALLOW)).astype(np.float64)
     if term.weighting is Weighting.ALLOWED:
         return allow
@@ -109,6 +124,18 @@ def coefficients(term: Term, plan: Plan, cells: Cells) -> np.ndarray:
     if term.weighting is Weighting.TARGET:
         return table[code, cells.action]
     return allow * table[code, plan.actions.index(BLOCK)]
+
+
+def stratum_coefficients(stratum: Stratum, plan: Plan, cells: Cells) -> np.ndarray:
+    """Per-cell membership of a stratum: Π π_policy(action | cell), times [logged = action] when restricted."""
+    out = np.ones(cells.action.shape[0])
+    for policy, action in stratum.members:
+        table = plan.policy(policy).table
+        assert table is not None  # only coded policies are stratified
+        out = out * table[cells.codes[policy], action]
+    if stratum.logged is not None:
+        out = out * (cells.action == stratum.logged)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,28 +202,53 @@ def needed_sums(plan: Plan) -> Needs:
     quadratic: set[tuple[str, str, str]] = set()
     names = [p.name for p in (*plan.policies, *plan.codings)]  # a coding's totals are read by whoever added it
     base = dict(metric_terms(plan.baseline, plan))
+    strata = stratified_items() if plan.stratified else {}
+    strata_quadratic: set[tuple[str, str, str]] = set()
     direct_values: set[str] = set()
     for name in names:
         for metric, terms in metric_terms(name, plan):
             direct_values |= {t.value.removeprefix(DM) for t in terms if t.value.startswith(DM)}
             used = [t for t in (*terms, *base[metric]) if term_basis(t, plan) not in (None, DIRECT)]
-            for t in used:
-                linear.add((_basis(t, plan), t.value))
-            for a, b in combinations_with_replacement(used, 2):
-                ba, bb = sorted((_basis(a, plan), _basis(b, plan)))
-                quadratic.add((ba, bb, product(a.value, b.value)))
+            own = {(_basis(t, plan), t.value) for t in used}
+            items = own | strata.get(metric, set())
+            linear |= items
+            for (ba, va), (bb, vb) in combinations_with_replacement(sorted(items), 2):
+                both = (ba, va) in own and (bb, vb) in own
+                (quadratic if both else strata_quadratic).add((*sorted((ba, bb)), product(va, vb)))
     linear |= {(ONE, "one"), (ONE, "amount")}
+    if plan.stratified:
+        linear |= {(ONE, v) for v in RARE.values()}
+        strata_quadratic.add((ONE, ONE, "amount*amount"))
     design: set[tuple[str, str, str]] = set()
     if plan.finite:
-        design = {q for q in quadratic if ONE not in q[:2]}
+        design = {q for q in quadratic | strata_quadratic if ONE not in q[:2]}
         if plan.policy(plan.baseline).logging:  # superpopulation sums then only serve the effective sample size
             quadratic = {q for q in quadratic if q[0] == q[1] and q[2] in ("one*one", "mature*mature")}
+    quadratic |= strata_quadratic  # superpopulation sums of the strata: diagnostics and the rare-event floor need them
     return Needs(
         linear=tuple(sorted(linear)),
         quadratic=tuple(sorted(quadratic)),
         design=tuple(sorted(design)),
         direct=tuple(sorted(direct_values)),
     )
+
+
+def stratified_items() -> dict[str, set[tuple[str, str]]]:
+    """Per metric, the (basis, value) sums the stratified estimator reads (`simulator.estimate.strata`).
+
+    Hájek sums of the value and its population over explored rows (basis inv_p), stratum
+    sizes and fixed values over every row (basis one), and the value over every row (for
+    the delta against the logging policy's observed total); a ratio reads both of its parts.
+    Every cross sum among one metric's items is needed too; the rare-event floor adds
+    counts of events and the amount's moments.
+    """
+    def items(metric: SumMetric) -> set[tuple[str, str]]:
+        return {(ONE, "one"), (ONE, "mature"), (INV_P, metric.value), (INV_P, metric.population),
+                (ONE, metric.population), (ONE, metric.value)}
+
+    out = {m.name: items(m) for m in SUM_METRICS}
+    out |= {r.name: items(r.numerator) | items(r.denominator) for r in RATIO_METRICS}
+    return out
 
 
 def _basis(term: Term, plan: Plan) -> str:

@@ -1,20 +1,21 @@
-"""Bootstrap replicates of a sweep's grid: per (segment, score bin, logged action) sums.
+"""Bootstrap replicates of a sweep's grid: per (segment, score bin, baseline code, logged action) sums.
 
 `simulator.stats.bootstrap` keeps, per segment, the replicate totals of each term of
 each policy. A grid has thousands of points, so its coding keeps instead, per
-segment, score bin and logged action, the replicate sums of every value column
-its terms use (basis 1/propensity); the driver turns them into every point's
+segment, score bin, code of the baseline (when the estimator stratifies by the
+baseline's action, else one code) and logged action, the replicate sums of every
+(basis, value column) moment its terms use; the driver turns them into every point's
 replicate totals by the same prefix sums over bins as the point estimates
 (`simulator.estimate.grid_totals`), a block of segments and points at a time, so memory stays
 bounded while every point gets the replicates `run` would give it.
 
-Size: segments × bins × actions × values × replicates floats, kept only where
+Size: segments × bins × baseline codes × actions × moments × replicates floats, kept only where
 rows exist (most high-score bins of small segments hold one logged action).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,13 +31,14 @@ BLOCK_BYTES = 256 << 20  # dense replicate sums held at once on the driver
 
 @dataclass(frozen=True, slots=True)
 class BinnedReplicates:
-    """Per segmentation (0 = ALL): occupied keys `segment · width + bin · actions + action` and their sums.
+    """Per segmentation (0 = ALL): occupied keys `segment · width + (bin · outer + code) · actions + action`, and sums.
 
-    `sums[s]` is `(len(keys[s]), replicates, len(values))`; `labels[s]` names the segments.
+    `sums[s]` is `(len(keys[s]), replicates, len(moments))`; `labels[s]` names the segments.
     """
 
-    values: tuple[str, ...]
-    width: int  # bins × actions
+    moments: tuple[tuple[str, str], ...]
+    width: int  # bins × outer × actions
+    outer: int  # codes of the outer (baseline) coding; 1 without one
     labels: tuple[tuple[str, ...], ...]
     keys: tuple[np.ndarray, ...]
     sums: tuple[np.ndarray, ...]
@@ -56,7 +58,7 @@ class BinnedReplicates:
             labels.append(union)
             keys.append(merged_keys)
             sums.append(total)
-        return BinnedReplicates(self.values, self.width, tuple(labels), tuple(keys), tuple(sums))
+        return BinnedReplicates(self.moments, self.width, self.outer, tuple(labels), tuple(keys), tuple(sums))
 
     def _relabel(self, keys: np.ndarray, new_index: list[int]) -> np.ndarray:
         return np.asarray(new_index, dtype=np.int64)[keys // self.width] * self.width + keys % self.width
@@ -65,19 +67,22 @@ class BinnedReplicates:
 class BinnedAccumulator:
     """Builds one shard's `BinnedReplicates` from blocks of per-cell replicate sums.
 
-    It takes the per-cell replicate sums of `binned.values` (basis 1/propensity) that
+    It takes the per-cell replicate sums of `binned.moments` that
     `simulator.stats.bootstrap.replicate_sums` hands to its sink, block by block.
     """
 
-    def __init__(self, plan: Plan, binned: Binned, grouping: Grouping, cell_bin: np.ndarray, cell_action: np.ndarray,
-                 segs: Sequence[SegmentCodes]) -> None:
-        self.values = binned.values
+    def __init__(self, plan: Plan, binned: Binned, grouping: Grouping, cell_codes: Mapping[str, np.ndarray],
+                 cell_action: np.ndarray, segs: Sequence[SegmentCodes]) -> None:
+        self.moments = binned.moments
         table = plan.policy(binned.coding).table
         if table is None:
             raise ValueError(f"binned replicate sums need a coded policy, and {binned.coding!r} is not one")
+        outer_table = None if binned.outer is None else plan.policy(binned.outer).table
+        self.outer = 1 if outer_table is None else len(outer_table)
+        outer_code = np.zeros_like(cell_action) if binned.outer is None else cell_codes[binned.outer]
         actions = len(plan.actions)
-        self.width = len(table) * actions
-        within = cell_bin.astype(np.int64) * actions + cell_action
+        self.width = len(table) * self.outer * actions
+        within = (cell_codes[binned.coding].astype(np.int64) * self.outer + outer_code) * actions + cell_action
         self.labels: list[tuple[str, ...]] = [(ALL,)]
         targets = [within]
         for seg in segs:
@@ -92,55 +97,70 @@ class BinnedAccumulator:
             keys, inverse = np.unique(target, return_inverse=True)
             self.keys.append(keys)
             self.inverse.append(inverse)
-        self.sums = [np.zeros((len(k), plan.bootstrap, len(self.values))) for k in self.keys]
+        self.sums = [np.zeros((len(k), plan.bootstrap, len(self.moments))) for k in self.keys]
 
     def add(self, lo: int, hi: int, totals: np.ndarray) -> None:
-        """Add cells `lo:hi`'s replicate sums `(hi − lo, replicates, values)`."""
+        """Add cells `lo:hi`'s replicate sums `(hi − lo, replicates, moments)`."""
         flat = totals.reshape(hi - lo, -1)
         for keys, inverse, sums in zip(self.keys, self.inverse, self.sums, strict=True):
             member = sparse.csr_matrix((np.ones(hi - lo), (inverse[lo:hi], np.arange(hi - lo))), shape=(len(keys), hi - lo))
             sums += (member @ flat).reshape(sums.shape)
 
     def result(self) -> BinnedReplicates:
-        return BinnedReplicates(self.values, self.width, tuple(self.labels), tuple(self.keys), tuple(self.sums))
+        return BinnedReplicates(self.moments, self.width, self.outer, tuple(self.labels), tuple(self.keys), tuple(self.sums))
 
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """Cumulative replicate sums of a block of segments: `(values, actions, segments, bins + 1, replicates)`.
+    """Cumulative replicate sums of a block of segments: `(moments, outer, actions, segments, bins + 1, replicates)`.
 
-    Laid out so that one value and logged action is a contiguous `(segments, bins + 1, replicates)`
-    array: gathering a point's bins then copies whole rows of replicates.
+    Laid out so that one moment, outer code and logged action is a contiguous
+    `(segments, bins + 1, replicates)` array: gathering a point's bins then copies whole rows of replicates.
     """
 
     segments: slice
     cum: np.ndarray
-    values: dict[str, int]
+    moments: dict[tuple[str, str], int]
 
-    def range_sum(self, value: str, ranges: tuple[np.ndarray, np.ndarray], points: np.ndarray) -> np.ndarray:
-        """(segments, points, replicates): Σ over each point's bins (per logged action) of one value column."""
+    def range_sum(self, moment: tuple[str, str], ranges: tuple[np.ndarray, np.ndarray], points: np.ndarray,
+                  outer: np.ndarray | None = None) -> np.ndarray:
+        """(segments, points, replicates): Σ over each point's bins (per logged action) of one moment.
+
+        `outer` weights each outer code (a stratum's baseline membership); None: every code counts 1.
+        """
         lo, hi = ranges
-        per_action = self.cum[self.values[value]]
-        out = np.zeros((per_action.shape[1], len(points), per_action.shape[3]))
-        last = per_action.shape[3] - 1
-        for action, cum in enumerate(per_action):
-            start, stop = lo[points, action], hi[points, action]
-            used = stop > start  # empty ranges add nothing
-            if not used.any():
+        per_code = self.cum[self.moments[moment]]
+        out = np.zeros((per_code.shape[2], len(points), per_code.shape[4]))
+        for code, per_action in enumerate(per_code):
+            weight = 1.0 if outer is None else float(outer[code])
+            if weight == 0.0:
                 continue
-            if not used.all():
-                out[:, used] += cum[:, stop[used]] - cum[:, start[used]]
-                continue
-            out += cum[:, last][:, None] if (stop == last).all() else cum[:, stop]  # a range to the end: the total
-            if (start > 0).any():  # a range from bin 0 starts at a cumulative sum of 0
-                out -= cum[:, start]
+            out += weight * _bins_sum(per_action, lo, hi, points)
         return out
+
+
+def _bins_sum(per_action: np.ndarray, lo: np.ndarray, hi: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(segments, points, replicates): Σ over each point's bins [lo, hi) per logged action of `(actions, segments, bins + 1, B)`."""
+    out = np.zeros((per_action.shape[1], len(points), per_action.shape[3]))
+    last = per_action.shape[2] - 1
+    for action, cum in enumerate(per_action):
+        start, stop = lo[points, action], hi[points, action]
+        used = stop > start  # empty ranges add nothing
+        if not used.any():
+            continue
+        if not used.all():
+            out[:, used] += cum[:, stop[used]] - cum[:, start[used]]
+            continue
+        out += cum[:, last][:, None] if (stop == last).all() else cum[:, stop]  # a range to the end: the total
+        if (start > 0).any():  # a range from bin 0 starts at a cumulative sum of 0
+            out -= cum[:, start]
+    return out
 
 
 def blocks(binned: BinnedReplicates, labels: tuple[str, ...], segmentation: np.ndarray, actions: int,
            budget: int = BLOCK_BYTES) -> Iterator[Block]:
     """Dense cumulative sums for consecutive blocks of the driver's segments (ALL first)."""
-    bins = binned.width // actions
+    bins = binned.width // (actions * binned.outer)
     position = {(s, label): i for i, (s, label) in enumerate(zip(segmentation.tolist(), labels, strict=True))}
     glob_keys, glob_sums = [], []
     for s, (names, keys, sums) in enumerate(zip(binned.labels, binned.keys, binned.sums, strict=True)):
@@ -150,16 +170,16 @@ def blocks(binned: BinnedReplicates, labels: tuple[str, ...], segmentation: np.n
     keys = np.concatenate(glob_keys)
     order = np.argsort(keys, kind="stable")
     keys, sums = keys[order], np.concatenate(glob_sums)[order]
-    replicates, values = sums.shape[1], sums.shape[2]
-    per_segment = 2 * (bins + 1) * actions * replicates * values * 8
+    replicates, moments = sums.shape[1], sums.shape[2]
+    per_segment = 2 * (bins + 1) * binned.outer * actions * replicates * moments * 8
     step = max(1, budget // per_segment)
-    index = {v: i for i, v in enumerate(binned.values)}
+    index = {m: i for i, m in enumerate(binned.moments)}
     for start in range(0, len(labels), step):
         stop = min(len(labels), start + step)
         a, b = np.searchsorted(keys, [start * binned.width, stop * binned.width])
-        dense = np.zeros(((stop - start) * binned.width, replicates, values))
+        dense = np.zeros(((stop - start) * binned.width, replicates, moments))
         dense[keys[a:b] - start * binned.width] = sums[a:b]
-        dense = dense.reshape(stop - start, bins, actions, replicates, values).transpose(4, 2, 0, 1, 3)
-        cum = np.zeros((values, actions, stop - start, bins + 1, replicates))
-        np.cumsum(dense, axis=3, out=cum[:, :, :, 1:])
-        yield Block(segments=slice(start, stop), cum=cum, values=index)
+        dense = dense.reshape(stop - start, bins, binned.outer, actions, replicates, moments).transpose(5, 2, 3, 0, 1, 4)
+        cum = np.zeros((moments, binned.outer, actions, stop - start, bins + 1, replicates))
+        np.cumsum(dense, axis=4, out=cum[:, :, :, :, 1:])
+        yield Block(segments=slice(start, stop), cum=cum, moments=index)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Protocol
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
@@ -73,7 +73,7 @@ def replicate_weights(keys: np.ndarray, multipliers: np.ndarray, replicates: int
 
 def bootstrap_terms(plan: Plan) -> tuple[Term, ...]:
     """Every term any reported policy's estimate needs, in a fixed order (unsupported ones left out)."""
-    terms = {t for p in plan.policies for _, ts in metric_terms(p.name, plan) for t in ts}
+    terms = {t for p in plan.policies for _, ts in metric_terms(p.name, plan) for t in ts} | set(plan.strata_terms)
     return tuple(sorted((t for t in terms if term_basis(t, plan) not in (None, DIRECT)), key=lambda t: t.key))
 
 
@@ -108,12 +108,12 @@ def _term_layout(plan: Plan, terms: Sequence[Term]) -> tuple[list[tuple[str, str
 
 
 class CellSink(Protocol):
-    """Takes the per-cell replicate sums of some value columns (basis 1/propensity), block by block."""
+    """Takes the per-cell replicate sums of some (basis, value column) moments, block by block."""
 
-    values: tuple[str, ...]
+    moments: tuple[tuple[str, str], ...]
 
     def add(self, lo: int, hi: int, totals: np.ndarray) -> None:
-        """Cells `lo:hi`'s replicate sums, `(hi − lo, replicates, len(values))`."""
+        """Cells `lo:hi`'s replicate sums, `(hi − lo, replicates, len(moments))`."""
 
 
 def replicate_sums(
@@ -130,18 +130,19 @@ def replicate_sums(
     """Replicate totals per segment and term for one shard; `sink` also sees per-cell sums of its values."""
     terms = bootstrap_terms(plan)
     moments, moment_of = _term_layout(plan, terms)
-    extra = () if sink is None else sink.values
-    moments += sorted({(INV_P, v) for v in extra} - set(moments))
-    extra_of = np.array([moments.index((INV_P, v)) for v in extra], dtype=np.int64)
+    extra = () if sink is None else sink.moments
+    moments += sorted(set(extra) - set(moments))
+    extra_of = np.array([moments.index(m) for m in extra], dtype=np.int64)
     matrix = np.empty((batch.height, len(moments)))
     spread = np.sqrt(np.clip(1.0 - 1.0 / basis[INV_P], 0.0, None)) if plan.finite else None
     for j, (b, v) in enumerate(moments):
         matrix[:, j] = basis[b] * values[v]
         if spread is not None:  # design multiplier bootstrap: (b − 1)·√(1 − p)·z; observed totals are exact
             matrix[:, j] *= spread if b != ONE else 0.0
-    weights = sorted({(t.policy, t.weighting) for t in terms}, key=lambda k: (k[0], k[1].value))
-    weight_of = np.array([weights.index((t.policy, t.weighting)) for t in terms])
-    coef = np.column_stack([coefficients(Term(p, w, "one"), plan, cells) for p, w in weights])  # (cells, weights)
+    weights = sorted({replace(t, value="one") for t in terms}, key=lambda t: t.key)  # terms differing only in value
+    slot = {w: i for i, w in enumerate(weights)}
+    weight_of = np.array([slot[replace(t, value="one")] for t in terms])
+    coef = np.column_stack([coefficients(w, plan, cells) for w in weights])  # (cells, weights)
     keys = row_keys(batch[TRANSACTION_ID], plan.seed)
     multipliers = replicate_multipliers(plan.bootstrap)
     order = np.argsort(grouping.ids, kind="stable")

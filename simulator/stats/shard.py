@@ -339,7 +339,7 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
         row_values = {v: c0[rows] + c1[rows] * amount for v, (c0, c1) in values.items()}
         cell_keys = Cells(action=action[cells.first], codes={k: v[cells.first] for k, v in codes.items()})
         binned = None if plan.binned is None else BinnedAccumulator(
-            plan, plan.binned, cells, cell_keys.codes[plan.binned.coding], cell_keys.action, layout.segs)
+            plan, plan.binned, cells, cell_keys.codes, cell_keys.action, layout.segs)
         replicates = replicate_sums(batch, plan, cells, cell_keys, row_basis_weights, row_values,
                                     layout.finest, layout.segs, sink=binned)
         if binned is not None:

@@ -58,7 +58,10 @@ REQUIRES: dict[str, dict[str, Any]] = {
 POPULATIONS = ("finite", "superpopulation")
 # Whether the estimate is Σ weight · value alone (so a weight of 1 reproduces the observed totals exactly).
 # DR adds a direct-method correction that is zero only in expectation.
-WEIGHT_ONLY: dict[str, bool] = {name: not estimator_kind(name).outcome_model for name in known_estimators()}
+# Estimators that are functions of the weights alone: DR adds an outcome model, stratified SNIPW scales each
+# stratum's Hájek mean by the stratum's expected size Σ π(c|x), not by its logged count.
+WEIGHT_ONLY: dict[str, bool] = {name: not (estimator_kind(name).outcome_model or estimator_kind(name).stratified)
+                                for name in known_estimators()}
 NUMBERS = ["estimate", "se", "ci_low", "ci_high", "baseline", "delta", "delta_se", "delta_ci_low", "delta_ci_high",
            "rows", "ess", "max_weight", "unsupported_mass"]
 KEYS = ["policy", "segmentation", "segment", "metric"]

@@ -97,14 +97,28 @@ def test_ratio_and_block_quality_metrics(tmp_path: Path) -> None:
     assert row(frame, "strict", "block_precision")["estimate"] == pytest.approx(1.0, abs=1e-12)
 
 
-def test_snipw_rescales_by_the_weight_sum(tmp_path: Path) -> None:
+def test_snipw_normalises_within_the_policy_s_strata(tmp_path: Path) -> None:
+    """Stratified SNIPW: per stratum (rows where `strict` takes c), N_c times the Hájek mean of rows logged with c."""
     frame = results(tmp_path, "snipw")
-    # N · Σ w·auth / Σ w = 4 · 6 / 7.25.
-    assert row(frame, "strict", "authorized_count")["estimate"] == pytest.approx(4 * 6 / 7.25, abs=1e-12)
-    # attempts are N exactly under SNIPW, with no variance.
+    # Strata: allow {t1}, challenge {t2}, block {t3, t4}. Allow: N = 1, explored allow rows {t1}: authorized 1.
+    # Challenge: N = 1, {t2}: authorized 1. Block: authorized is 0 whatever the outcome (exact, no exploration).
+    assert row(frame, "strict", "authorized_count")["estimate"] == pytest.approx(2.0, abs=1e-12)
+    # revenue = 0.3 · (1 · 100 + 1 · 50) = 45; cost = challenge_cost · N_challenge = 1 (fixed by the action).
+    assert row(frame, "strict", "revenue")["estimate"] == pytest.approx(45.0, abs=1e-9)
+    assert row(frame, "strict", "cost")["estimate"] == pytest.approx(1.0, abs=1e-12)
+    # The only fraud (t4) is blocked: fraud_count is exactly 0.
+    assert row(frame, "strict", "fraud_count")["estimate"] == pytest.approx(0.0, abs=1e-12)
+    # attempts are N exactly, with no variance.
     attempts = row(frame, "strict", "attempts")
     assert attempts["estimate"] == pytest.approx(4.0, abs=1e-12)
     assert attempts["se"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_snipw_superpopulation_variance_is_that_of_the_influence_values(tmp_path: Path) -> None:
+    """ψ_i = ȳ_s + (N_s / Σ_s 1/p)·[logged c]·(y_i − ȳ_s)/p_i: here [1, 1, 0, 0], so Var = Σψ² − T²/n = 2 − 4/4 = 1."""
+    auth = row(results(tmp_path, "snipw", "superpopulation"), "strict", "authorized_count")
+    assert auth["estimate"] == pytest.approx(2.0, abs=1e-12)
+    assert auth["se"] == pytest.approx(1.0, abs=1e-12)
 
 
 def test_logged_policy_reports_observed_totals(tmp_path: Path) -> None:

@@ -174,7 +174,7 @@ def test_sum_terms_normalise_by_the_policy_and_count_the_logged_population() -> 
 
 
 def test_needed_sums_of_one_threshold_policy_finite_population() -> None:
-    needs = needed_sums(plan_of(ROWS.drop(LOGGING_PROBS), population="finite", estimator="snipw"))
+    needs = needed_sums(plan_of(ROWS.drop(LOGGING_PROBS), population="finite", estimator="ipw"))
     linear = set(needs.linear)
     # every row's count and amount, whatever the policies
     assert {(ONE, "one"), (ONE, "amount")} <= linear
@@ -193,6 +193,19 @@ def test_needed_sums_of_one_threshold_policy_finite_population() -> None:
     assert {(INV_P, INV_P, "authorized*authorized"), (INV_P, INV_P, "authorized*one")} <= design  # auth_rate
     assert all(ONE not in (a, b) for a, b, _ in design)
     assert needs.direct == ()
+
+
+def test_needed_sums_of_the_stratified_estimator() -> None:
+    needs = needed_sums(plan_of(ROWS.drop(LOGGING_PROBS), population="finite", estimator="snipw"))
+    quadratic, linear = set(needs.quadratic), set(needs.linear)
+    # each stratum's Hájek mean: Σ y/p and Σ s/p over explored rows, their squares and cross (its variance and ESS)
+    assert {(INV_P, INV_P, "fraud*fraud"), (INV_P, INV_P, "fraud*mature"), (INV_P, INV_P, "mature*mature")} <= quadratic
+    # the stratum's size crossed with its Hájek sums (superpopulation: sizes vary too)
+    assert {(INV_P, ONE, "fraud*mature"), (ONE, ONE, "mature*mature")} <= quadratic
+    # the rare-event floor: explored events (unweighted) and the amount's moments over every row of a stratum
+    assert (ONE, "fraud") in linear and (ONE, ONE, "amount*amount") in quadratic
+    # design sums of the Hájek terms for the finite-population variance
+    assert (INV_P, INV_P, "fraud*mature") in set(needs.design)
 
 
 def test_needed_sums_superpopulation_have_the_paired_cross_terms() -> None:
