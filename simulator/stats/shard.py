@@ -39,7 +39,7 @@ from simulator.plan.moments import (
 from simulator.plan.compiled import Plan
 from simulator.schema import ACTION, ALLOW, AMOUNT, BLOCK, PROPENSITY, logging_prob_column
 from simulator.stats.units import Units, build_units, outcome_pattern, value_table
-from simulator.model.direct import row_bins
+from simulator.model.direct import model_keys
 from simulator.model.value import VALUES, Weighting
 
 ACTION_KEY = "action"
@@ -224,7 +224,7 @@ def _layout(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str
     prefix += [(action, len(plan.actions)), (support, 1 << len(plan.actions))]
     prefix += [(codes[p.name], len(p.table)) for p in plan.coded]
     pattern = outcome_pattern(batch, plan.cutoff)
-    dm_bin = row_bins(batch, plan.direct) if plan.direct is not None else None
+    dm_bin = model_keys(batch, plan.direct) if plan.direct is not None else None  # (fold, bin): units share predictions
     units = build_units(batch, prefix, action, pattern, _logged_block(batch, plan), dm_bin, per_row=bool(plan.per_row))
     first = units.grouping.first
     cells = group_rows([(values[first], size) for values, size in prefix], len(first))
@@ -296,15 +296,15 @@ def _direct(plan: Plan, needs: Needs, units: Units, cells: int, values: dict[str
     allow, block = plan.actions.index(ALLOW), plan.actions.index(BLOCK)
     out: dict[str, np.ndarray] = {}
     for value in needs.direct:
-        predicted = model.table[units.dm_bin, :, VALUES.index(value)]  # (units, actions)
+        predicted = model.predictions(units.dm_bin, value)  # (units, actions), out of each unit's fold
         values[HAT + value] = (predicted[np.arange(len(units.n)), units.action], np.zeros(len(units.n)))
         for index, name in enumerate(plan.actions):
             out[direct_column(name, value)] = np.bincount(units.cell, predicted[:, index] * units.n, minlength=cells)
     if probs:  # per-row policies: their own mix of predictions, row by row
-        bins = row_bins(batch, model)
+        keys = model_keys(batch, model)
         for name, target_probs in probs.items():
             for value in needs.direct:
-                predicted = model.table[bins, :, VALUES.index(value)]
+                predicted = model.predictions(keys, value)
                 mixed = (target_probs * predicted).sum(axis=1)
                 out[row_direct_column(name, Weighting.TARGET, value)] = group_sum(row_cells, mixed)
                 blocked = target_probs[:, block] * predicted[:, allow]
