@@ -176,9 +176,12 @@ def needed_sums(plan: Plan) -> Needs:
     names = [p.name for p in (*plan.policies, *plan.codings)]  # a coding's totals are read by whoever added it
     base = dict(metric_terms(plan.baseline, plan))
     direct_values: set[str] = set()
+    from simulator.plan.direct_terms import direct_quadratic  # it builds on this module's names
+
     for name in names:
         for metric, terms in metric_terms(name, plan):
             direct_values |= {t.value.removeprefix(DM) for t in terms if t.value.startswith(DM)}
+            quadratic |= direct_quadratic((*terms, *base[metric]), plan)  # DR: cross sums of the direct method
             used = [t for t in (*terms, *base[metric]) if term_basis(t, plan) not in (None, DIRECT)]
             for t in used:
                 linear.add((_basis(t, plan), t.value))
