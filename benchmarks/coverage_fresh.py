@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     combos = [(e, p) for e in args.estimators.split(",") for p in args.populations.split(",")
-              if not (e == "dr" and p == "superpopulation")]  # the engine refuses DR superpopulation intervals
+              if not (e == "dr" and p == "superpopulation" and args.bootstrap)]  # no DR superpopulation bootstrap
     for k in range(args.first_seed, args.first_seed + args.reps):
         log, _ = fresh_population(args.rows, REP_SEED_BASE + k, exploration=args.exploration)
         for estimator, population in combos:

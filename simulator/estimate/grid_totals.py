@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
+from simulator.estimate.direct_cross import cell_parts
+from simulator.plan.direct_terms import direct_parts
 from simulator.plan.grid import GRID_POLICY, ThresholdGrid
 from simulator.plan.strata import Stratum
 from simulator.plan.moments import (
@@ -230,9 +232,44 @@ class GridTotals:
         if not (self.is_grid(a) or self.is_grid(b)):
             return self.base.cross(a, b)[:, None]
         ba, bb = term_basis(a, self.plan), term_basis(b, self.plan)
-        if ba is None or bb is None or DIRECT in (ba, bb):
+        if ba is None or bb is None:
             return np.full((len(self.labels), self.grid.points), np.nan)
+        if DIRECT in (ba, bb):
+            return self._direct_cross(a, b)
         return self._pair_sum("Q", a, b, quadratic_column(ba, bb, product(a.value, b.value)))
+
+    def _grid_parts(self, term: Term) -> list[tuple[Ranges, str, str]]:
+        """A grid term as (bins where its coefficient is 1, basis, value) parts (`simulator.plan.direct_terms`).
+
+        A direct-method part's coefficient is π(action | bin): the bins where each point takes that
+        action, whatever the logged action.
+        """
+        basis = term_basis(term, self.plan)
+        if basis != DIRECT:
+            assert basis is not None  # NaN before this (internal invariant)
+            return [(self.ranges(term), basis, term.value)]
+        lo, hi = self.choose
+        return [((np.broadcast_to(lo[:, p.action:p.action + 1], lo.shape), np.broadcast_to(hi[:, p.action:p.action + 1], hi.shape)),
+                 ONE, p.value) for p in direct_parts(term, self.plan)]
+
+    def _direct_cross(self, a: Term, b: Term) -> np.ndarray:
+        """Σ_i z_ia · z_ib per segment and point when a or b is a DR direct-method term (a is made the grid's)."""
+        a, b = (a, b) if self._is_grid(a) else (b, a)
+        out = np.zeros((len(self.labels), self.grid.points))
+        for (alo, ahi), basis_a, value_a in self._grid_parts(a):
+            if self._is_grid(b):
+                for (blo, bhi), basis_b, value_b in self._grid_parts(b):
+                    name = quadratic_column(basis_a, basis_b, product(value_a, value_b))
+                    self.cumulative(self.base.column(name), name)
+                    lo = np.maximum(alo, blo)
+                    out += self.range_sum(name, (lo, np.maximum(lo, np.minimum(ahi, bhi))))
+                continue
+            for index, (coef_b, basis_b, value_b) in enumerate(cell_parts(self.base, b)):
+                column = quadratic_column(basis_a, basis_b, product(value_a, value_b))
+                name = f"{column}@{b.key}@{index}"
+                self.cumulative(coef_b * self.base.column(column), name)
+                out += self.range_sum(name, (alo, ahi))
+        return out
 
     def design_cross(self, a: Term, b: Term) -> np.ndarray:
         """Σ_i z_ia · z_ib · (1 − p_i) per segment and point (0 when either total is observed or fixed)."""

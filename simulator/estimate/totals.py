@@ -16,6 +16,7 @@ import polars as pl
 from scipy import sparse
 
 from segments.labels import ALL
+from simulator.estimate.direct_cross import direct_cross
 from simulator.estimate.support import unsupported_mass
 from simulator.model.value import Weighting
 from simulator.plan.compiled import Plan
@@ -174,8 +175,10 @@ class SegmentTotals:
         key = (a, b) if a.key <= b.key else (b, a)
         if key not in self._cross:
             ba, bb = term_basis(a, self.plan), term_basis(b, self.plan)
-            if ba is None or bb is None or DIRECT in (ba, bb):  # DR has no superpopulation variance yet
+            if ba is None or bb is None:
                 self._cross[key] = np.full(len(self.labels), np.nan)
+            elif DIRECT in (ba, bb):  # DR: the direct method's per-row predictions (simulator.estimate.direct_cross)
+                self._cross[key] = direct_cross(self, a, b)
             else:
                 moment = self.column(quadratic_column(ba, bb, product(a.value, b.value)))
                 self._cross[key] = self.by_segment(self.coef(a) * self.coef(b) * moment)

@@ -1,11 +1,13 @@
-"""The direct-method outcome model of the doubly robust estimator.
+"""The direct-method outcome model of the doubly robust estimator, cross-fitted.
 
-m̂(b, a, v): the mean of value column v among rows the logging policy gave
+m̂_f(b, a, v): the mean of value column v among rows the logging policy gave
 action a whose configured score columns fall in bin b (quantile bins of each
-score, crossed). It is fitted once on the driver from one lazy aggregation over
-the whole dataset, so every shard uses the same model and results do not depend
-on sharding. Where a (bin, action) has no logged rows, the action's mean over
-all bins stands in.
+score, crossed), fitted on the rows *outside* fold f and shrunk towards the
+action's pooled mean (`simulator.model.crossfit`). A row of fold f is predicted
+by m̂_f, so its prediction never uses its own outcome. The model is fitted once
+on the driver from one lazy aggregation over the whole dataset (per fold, bin
+and action), so every shard uses the same tables and results do not depend on
+sharding.
 
 Assumption (stated in docs/estimation.md): within a bin, the outcome of an
 action does not depend on how the logging policy chose it. DR stays unbiased
@@ -22,23 +24,38 @@ import numpy as np
 import polars as pl
 
 from simulator.config import ValueModel
-from simulator.schema import ACTION
+from simulator.model.crossfit import FOLD, FOLDS, crossfit_table, fold_expr, row_folds
 from simulator.model.value import VALUES, value_exprs
+from simulator.schema import ACTION
 
 BIN = "_dm_bin"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class DirectMethod:
-    """A fitted outcome model: bins of each score and the mean value per (bin, action)."""
+    """A fitted outcome model: bins of each score and, per fold, the mean value per (bin, action)."""
 
     scores: tuple[str, ...]
     edges: tuple[tuple[float, ...], ...]  # interior quantile edges of each score
-    table: np.ndarray  # (bins, actions, len(VALUES))
+    table: np.ndarray  # (folds, bins, actions, len(VALUES)): fold f's rows are predicted by table[f]
 
     @property
     def bins(self) -> int:
         return int(np.prod([len(e) + 1 for e in self.edges]))
+
+    @property
+    def folds(self) -> int:
+        return self.table.shape[0]
+
+    @property
+    def keys(self) -> int:
+        """How many (fold, bin) keys `model_keys` can return."""
+        return self.folds * self.bins
+
+    def predictions(self, keys: np.ndarray, value: str) -> np.ndarray:
+        """`(len(keys), actions)`: m̂ of `value` under every action for rows with these (fold, bin) keys."""
+        flat = self.table.reshape(self.keys, *self.table.shape[2:])
+        return flat[keys, :, VALUES.index(value)]
 
 
 def bin_expr(scores: tuple[str, ...], edges: tuple[tuple[float, ...], ...]) -> pl.Expr:
@@ -61,30 +78,29 @@ def fit_direct_method(
     data: pl.LazyFrame, scores: tuple[str, ...], bins: tuple[int, ...], actions: tuple[str, ...],
     model: ValueModel, cutoff: datetime | None,
 ) -> DirectMethod:
-    """Fit m̂ on the whole dataset with one lazy pass (plus one for the quantile edges)."""
+    """Fit the cross-fitted m̂ with one lazy pass per (fold, bin, action) (plus one for the quantile edges)."""
     edges = tuple(e for s, b in zip(scores, bins, strict=True) for e in _edges(data, (s,), b))
     values = value_exprs(model, cutoff)
     grouped = (
-        data.with_columns(bin_expr(scores, edges), pl.col(ACTION).cast(pl.String))
-        .select(BIN, ACTION, *values)
-        .group_by(BIN, ACTION)
+        data.with_columns(bin_expr(scores, edges), fold_expr(), pl.col(ACTION).cast(pl.String))
+        .select(FOLD, BIN, ACTION, *values)
+        .group_by(FOLD, BIN, ACTION)
         .agg(pl.len().alias("_n"), *[pl.col(v).sum() for v in VALUES])
         .collect()
     )
     n_bins = int(np.prod([len(e) + 1 for e in edges]))
-    sums = np.zeros((n_bins, len(actions), len(VALUES)))
-    counts = np.zeros((n_bins, len(actions)))
+    sums = np.zeros((FOLDS, n_bins, len(actions), len(VALUES)))
+    counts = np.zeros((FOLDS, n_bins, len(actions)))
     action_index = {a: i for i, a in enumerate(actions)}
+    f = grouped[FOLD].to_numpy()
     b = grouped[BIN].to_numpy()
     a = np.array([action_index[x] for x in grouped[ACTION].to_list()], dtype=np.int64)
-    counts[b, a] = grouped["_n"].to_numpy()
-    sums[b, a] = grouped.select(VALUES).to_numpy()
-    pooled = sums.sum(axis=0) / np.maximum(counts.sum(axis=0), 1)[:, None]  # (actions, values)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        table = np.where(counts[:, :, None] > 0, sums / counts[:, :, None], pooled[None, :, :])
-    return DirectMethod(scores=scores, edges=edges, table=table)
+    counts[f, b, a] = grouped["_n"].to_numpy()
+    sums[f, b, a] = grouped.select(VALUES).to_numpy()
+    return DirectMethod(scores=scores, edges=edges, table=crossfit_table(counts, sums))
 
 
-def row_bins(frame: pl.DataFrame, model: DirectMethod) -> np.ndarray:
-    """Each row's bin index (same rule as the fit)."""
-    return frame.select(bin_expr(model.scores, model.edges)).to_series().to_numpy()
+def model_keys(frame: pl.DataFrame, model: DirectMethod) -> np.ndarray:
+    """Each row's (fold, bin) key, fold · bins + bin: which table row predicts it (same rules as the fit)."""
+    bins = frame.select(bin_expr(model.scores, model.edges)).to_series().to_numpy()
+    return row_folds(frame) * model.bins + bins

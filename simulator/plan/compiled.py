@@ -149,10 +149,11 @@ def _planned(name: str, policy: Policy, empty: pl.DataFrame) -> PlannedPolicy:
 def _direct_method(config: RunConfig, data: pl.LazyFrame, names: set[str], cutoff: datetime | None) -> DirectMethod:
     """Fit the DR outcome model on the configured score columns."""
     estimation = config.estimation
-    if estimation.population != "finite":
-        raise InvalidConfig(f"estimation.estimator: {estimation.estimator!r} has no superpopulation interval yet; "
-                            "set [estimation] population = \"finite\" (what would have happened on these payments) "
-                            "or use snipw for future traffic")
+    if estimation.population != "finite" and estimation.bootstrap:
+        # superpopulation replicates would hold the direct-method part fixed, and it carries most of DR's variance
+        raise InvalidConfig(f"estimation.bootstrap: {estimation.estimator!r} has no superpopulation bootstrap yet; "
+                            "set bootstrap = 0 (analytic intervals from the per-row DR scores) "
+                            "or population = \"finite\"")
     missing = [s for s in estimation.dr_scores if s not in names]
     if missing:
         raise UnknownName("DR score column", missing[0], sorted(names))

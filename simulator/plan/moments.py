@@ -205,9 +205,12 @@ def needed_sums(plan: Plan) -> Needs:
     strata = stratified_items() if plan.stratified else {}
     strata_quadratic: set[tuple[str, str, str]] = set()
     direct_values: set[str] = set()
+    from simulator.plan.direct_terms import direct_quadratic  # it builds on this module's names
+
     for name in names:
         for metric, terms in metric_terms(name, plan):
             direct_values |= {t.value.removeprefix(DM) for t in terms if t.value.startswith(DM)}
+            quadratic |= direct_quadratic((*terms, *base[metric]), plan)  # DR: cross sums of the direct method
             used = [t for t in (*terms, *base[metric]) if term_basis(t, plan) not in (None, DIRECT)]
             own = {(_basis(t, plan), t.value) for t in used}
             items = own | strata.get(metric, set())

@@ -39,7 +39,8 @@ from simulator.plan.moments import (
 from simulator.plan.compiled import Plan
 from simulator.schema import ACTION, ALLOW, AMOUNT, BLOCK, PROPENSITY, logging_prob_column
 from simulator.stats.units import Units, build_units, outcome_pattern, value_table
-from simulator.model.direct import row_bins
+from simulator.model.direct import model_keys
+from simulator.plan.direct_terms import direct_values, mixed_value, predicted_value
 from simulator.model.value import VALUES, Weighting
 
 ACTION_KEY = "action"
@@ -224,7 +225,7 @@ def _layout(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str
     prefix += [(action, len(plan.actions)), (support, 1 << len(plan.actions))]
     prefix += [(codes[p.name], len(p.table)) for p in plan.coded]
     pattern = outcome_pattern(batch, plan.cutoff)
-    dm_bin = row_bins(batch, plan.direct) if plan.direct is not None else None
+    dm_bin = model_keys(batch, plan.direct) if plan.direct is not None else None  # (fold, bin): units share predictions
     units = build_units(batch, prefix, action, pattern, _logged_block(batch, plan), dm_bin, per_row=bool(plan.per_row))
     first = units.grouping.first
     cells = group_rows([(values[first], size) for values, size in prefix], len(first))
@@ -256,8 +257,22 @@ def _sums(units: Units, cells: int, values: dict[str, Linear], basis: dict[str, 
     def per_cell(weights: np.ndarray) -> np.ndarray:
         return np.bincount(units.cell, weights=weights, minlength=cells)
 
+    flat: dict[str, bool] = {}  # value columns without an amount term (counts, DR predictions): most products
+
+    def is_flat(name: str) -> bool:
+        if name not in flat:
+            flat[name] = not values[name][1].any()
+        return flat[name]
+
     def second(left: str, right: str) -> np.ndarray:  # Σ over a unit of v·v'
         (a0, a1), (b0, b1) = values[left], values[right]
+        # the same sums with the terms that are exactly 0 left out (bit-identical, several times fewer passes)
+        if is_flat(left) and is_flat(right):
+            return a0 * b0 * n
+        if is_flat(left):
+            return a0 * b0 * n + (a0 * b1) * s1
+        if is_flat(right):
+            return a0 * b0 * n + (a1 * b0) * s1
         return a0 * b0 * n + (a0 * b1 + a1 * b0) * s1 + a1 * b1 * s2
 
     out: dict[str, np.ndarray] = {ROWS: per_cell(n)}
@@ -288,28 +303,39 @@ def _masses(grouping: Grouping, plan: Plan, support: np.ndarray, probs: dict[str
 
 
 def _direct(plan: Plan, needs: Needs, units: Units, cells: int, values: dict[str, Linear],
-            batch: pl.DataFrame, row_cells: Grouping, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """DR: each unit's prediction at its logged action (a value column); per-cell prediction sums."""
+            batch: pl.DataFrame, row_cells: Grouping, probs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Linear]]:
+    """DR: each unit's prediction at its logged action (a value column); per-cell prediction sums.
+
+    Also returns the per-unit predictions under every action (and per-row policies' mixes) that the
+    cross sums of the direct method need (`simulator.plan.direct_terms`), as value columns for `_sums`.
+    """
     model = plan.direct
     if model is None or units.dm_bin is None:
-        return {}
+        return {}, {}
     allow, block = plan.actions.index(ALLOW), plan.actions.index(BLOCK)
+    wanted = direct_values(needs.quadratic)
     out: dict[str, np.ndarray] = {}
+    extra: dict[str, Linear] = {}
+    zeros = np.zeros(len(units.n))
     for value in needs.direct:
-        predicted = model.table[units.dm_bin, :, VALUES.index(value)]  # (units, actions)
-        values[HAT + value] = (predicted[np.arange(len(units.n)), units.action], np.zeros(len(units.n)))
+        predicted = model.predictions(units.dm_bin, value)  # (units, actions), out of each unit's fold
+        values[HAT + value] = (predicted[np.arange(len(units.n)), units.action], zeros)
         for index, name in enumerate(plan.actions):
             out[direct_column(name, value)] = np.bincount(units.cell, predicted[:, index] * units.n, minlength=cells)
-    if probs:  # per-row policies: their own mix of predictions, row by row
-        bins = row_bins(batch, model)
+            if predicted_value(index, value) in wanted:
+                extra[predicted_value(index, value)] = (predicted[:, index], zeros)
+    if probs:  # per-row policies: their own mix of predictions, row by row (units are rows)
+        keys = model_keys(batch, model)
         for name, target_probs in probs.items():
             for value in needs.direct:
-                predicted = model.table[bins, :, VALUES.index(value)]
+                predicted = model.predictions(keys, value)
                 mixed = (target_probs * predicted).sum(axis=1)
-                out[row_direct_column(name, Weighting.TARGET, value)] = group_sum(row_cells, mixed)
                 blocked = target_probs[:, block] * predicted[:, allow]
-                out[row_direct_column(name, Weighting.BLOCKED, value)] = group_sum(row_cells, blocked)
-    return out
+                for weighting, per_row in ((Weighting.TARGET, mixed), (Weighting.BLOCKED, blocked)):
+                    out[row_direct_column(name, weighting, value)] = group_sum(row_cells, per_row)
+                    if mixed_value(plan, name, weighting, value) in wanted:
+                        extra[mixed_value(plan, name, weighting, value)] = (per_row, zeros)
+    return out, extra
 
 
 def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
@@ -324,13 +350,13 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
     table = value_table(plan.value_model, plan.actions)[units.action, units.pattern]  # (units, values, 2)
     values: dict[str, Linear] = {v: (table[:, j, 0], table[:, j, 1]) for j, v in enumerate(VALUES)}
     probs = row_probabilities(batch, plan)
-    direct = _direct(plan, needs, units, cells.size, values, batch, cells, probs)
+    direct, predicted = _direct(plan, needs, units, cells.size, values, batch, cells, probs)
     row_basis_weights = bases(batch, plan, action, probs) if plan.per_row or plan.bootstrap else None
     if plan.per_row:  # units are rows
         basis = row_basis_weights
     else:
         basis = unit_bases(plan, units.action, units.propensity, units.logged_block)
-    sums = _sums(units, cells.size, values, basis, needs) | _masses(cells, plan, support, probs) | direct
+    sums = _sums(units, cells.size, values | predicted, basis, needs) | _masses(cells, plan, support, probs) | direct
     frame = pl.DataFrame(list(layout.keys.values()) + [pl.Series(k, v) for k, v in sums.items()])
     replicates = None
     if plan.bootstrap > 0:

@@ -4,7 +4,7 @@ Every value column is linear in the amount, v = c0 + c1·amount, with c0 and c1
 fixed by the logged action and the outcome pattern (authorized, fraud dispute,
 dispute lost, label mature). A coded policy's weight depends only on the cell
 and the propensity. So rows that share their cell, propensity, logging
-probability of `block`, outcome pattern and outcome-model bin contribute to
+probability of `block`, outcome pattern and outcome-model (fold, bin) contribute to
 every sum through three numbers: their count, Σ amount and Σ amount². Grouping
 rows into such units first turns dozens of passes over the rows into three,
 and every sum is then evaluated per unit:
@@ -86,7 +86,7 @@ class Units:
     pattern: np.ndarray
     propensity: np.ndarray
     logged_block: np.ndarray | None  # logging probability of block, when the data has it
-    dm_bin: np.ndarray | None
+    dm_bin: np.ndarray | None  # the DR outcome model's (fold, bin) key (`simulator.model.direct.model_keys`)
     n: np.ndarray
     s1: np.ndarray  # Σ amount
     s2: np.ndarray  # Σ amount²

@@ -132,18 +132,22 @@ def test_logged_policy_reports_observed_totals(tmp_path: Path) -> None:
 
 
 def test_doubly_robust_known_answer(tmp_path: Path) -> None:
-    """DR = Σ_i Σ_a π(a|x) m̂(x, a) + Σ_i w_i (y_i − m̂(x_i, a_i)), with one score bin (m̂ = action means)."""
+    """DR = Σ_i Σ_a π(a|x) m̂(x, a) + Σ_i w_i (y_i − m̂(x_i, a_i)), m̂ cross-fitted and shrunk (k = 20)."""
     path = tmp_path / "log.parquet"
     ROWS.write_parquet(path)
     config = parse_config(CONFIG | {"estimation": {"estimator": "dr", "min_ess": 0.0, "dr_scores": ["fraud_score"],
                                                    "dr_bins": 2, "population": "finite"}})
-    # Two bins of fraud_score split at its median 0.65: {t1 0.1, t2 0.5} and {t3 0.9, t4 0.8}.
-    # m̂(authorized): bin 0: allow → t1: 1; challenge → t2: 1; block → pooled over bins (t3: 0).
-    #                bin 1: allow → t4: 1; challenge → pooled (t2: 1); block → t3: 0.
+    # Folds (hash of transaction_id): t1, t3 in fold 2; t2, t4 in fold 3. Bins of fraud_score split at its
+    # median 0.65: bin 0 = {t1, t2}, bin 1 = {t3, t4}. m̂ = (Σ y + 20 · pooled) / (n + 20).
+    # m̂ of authorized for fold 2 (fitted on t2 challenge bin 0, t4 allow bin 1, both authorized):
+    #   allow, challenge: pooled 1, so 1 in both bins; block: no rows, pooled over every action = 1.
+    # m̂ for fold 3 (fitted on t1 allow bin 0 authorized, t3 block bin 1 not):
+    #   allow 1; block: pooled 0, so 0; challenge: no rows, pooled over every action = 1/2.
     # Candidate: t1 allow, t2 challenge, t3 block, t4 block.
-    # Direct part Σ m̂(x, π(x)) = 1 + 1 + 0 + 0 = 2; residuals at w > 0 (t1, t2, t3) are 0, t4 has w = 0.
+    # Direct part: t1 1 + t2 1/2 + t3 1 + t4 0 = 2.5.
+    # Residuals w (y − m̂(logged)): t1 2·(1 − 1) + t2 4·(1 − 1/2) + t3 1.25·(0 − 1) + t4 0 = 0.75. DR = 3.25.
     frame = run(config, path, execution=LOCAL).overall()
-    assert row(frame, "strict", "authorized_count")["estimate"] == pytest.approx(2.0, abs=1e-12)
+    assert row(frame, "strict", "authorized_count")["estimate"] == pytest.approx(3.25, abs=1e-12)
     # attempts: m̂ = 1 everywhere, so DR is exactly the 4 rows.
     assert row(frame, "strict", "attempts")["estimate"] == pytest.approx(4.0, abs=1e-12)
     # The logging policy's totals stay the observed ones under DR.

@@ -112,6 +112,9 @@ CASES = {
     "no-logging-probs": ({"estimator": "ipw", "population": "superpopulation"}, "none", (0.2, 0.5), (0.7, 0.95)),
     "block-only": ({"estimator": "snipw", "population": "finite"}, "all", None, (0.05, 0.5, 0.8)),
     "dr": ({"estimator": "dr", "population": "finite", "dr_bins": 4}, "all", (0.1, 0.4), (0.6, 0.9)),
+    # the direct method's cross sums (per-row DR scores), with every action's predictions
+    "dr-superpopulation": ({"estimator": "dr", "population": "superpopulation", "dr_bins": 4}, "all", (0.1, 0.4),
+                           (0.6, 0.9)),
 }
 
 

@@ -170,9 +170,10 @@ def test_dr_fits_its_outcome_model_on_the_score_columns() -> None:
     assert "auth_score" in plan.columns  # only DR reads it here
 
 
-def test_dr_needs_the_finite_population_and_known_score_columns() -> None:
-    with pytest.raises(InvalidConfig, match=re.escape("'dr' has no superpopulation interval yet; set [estimation] population = \"finite\"")):
-        compiled(estimation={"estimator": "dr", "population": "superpopulation"})
+def test_dr_runs_in_both_populations_but_needs_known_score_columns() -> None:
+    assert compiled(estimation={"estimator": "dr", "population": "superpopulation", "dr_bins": 2}).direct is not None
+    with pytest.raises(InvalidConfig, match=re.escape("estimation.bootstrap: 'dr' has no superpopulation bootstrap yet")):
+        compiled(estimation={"estimator": "dr", "population": "superpopulation", "bootstrap": 10})
     with pytest.raises(UnknownName, match=re.escape("unknown DR score column 'nope'")):
         compiled(estimation={"estimator": "dr", "population": "finite", "dr_scores": ["nope"]})
 
