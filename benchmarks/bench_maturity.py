@@ -16,6 +16,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from simulator.config import parse_config
@@ -32,15 +33,19 @@ POLICIES = [
 SEGMENTS = {"by": [["card_country"], ["card_country", "card_brand"]]}
 
 
-def engine_seconds(frame: pl.DataFrame, as_of: str, mode: str, bootstrap: int) -> tuple[float, int]:
-    """Seconds of plan + statistics + finalize, and the number of cells of the statistics."""
+def engine_seconds(frame: pl.DataFrame, as_of: str, mode: str, bootstrap: int) -> tuple[dict[str, float], int]:
+    """Seconds of each phase (plan: compile incl. the curve fit; stats; finalize), and the cells of the statistics."""
     config = parse_config({"data": {"as_of": as_of, "immature_labels": mode}, "policies": POLICIES,
                            "segments": SEGMENTS, "estimation": {"bootstrap": bootstrap}})
-    start = time.perf_counter()
+    marks = [time.perf_counter()]
     plan = compile_plan(config, frame.lazy())
+    marks.append(time.perf_counter())
     stats = shard_stats(frame.select(sorted(plan.columns)), plan, needed_sums(plan))
+    marks.append(time.perf_counter())
     finalize(stats, plan, config.estimation)
-    return time.perf_counter() - start, stats.cells.height
+    marks.append(time.perf_counter())
+    seconds = dict(zip(("plan", "stats", "finalize"), np.diff(marks), strict=True))
+    return seconds | {"total": marks[-1] - marks[0]}, stats.cells.height
 
 
 def main() -> None:
@@ -52,15 +57,24 @@ def main() -> None:
     args = parser.parse_args()
     as_of = json.loads((args.data / "generation.json").read_text())["as_of"]
     frame = in_utc(pl.read_parquet(args.data / "transactions"))
-    for mode in args.modes.split(","):
-        try:
-            runs = [engine_seconds(frame, as_of, mode, args.bootstrap) for _ in range(args.repeats)]
-        except Exception as error:  # an older checkout without this mode
-            print(f"{mode}: skipped ({type(error).__name__}: {str(error).splitlines()[0]})")
-            continue
-        seconds = sorted(s for s, _ in runs)
-        print(f"{mode}: best {seconds[0]:.3f} s, median {seconds[len(seconds) // 2]:.3f} s "
-              f"over {args.repeats}; {runs[0][1]:,} cells; {frame.height:,} rows")
+    modes = args.modes.split(",")
+    runs: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+    cells: dict[str, int] = {}
+    for _ in range(args.repeats):  # modes interleaved, so load changes hit them alike
+        for mode in list(runs):
+            try:
+                seconds, cells[mode] = engine_seconds(frame, as_of, mode, args.bootstrap)
+            except Exception as error:  # an older checkout without this mode
+                print(f"{mode}: skipped ({type(error).__name__}: {str(error).splitlines()[0]})")
+                del runs[mode]
+                continue
+            runs[mode].append(seconds)
+    for mode, timings in runs.items():
+        best = {k: min(t[k] for t in timings) for k in timings[0]}
+        median = float(np.median([t["total"] for t in timings]))
+        print(f"{mode}: best total {best['total']:.3f} s (plan {best['plan']:.3f}, stats {best['stats']:.3f}, "
+              f"finalize {best['finalize']:.3f}), median total {median:.3f} s over {args.repeats}; "
+              f"{cells[mode]:,} cells; {frame.height:,} rows")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from simulator.plan.moments import (
 )
 from simulator.plan.compiled import Plan
 from simulator.schema import ACTION, ALLOW, AMOUNT, BLOCK, PROPENSITY, logging_prob_column
-from simulator.stats.units import Units, build_units, outcome_pattern, unit_values
+from simulator.stats.units import Units, build_units, development_codes, outcome_pattern, unit_values
 from simulator.model.direct import row_bins
 from simulator.model.value import VALUES, Weighting
 
@@ -225,8 +225,7 @@ def _layout(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str
     prefix += [(codes[p.name], len(p.table)) for p in plan.coded]
     pattern = outcome_pattern(batch, plan.cutoff)
     dm_bin = row_bins(batch, plan.direct) if plan.direct is not None else None
-    develop = None if plan.development is None else \
-        (batch.select(plan.development.code_expr()).to_series().to_numpy(), len(plan.development.levels))
+    develop = None if plan.development is None else development_codes(batch, pattern, plan.development)
     units = build_units(batch, prefix, action, pattern, _logged_block(batch, plan), dm_bin, per_row=bool(plan.per_row),
                         develop=develop)
     first = units.grouping.first

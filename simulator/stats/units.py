@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -39,7 +40,11 @@ from simulator.schema import (
 )
 from simulator.model.value import VALUES, value_exprs
 
+if TYPE_CHECKING:
+    from simulator.model.maturity import Development
+
 PATTERNS = 16  # 4 outcome bits
+_FRAUD_BIT = 2
 _MATURE_BIT = 8
 
 
@@ -95,6 +100,35 @@ def dense_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
     return np.searchsorted(distinct, values).astype(np.int64), len(distinct)
 
 
+def development_codes(batch: pl.DataFrame, pattern: np.ndarray, development: Development) -> tuple[np.ndarray, int]:
+    """Each row's development code and how many codes there are (`Development.levels`).
+
+    Only fraud rows old enough to develop (fraud and mature bits of `pattern`) carry one, so the
+    dates of those few rows alone are read.
+    """
+    code = np.zeros(batch.height, dtype=np.int64)
+    rows = np.flatnonzero((pattern & _FRAUD_BIT > 0) & (pattern & _MATURE_BIT > 0))
+    if len(rows):
+        code[rows] = batch[rows].select(development.code_expr()).to_series().to_numpy()
+    return code, len(development.levels)
+
+
+def split_by_code(grouping: Grouping, code: np.ndarray) -> Grouping:
+    """Split groups further by a code that is 0 on almost every row (the development code of fraud rows).
+
+    As one more key component its cardinality (hundreds of age days) would push the combined key past the
+    dense range and into a sort of every row; only the few coded rows are sorted here instead.
+    """
+    coded = np.flatnonzero(code)
+    if len(coded) == 0:
+        return grouping
+    pairs = grouping.ids[coded] * (int(code.max()) + 1) + code[coded]
+    distinct, inverse = np.unique(pairs, return_inverse=True)
+    ids = grouping.ids.copy()
+    ids[coded] = grouping.size + inverse
+    return group_rows([(ids, grouping.size + len(distinct))], len(ids))  # renumbered; groups left empty vanish
+
+
 @dataclass(frozen=True, slots=True)
 class Units:
     """Units of a shard: the cell of each unit, its key values and its amount moments."""
@@ -134,9 +168,9 @@ def build_units(
             components.append(dense_codes(logged_block))
         if dm_bin is not None:
             components.append((dm_bin, int(dm_bin.max()) + 1 if len(dm_bin) else 0))
-        if develop is not None:
-            components.append(develop)
         grouping = group_rows(components, batch.height)
+        if develop is not None:
+            grouping = split_by_code(grouping, develop[0])
     first, ids, size = grouping.first, grouping.ids, grouping.size
     return Units(
         grouping=grouping,
