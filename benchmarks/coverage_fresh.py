@@ -54,7 +54,7 @@ def policy_tables() -> list[dict[str, object]]:
 
 def config(estimator: str, population: str, bootstrap: int, seed: int):  # noqa: ANN201
     return parse_config({
-        "data": {"as_of": as_of()},
+        "data": {"as_of": as_of(), "immature_labels": "exclude"},  # the truth (fresh_populations) censors at 90 days
         "policies": policy_tables(),
         "baseline": {"policy": BASELINE},
         "estimation": {"estimator": estimator, "population": population, "min_ess": 0,

@@ -43,7 +43,7 @@ def grid_names() -> dict[tuple[float, float], str]:
 
 def config(holdout: str, seed: int):  # noqa: ANN201
     return parse_config({
-        "data": {"as_of": fp.as_of()},
+        "data": {"as_of": fp.as_of(), "immature_labels": "exclude"},  # the truth (fresh_populations) censors at 90 days
         "estimation": {"bootstrap": 0, "seed": seed, "min_ess": 0},
         "sweep": {"score": "fraud_score", "challenge_above": list(CHALLENGE), "block_above": list(BLOCK),
                   "holdout": holdout},

@@ -33,7 +33,7 @@ from simulator.engine.ray_engine import cluster
 from simulator.errors import PolicysimError
 from simulator.report.review import write_review
 from simulator.report.tables import exploration_cost, guardrail_table, overall_table, top_points_table
-from simulator.workflows.run import RunResult, resolve_data, run, write_run_outputs
+from simulator.workflows.run import RunResult, label_text, resolve_data, run, write_run_outputs
 from simulator.decide.recommend import choice_spread
 from simulator.workflows.review import review
 from simulator.workflows.sweep import SweepResult, sweep
@@ -248,6 +248,7 @@ def run_command(
 def _print_run(result: RunResult) -> None:
     """The overall table, what the exploration cost, and the plan's warnings (e.g. about the baseline)."""
     stdout().print(overall_table(result.results, result.plan.baseline))
+    stdout().print(label_text(result.plan), highlight=False)
     cost = exploration_cost(result.results, result.plan.baseline)
     if cost is not None:
         stdout().print(cost, highlight=False)

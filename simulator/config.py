@@ -39,7 +39,9 @@ class DataConfig(BaseModel):
     columns: dict[str, str] = Field(default_factory=dict)  # canonical name -> name in the files
     as_of: datetime | None = None
     label_maturity_days: int = Field(default=90, ge=0)
-    immature_labels: Literal["exclude", "include"] = "exclude"
+    # develop: weight observed fraud by 1 / P(dispute arrived by as_of) (simulator.model.maturity);
+    # exclude: fraud metrics cover rows older than label_maturity_days; include: raw labels of every row.
+    immature_labels: Literal["develop", "exclude", "include"] = "develop"
 
     @field_validator("actions")
     @classmethod

@@ -254,10 +254,10 @@ class GridTotals:
 
     def _direct_cross(self, a: Term, b: Term) -> np.ndarray:
         """Σ_i z_ia · z_ib per segment and point when a or b is a DR direct-method term (a is made the grid's)."""
-        a, b = (a, b) if self._is_grid(a) else (b, a)
+        a, b = (a, b) if self.is_grid(a) else (b, a)
         out = np.zeros((len(self.labels), self.grid.points))
         for (alo, ahi), basis_a, value_a in self._grid_parts(a):
-            if self._is_grid(b):
+            if self.is_grid(b):
                 for (blo, bhi), basis_b, value_b in self._grid_parts(b):
                     name = quadratic_column(basis_a, basis_b, product(value_a, value_b))
                     self.cumulative(self.base.column(name), name)

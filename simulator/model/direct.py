@@ -76,11 +76,14 @@ def _edges(data: pl.LazyFrame, scores: tuple[str, ...], bins: int) -> tuple[tupl
 
 def fit_direct_method(
     data: pl.LazyFrame, scores: tuple[str, ...], bins: tuple[int, ...], actions: tuple[str, ...],
-    model: ValueModel, cutoff: datetime | None,
+    model: ValueModel, cutoff: datetime | None, develop: pl.Expr | None = None,
 ) -> DirectMethod:
-    """Fit the cross-fitted m̂ with one lazy pass per (fold, bin, action) (plus one for the quantile edges)."""
+    """Fit the cross-fitted m̂ with one lazy pass per (fold, bin, action) (plus one for the quantile edges).
+
+    `develop`: the fraud labels' weights when they are developed (see `value_exprs`).
+    """
     edges = tuple(e for s, b in zip(scores, bins, strict=True) for e in _edges(data, (s,), b))
-    values = value_exprs(model, cutoff)
+    values = value_exprs(model, cutoff, develop=develop)
     grouped = (
         data.with_columns(bin_expr(scores, edges), fold_expr(), pl.col(ACTION).cast(pl.String))
         .select(FOLD, BIN, ACTION, *values)

@@ -18,7 +18,9 @@ the row's fraud label is mature, see `maturity_mask`):
 
 Fraud metrics (`fraud_count`, `fraud_volume`, `fraud_loss`, `net_value`, the
 block-quality metrics and `fraud_rate_bps`) cover only rows with mature labels
-unless `[data] immature_labels = "include"`; the others cover every row.
+unless `[data] immature_labels = "include"`; the others cover every row. Under
+`"develop"` (the default) "mature" means old enough to develop and each fraud
+label counts 1 / Ĝ(age) (`simulator.model.maturity`): fraud = s · w · fraud_raw.
 """
 
 from __future__ import annotations
@@ -164,11 +166,14 @@ def maturity_mask(cutoff: datetime | None) -> pl.Expr:
     return (pl.col(CREATED_AT) <= pl.lit(cutoff)).cast(pl.Float64)
 
 
-def value_exprs(model: ValueModel, cutoff: datetime | None, mature: pl.Expr | None = None) -> list[pl.Expr]:
+def value_exprs(model: ValueModel, cutoff: datetime | None, mature: pl.Expr | None = None,
+                develop: pl.Expr | None = None) -> list[pl.Expr]:
     """Expressions for every column of `VALUES`, in order, from the logged outcome.
 
     Nulls in the outcome columns follow SPEC §2 (null = did not happen) and count as 0.
     `mature` overrides the maturity mask derived from `cutoff` (for tables of patterns).
+    `develop` is the fraud label's weight (1 / Ĝ(age) under `immature_labels = "develop"`,
+    `simulator.model.maturity`; 1 when None): every value column is affine in it.
     """
     amount = pl.col(AMOUNT).cast(pl.Float64)
     auth = pl.col(AUTHORIZED).fill_null(False).cast(pl.Float64)
@@ -177,7 +182,7 @@ def value_exprs(model: ValueModel, cutoff: datetime | None, mature: pl.Expr | No
     is_block = (pl.col(ACTION) == BLOCK).cast(pl.Float64)
     is_challenge = (pl.col(ACTION) == CHALLENGE).cast(pl.Float64)
     mature = maturity_mask(cutoff) if mature is None else mature
-    fraud = mature * fraud_raw
+    fraud = mature * fraud_raw * (pl.lit(1.0) if develop is None else develop)
     revenue = model.margin_rate * amount * auth
     cost = model.fee_rate * amount * auth + model.fee_fixed * (1.0 - is_block) + model.challenge_cost * is_challenge
     shifted = is_challenge if model.liability_shift else pl.lit(0.0)
@@ -192,7 +197,7 @@ def value_exprs(model: ValueModel, cutoff: datetime | None, mature: pl.Expr | No
         "challenged": is_challenge,
         "fraud": fraud,
         "fraud_volume": fraud * amount,
-        "legit_authorized": mature * auth * (1.0 - fraud_raw),
+        "legit_authorized": mature * auth - fraud * auth,  # = mature·auth·(1 − fraud) when not developed
         "mature_authorized": mature * auth,
         "mature_authorized_volume": mature * amount * auth,
         "revenue": revenue,

@@ -37,6 +37,7 @@ from simulator.schema import (
     TRANSACTION_ID,
     logging_prob_column,
 )
+from simulator.model.maturity import Development, develop_labels
 from simulator.model.value import maturity_cutoff
 from simulator.plan.moments import Term
 
@@ -108,6 +109,10 @@ class Plan:
     binned: Binned | None = None  # replicate sums kept per code of one coding (see `Binned`)
     stratified: bool = False  # the estimator post-stratifies (`simulator.plan.strata`): shards add its sums
     strata_terms: tuple[Term, ...] = ()  # every stratified total the reported policies' estimates read
+    # `immature_labels = "develop"`: the dispute-delay curve and each fraud row's weight; `cutoff` is then
+    # the youngest age it develops (None: labels are excluded by `cutoff` or included raw).
+    development: Development | None = None
+    immature_labels: str = "exclude"  # the mode in effect (develop falls back to exclude without delays)
 
     def policy(self, name: str) -> PlannedPolicy:
         """The planned policy (or coding) called `name`."""
@@ -146,7 +151,8 @@ def _planned(name: str, policy: Policy, empty: pl.DataFrame) -> PlannedPolicy:
     return PlannedPolicy(name=name, policy=policy, table=None if coded is None else coded.table)
 
 
-def _direct_method(config: RunConfig, data: pl.LazyFrame, names: set[str], cutoff: datetime | None) -> DirectMethod:
+def _direct_method(config: RunConfig, data: pl.LazyFrame, names: set[str], cutoff: datetime | None,
+                   development: Development | None) -> DirectMethod:
     """Fit the DR outcome model on the configured score columns."""
     estimation = config.estimation
     if estimation.population != "finite" and estimation.bootstrap:
@@ -158,7 +164,8 @@ def _direct_method(config: RunConfig, data: pl.LazyFrame, names: set[str], cutof
     if missing:
         raise UnknownName("DR score column", missing[0], sorted(names))
     bins = tuple([estimation.dr_bins] + [max(2, estimation.dr_bins // 4)] * (len(estimation.dr_scores) - 1))
-    return fit_direct_method(data, estimation.dr_scores, bins, config.data.actions, config.value_model, cutoff)
+    develop = None if development is None else development.weight_expr()
+    return fit_direct_method(data, estimation.dr_scores, bins, config.data.actions, config.value_model, cutoff, develop)
 
 
 NO_PRODUCTION = (
@@ -201,8 +208,8 @@ def compile_plan(config: RunConfig, data: pl.LazyFrame, *, as_of: datetime | Non
     as_of = config.data.as_of or as_of or data_as_of(data, names)
     if as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=UTC)
-    include = config.data.immature_labels == "include"
-    cutoff = None if include else maturity_cutoff(as_of, config.data.label_maturity_days)
+    mode, development, cutoff, label_warnings = label_maturity(config, data, names, as_of)
+    warnings = warnings + label_warnings
     columns = set(BASE_COLUMNS) | required_columns(config.segments)
     for p in planned:
         columns |= p.policy.columns
@@ -210,7 +217,7 @@ def compile_plan(config: RunConfig, data: pl.LazyFrame, *, as_of: datetime | Non
         columns |= {logging_prob_column(a) for a in actions}
     direct = None
     if estimator_kind(config.estimation.estimator).outcome_model:
-        direct = _direct_method(config, data, names, cutoff)
+        direct = _direct_method(config, data, names, cutoff, development)
         columns |= set(direct.scores)
     plan = Plan(
         actions=actions,
@@ -228,7 +235,28 @@ def compile_plan(config: RunConfig, data: pl.LazyFrame, *, as_of: datetime | Non
         finite=config.estimation.population == "finite",
         direct=direct,
         columns=frozenset(columns),
+        development=development,
+        immature_labels=mode,
     )
     if estimator_kind(config.estimation.estimator).stratified:
         plan = replace(plan, stratified=True, strata_terms=stratified_terms(plan))
     return plan
+
+
+def label_maturity(config: RunConfig, data: pl.LazyFrame, names: set[str], as_of: datetime
+                   ) -> tuple[str, Development | None, datetime | None, tuple[str, ...]]:
+    """The label mode in effect, its development (if any), the maturity cutoff and warnings.
+
+    "develop" needs observed dispute delays (`disputed_at`); without them it falls back to
+    "exclude", with a warning in every output.
+    """
+    mode = config.data.immature_labels
+    window = maturity_cutoff(as_of, config.data.label_maturity_days)
+    if mode == "include":
+        return mode, None, None, ()
+    if mode == "exclude":
+        return mode, None, window, ()
+    development, warnings = develop_labels(data, names, as_of)
+    if development is None:
+        return "exclude", None, window, warnings
+    return mode, development, development.cutoff, warnings

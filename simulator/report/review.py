@@ -260,13 +260,24 @@ def _provenance_section(result: ReviewResult) -> Section:
     s = result.summary
     data = s["data"]
     rows = (("config", s["config_source"]), ("data", data["path"]), ("data fingerprint (sha256)", data["fingerprint"]),
-            ("rows", f"{s['rows']:,}"), ("as of", s["as_of"]), ("label maturity", f"{s['label_maturity_days']} days; "
-            f"fraud labels mature before {s['fraud_labels_mature_before']}"), ("engine", s["engine"]),
+            ("rows", f"{s['rows']:,}"), ("as of", s["as_of"]), ("fraud labels", _labels_text(s)), ("engine", s["engine"]),
             ("run time", f"{s['timings'].get('total_s', 0):.1f} s (+ review {s['timings'].get('review_s', 0):.1f} s)"),
             ("policysim", s["policysim_version"]))
     code = json.dumps({"review": result.config.model_dump(mode="json", exclude_none=True), **s["config"]},
                       indent=2, default=str)
     return Section("provenance", "What this was run on", tables=(Table(("what", "value"), rows),), code=code)
+
+
+def _labels_text(summary: dict[str, Any]) -> str:
+    """How the run treated immature fraud labels, in one line."""
+    labels = summary.get("labels", {})
+    mode = labels.get("immature_labels", "exclude")
+    if mode == "develop":
+        return (f"developed from {labels['disputes_observed']:,} observed dispute delays (weight 1 / share arrived); "
+                f"rows younger than {labels['min_age_days']} days left out")
+    if mode == "include":
+        return "every row's labels as logged (immature ones included)"
+    return f"rows older than {summary['label_maturity_days']} days only (mature before {summary['fraud_labels_mature_before']})"
 
 
 def review_json(result: ReviewResult, *, allow_inconclusive: bool = False) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from simulator.config import RunConfig
 from simulator.decide.frontier import frontiers
 from simulator.report.frontier_plots import frontier_figure, frontier_html, write_frontier_png
 from simulator.report.files import write_json, write_parquet, write_text
-from simulator.workflows.run import provenance
+from simulator.workflows.run import label_summary, provenance
 from simulator.workflows.sweep import SweepResult
 from segments.labels import ALL
 
@@ -48,6 +48,7 @@ def sweep_summary(result: SweepResult, config: RunConfig, path: Path, config_sou
         **provenance(config, path, config_source, result.data),
         "as_of": plan.as_of.isoformat(),
         "label_maturity_days": plan.label_maturity_days,
+        "labels": label_summary(plan),
         "grid": {"points": result.points.height, "skipped": result.skipped, "parameters": result.parameters,
                  "evaluation": "binned (one pass, prefix sums over score bins)" if result.binned else "one policy per point"},
         "rows": result.stats.rows,

@@ -38,7 +38,7 @@ from simulator.plan.moments import (
 )
 from simulator.plan.compiled import Plan
 from simulator.schema import ACTION, ALLOW, AMOUNT, BLOCK, PROPENSITY, logging_prob_column
-from simulator.stats.units import Units, build_units, outcome_pattern, value_table
+from simulator.stats.units import Units, build_units, development_codes, outcome_pattern, unit_values
 from simulator.model.direct import model_keys
 from simulator.plan.direct_terms import direct_values, mixed_value, predicted_value
 from simulator.model.value import VALUES, Weighting
@@ -226,7 +226,9 @@ def _layout(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str
     prefix += [(codes[p.name], len(p.table)) for p in plan.coded]
     pattern = outcome_pattern(batch, plan.cutoff)
     dm_bin = model_keys(batch, plan.direct) if plan.direct is not None else None  # (fold, bin): units share predictions
-    units = build_units(batch, prefix, action, pattern, _logged_block(batch, plan), dm_bin, per_row=bool(plan.per_row))
+    develop = None if plan.development is None else development_codes(batch, pattern, plan.development)
+    units = build_units(batch, prefix, action, pattern, _logged_block(batch, plan), dm_bin, per_row=bool(plan.per_row),
+                        develop=develop)
     first = units.grouping.first
     cells = group_rows([(values[first], size) for values, size in prefix], len(first))
     finest = group_rows([(s.codes[first], len(s.labels)) for s in segs], len(first))
@@ -347,7 +349,8 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
     support = support_pattern(batch, plan, action)
     layout = _layout(batch, plan, action, codes, support)
     units, cells = layout.units, layout.cells
-    table = value_table(plan.value_model, plan.actions)[units.action, units.pattern]  # (units, values, 2)
+    levels = None if plan.development is None else plan.development.levels
+    table = unit_values(plan.value_model, plan.actions, units, levels)  # (units, values, 2)
     values: dict[str, Linear] = {v: (table[:, j, 0], table[:, j, 1]) for j, v in enumerate(VALUES)}
     probs = row_probabilities(batch, plan)
     direct, predicted = _direct(plan, needs, units, cells.size, values, batch, cells, probs)

@@ -2,7 +2,8 @@
 
 Every value column is linear in the amount, v = c0 + c1·amount, with c0 and c1
 fixed by the logged action and the outcome pattern (authorized, fraud dispute,
-dispute lost, label mature). A coded policy's weight depends only on the cell
+dispute lost, label mature) and, when labels are developed, the fraud row's
+development code (its age day: `simulator.model.maturity`). A coded policy's weight depends only on the cell
 and the propensity. So rows that share their cell, propensity, logging
 probability of `block`, outcome pattern and outcome-model (fold, bin) contribute to
 every sum through three numbers: their count, Σ amount and Σ amount². Grouping
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -38,7 +40,11 @@ from simulator.schema import (
 )
 from simulator.model.value import VALUES, value_exprs
 
+if TYPE_CHECKING:
+    from simulator.model.maturity import Development
+
 PATTERNS = 16  # 4 outcome bits
+_FRAUD_BIT = 2
 _MATURE_BIT = 8
 
 
@@ -50,8 +56,11 @@ def outcome_pattern(batch: pl.DataFrame, cutoff: datetime | None) -> np.ndarray:
     return batch.select(expr.alias("p")).to_series().to_numpy()
 
 
-def value_table(model: ValueModel, actions: tuple[str, ...]) -> np.ndarray:
-    """(actions, patterns, values, 2): c0 and c1 of every value column, from the value model itself."""
+def value_table(model: ValueModel, actions: tuple[str, ...], develop: float = 1.0) -> np.ndarray:
+    """(actions, patterns, values, 2): c0 and c1 of every value column, from the value model itself.
+
+    `develop` is the fraud label's weight (see `value_exprs`); 1 is the raw label.
+    """
     action, pattern = np.meshgrid(np.arange(len(actions)), np.arange(PATTERNS), indexing="ij")
     action, pattern = action.ravel(), pattern.ravel()
     frame = pl.DataFrame({
@@ -61,10 +70,25 @@ def value_table(model: ValueModel, actions: tuple[str, ...]) -> np.ndarray:
         DISPUTE_LOST: (pattern & 4).astype(bool),
         "_mature": ((pattern & _MATURE_BIT) > 0).astype(np.float64),
     })
-    at = {x: frame.with_columns(pl.lit(float(x)).alias(AMOUNT)).select(value_exprs(model, None, pl.col("_mature"))).to_numpy()
+    at = {x: frame.with_columns(pl.lit(float(x)).alias(AMOUNT)).select(value_exprs(model, None, pl.col("_mature"), pl.lit(develop))).to_numpy()
           for x in (0.0, 1.0)}
     table = np.stack([at[0.0], at[1.0] - at[0.0]], axis=-1)  # (rows, values, 2)
     return table.reshape(len(actions), PATTERNS, len(VALUES), 2)
+
+
+def unit_values(model: ValueModel, actions: tuple[str, ...], units: Units, levels: np.ndarray | None) -> np.ndarray:
+    """(units, values, 2): c0 and c1 of every value column of each unit.
+
+    With developed labels (`levels`: the weight of each development code, see
+    `simulator.model.maturity.Development`) a unit's fraud weight w is one number,
+    and every value column is affine in it: c = c(w=0) + w · (c(w=1) − c(w=0)).
+    """
+    raw = value_table(model, actions)[units.action, units.pattern]
+    if levels is None or units.develop is None:
+        return raw
+    undeveloped = value_table(model, actions, develop=0.0)[units.action, units.pattern]
+    weight = levels[units.develop][:, None, None]
+    return undeveloped + weight * (raw - undeveloped)
 
 
 def dense_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
@@ -74,6 +98,35 @@ def dense_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
     """
     distinct = np.sort(pl.Series(values).unique().to_numpy())
     return np.searchsorted(distinct, values).astype(np.int64), len(distinct)
+
+
+def development_codes(batch: pl.DataFrame, pattern: np.ndarray, development: Development) -> tuple[np.ndarray, int]:
+    """Each row's development code and how many codes there are (`Development.levels`).
+
+    Only fraud rows old enough to develop (fraud and mature bits of `pattern`) carry one, so the
+    dates of those few rows alone are read.
+    """
+    code = np.zeros(batch.height, dtype=np.int64)
+    rows = np.flatnonzero((pattern & _FRAUD_BIT > 0) & (pattern & _MATURE_BIT > 0))
+    if len(rows):
+        code[rows] = batch[rows].select(development.code_expr()).to_series().to_numpy()
+    return code, len(development.levels)
+
+
+def split_by_code(grouping: Grouping, code: np.ndarray) -> Grouping:
+    """Split groups further by a code that is 0 on almost every row (the development code of fraud rows).
+
+    As one more key component its cardinality (hundreds of age days) would push the combined key past the
+    dense range and into a sort of every row; only the few coded rows are sorted here instead.
+    """
+    coded = np.flatnonzero(code)
+    if len(coded) == 0:
+        return grouping
+    pairs = grouping.ids[coded] * (int(code.max()) + 1) + code[coded]
+    distinct, inverse = np.unique(pairs, return_inverse=True)
+    ids = grouping.ids.copy()
+    ids[coded] = grouping.size + inverse
+    return group_rows([(ids, grouping.size + len(distinct))], len(ids))  # renumbered; groups left empty vanish
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +140,7 @@ class Units:
     propensity: np.ndarray
     logged_block: np.ndarray | None  # logging probability of block, when the data has it
     dm_bin: np.ndarray | None  # the DR outcome model's (fold, bin) key (`simulator.model.direct.model_keys`)
+    develop: np.ndarray | None  # development code (index into the fraud weights), when labels are developed
     n: np.ndarray
     s1: np.ndarray  # Σ amount
     s2: np.ndarray  # Σ amount²
@@ -95,10 +149,13 @@ class Units:
 def build_units(
     batch: pl.DataFrame, prefix: list[tuple[np.ndarray, int]], action: np.ndarray, pattern: np.ndarray,
     logged_block: np.ndarray | None, dm_bin: np.ndarray | None, per_row: bool,
+    develop: tuple[np.ndarray, int] | None = None,
 ) -> Units:
     """Group rows into units: the cell key `prefix` first, then what a unit's sums depend on.
 
     Every row is its own unit when `per_row`. `Units.cell` is left for the caller to fill.
+    `develop` is each row's development code and how many there are: nonzero only on
+    developed fraud rows, so it splits few units.
     """
     propensity = batch[PROPENSITY].cast(pl.Float64).to_numpy()
     amount = batch[AMOUNT].cast(pl.Float64).to_numpy()
@@ -112,6 +169,8 @@ def build_units(
         if dm_bin is not None:
             components.append((dm_bin, int(dm_bin.max()) + 1 if len(dm_bin) else 0))
         grouping = group_rows(components, batch.height)
+        if develop is not None:
+            grouping = split_by_code(grouping, develop[0])
     first, ids, size = grouping.first, grouping.ids, grouping.size
     return Units(
         grouping=grouping,
@@ -121,6 +180,7 @@ def build_units(
         propensity=propensity[first],
         logged_block=None if logged_block is None else logged_block[first],
         dm_bin=None if dm_bin is None else dm_bin[first],
+        develop=None if develop is None else develop[0][first],
         n=np.bincount(ids, minlength=size).astype(np.float64),
         s1=np.bincount(ids, weights=amount, minlength=size),
         s2=np.bincount(ids, weights=amount * amount, minlength=size),

@@ -3,7 +3,8 @@
 `policysim generate` writes every row's outcome under every action. The true
 total of a sum metric under policy π is Σ_i Σ_a π(a|x_i) · y_i(a), with y_i(a)
 the value column of row i had action a been taken, labels censored exactly as
-in the log (a dispute counts only if it arrived by the as-of date). Estimates
+in the log (a dispute counts only if it arrived by the as-of date) or, for
+developed labels, every eventual dispute. Estimates
 of a run on that log are checked against these numbers.
 """
 
@@ -34,13 +35,18 @@ from simulator.schema import (
 from simulator.model.value import RATIO_METRICS, SUM_METRICS, VALUES, SumMetric, Weighting, value_exprs
 
 
-def counterfactual_log(log: pl.DataFrame, truth: pl.DataFrame, action: str, as_of: datetime) -> pl.DataFrame:
-    """The log as it would read had every row been given `action`."""
+def counterfactual_log(log: pl.DataFrame, truth: pl.DataFrame, action: str, as_of: datetime,
+                       censored: bool = True) -> pl.DataFrame:
+    """The log as it would read had every row been given `action`.
+
+    `censored=False` shows every eventual dispute, arrived by `as_of` or not (what developed labels estimate).
+    """
     frame = log.drop(AUTHORIZED, FRAUD_DISPUTE, DISPUTE_LOST).join(truth, on=TRANSACTION_ID, how="left", validate="1:1")
     if action == BLOCK:
         outcome = [pl.lit(None, pl.Boolean).alias(c) for c in (AUTHORIZED, FRAUD_DISPUTE, DISPUTE_LOST)]
     else:
         arrived = pl.col(CREATED_AT) + pl.duration(days=pl.col("dispute_delay_days")) <= pl.lit(as_of)
+        arrived = arrived if censored else pl.lit(True)
         fraud = pl.col(f"fraud_dispute_{action}")
         outcome = [
             pl.col(f"authorized_{action}").alias(AUTHORIZED),
@@ -75,14 +81,18 @@ def _values(frame: pl.DataFrame, config: RunConfig, cutoff: datetime | None) -> 
     return frame.select(value_exprs(config.value_model, cutoff)).to_numpy()
 
 
-def true_totals(config: RunConfig, log: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
+def true_totals(config: RunConfig, log: pl.DataFrame, truth: pl.DataFrame, *, eventual: bool | None = None) -> pl.DataFrame:
     """True value per (policy, segmentation, segment, metric) of every policy in `config`.
 
-    The logging policy's own truth is its observed totals, so it is left out.
+    The logging policy's own truth is its observed totals, so it is left out. Fraud
+    counts the disputes arrived by the as-of date, or with `eventual` every dispute
+    that will arrive (default: eventual exactly when the plan develops labels, which
+    is what developed estimates estimate), over the rows the plan's fraud metrics cover.
     """
     plan = compile_plan(config, log.lazy())
     actions = plan.actions
-    by_action = {a: _values(counterfactual_log(log, truth, a, plan.as_of), config, plan.cutoff) for a in actions}
+    censored = plan.development is None if eventual is None else not eventual
+    by_action = {a: _values(counterfactual_log(log, truth, a, plan.as_of, censored), config, plan.cutoff) for a in actions}
     allow = by_action[ALLOW]
     segs = [(ALL, np.zeros(log.height, dtype=np.int64), (ALL,))]
     for index, seg in enumerate(segment_codes(log, plan.segments)):

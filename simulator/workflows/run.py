@@ -20,6 +20,7 @@ from simulator.data.load import dataset_files, in_utc, scan_dataset
 from simulator.data.validate import DataSummary, check_dataset, find_problems
 from simulator.engine.execution import Execution, execute
 from simulator.errors import InvalidConfig, InvalidData
+from simulator.estimate.development import with_development_uncertainty
 from simulator.estimate.results import finalize
 from simulator.plan.compiled import Plan, compile_plan
 from simulator.plan.moments import needed_sums
@@ -96,7 +97,8 @@ def evaluate(config: RunConfig, validated: ValidatedData, execution: Execution, 
     compiled = time.perf_counter() - start
     executed = execute(plan, validated.path, validated.schema, execution)
     mark = time.perf_counter()
-    results = finalize(executed.stats, plan, config.estimation)
+    results = with_development_uncertainty(finalize(executed.stats, plan, config.estimation), plan,
+                                           config.estimation.confidence)
     finalized = time.perf_counter() - mark
     timings = {**executed.timings, "plan_s": compiled + executed.timings["plan_s"],  # compiling + cutting shards
                "finalize_s": finalized, "total_s": time.perf_counter() - start}
@@ -135,7 +137,7 @@ def run_frame(config: RunConfig, frame: pl.DataFrame) -> RunResult:
         )
     plan = compile_plan(config, frame.lazy())
     stats = shard_stats(frame.select(sorted(plan.columns)), plan, needed_sums(plan))
-    results = finalize(stats, plan, config.estimation)
+    results = with_development_uncertainty(finalize(stats, plan, config.estimation), plan, config.estimation.confidence)
     return RunResult(results=results, plan=plan, stats=stats, data=None,
                      timings={"total_s": time.perf_counter() - start})
 
@@ -162,6 +164,7 @@ def run_summary(result: RunResult, config: RunConfig, path: Path, config_source:
         "as_of": plan.as_of.isoformat(),
         "label_maturity_days": plan.label_maturity_days,
         "fraud_labels_mature_before": None if plan.cutoff is None else plan.cutoff.isoformat(),
+        "labels": label_summary(plan),
         "rows": result.stats.rows,
         "policies": {p.name: {"kind": _kind(config, p.name), "coded": p.coded} for p in plan.policies},
         "baseline": plan.baseline,
@@ -171,6 +174,25 @@ def run_summary(result: RunResult, config: RunConfig, path: Path, config_source:
         "engine": result.engine,
         "timings": result.timings,
     }
+
+
+def label_summary(plan: Plan) -> dict[str, Any]:
+    """How fraud labels were treated: the mode in effect and, when developed, the dispute-delay curve."""
+    out: dict[str, Any] = {"immature_labels": plan.immature_labels}
+    if plan.development is not None:
+        out |= plan.development.summary()
+    return out
+
+
+def label_text(plan: Plan) -> str:
+    """One line on how fraud labels were treated, for the terminal."""
+    development = plan.development
+    if development is not None:
+        return (f"fraud labels developed from {development.disputes:,} observed dispute delays; rows younger than "
+                f"{development.min_age_days} days (created after {development.cutoff:%Y-%m-%d}) left out of fraud metrics")
+    if plan.cutoff is None:
+        return "fraud labels: every row's, as logged (immature labels included)"
+    return f"fraud labels: rows created before {plan.cutoff:%Y-%m-%d} only (immature labels excluded)"
 
 
 def _kind(config: RunConfig, name: str) -> str:

@@ -48,6 +48,7 @@ from simulator.decide.recommend import Choice, ReplicateChoices, policy_choices,
 from simulator.decide.segment_choice import COMBINED, BySegment, combined_policy, segment_choices
 from simulator.engine.execution import Execution, execute, shared_cluster
 from simulator.errors import InvalidConfig
+from simulator.estimate.development import with_development_uncertainty
 from simulator.estimate.grid_results import finalize_grid
 from simulator.estimate.results import RESULT_SCHEMA
 from simulator.plan.compiled import Plan, compile_plan
@@ -125,7 +126,9 @@ def sweep(config: RunConfig, data: Path | None = None, *, objective: Objective |
         mark = time.perf_counter()
         honest = objective is not None and settings.holdout != "none"
         choices = None if objective is None or not plan.bootstrap else ReplicateChoices(objective, grid.points, plan.bootstrap)
-        table = finalize_grid(executed.stats, plan, config.estimation, grid, on_block=None if honest else choices)
+        table = with_development_uncertainty(
+            finalize_grid(executed.stats, plan, config.estimation, grid, on_block=None if honest else choices),
+            plan, config.estimation.confidence)
         choice, held = None, None
         if objective is not None and not honest:
             choice = recommend(table, objective, choices)
@@ -166,7 +169,9 @@ def _held_out_choice(config: RunConfig, settings: SweepConfig, objective: Object
     split = holdout(settings.holdout, settings.holdout_share, lazy, seed=config.estimation.seed)
     chooser = replace(plan, rows=split.select)
     selected = execute(chooser, validated.path, validated.schema, execution)
-    chosen_on = finalize_grid(selected.stats, chooser, config.estimation, grid, on_block=choices)
+    chosen_on = with_development_uncertainty(
+        finalize_grid(selected.stats, chooser, config.estimation, grid, on_block=choices), chooser,
+        config.estimation.confidence)
     choice = recommend(chosen_on, objective, choices)
     point = choice.recommendation.point
     if point is None:

@@ -67,6 +67,7 @@ def test_run_writes_results_and_summary(data: Path, tmp_path: Path) -> None:
     assert set(spec_columns) <= set(results.columns)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["as_of"] and summary["data"]["fingerprint"] and summary["rows"] == 20000
+    assert summary["labels"]["immature_labels"] == "develop" and "fraud labels developed from" in result.output
     assert "block_more" in result.output and "net_value" in result.output
     assert not list((tmp_path / "out").glob(".*tmp"))  # atomic writes leave no temporary files
 

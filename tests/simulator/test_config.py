@@ -97,3 +97,11 @@ def test_derive_keeps_policy_parameters_and_sweep_keys() -> None:
 def test_each_package_imports_first_in_a_fresh_interpreter(module: str) -> None:
     done = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_immature_labels_default_to_develop_and_take_three_modes() -> None:
+    assert parse_config({}).data.immature_labels == "develop"
+    for mode in ("develop", "exclude", "include"):
+        assert parse_config({"data": {"immature_labels": mode}}).data.immature_labels == mode
+    with pytest.raises(InvalidConfig, match=r"data\.immature_labels.*'develop', 'exclude' or 'include'"):
+        parse_config({"data": {"immature_labels": "drop"}})

@@ -97,7 +97,8 @@ def relogged(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
     generate(GenerateSpec(rows=20_000, files=1, seed=99, exploration=0.1), out)
     as_of = json.loads((out / "generation.json").read_text())["as_of"]
     log, truth = pl.read_parquet(out / "transactions"), pl.read_parquet(out / "ground_truth")
-    config = parse_config({"data": {"as_of": as_of}, "policies": [CANDIDATE],
+    # labels as the truth counts them (developed labels are checked in test_label_development)
+    config = parse_config({"data": {"as_of": as_of, "immature_labels": "exclude"}, "policies": [CANDIDATE],
                            "estimation": {"estimator": "dr", "min_ess": 0, "dr_bins": 100}})
     plan = compile_plan(config, log.lazy())
     expected = true_totals(config, log, truth).filter((pl.col("segment") == "ALL") & (pl.col("policy") == "p"))

@@ -106,9 +106,11 @@ def frame() -> pl.DataFrame:
     return make_transactions(n=800, seed=7)
 
 
-def _observed(config: RunConfig, frame: pl.DataFrame, cutoff: Any) -> dict[str, float]:
-    """Observed totals of the log: Σ over rows of each TARGET sum metric's value, and their ratios."""
-    values = frame.select(value_exprs(config.value_model, cutoff)).to_numpy().sum(axis=0)
+def _observed(config: RunConfig, frame: pl.DataFrame, plan: Any) -> dict[str, float]:
+    """Observed totals of the log: Σ over rows of each TARGET sum metric's value (fraud developed as the
+    plan says), and their ratios."""
+    develop = None if plan.development is None else plan.development.weight_expr()
+    values = frame.select(value_exprs(config.value_model, plan.cutoff, develop=develop)).to_numpy().sum(axis=0)
     sums = {v: float(values[i]) for i, v in enumerate(VALUES)}
     out = {m.name: sums[m.value] for m in SUM_METRICS if m.weighting is Weighting.TARGET}
     for ratio in RATIO_METRICS:
@@ -147,7 +149,7 @@ def test_a_logged_candidate_is_exact(frame: pl.DataFrame, name: str, population:
     scale = np.maximum(np.abs(candidate["estimate"].to_numpy()), 1.0)
     assert (candidate["delta_se"].to_numpy() <= 1e-6 * scale).all()  # 0 up to rounding of Σ(z_a − z_b)²
     # and the estimates are the observed totals (sum metrics over the log, ratios of them)
-    observed = _observed(config, frame, result.plan.cutoff)
+    observed = _observed(config, frame, result.plan)
     overall = candidate.filter(pl.col("segment") == "ALL")
     got = dict(zip(overall["metric"], overall["estimate"], strict=True))
     assert got["attempts"] == frame.height
@@ -238,7 +240,8 @@ def _ipw_sd(config: RunConfig, population: Population, plan: Any, metrics: list[
     mu = log.select([logging_prob_column(a) for a in plan.actions]).to_numpy()
     by_name = {m.name: m for m in SUM_METRICS}
     columns = [VALUES.index(by_name[m].value) for m in metrics]
-    y = np.stack([counterfactual_log(log, truth, a, plan.as_of).select(value_exprs(config.value_model, plan.cutoff))
+    y = np.stack([counterfactual_log(log, truth, a, plan.as_of, plan.development is None)
+                  .select(value_exprs(config.value_model, plan.cutoff))
                   .to_numpy()[:, columns] for a in plan.actions], axis=1)  # (rows, actions, metrics)
     second = (pi[:, :, None] ** 2 * y**2 / mu[:, :, None]).sum(axis=1)
     first = (pi[:, :, None] * y).sum(axis=1)
