@@ -2,7 +2,7 @@
 
 Unlike benchmarks/coverage.py (which re-draws only the logging decisions of one
 fixed population), every replication here draws new payments from the
-generator's world (`fresh_populations.py`), runs the engine (`run_frame`) and
+generator's world (`simulator/synthetic/fresh.py`), runs the engine (`run_frame`) and
 compares each estimate and paired delta with the superpopulation truth (n x the
 per-row mean over a cached 4 M-row population).
 
@@ -36,7 +36,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fresh_populations import BASELINE, CANDIDATES, POLICIES, as_of, fresh_population, superpopulation_means, truth_table  # noqa: E402
+from simulator.synthetic.fresh import BASELINE, CANDIDATES, POLICIES, as_of, fresh_population, superpopulation_means, truth_table  # noqa: E402
 
 from coverage_tables import class_table, markdown, metric_table  # noqa: E402
 
@@ -54,7 +54,7 @@ def policy_tables() -> list[dict[str, object]]:
 
 def config(estimator: str, population: str, bootstrap: int, seed: int):  # noqa: ANN201
     return parse_config({
-        "data": {"as_of": as_of(), "immature_labels": "exclude"},  # the truth (fresh_populations) censors at 90 days
+        "data": {"as_of": as_of(), "immature_labels": "exclude"},  # the truth (simulator.synthetic.fresh) censors at 90 days
         "policies": policy_tables(),
         "baseline": {"policy": BASELINE},
         "estimation": {"estimator": estimator, "population": population, "min_ess": 0,
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> None:
             result = run_frame(config(estimator, population, args.bootstrap, k), log).overall()
             result = result.filter(pl.col("policy").is_in(CANDIDATES)).select(
                 "policy", "metric", "estimate", "ci_low", "ci_high", "delta", "delta_ci_low", "delta_ci_high",
-                "interval", "ess")
+                "interval", "ess", "flag")
             frames.append(result.with_columns(
                 rep=pl.lit(k), rows=pl.lit(args.rows), estimator=pl.lit(estimator), population=pl.lit(population),
                 bootstrap=pl.lit(args.bootstrap), exploration=pl.lit(args.exploration),

@@ -3,7 +3,7 @@
 A standalone prototype: the estimators and intervals below use numpy/scipy on
 per-row arrays only (logged action, logging probabilities, the engine's value
 columns at the logged action, policy actions); the rows come from
-`fresh_populations.py` (same replications as `coverage_fresh.py`: row seed
+`simulator/synthetic/fresh.py` (same replications as `coverage_fresh.py`: row seed
 1_000_000 + k), the truth from its cached 4 M-row superpopulation.
 
 Estimators (every one returns the estimate T and per-row influence values psi
@@ -45,8 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from coverage_tables import class_table, markdown, metric_table  # noqa: E402
 
-# Data only (the engine internals it needs are imported in ONE block in fresh_populations.py).
-from fresh_populations import (  # noqa: E402
+# Data only (the engine internals it needs are imported in ONE block in simulator/synthetic/fresh.py).
+from simulator.synthetic.fresh import (  # noqa: E402
     BASELINE, BLOCK, CANDIDATES, RATIOS, SUMS, VALUE_INDEX, fresh_population, policy_actions,
     superpopulation_means, truth_table, value_matrix,
 )

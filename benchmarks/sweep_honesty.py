@@ -1,7 +1,7 @@
 """Is a sweep's recommendation reported honestly? Measured over fresh populations (issue #13).
 
 Each replication draws new payments from the generator's fixed world
-(`fresh_populations.py`), sweeps a threshold grid with an objective, and
+(`simulator/synthetic/fresh.py`), sweeps a threshold grid with an objective, and
 compares what the recommendation reports for the chosen point with that
 point's superpopulation truth (the value on future traffic of the same size):
 
@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).parent))
-import fresh_populations as fp  # noqa: E402
+import simulator.synthetic.fresh as fp  # noqa: E402
 
 from simulator import Execution, parse_config, parse_objective, sweep_frame  # noqa: E402
 
@@ -43,7 +43,7 @@ def grid_names() -> dict[tuple[float, float], str]:
 
 def config(holdout: str, seed: int):  # noqa: ANN201
     return parse_config({
-        "data": {"as_of": fp.as_of(), "immature_labels": "exclude"},  # the truth (fresh_populations) censors at 90 days
+        "data": {"as_of": fp.as_of(), "immature_labels": "exclude"},  # the truth (simulator.synthetic.fresh) censors at 90 days
         "estimation": {"bootstrap": 0, "seed": seed, "min_ess": 0},
         "sweep": {"score": "fraud_score", "challenge_above": list(CHALLENGE), "block_above": list(BLOCK),
                   "holdout": holdout},

@@ -7,7 +7,7 @@ checked on the candidate's paired deltas against the baseline:
   (`max_increase`, `max_relative_increase`) or below (`min_delta`,
   `min_relative_delta`); relative limits are fractions of |baseline| in the
   same segment;
-- `insufficient_data` when the estimate is flagged (no_support, low_ess,
+- `insufficient_data` when the estimate is flagged (no_support, low_ess, few_events,
   unidentified), has fewer than `min_rows` rows or an ESS below `min_ess`;
 - `pass` when the delta's interval lies entirely in the allowed region;
 - `fail` when the interval lies entirely on the wrong side of the limit; in a

@@ -192,15 +192,35 @@ def ratio_of(metric: RatioMetric, num: Estimate, den: Estimate) -> Estimate:
     return Estimate(value=value, grad=grad, parts=parts)
 
 
-Covariance = Callable[[Term, Term], np.ndarray]
+@dataclass(frozen=True)
+class Covariance:
+    """The covariance of two totals' errors: Σ_i z_ia z_ib − centre(a)·centre(b) (see the module docstring).
+
+    `cross` is the superpopulation cross sum Σ z_a z_b or the design one Σ z_a z_b (1 − p);
+    `centre` is T/√n under the superpopulation (None for the design covariance);
+    `disjoint(a, b)` says when two totals share no row, so their cross sum is 0 without computing it.
+    """
+
+    cross: Callable[[Term, Term], np.ndarray]
+    centre: Callable[[Term], np.ndarray] | None = None
+    disjoint: Callable[[Term, Term], bool] = lambda a, b: False
 
 
 def variance(estimate: Estimate, covariance: Covariance) -> np.ndarray:
-    """Delta-method variance ∇gᵀ Σ ∇g over the terms of an estimate (clamped at 0)."""
-    terms = sorted(estimate.grad, key=lambda t: t.key)
+    """Delta-method variance ∇gᵀ Σ ∇g over the terms of an estimate (clamped at 0).
+
+    With Σ = C − c cᵀ it is ∇gᵀ C ∇g − (∇gᵀ c)²: the centring is one product, not one per
+    pair, and pairs of totals over disjoint rows (different strata or logged actions) are skipped.
+    """
+    terms = sorted((t for t, g in estimate.grad.items() if np.any(g)), key=lambda t: t.key)  # cancelled: no term
     out = np.zeros_like(estimate.value, dtype=np.float64)
     for i, a in enumerate(terms):
         for b in terms[i:]:
+            if covariance.disjoint(a, b):
+                continue
             factor = 1.0 if a == b else 2.0
-            out = out + factor * estimate.grad[a] * estimate.grad[b] * covariance(a, b)
+            out = out + factor * estimate.grad[a] * estimate.grad[b] * covariance.cross(a, b)
+    if covariance.centre is not None:
+        centred = sum((estimate.grad[t] * covariance.centre(t) for t in terms), np.zeros_like(out))
+        out = out - centred**2
     return np.maximum(out, 0.0)  # rounding can make a variance slightly negative

@@ -1,26 +1,33 @@
-"""Rare-event floor and diagnostics of stratified estimates: when explored rows cannot show the events.
+"""Variance floor and diagnostics of stratified estimates: when explored rows cannot show the outcomes.
 
 A Hájek mean over a stratum's explored rows has a sample variance that sees
-only the events those rows happened to carry. With a handful of explored rows
-and a rare outcome (fraud), it is often zero or far below the truth, and an
-interval built on it covers far less than it claims. The floor models a
-stratum's value as event × size, with the event Bernoulli(p̃) and p̃ shrunk to
-(events + ½) / (explored + 1) (Jeffreys), the size's moments taken from every
-row of the stratum (the amount is known for all rows):
+only the outcomes those rows happened to carry. With a handful of explored rows
+and a rare outcome (fraud), it is often zero or far below the truth; with
+heavy-tailed amounts, a few dozen explored payments understate the tail. An
+interval built on either covers far less than it claims (docs/estimation.md).
 
-    floor = N² / m · (p̃ · E[S²] − p̃² · E[S]²)
+The floor models a row's value under the stratum's action from the value
+model itself: y = base + auth·(a0 + a1·A) + fraud·(f0 + f1·A), with
+auth ~ Bernoulli(p_A) and fraud ~ Bernoulli(p_F) (fraud only on authorized
+payments: p_F = p_A · q), each shrunk by half an event (Jeffreys:
+p_A = (authorized + ½)/(explored + 1), q = (frauds + ½)/(authorized + 1)), and the
+amount's moments taken from every row of the stratum (amounts are known for
+all rows), its second moment at least the segment's shape E[A²]/E[A]² times the
+stratum's mean squared. Then
 
-and each part's variance is raised to at least its floor. It replaces the
-Fay–Feuer gamma interval's "one more event at the largest weight" with "half an
-event at the stratum's own weight" (docs/research/intervals.md §3).
+    floor = N² / m · Var_model(y)
+
+and each part's variance is raised to at least its floor. For fraud it
+replaces the Fay–Feuer gamma interval's "one more event at the largest weight"
+with "half an event at the stratum's own weight" (docs/research/intervals.md §3).
 
 An estimate is `few_events` when the floor moves its variance by more than
 `FLOOR_SHARE` and a part whose floor binds rests on fewer than `FEW` explored
-events, or when a stratum it needs has rows but no explored row of the action
-(its mean was borrowed from the whole segment): its interval then rests on a
-prior, not on the data, and must not decide a launch alone. With many events
-the floor still applies (the amounts of every row describe an event's size
-better than the few explored ones) but the estimate is not flagged.
+fraud events, or when a stratum it needs has rows but no explored row of the
+action (its mean was borrowed from the whole segment): its interval then rests
+on a prior, not on the data, and must not decide a launch alone. Otherwise the
+floor applies without a flag: the amounts of every row describe an outcome's
+size better than the few explored ones.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from simulator.estimate.linearised import Estimate, divide
-from simulator.estimate.strata import HajekPart, rare_event_size
+from simulator.estimate.strata import HajekPart, Outcomes, outcomes
 from simulator.plan.moments import Term, stratum_term
 from simulator.plan.strata import Stratum
 
@@ -64,6 +71,7 @@ class Diagnostics:
     explored: np.ndarray  # explored rows behind the estimate (each part once)
     ess: np.ndarray  # Σ over parts of (Σ s/p)² / Σ (s/p)²
     estimated: np.ndarray  # bool: some Hájek part enters (else the estimate is exact, or not stratified)
+    floor_decides: np.ndarray  # bool: the floor adds more than FLOOR_SHARE of the variance
 
 
 def diagnose(estimate: Estimate, variance: np.ndarray, totals: Totals,
@@ -93,13 +101,15 @@ def diagnose(estimate: Estimate, variance: np.ndarray, totals: Totals,
         for table in (every, changed) if _paired(part) else (every,):
             old = table.get(key, (np.zeros(shape), np.zeros(shape)))
             table[key] = (np.maximum(old[0], seen[0]), np.maximum(old[1], seen[1]))
-    few = few | (sparse & (extra > FLOOR_SHARE * np.nan_to_num(variance) * (1 + 1e-9)))  # robust to reassociated sums
+    decides = extra > FLOOR_SHARE * np.nan_to_num(variance) * (1 + 1e-9)  # robust to reassociated sums
+    few = few | (sparse & decides)
     explored, ess = (sum((v[i] for v in every.values()), np.zeros(shape)) for i in (0, 1))
     if paired and changed:
         only = [sum((v[i] for v in changed.values()), np.zeros(shape)) for i in (0, 1)]
         has = only[0] > 0
         explored, ess = np.where(has, only[0], explored), np.where(has, only[1], ess)
-    return Diagnostics(extra_variance=extra, few_events=few, explored=explored, ess=ess, estimated=estimated)
+    return Diagnostics(extra_variance=extra, few_events=few, explored=explored, ess=ess, estimated=estimated,
+                       floor_decides=decides)
 
 
 def _paired(part: object) -> bool:
@@ -123,26 +133,64 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
             + mean**2 * totals.cross(part.norm, part.norm)
         within = scale**2 * np.maximum(squares, 0.0)
         explored = totals.total(part.explored)
-        floor, events = np.zeros_like(within), np.full_like(within, np.inf)
-        if part.events is not None:
-            floor, events = _floor(part, size, explored, totals), totals.total(part.events)
+        shape = outcomes(plan.value_model, plan.actions, part.action, part.value)
+        floor = _floor(part, shape, size, explored, totals)
+        events = totals.total(part.events) if shape.fraud else np.full_like(within, np.inf)
         ess = np.nan_to_num(divide(norm**2, totals.cross(part.norm, part.norm)))
         unseen = (size > 0) & (explored <= 0)
         memo[part] = PartDiagnostics(within=within, floor=floor, explored=explored, events=events, ess=ess, unseen=unseen)
         return memo[part]
 
-    def _floor(part: HajekPart, size: np.ndarray, explored: np.ndarray, totals: Totals) -> np.ndarray:
-        assert part.events is not None
+    def _floor(part: HajekPart, shape: Outcomes, size: np.ndarray, explored: np.ndarray, totals: Totals) -> np.ndarray:
+        if not (shape.fraud or shape.a0 or shape.a1) or (plan.finite and not shape.fraud):
+            return np.zeros_like(size)
         rows = totals.total(_rows(part))
-        mean_amount = np.nan_to_num(divide(totals.total(part.amount), rows))
-        mean_square = np.nan_to_num(divide(totals.cross(part.amount, part.amount), rows))
-        c0, c1 = rare_event_size(plan.value_model, plan.actions, part.action, part.value)
-        first = c0 + c1 * mean_amount
-        second = c0 * c0 + 2 * c0 * c1 * mean_amount + c1 * c1 * mean_square
-        rate = (totals.total(part.events) + 0.5) / (explored + 1.0)
-        return size**2 / np.maximum(explored, 1.0) * np.maximum(rate * second - rate**2 * first**2, 0.0)
+        mean = np.nan_to_num(divide(totals.total(part.amount), rows))
+        square = np.nan_to_num(divide(totals.cross(part.amount, part.amount), rows))
+        # A stratum's few amounts understate a heavy tail: keep at least the segment's shape (E[A²]/E[A]²)
+        everyone, amount = stratum_term("one", Stratum(())), stratum_term("amount", Stratum(()))
+        n, total_amount = totals.total(everyone), totals.total(amount)
+        tail = np.nan_to_num(divide(totals.cross(amount, amount) * n, total_amount**2), nan=1.0)
+        if plan.finite:  # these payments' amounts and authorisations are what they are; only unseen fraud is modelled
+            tail, shape = np.ones_like(tail), Outcomes(0.0, 0.0, shape.f0, shape.f1)
+        square = np.maximum(square, mean**2 * tail)
+        # Fraud concentrates on some amounts: a fraud's size is at least as spread as the segment's observed frauds
+        frauds = totals.total(stratum_term("fraud", Stratum(())))
+        fraud_amount = stratum_term("fraud_volume", Stratum(()))
+        fraud_mean = np.nan_to_num(divide(totals.total(fraud_amount), frauds))
+        fraud_square = np.nan_to_num(divide(totals.cross(amount, fraud_amount), frauds))
+        trials = explored + 1.0
+        authorized = totals.total(part.authorized)
+        p_auth = (authorized + 0.5) / trials
+        p_fraud = p_auth * (totals.total(part.events) + 0.5) / (authorized + 1.0)  # fraud only on authorized payments
+        moments = _Moments(mean, square)
+        # ... and, as for any amount, at least the segment's tail shape (a few dozen frauds understate it too)
+        fraud = _Moments(np.maximum(mean, fraud_mean), np.maximum(np.maximum(square, fraud_square), fraud_mean**2 * tail))
+        variance = moments.bernoulli(p_auth, shape.a0, shape.a1) + fraud.bernoulli(p_fraud, shape.f0, shape.f1) \
+            + 2 * (p_fraud * fraud.product(shape.a0, shape.a1, shape.f0, shape.f1)
+                   - p_auth * p_fraud * moments.first(shape.a0, shape.a1) * fraud.first(shape.f0, shape.f1))
+        return size**2 / np.maximum(explored, 1.0) * np.maximum(variance, 0.0)
 
     return compute
+
+
+@dataclass(frozen=True, slots=True)
+class _Moments:
+    """The first two moments of the amount over a stratum, for sizes c0 + c1·amount."""
+
+    mean: np.ndarray
+    square: np.ndarray
+
+    def first(self, c0: float, c1: float) -> np.ndarray:
+        return c0 + c1 * self.mean
+
+    def product(self, a0: float, a1: float, b0: float, b1: float) -> np.ndarray:
+        """E[(a0 + a1·A)(b0 + b1·A)]."""
+        return a0 * b0 + (a0 * b1 + a1 * b0) * self.mean + a1 * b1 * self.square
+
+    def bernoulli(self, p: np.ndarray, c0: float, c1: float) -> np.ndarray:
+        """Var(event · size) with event ~ Bernoulli(p) independent of the size."""
+        return p * self.product(c0, c1, c0, c1) - p**2 * self.first(c0, c1) ** 2
 
 
 def _rows(part: HajekPart) -> Term:

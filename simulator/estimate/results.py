@@ -154,14 +154,44 @@ def covariances(totals: Totals, plan: Plan) -> tuple[Covariance, Covariance]:
     """Covariance of an estimate's own totals, and of a paired delta's (see `simulator.estimate.estimators`)."""
     rows = totals.rows
 
-    def superpopulation(a: Term, b: Term) -> np.ndarray:
+    def centre(term: Term) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
-            return totals.cross(a, b) - totals.total(a) * totals.total(b) / rows
+            return totals.total(term) / np.sqrt(rows)
 
+    def disjoint(a: Term, b: Term) -> bool:
+        return disjoint_rows(a, b, plan)
+
+    superpopulation = Covariance(totals.cross, centre, disjoint)
     if not plan.finite:
         return superpopulation, superpopulation
-    paired = totals.design_cross if plan.policy(plan.baseline).logging else superpopulation
-    return totals.design_cross, paired
+    design = Covariance(totals.design_cross, None, disjoint)
+    return design, design if plan.policy(plan.baseline).logging else superpopulation
+
+
+def disjoint_rows(a: Term, b: Term, plan: Plan) -> bool:
+    """Whether two stratified totals run over disjoint rows: other logged actions, or other actions of a deterministic member."""
+    sa, sb = a.stratum, b.stratum
+    if sa is None or sb is None:
+        return False
+    if sa.logged is not None and sb.logged is not None and sa.logged != sb.logged:
+        return True
+    taken = dict(sa.members)
+    for policy, action in sb.members:
+        if policy in taken and taken[policy] != action and deterministic(policy, plan):
+            return True
+    return False
+
+
+@lru_cache(maxsize=256)
+def _deterministic(table_bytes: bytes, shape: tuple[int, ...]) -> bool:
+    table = np.frombuffer(table_bytes).reshape(shape)
+    return bool(np.all((table == 0) | (table == 1)))
+
+
+def deterministic(policy: str, plan: Plan) -> bool:
+    """A coded policy whose every code takes one action (so its action strata do not overlap)."""
+    table = plan.policy(policy).table
+    return table is not None and _deterministic(table.tobytes(), table.shape)
 
 
 def segmentation_name(plan: Plan, index: int) -> str:
@@ -325,7 +355,7 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
     delta_se = np.sqrt(variance(delta, evaluation.paired))
     own = diagnose(metric.estimate, se**2, totals, evaluation.parts)
     paired = diagnose(delta, delta_se**2, totals, evaluation.parts, paired=True)
-    floored = not exact  # events the explored rows may not show: in either estimand, which rows were explored is random
+    floored = not exact  # on these payments (`finite`) only the fraud part: see simulator.estimate.rare
     if floored:
         se, delta_se = np.sqrt(se**2 + own.extra_variance), np.sqrt(delta_se**2 + paired.extra_variance)
     few = own.few_events | paired.few_events
@@ -341,8 +371,9 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
         if method == "gamma":  # resampling cannot see rare events never observed: keep the gamma bounds too
             low, high = np.fmin(low, boot_low), np.fmax(high, boot_high)
             method = "bootstrap-percentile+gamma"
-        else:  # where the floor decides, resampling the few explored events cannot: keep the floored interval
-            low, high = np.where(own.few_events, low, boot_low), np.where(own.few_events, high, boot_high)
+        else:  # where the floor decides, resampling the few explored rows cannot: keep the floored interval
+            keep = own.few_events | own.floor_decides
+            low, high = np.where(keep, low, boot_low), np.where(keep, high, boot_high)
             method = "bootstrap-percentile"
     if metric.proportion:
         low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
@@ -350,7 +381,8 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
         dlow, dhigh = low - baseline, high - baseline
     elif boot is not None and boot[metric.name][2] is not None:
         dlow, dhigh = intervals.student(delta.value, delta_se, _df(paired), confidence)
-        dlow, dhigh = np.where(paired.few_events, dlow, boot[metric.name][2]), np.where(paired.few_events, dhigh, boot[metric.name][3])
+        keep = paired.few_events | paired.floor_decides
+        dlow, dhigh = np.where(keep, dlow, boot[metric.name][2]), np.where(keep, dhigh, boot[metric.name][3])
     else:
         dlow, dhigh = intervals.student(delta.value, delta_se, _df(paired), confidence)
         method += "; delta t" if stratified else "; delta clt"

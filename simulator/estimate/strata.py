@@ -49,7 +49,6 @@ from simulator.plan.moments import Term, stratum_term
 from simulator.schema import BLOCK
 from simulator.stats.units import PATTERNS, value_table
 from simulator.plan.strata import (
-    RARE,
     Members,
     Stratum,
     looked_at,
@@ -71,11 +70,13 @@ class HajekPart:
     size: Term  # N_k^s: the stratum's rows of the metric's population
     main: Term  # Σ y/p over explored rows of the action
     norm: Term  # Σ s/p over the same rows
-    explored: Term  # how many explored rows of the action (unweighted)
-    events: Term | None  # how many of them carry the rare event (None: not a rare value)
-    amount: Term  # Σ amount over the stratum (the size of an event)
+    explored: Term  # how many explored rows of the action (unweighted, of the metric's population)
+    authorized: Term  # how many of them were authorized
+    events: Term  # how many of them carry a fraud dispute (the rare event)
+    amount: Term  # Σ amount over the stratum (the size of an outcome)
     action: int
     value: str
+    population: str
 
 
 def stratified_total(metric: SumMetric, policy: str, total: TotalFn, *, plan: Plan) -> Estimate:
@@ -163,16 +164,18 @@ def hajek_part(metric: SumMetric, members: Members, action: int) -> HajekPart:
     """The totals of one stratum's Hájek mean of a metric's value under an action."""
     explored = Stratum(members, logged=action)
     counted = Stratum(members, logged=action, weighted=False)
-    rare = RARE.get(metric.value)
+    mature = metric.population == "mature"
     return HajekPart(
         size=stratum_term(metric.population, Stratum(members)),
         main=stratum_term(metric.value, explored),
         norm=stratum_term(metric.population, explored),
-        explored=stratum_term("one", counted),
-        events=None if rare is None else stratum_term(rare, counted),
+        explored=stratum_term(metric.population, counted),
+        authorized=stratum_term("mature_authorized" if mature else "authorized", counted),
+        events=stratum_term("fraud", counted),
         amount=stratum_term("amount", Stratum(members)),
         action=action,
         value=metric.value,
+        population=metric.population,
     )
 
 
@@ -225,9 +228,29 @@ def fixed_values(model: ValueModel, actions: tuple[str, ...]) -> dict[tuple[int,
     return out
 
 
-def rare_event_size(model: ValueModel, actions: tuple[str, ...], action: int, value: str) -> tuple[float, float]:
-    """(c0, c1): the size of one event of a rare value under an action, c0 + c1·amount (the largest outcome)."""
-    table = value_table(model, actions)
-    j = VALUES.index(value)
-    event = 0b1111  # authorized, fraud dispute, dispute lost, mature
-    return float(table[action, event, j, 0]), float(table[action, event, j, 1])
+@dataclass(frozen=True, slots=True)
+class Outcomes:
+    """A value under an action as base + authorized·(a0 + a1·amount) + fraud·(f0 + f1·amount) (mature rows).
+
+    Read from the value model's own table: the change from a declined payment to an
+    authorized one, and from an authorized one to a lost fraud dispute.
+    """
+
+    a0: float
+    a1: float
+    f0: float
+    f1: float
+
+    @property
+    def fraud(self) -> bool:
+        """Whether the value moves with fraud (so rare events decide its spread)."""
+        return self.f0 != 0.0 or self.f1 != 0.0
+
+
+@lru_cache(maxsize=256)
+def outcomes(model: ValueModel, actions: tuple[str, ...], action: int, value: str) -> Outcomes:
+    """How a value depends on the outcome under an action (see `Outcomes`)."""
+    table = value_table(model, actions)[action, :, VALUES.index(value)]  # (patterns, 2)
+    declined, authorized, lost = table[0b1000], table[0b1001], table[0b1111]  # mature: + authorized, + fraud, + lost
+    return Outcomes(a0=float(authorized[0] - declined[0]), a1=float(authorized[1] - declined[1]),
+                    f0=float(lost[0] - authorized[0]), f1=float(lost[1] - authorized[1]))

@@ -220,8 +220,8 @@ def needed_sums(plan: Plan) -> Needs:
                 (quadratic if both else strata_quadratic).add((*sorted((ba, bb)), product(va, vb)))
     linear |= {(ONE, "one"), (ONE, "amount")}
     if plan.stratified:
-        linear |= {(ONE, v) for v in RARE.values()}
-        strata_quadratic.add((ONE, ONE, "amount*amount"))
+        linear |= {(ONE, v) for v in RARE.values()} | {(ONE, "fraud_volume")}
+        strata_quadratic |= {(ONE, ONE, "amount*amount"), (ONE, ONE, "amount*fraud_volume")}
     design: set[tuple[str, str, str]] = set()
     if plan.finite:
         design = {q for q in quadratic | strata_quadratic if ONE not in q[:2]}

@@ -114,11 +114,15 @@ def test_snipw_normalises_within_the_policy_s_strata(tmp_path: Path) -> None:
     assert attempts["se"] == pytest.approx(0.0, abs=1e-12)
 
 
-def test_snipw_superpopulation_variance_is_that_of_the_influence_values(tmp_path: Path) -> None:
-    """ψ_i = ȳ_s + (N_s / Σ_s 1/p)·[logged c]·(y_i − ȳ_s)/p_i: here [1, 1, 0, 0], so Var = Σψ² − T²/n = 2 − 4/4 = 1."""
+def test_snipw_superpopulation_variance_is_that_of_the_influence_values_plus_the_floor(tmp_path: Path) -> None:
+    """ψ_i = ȳ_s + (N_s / Σ_s 1/p)·[logged c]·(y_i − ȳ_s)/p_i: here [1, 1, 0, 0], so Var = Σψ² − T²/n = 2 − 4/4 = 1.
+
+    The allow and challenge strata each rest on one explored row, both authorized: their sample spread is 0.
+    The floor models authorization as Bernoulli((1 + ½)/(1 + 1) = 0.75): N²/m · 0.75·0.25 = 0.1875 per stratum.
+    """
     auth = row(results(tmp_path, "snipw", "superpopulation"), "strict", "authorized_count")
     assert auth["estimate"] == pytest.approx(2.0, abs=1e-12)
-    assert auth["se"] == pytest.approx(1.0, abs=1e-12)
+    assert auth["se"] == pytest.approx(math.sqrt(1.0 + 2 * 0.1875), abs=1e-12)
 
 
 def test_logged_policy_reports_observed_totals(tmp_path: Path) -> None:

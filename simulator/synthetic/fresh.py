@@ -1,7 +1,8 @@
-"""Fresh synthetic populations and their superpopulation truth (issue #12 research helper).
+"""Fresh synthetic populations and their superpopulation truth: how intervals are checked against future traffic.
 
-Shared by `coverage_fresh.py` (the engine's intervals) and `interval_methods.py`
-(candidate intervals), so both measure on the very same replications.
+Shared by `benchmarks/coverage_fresh.py` (the engine's intervals),
+`benchmarks/interval_methods.py` (candidate intervals) and the fast coverage
+test in `tests/`, so all measure on the very same kind of replication.
 
 What a "fresh population" is: the generator's world (countries, merchants, MCC
 amount laws, fraud intercept) is drawn from `world_seed` and held fixed; every
@@ -13,7 +14,7 @@ measure coverage of one fixed truth.
 Superpopulation truth of a sum metric for a sample of n rows: n times the
 per-row mean of the policy's counterfactual value, the mean taken over a large
 population (default 4 M rows) of the same world, generated once and cached
-under /tmp. Ratio metrics: ratios of those means. Fraud labels are treated
+(under /tmp unless told otherwise). Ratio metrics: ratios of those means. Fraud labels are treated
 exactly as the estimator treats them (see `docs/research/intervals.md`):
 censored at the as-of date and counted only on rows older than
 `label_maturity_days` (the engine's default `immature_labels = "exclude"`).
@@ -30,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-# --- engine internals: the ONLY place these modules are imported ---
 from simulator.config import ValueModel
 from simulator.model.value import RATIO_METRICS, SUM_METRICS, VALUES, maturity_cutoff, value_exprs
 from simulator.synthetic.generate import GenerateSpec
@@ -126,10 +126,10 @@ def _key(rows: int, world_seed: int) -> str:
 
 
 def superpopulation_means(rows: int = 4_000_000, world_seed: int = 0, chunk: int = 500_000,
-                          rep_seed: int = 987_654_321) -> dict[str, np.ndarray]:
-    """Per-row means over a large population (cached in /tmp): the superpopulation truth per row."""
-    path = Path(f"/tmp/policysim_superpop_{_key(rows, world_seed)}.npz")
-    if path.exists():
+                          rep_seed: int = 987_654_321, cache: Path | None = Path("/tmp")) -> dict[str, np.ndarray]:
+    """Per-row means over a large population (cached in `cache`, None: not cached): the superpopulation truth per row."""
+    path = None if cache is None else cache / f"policysim_superpop_{_key(rows, world_seed)}.npz"
+    if path is not None and path.exists():
         return dict(np.load(path))
     sums: dict[str, np.ndarray] = {}
     for lo in range(0, rows, chunk):
@@ -139,7 +139,8 @@ def superpopulation_means(rows: int = 4_000_000, world_seed: int = 0, chunk: int
         for k, v in means.items():
             sums[k] = sums.get(k, 0.0) + v * (hi - lo)
     out = {k: v / rows for k, v in sums.items()}
-    np.savez(path, **out)
+    if path is not None:
+        np.savez(path, **out)
     return out
 
 
