@@ -209,18 +209,22 @@ class Covariance:
 def variance(estimate: Estimate, covariance: Covariance) -> np.ndarray:
     """Delta-method variance ∇gᵀ Σ ∇g over the terms of an estimate (clamped at 0).
 
-    With Σ = C − c cᵀ it is ∇gᵀ C ∇g − (∇gᵀ c)²: the centring is one product, not one per
-    pair, and pairs of totals over disjoint rows (different strata or logged actions) are skipped.
+    Σ_ab = cross(a, b) − centre(a)·centre(b); for totals over disjoint rows (other strata or
+    logged actions) cross is 0 and only the centring remains, so no cross sum is computed.
+    Pairs are accumulated one by one (not as ∇gᵀC∇g − (∇gᵀc)²), so that a variance which
+    is 0 because its totals cancel comes out 0 up to rounding, whatever the sharding.
     """
     terms = sorted((t for t, g in estimate.grad.items() if np.any(g)), key=lambda t: t.key)  # cancelled: no term
+    centre = {t: covariance.centre(t) for t in terms} if covariance.centre is not None else None
     out = np.zeros_like(estimate.value, dtype=np.float64)
     for i, a in enumerate(terms):
         for b in terms[i:]:
-            if covariance.disjoint(a, b):
+            disjoint = covariance.disjoint(a, b)
+            if disjoint and centre is None:
                 continue
+            cov = -centre[a] * centre[b] if disjoint else covariance.cross(a, b)
+            if centre is not None and not disjoint:
+                cov = cov - centre[a] * centre[b]
             factor = 1.0 if a == b else 2.0
-            out = out + factor * estimate.grad[a] * estimate.grad[b] * covariance.cross(a, b)
-    if covariance.centre is not None:
-        centred = sum((estimate.grad[t] * covariance.centre(t) for t in terms), np.zeros_like(out))
-        out = out - centred**2
+            out = out + factor * estimate.grad[a] * estimate.grad[b] * cov
     return np.maximum(out, 0.0)  # rounding can make a variance slightly negative
