@@ -162,11 +162,13 @@ class GridTotals:
             return any(p == self.policy for p, _ in term.stratum.members)
         return term.policy == self.policy
 
+    def _others(self, term: Term) -> tuple[tuple[str, int], ...]:
+        """A stratified term's members other than the grid (none for other terms)."""
+        return () if term.stratum is None else tuple(m for m in term.stratum.members if m[0] != self.policy)
+
     def outer_weights(self, term: Term, outer: str | None) -> np.ndarray | None:
         """A grid stratum's membership per code of the outer coding (the baseline), for binned replicates."""
-        if term.stratum is None:
-            return None
-        rest = [m for m in term.stratum.members if m[0] != self.policy]
+        rest = self._others(term)
         if not rest:
             return None
         if len(rest) != 1 or rest[0][0] != outer:
@@ -177,9 +179,7 @@ class GridTotals:
 
     def outside(self, term: Term) -> tuple[np.ndarray, str] | None:
         """A grid term's per-cell coefficient from members other than the grid, and a name for it (None: 1)."""
-        if term.stratum is None:
-            return None
-        rest = tuple(m for m in term.stratum.members if m[0] != self.policy)
+        rest = self._others(term)
         if not rest:
             return None
         return stratum_coefficients(Stratum(rest), self.plan, self.base.keys), repr(rest)

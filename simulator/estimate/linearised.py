@@ -64,10 +64,6 @@ class Estimate:
         """The sum of two estimates over the same segments."""
         return self.combine(other, 1.0)
 
-    def scaled(self, factor: np.ndarray) -> Estimate:
-        """factor · self (factor fixed)."""
-        return Estimate(value=factor * self.value, grad=lambda: {t: factor * g for t, g in self.grad.items()},
-                        parts={k: (factor * f, part) for k, (f, part) in self.parts.items()})
 
 
 def divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -76,7 +76,6 @@ class HajekPart:
     amount: Term  # Σ amount over the stratum (the size of an outcome)
     action: int
     value: str
-    population: str
 
 
 def stratified_total(metric: SumMetric, policy: str, total: TotalFn, *, plan: Plan) -> Estimate:
@@ -175,7 +174,6 @@ def hajek_part(metric: SumMetric, members: Members, action: int) -> HajekPart:
         amount=stratum_term("amount", Stratum(members)),
         action=action,
         value=metric.value,
-        population=metric.population,
     )
 
 
