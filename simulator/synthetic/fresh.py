@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -97,16 +98,32 @@ def fresh_population(rows: int, rep_seed: int, *, world_seed: int = 0, explorati
     return log, pl.from_arrow(ground_truth_table(chunk, tx.column(0)))
 
 
-def value_matrix(frame: pl.DataFrame, world_seed: int = 0, value_model: ValueModel | None = None) -> np.ndarray:
+@dataclass(frozen=True, slots=True)
+class Labels:
+    """Which fraud labels a truth counts: rows at least `maturity_days` old, with the disputes arrived by
+    as_of (`immature_labels = "exclude"`) or, `eventual`, every dispute that will arrive (what "develop"
+    estimates, on the rows older than its minimum age)."""
+
+    maturity_days: int = MATURITY_DAYS
+    eventual: bool = False
+
+
+EXCLUDE = Labels()
+
+
+def value_matrix(frame: pl.DataFrame, world_seed: int = 0, value_model: ValueModel | None = None,
+                 labels: Labels = EXCLUDE) -> np.ndarray:
     """(rows, len(VALUES)) value columns of the engine's value model at each row's action."""
-    cutoff = maturity_cutoff(as_of(world_seed), MATURITY_DAYS)
+    cutoff = maturity_cutoff(as_of(world_seed), labels.maturity_days)
     return frame.select(value_exprs(value_model or ValueModel(), cutoff)).to_numpy().astype(np.float64)
 
 
-def counterfactual_values(log: pl.DataFrame, truth: pl.DataFrame, world_seed: int = 0) -> np.ndarray:
-    """(actions, rows, VALUES): every row's value columns under each action (labels censored at as_of)."""
+def counterfactual_values(log: pl.DataFrame, truth: pl.DataFrame, world_seed: int = 0,
+                          labels: Labels = EXCLUDE) -> np.ndarray:
+    """(actions, rows, VALUES): every row's value columns under each action."""
     when = as_of(world_seed)
-    return np.stack([value_matrix(counterfactual_log(log, truth, a, when), world_seed) for a in ACTIONS])
+    return np.stack([value_matrix(counterfactual_log(log, truth, a, when, censored=not labels.eventual), world_seed,
+                                  labels=labels) for a in ACTIONS])
 
 
 def policy_means(potential: np.ndarray, fraud_score: np.ndarray) -> dict[str, np.ndarray]:
@@ -120,22 +137,30 @@ def policy_means(potential: np.ndarray, fraud_score: np.ndarray) -> dict[str, np
     return out
 
 
-def _key(rows: int, world_seed: int) -> str:
-    text = repr((rows, world_seed, sorted(POLICIES.items()), VALUES, MATURITY_DAYS))
+def population_means(log: pl.DataFrame, truth: pl.DataFrame, world_seed: int = 0,
+                     labels: Labels = EXCLUDE) -> dict[str, np.ndarray]:
+    """Per-row means of every policy's value columns over this population (its finite-population truth per row)."""
+    return policy_means(counterfactual_values(log, truth, world_seed, labels), log["fraud_score"].to_numpy())
+
+
+def _key(rows: int, world_seed: int, labels: Labels) -> str:
+    extra = () if labels == EXCLUDE else (labels.maturity_days, labels.eventual)
+    text = repr((rows, world_seed, sorted(POLICIES.items()), VALUES, MATURITY_DAYS, *extra))
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def superpopulation_means(rows: int = 4_000_000, world_seed: int = 0, chunk: int = 500_000,
-                          rep_seed: int = 987_654_321, cache: Path | None = Path("/tmp")) -> dict[str, np.ndarray]:
+                          rep_seed: int = 987_654_321, cache: Path | None = Path("/tmp"),
+                          labels: Labels = EXCLUDE) -> dict[str, np.ndarray]:
     """Per-row means over a large population (cached in `cache`, None: not cached): the superpopulation truth per row."""
-    path = None if cache is None else cache / f"policysim_superpop_{_key(rows, world_seed)}.npz"
+    path = None if cache is None else cache / f"policysim_superpop_{_key(rows, world_seed, labels)}.npz"
     if path is not None and path.exists():
         return dict(np.load(path))
     sums: dict[str, np.ndarray] = {}
     for lo in range(0, rows, chunk):
         hi = min(lo + chunk, rows)
         log, truth = fresh_population(rows, rep_seed, world_seed=world_seed, lo=lo, hi=hi)
-        means = policy_means(counterfactual_values(log, truth, world_seed), log["fraud_score"].to_numpy())
+        means = population_means(log, truth, world_seed, labels)
         for k, v in means.items():
             sums[k] = sums.get(k, 0.0) + v * (hi - lo)
     out = {k: v / rows for k, v in sums.items()}
