@@ -375,6 +375,8 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
             keep = own.few_events | own.floor_decides
             low, high = np.where(keep, low, boot_low), np.where(keep, high, boot_high)
             method = "bootstrap-percentile"
+    if not metric.signed:  # a count, volume or rate is never negative: neither is its lower bound
+        low = np.maximum(low, 0.0)
     if metric.proportion:
         low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
     if evaluation.exact_baseline:  # the baseline is known exactly: the delta's interval is the estimate's, shifted

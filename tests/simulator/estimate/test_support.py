@@ -7,7 +7,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from rich.console import Console
+
 from simulator.config import parse_config
+from simulator.report.tables import overall_table
 from simulator.workflows.run import run
 from tests.conftest import LOCAL
 from tests.simulator.estimate.test_estimators_known import CONFIG, ROWS
@@ -89,3 +92,29 @@ def test_block_quality_is_unidentified_together_when_no_explored_allowed_row_sho
     recall = _row(identified, "ALL", "block_recall")
     assert "unidentified" not in recall["flag"] and recall["estimate"] is not None
     assert "few_events" in recall["flag"]  # identified, but by one explored fraud: its interval rests on the floor
+
+
+@pytest.mark.parametrize("population", ["finite", "superpopulation"])
+@pytest.mark.parametrize("bootstrap", [0, 50])
+def test_block_quality_resting_on_one_explored_fraud_is_uncertain_not_a_point(tmp_path: Path, population: str,
+                                                                               bootstrap: int) -> None:
+    # Blocking from 0.7 blocks t4, the only explored allowed row in that region, and it was a fraud: precision
+    # reads 1.0 from one weighted event. Its interval must show that uncertainty (not [1.0, 1.0]), the counts'
+    # lower bounds stay ≥ 0, and every block-quality metric carries the same flag in the parquet and the CLI table.
+    path = tmp_path / "log.parquet"
+    ROWS.write_parquet(path)
+    strict = {"name": "strict", "kind": "threshold", "score": "fraud_score", "block_above": 0.7}
+    config = parse_config(CONFIG | {"policies": [strict], "estimation": {"min_ess": 0.0, "population": population,
+                                                                         "bootstrap": bootstrap}})
+    results = run(config, path, execution=LOCAL).results.filter(pl.col("policy") == "strict")
+    precision = _row(results, "ALL", "block_precision")
+    assert precision["estimate"] == pytest.approx(1.0)
+    assert precision["ci_low"] < 0.5 and precision["ci_high"] == pytest.approx(1.0)
+    for metric in ("blocked_fraud_count", "blocked_legit_count", "block_precision", "block_recall"):
+        row = _row(results, "ALL", metric)
+        assert "few_events" in row["flag"] and "unidentified" not in row["flag"], metric
+        assert 0.0 <= row["ci_low"] < row["ci_high"], metric
+    table = Console(record=True, width=200)
+    table.print(overall_table(results, "logged", ("block_precision", "block_recall")))
+    lines = [line for line in table.export_text().splitlines() if "block_" in line]
+    assert len(lines) == 2 and all("few_events" in line for line in lines)
