@@ -383,9 +383,9 @@ def demo_command(
             grid = sweep(swept, data / "transactions", execution=execution)
         write_sweep_outputs(grid, swept, data / "transactions", str(configs / "sweep.toml"), out / "sweep")
         _print_sweep(grid, out / "sweep")
-        # the demo ends with a review of the example candidate
-        reviewed = review(load_config(configs / "example.toml"), data / "transactions", execution=demo,
-                          config_source=str(configs / "example.toml"))
+        # the demo ends with a review the demo data can decide (docs/review.md, "Two reviews of the demo data")
+        reviewed = review(load_config(configs / "block_risky.toml"), data / "transactions", execution=demo,
+                          config_source=str(configs / "block_risky.toml"))
         files = write_review(reviewed, out / "review")
         stdout().print(guardrail_table(reviewed.guardrails))
         console.print(f"review of '{reviewed.candidate}': {reviewed.verdict.upper()}; open {files.html}")
