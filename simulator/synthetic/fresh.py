@@ -1,6 +1,6 @@
 """Fresh synthetic populations and their superpopulation truth: how intervals are checked against future traffic.
 
-Shared by `benchmarks/coverage_fresh.py` (the engine's intervals),
+Shared by `benchmarks/coverage.py` (the engine's intervals),
 `benchmarks/interval_methods.py` (candidate intervals) and the fast coverage
 test in `tests/`, so all measure on the very same kind of replication.
 
@@ -48,7 +48,7 @@ MATURITY_DAYS = 90
 # (challenge_above, block_above) on fraud_score; inclusive like the `threshold` policy.
 POLICIES: dict[str, tuple[float, float]] = {
     "production": (0.05, 0.4),  # the generator's logging policy without exploration
-    "cand_a": (0.02, 0.2),  # benchmarks/coverage.py's candidate
+    "cand_a": (0.02, 0.2),  # benchmarks/coverage_relog.py's candidate
     "cand_b": (0.05, 0.3),  # only blocks more than production (rows in [0.3, 0.4): challenge -> block)
 }
 BASELINE = "production"
