@@ -142,7 +142,7 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
         return memo[part]
 
     def _floor(part: HajekPart, shape: Outcomes, size: np.ndarray, explored: np.ndarray, totals: Totals) -> np.ndarray:
-        if not (shape.fraud or shape.a0 or shape.a1) or (plan.finite and not shape.fraud):
+        if not (shape.fraud or shape.a0 or shape.a1):
             return np.zeros_like(size)
         rows = totals.total(_rows(part))
         mean = np.nan_to_num(divide(totals.total(part.amount), rows))
@@ -151,8 +151,8 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
         everyone, amount = stratum_term("one", Stratum(())), stratum_term("amount", Stratum(()))
         n, total_amount = totals.total(everyone), totals.total(amount)
         tail = np.nan_to_num(divide(totals.cross(amount, amount) * n, total_amount**2), nan=1.0)
-        if plan.finite:  # these payments' amounts and authorisations are what they are; only unseen fraud is modelled
-            tail, shape = np.ones_like(tail), Outcomes(0.0, 0.0, shape.f0, shape.f1)
+        if plan.finite:  # these payments' amounts are known: the stratum's own, no borrowed tail
+            tail = np.ones_like(tail)
         square = np.maximum(square, mean**2 * tail)
         # Fraud concentrates on some amounts: a fraud's size is at least as spread as the segment's observed frauds
         frauds = totals.total(stratum_term("fraud", Stratum(())))
@@ -166,9 +166,16 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
         moments = _Moments(mean, square)
         # ... and, as for any amount, at least the segment's tail shape (a few dozen frauds understate it too)
         fraud = _Moments(np.maximum(mean, fraud_mean), np.maximum(np.maximum(square, fraud_square), fraud_mean**2 * tail))
-        variance = moments.bernoulli(p_auth, shape.a0, shape.a1) + fraud.bernoulli(p_fraud, shape.f0, shape.f1) \
-            + 2 * (p_fraud * fraud.product(shape.a0, shape.a1, shape.f0, shape.f1)
-                   - p_auth * p_fraud * moments.first(shape.a0, shape.a1) * fraud.first(shape.f0, shape.f1))
+        authorisation, fraud_part = moments.bernoulli(p_auth, shape.a0, shape.a1), fraud.bernoulli(p_fraud, shape.f0, shape.f1)
+        if plan.finite:
+            # On these payments only the unexplored rows' outcomes are unknown: the authorisation part takes the
+            # finite-population correction; the fraud part stays the prior for events the explored rows cannot show.
+            unknown = np.clip(1.0 - np.nan_to_num(divide(explored, size)), 0.0, 1.0)
+            variance = unknown * authorisation + fraud_part
+        else:
+            variance = authorisation + fraud_part + 2 * (
+                p_fraud * fraud.product(shape.a0, shape.a1, shape.f0, shape.f1)
+                - p_auth * p_fraud * moments.first(shape.a0, shape.a1) * fraud.first(shape.f0, shape.f1))
         return size**2 / np.maximum(explored, 1.0) * np.maximum(variance, 0.0)
 
     return compute

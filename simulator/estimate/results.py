@@ -355,7 +355,7 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
     delta_se = np.sqrt(variance(delta, evaluation.paired))
     own = diagnose(metric.estimate, se**2, totals, evaluation.parts)
     paired = diagnose(delta, delta_se**2, totals, evaluation.parts, paired=True)
-    floored = not exact  # on these payments (`finite`) only the fraud part: see simulator.estimate.rare
+    floored = not exact  # on these payments (`finite`) the floor sees their own amounts: simulator.estimate.rare
     if floored:
         se, delta_se = np.sqrt(se**2 + own.extra_variance), np.sqrt(delta_se**2 + paired.extra_variance)
     few = own.few_events | paired.few_events

@@ -21,7 +21,7 @@ from segments.spec import required_columns
 from simulator.config import RunConfig, ValueModel
 from simulator.model.direct import DirectMethod, fit_direct_method
 from simulator.errors import InvalidConfig, InvalidData, UnknownName
-from simulator.estimate.estimators import estimator_kind
+from simulator.estimate.estimators import estimator_kind, estimator_warnings
 from simulator.estimate.strata import stratified_terms
 from simulator.schema import (
     ACTION,
@@ -209,7 +209,7 @@ def compile_plan(config: RunConfig, data: pl.LazyFrame, *, as_of: datetime | Non
     if as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=UTC)
     mode, development, cutoff, label_warnings = label_maturity(config, data, names, as_of)
-    warnings = warnings + label_warnings
+    warnings = warnings + label_warnings + estimator_warnings(config.estimation.estimator)
     columns = set(BASE_COLUMNS) | required_columns(config.segments)
     for p in planned:
         columns |= p.policy.columns

@@ -190,7 +190,8 @@ def test_a_candidate_identical_to_production_has_every_delta_exactly_zero(frame:
     config = parse_config({"segments": SEGMENTS, "policies": [copy, PRODUCTION_THRESHOLDS],
                            "estimation": _estimation(name, population)})
     result = run_frame(config, frame)
-    assert result.plan.baseline == "production" and not result.plan.warnings
+    assert result.plan.baseline == "production"
+    assert not [w for w in result.plan.warnings if not w.startswith(f"estimator {name!r}")]  # only the estimator's note
     results = result.results.sort(KEYS[1:])
     production = results.filter(pl.col("policy") == "production")
     for policy in ("copy", "thresholds"):
@@ -341,3 +342,11 @@ def test_a_grid_point_equals_its_threshold_policy_run_alone(dataset: Path, name:
         alone = run_local(parse_config({k: v for k, v in table.items() if k != "sweep"} | {"policies": [policy]}),
                           dataset, shard_rows=10_000).filter(pl.col("policy") == "alone")
         _assert_same(swept.filter(pl.col("point") == point), alone)
+
+
+@pytest.mark.parametrize("name", known_estimators())
+def test_every_output_warns_when_the_estimator_is_not_the_measured_default(frame: pl.DataFrame, name: str) -> None:
+    config = parse_config({"policies": [PRODUCTION_THRESHOLDS], "estimation": {"estimator": name}})
+    warnings = run_frame(config, frame).plan.warnings
+    measured = estimator_kind(name).stratified
+    assert any(w.startswith(f"estimator {name!r}") and "docs/estimation.md" in w for w in warnings) != measured
