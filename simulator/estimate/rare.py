@@ -17,7 +17,11 @@ stratum's mean squared. Then
 
     floor = N² / m · Var_model(y)
 
-and each part's variance is raised to at least its floor. For fraud it
+and each part's variance is raised to at least its floor. For the finite
+estimand (these payments, not future traffic) the amounts are the stratum's
+own (no borrowed tail), the authorisation part carries the finite-population
+correction 1 − m/N (only the unexplored rows' outcomes are unknown), and the
+fraud part stays the prior for events the explored rows cannot show. For fraud it
 replaces the Fay–Feuer gamma interval's "one more event at the largest weight"
 with "half an event at the stratum's own weight" (docs/research/intervals.md §3).
 
