@@ -169,7 +169,10 @@ def summary(args: argparse.Namespace) -> None:
     print(markdown(worst))
     print("\n### compact: min coverage / largest tail miss / median width ratio, per class\n")
     cells = worst.with_columns(
-        cell=pl.format("{} / {} / {}", pl.col("cov_min").round(2), pl.col("tail_max").round(2), pl.col("width_med").round(2)),
+        cell=pl.format("{} / {} / {}", pl.col("cov_min").round(2), pl.col("tail_max").round(2),
+                       pl.when(pl.col("width_med").is_finite() & (pl.col("width_med") < 1e6))
+                       .then(pl.col("width_med").round(2).cast(pl.String))
+                       .otherwise(pl.lit("exact"))),  # the estimate does not vary: its own payments (finite)
         mode=pl.format("{} {} {} {}", pl.col("estimator"), pl.col("population"),
                        pl.when(pl.col("bootstrap") > 0).then(pl.lit("boot")).otherwise(pl.lit("analytic")),
                        pl.col("labels")))

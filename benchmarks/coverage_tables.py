@@ -44,7 +44,9 @@ def class_table(table: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
             .group_by(*keys, "kind", "cls", maintain_order=True)
             .agg(cov_min=pl.col("coverage").min(), cov_med=pl.col("coverage").median(),
                  tail_max=pl.max_horizontal("miss_low", "miss_high").max(),
-                 width_med=pl.col("width_ratio").median(), width_max=pl.col("width_ratio").max())
+                 # an exact estimate (no spread: e.g. counts of actions on these payments) has no width ratio
+                 width_med=pl.col("width_ratio").filter(pl.col("width_ratio") < 1e6).median(),
+                 width_max=pl.col("width_ratio").filter(pl.col("width_ratio") < 1e6).max())
             .sort(*keys, "kind", "cls"))
 
 
