@@ -16,8 +16,8 @@ says why), never crashed on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,9 @@ from simulator.data.summary import (
     utc_timestamp,
 )
 from simulator.errors import InvalidData
-from simulator.data.load import dataset_files, scan_dataset
+from simulator.data.load import Source, open_source, reading_source, scan_dataset
+from simulator.data.logging_policy import derived_columns, logging_inputs
+from simulator.data.mapping import schema_name
 from simulator.schema import (
     ACTION,
     AMOUNT,
@@ -48,6 +50,7 @@ from simulator.schema import (
     PROPENSITY,
     REQUIRED_COLUMNS,
     TRANSACTION_ID,
+    TIMESTAMP_COLUMNS,
     Schema,
     logging_prob_column,
 )
@@ -77,16 +80,33 @@ class Problem:
     example_value: str | None
     detail: str
 
-    def message(self) -> str:
-        """One line, e.g. `propensity: 12 rows outside (0, 1], e.g. transaction_id=tx_000417 (propensity=0.0)`."""
+    def message(self, schema: Schema | None = None) -> str:
+        """One line, e.g. `propensity: 12 rows outside (0, 1], e.g. transaction_id=tx_000417 (propensity=0.0)`.
+
+        With the `schema` of an export whose columns are renamed, columns are
+        named as in the files first: `p_logged (propensity): ..., e.g. txn_id=T1 (p_logged=0.0)`.
+        """
+        schema = schema or Schema()
         if self.count == 0:
-            return f"{self.column}: {self.detail}"
-        text = f"{self.column}: {self.count} {'row' if self.count == 1 else 'rows'} {self.detail}"
+            return f"{schema.label(self.column)}: {self.detail}"
+        text = f"{schema.label(self.column)}: {self.count} {'row' if self.count == 1 else 'rows'} {self.detail}"
         if self.example_id is not None:
-            text += f", e.g. {TRANSACTION_ID}={self.example_id}"
+            text += f", e.g. {schema.file_name(TRANSACTION_ID)}={self.example_id}"
         if self.example_value is not None:
-            text += f" ({self.column}={self.example_value})"
+            text += f" ({schema.file_name(self.column)}={self.example_value})"
         return text
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """How the canonical columns came about, for messages that point at the cause.
+
+    `derived`: columns computed from `[data.logging_policy]`; `parsed`:
+    timestamp columns parsed from text, with the format they must follow.
+    """
+
+    derived: frozenset[str] = frozenset()
+    parsed: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,17 +124,17 @@ class _Check:
     shown: tuple[tuple[str, pl.Expr], ...] = ()
 
 
-def find_problems(frame: pl.LazyFrame | pl.DataFrame, schema: Schema) -> list[Problem]:
+def find_problems(frame: pl.LazyFrame | pl.DataFrame, schema: Schema, origin: Origin = Origin()) -> list[Problem]:
     """Every problem of `frame` (canonical column names) against SPEC §2, in one pass over it."""
     frame = frame.lazy()
     columns = frame.collect_schema()
-    schema_problems, usable = _schema_problems(columns, schema)
-    value_problems, _ = _evaluate(frame, _value_checks(columns, usable, schema), {}, {})
+    schema_problems, usable = _schema_problems(columns, schema, origin)
+    value_problems, _ = _evaluate(frame, _value_checks(columns, usable, schema, origin), {}, {}, schema)
     return schema_problems + value_problems
 
 
 def check_dataset(
-    path: Path,
+    path: str | Path | Source,
     schema: Schema,
     *,
     as_of: datetime | None = None,
@@ -130,26 +150,41 @@ def check_dataset(
         summary = check_dataset(Path("data/transactions"), config.data.schema())
         summary.rows, summary.as_of
     """
-    path = Path(path)
-    files = dataset_files(path)
-    frame = scan_dataset(path, schema)
+    source = open_source(path, schema)
+    frame = scan_dataset(source, schema, audit=True)
     columns = frame.collect_schema()
-    schema_problems, usable = _schema_problems(columns, schema)
+    origin = origin_of(source, schema)
+    schema_problems, usable = _schema_problems(columns, schema, origin)
     # The summary's aggregations assume well-typed columns: only run them on a sound schema.
     summary = {} if schema_problems else summary_exprs(columns, schema, as_of)
     queries = {} if schema_problems else summary_queries(frame, columns, schema, as_of, label_maturity_days)
-    value_problems, values = _evaluate(frame, _value_checks(columns, usable, schema), summary, queries)
+    with reading_source(source):
+        value_problems, values = _evaluate(frame, _value_checks(columns, usable, schema, origin), summary, queries,
+                                           schema)
     problems = schema_problems + value_problems
     if problems:
-        raise InvalidData(_describe(path, problems), problems=tuple(problems))
-    return summarise(values, columns, schema, files=len(files), label_maturity_days=label_maturity_days)
+        raise InvalidData(_describe(source.location, problems, schema), problems=tuple(problems))
+    return summarise(values, columns, schema, files=len(source.files), label_maturity_days=label_maturity_days,
+                     derived=origin.derived)
 
 
-def _describe(path: Path, problems: list[Problem]) -> str:
+def origin_of(source: Source, schema: Schema) -> Origin:
+    """Which canonical columns of `source` the declared logging policy derives, and which timestamps are text."""
+    present = {schema_name(name, schema) for name in source.types}
+    parsed = {
+        name: (f"in the format {schema.timestamp_formats[name]!r} ([data.timestamp_format])"
+               if name in schema.timestamp_formats else "an ISO 8601 timestamp (or declare [data.timestamp_format])")
+        for name in TIMESTAMP_COLUMNS
+        if source.types.get(schema.file_name(name)) == pl.String
+    }
+    return Origin(derived=derived_columns(schema, present), parsed=parsed)
+
+
+def _describe(location: str, problems: list[Problem], schema: Schema) -> str:
     """The `InvalidData` message: one line per problem, then what to do."""
     count = f"{len(problems)} {'problem' if len(problems) == 1 else 'problems'}"
-    lines = [f"{path}: {count} with the logged transactions (SPEC §2):"]
-    lines += [f"  - {problem.message()}" for problem in problems]
+    lines = [f"{location}: {count} with the logged transactions (SPEC §2):"]
+    lines += [f"  - {problem.message(schema)}" for problem in problems]
     if any(problem.rule in ("missing", "dtype") for problem in problems):
         lines.append("If a column exists under another name, map it in [data.columns].")
     return "\n".join(lines)
@@ -198,7 +233,27 @@ EXPECTED_TYPES: dict[str, tuple[str, Callable[[pl.DataType], bool]]] = {
 }
 
 
-def _schema_problems(columns: pl.Schema, schema: Schema) -> tuple[list[Problem], set[str]]:
+NO_PROPENSITY = (
+    "missing column: the estimates divide by it. Either map the column of your files that holds the logged "
+    "action's probability in [data.columns] (propensity = \"<its name>\"), or declare the policy that logged the "
+    "data in [data.logging_policy] (a policy table plus exploration = <share explored>) to derive it; "
+    "see docs/bring-your-own-data.md"
+)
+
+
+def _missing(name: str, columns: pl.Schema, schema: Schema, present_probs: list[str]) -> str:
+    """Why a column is missing, and what to do about it."""
+    if name == PROPENSITY and schema.logging_policy is not None:
+        lacking = [schema.file_name(c) for c in logging_inputs(schema) if c not in columns]
+        return f"missing column: [data.logging_policy] derives it from columns the data lacks: {', '.join(lacking)}"
+    if name == PROPENSITY:
+        return NO_PROPENSITY
+    if name.startswith(LOGGING_PROB_PREFIX) and present_probs:
+        return f"missing column (every action needs one when {present_probs[0]} is present)"
+    return "missing column"
+
+
+def _schema_problems(columns: pl.Schema, schema: Schema, origin: Origin = Origin()) -> tuple[list[Problem], set[str]]:
     """Missing and mistyped columns, and the set of checked columns present with a usable type."""
     expected = {name: EXPECTED_TYPES[name] for name in REQUIRED_COLUMNS}
     if DISPUTED_AT in columns:
@@ -210,8 +265,7 @@ def _schema_problems(columns: pl.Schema, schema: Schema) -> tuple[list[Problem],
     problems: list[Problem] = []
     for name, (wanted, accepts) in expected.items():
         if name not in columns:
-            why = f" (every action needs one when {present[0]} is present)" if name in logging_probs else ""
-            problems.append(Problem(name, "missing", 0, None, None, f"missing column{why}"))
+            problems.append(Problem(name, "missing", 0, None, None, _missing(name, columns, schema, present)))
         elif not accepts(dtype := columns[name]):
             problems.append(Problem(name, "dtype", 0, None, str(dtype), f"has type {dtype}, expected {wanted}"))
     broken = {problem.column for problem in problems}
@@ -221,28 +275,55 @@ def _schema_problems(columns: pl.Schema, schema: Schema) -> tuple[list[Problem],
 # --- value checks ----------------------------------------------------------------------------------------------
 
 
-def _value_checks(columns: pl.Schema, usable: set[str], schema: Schema) -> list[_Check]:
+DERIVED = " (derived from [data.logging_policy]"
+
+
+def _null_detail(name: str, origin: Origin) -> str:
+    """Why a value can be null: absent, unparseable text, or a logging policy that could not be evaluated."""
+    if name in origin.parsed:
+        return f"null or not {origin.parsed[name]}"
+    if name in origin.derived:
+        return f"null{DERIVED}, which could not be evaluated on them: see the other problems)"
+    return "null"
+
+
+def _value_checks(columns: pl.Schema, usable: set[str], schema: Schema, origin: Origin = Origin()) -> list[_Check]:
     """Every row-level check whose columns are usable, in the order the problems are reported."""
     probs = [logging_prob_column(action) for action in schema.actions]
     never_null = (TRANSACTION_ID, CREATED_AT, AMOUNT, ACTION, PROPENSITY)
-    checks = [_Check(name, "null", "null", pl.col(name).is_null()) for name in never_null if name in usable]
+    checks = [_Check(name, "null", _null_detail(name, origin), pl.col(name).is_null())
+              for name in never_null if name in usable]
     if AMOUNT in usable:
         checks.append(_range(AMOUNT, "not a finite number > 0", lambda x: x.is_finite() & (x > 0)))
     if PROPENSITY in usable:
-        checks.append(_range(PROPENSITY, "outside (0, 1] or NaN", lambda x: (x > 0) & (x <= 1)))
+        why = (f"{DERIVED}: the declared policy never takes the logged action there; is exploration missing?)"
+               if PROPENSITY in origin.derived else "")
+        checks.append(_range(PROPENSITY, f"outside (0, 1] or NaN{why}", lambda x: (x > 0) & (x <= 1)))
     for name in [*schema.resolved_scores(list(columns)), *probs]:
         if name in usable:
-            checks.append(_Check(name, "null", "null", pl.col(name).is_null()))
-            checks.append(_range(name, "outside [0, 1] or NaN", lambda x: (x >= 0) & (x <= 1)))
+            low, high = schema.score_range(name) if name not in probs else (0.0, 1.0)
+            checks.append(_Check(name, "null", _null_detail(name, origin), pl.col(name).is_null()))
+            checks.append(_range(name, f"outside [{low:g}, {high:g}] or NaN",
+                                 lambda x, low=low, high=high: (x >= low) & (x <= high)))
     if ACTION in usable:
-        action = pl.col(ACTION).cast(pl.String)
-        unknown = action.is_not_null() & ~action.is_in(schema.actions)
-        detail = f"not one of the actions {', '.join(schema.actions)}"
-        checks.append(_Check(ACTION, "unknown_action", detail, unknown, ((ACTION, action),)))
+        checks.append(_unknown_action(schema))
     checks += _outcome_checks(columns, usable, schema)
-    if all(name in usable for name in probs):
+    # a logged propensity against derived logging_prob_<action> is the audit's job, not an error
+    if all(name in usable for name in probs) and not (set(probs) & origin.derived and PROPENSITY not in origin.derived):
         checks += _logging_prob_checks(probs, usable, schema)
     return checks
+
+
+def _unknown_action(schema: Schema) -> _Check:
+    """Rows whose action is not in the action set (after `[data.action_values]`), shown as the files spell it."""
+    action = pl.col(ACTION).cast(pl.String)
+    unknown = action.is_not_null() & ~action.is_in(schema.actions)
+    if schema.action_values:
+        values = ", ".join(f"{schema.action_values.get(a, a)!r} ({a})" for a in schema.actions)
+        detail = f"not one of the values {values} of [data.action_values]"
+    else:
+        detail = f"not one of the actions {', '.join(schema.actions)}"
+    return _Check(ACTION, "unknown_action", detail, unknown, ((ACTION, action),))
 
 
 def _range(name: str, detail: str, inside: Callable[[pl.Expr], pl.Expr]) -> _Check:
@@ -320,7 +401,8 @@ def _logging_prob_checks(probs: list[str], usable: set[str], schema: Schema) -> 
 
 
 def _evaluate(
-    frame: pl.LazyFrame, checks: list[_Check], extra: dict[str, pl.Expr], side: dict[str, pl.LazyFrame]
+    frame: pl.LazyFrame, checks: list[_Check], extra: dict[str, pl.Expr], side: dict[str, pl.LazyFrame],
+    schema: Schema = Schema(),
 ) -> tuple[list[Problem], dict[str, Any]]:
     """Run every check, the `extra` aggregations and the 1×1 `side` queries; the problems, and every value by name.
 
@@ -351,7 +433,8 @@ def _evaluate(
             example = values[f"_example{i}"]
             shown = [example[f"shown{j}"] for j in range(len(check.shown))]
             example_id = None if example["id"] is None else _show(example["id"])
-            problems.append(Problem(check.column, check.rule, count, example_id, _example(check, shown), check.detail))
+            problems.append(Problem(check.column, check.rule, count, example_id, _example(check, shown, schema),
+                                    check.detail))
     return problems, values
 
 
@@ -384,11 +467,12 @@ def _duplicates(frame: pl.LazyFrame) -> list[Problem]:
     return [Problem(TRANSACTION_ID, "duplicate", count, _show(ids.filter(duplicated)[0]), None, DUPLICATE_DETAIL)]
 
 
-def _example(check: _Check, shown: list[object]) -> str | None:
-    """The example value: the column's own value, then `label=value` for each context column."""
+def _example(check: _Check, shown: list[object], schema: Schema) -> str | None:
+    """The example value: the column's own value, then `label=value` for each context column (named as in the files)."""
     if not shown:
         return None
-    context = [f"{label}={_show(value)}" for (label, _), value in zip(check.shown[1:], shown[1:], strict=True)]
+    context = [f"{schema.file_name(label)}={_show(value)}"
+               for (label, _), value in zip(check.shown[1:], shown[1:], strict=True)]
     return ", ".join([_show(shown[0]), *context])
 
 

@@ -87,7 +87,7 @@ class SweepResult:
         return [c for c in self.points.columns if c not in ("point", "label")]
 
 
-def sweep(config: RunConfig, data: Path | None = None, *, objective: Objective | None = None,
+def sweep(config: RunConfig, data: str | Path | None = None, *, objective: Objective | None = None,
           execution: Execution = Execution()) -> SweepResult:
     """Evaluate every point of the config's `[sweep]` grid against its baseline.
 
@@ -118,11 +118,11 @@ def sweep(config: RunConfig, data: Path | None = None, *, objective: Objective |
     validated = validated_data(base, data)
     validate_s = time.perf_counter() - start
     grid = _grid(settings, config.data.actions)
-    lazy = scan_dataset(validated.path, validated.schema)
+    lazy = scan_dataset(validated.source, validated.schema)
     plan = grid_plan(compile_plan(base, lazy, as_of=validated.summary.as_of), grid, lazy.collect_schema().names())
     compiled = time.perf_counter() - start - validate_s
     with shared_cluster(execution) as execution:
-        executed = execute(plan, validated.path, validated.schema, execution)
+        executed = execute(plan, validated.source, validated.schema, execution)
         mark = time.perf_counter()
         honest = objective is not None and settings.holdout != "none"
         choices = None if objective is None or not plan.bootstrap else ReplicateChoices(objective, grid.points, plan.bootstrap)
@@ -168,7 +168,7 @@ def _held_out_choice(config: RunConfig, settings: SweepConfig, objective: Object
     """
     split = holdout(settings.holdout, settings.holdout_share, lazy, seed=config.estimation.seed)
     chooser = replace(plan, rows=split.select)
-    selected = execute(chooser, validated.path, validated.schema, execution)
+    selected = execute(chooser, validated.source, validated.schema, execution)
     chosen_on = with_development_uncertainty(
         finalize_grid(selected.stats, chooser, config.estimation, grid, on_block=choices), chooser,
         config.estimation.confidence)
@@ -248,7 +248,7 @@ def _grid(settings: SweepConfig, actions: tuple[str, ...]) -> ThresholdGrid:
                           grid_values(settings.block_above, "sweep.block_above"), actions, "sweep")
 
 
-def _sweep_policies(config: RunConfig, settings: SweepConfig, data: Path | None, objective: Objective | None,
+def _sweep_policies(config: RunConfig, settings: SweepConfig, data: str | Path | None, objective: Objective | None,
                     execution: Execution) -> SweepResult:
     """Any other kind: every grid point is a policy of its own, evaluated in one pass of `run`."""
     points, tables = expand_grid(settings)
