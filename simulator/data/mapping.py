@@ -119,11 +119,26 @@ def with_parsed_timestamps(frame: FrameT, schema: Schema) -> FrameT:
     """
     types = frame.collect_schema()
     parsed = [
-        pl.col(name).str.to_datetime(schema.timestamp_formats.get(name), time_unit="us", strict=False)
+        (pl.col(name).str.to_datetime(schema.timestamp_formats[name], time_unit="us", strict=False)
+         if name in schema.timestamp_formats else iso_8601(pl.col(name))).alias(name)
         for name in TIMESTAMP_COLUMNS
         if name in types and types[name] == pl.String
     ]
     return frame.with_columns(parsed) if parsed else frame
+
+
+def iso_8601(text: pl.Expr) -> pl.Expr:
+    """ISO 8601 text as UTC timestamps, value by value: with an offset or `Z`, naive (UTC), or a date alone.
+
+    polars infers one format from the first value, so a column mixing
+    `2026-01-01T00:00:00` and `2026-01-02T00:00:00Z` would lose one kind; each
+    form is tried on every value instead. A space may stand for the `T`.
+    """
+    value = text.str.replace(" ", "T", literal=True, n=1)
+    zoned = value.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%#z", time_unit="us", time_zone="UTC", strict=False)
+    naive = value.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="us", strict=False)
+    day = value.str.to_datetime("%Y-%m-%d", time_unit="us", strict=False)
+    return pl.coalesce(zoned, naive.dt.replace_time_zone("UTC"), day.dt.replace_time_zone("UTC"))
 
 
 def in_utc(frame: FrameT) -> FrameT:

@@ -83,9 +83,9 @@ class PropensityAudit:
     def describe(self) -> str:
         """One line for `policysim validate`: the share that disagrees and the worst segments."""
         if not self.disagree:
-            return f"all {self.rows:,} logged propensities agree with [data.logging_policy] (± {self.tolerance:g})"
+            return f"all {self.rows:,} logged propensities agree with the declared logging policy (± {self.tolerance:g})"
         worst = ", ".join(f"{w.column}={w.value} {w.share:.1%} ({w.disagree:,} of {w.rows:,})" for w in self.worst[:3])
-        return (f"{self.disagree:,} of {self.rows:,} rows ({self.share:.2%}) differ from [data.logging_policy] by more "
+        return (f"{self.disagree:,} of {self.rows:,} rows ({self.share:.2%}) differ from the declared logging policy by more "
                 f"than {self.tolerance:g} (largest gap {self.max_gap:.4g}); worst: {worst or 'n/a'}")
 
 
@@ -129,7 +129,7 @@ class DataSummary:
     def display_rows(self) -> list[tuple[str, str]]:
         """(label, value) pairs for a table, in reading order."""
         by_count, by_volume = _format(self.fraud_rate_bps_count), _format(self.fraud_rate_bps_volume)
-        derived = " (derived from [data.logging_policy])"
+        derived = " (derived from the declared logging policy)"  # no brackets: tables render rich markup
         rows = [
             ("rows", f"{self.rows:,} in {self.files:,} {'file' if self.files == 1 else 'files'}"),
             ("actions", ", ".join(f"{name} {count:,}" for name, count in self.actions.items())),
@@ -287,6 +287,13 @@ def summarise(
     )
 
 
+def _entries(value: Any) -> list[dict[str, Any]]:
+    """The rows of an imploded side query (a list, or a polars Series of structs)."""
+    if value is None:
+        return []
+    return list(value.to_list() if isinstance(value, pl.Series) else value)
+
+
 def _audit(values: Mapping[str, Any], columns: pl.Schema, schema: Schema) -> PropensityAudit | None:
     """The propensity audit from the collected `audit_exprs` and `audit_by_segment`, when there was one."""
     if DECLARED not in columns:
@@ -294,7 +301,7 @@ def _audit(values: Mapping[str, Any], columns: pl.Schema, schema: Schema) -> Pro
     worst = [
         SegmentAudit(column=name, value=entry["value"], rows=entry["rows"], disagree=entry["disagree"])
         for name in segment_columns(columns, schema)
-        for entry in (values[f"audit_segment:{name}"] or [])
+        for entry in _entries(values[f"audit_segment:{name}"])
     ]
     worst.sort(key=lambda w: (-w.share, -w.disagree, w.column))
     return PropensityAudit(rows=values["audit:compared"], disagree=values["audit:disagree"],

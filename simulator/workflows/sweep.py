@@ -54,6 +54,7 @@ from simulator.estimate.results import RESULT_SCHEMA
 from simulator.plan.compiled import Plan, compile_plan
 from simulator.plan.grid import ThresholdGrid, grid_plan, grid_values, threshold_grid
 from simulator.plan.holdout import Holdout, holdout
+from simulator.schema import Schema
 from simulator.stats.shard import Stats
 from simulator.workflows.run import RunResult, ValidatedData, evaluate, run, validated_data
 
@@ -117,7 +118,7 @@ def sweep(config: RunConfig, data: str | Path | None = None, *, objective: Objec
     base = _with_segmentation(_baseline_only(config), settings.by)
     validated = validated_data(base, data)
     validate_s = time.perf_counter() - start
-    grid = _grid(settings, config.data.actions)
+    grid = _grid(settings, config.data.actions, validated.schema)
     lazy = scan_dataset(validated.source, validated.schema)
     plan = grid_plan(compile_plan(base, lazy, as_of=validated.summary.as_of), grid, lazy.collect_schema().names())
     compiled = time.perf_counter() - start - validate_s
@@ -242,10 +243,12 @@ def _by_segment(table: pl.DataFrame, config: RunConfig, column: str, score: str,
                      holdout=None if held is None else held.described)
 
 
-def _grid(settings: SweepConfig, actions: tuple[str, ...]) -> ThresholdGrid:
+def _grid(settings: SweepConfig, actions: tuple[str, ...], schema: Schema) -> ThresholdGrid:
+    """The threshold grid, its thresholds checked against the score's range (in the score's own units)."""
     assert settings.score is not None  # a threshold sweep has one (checked when the config was loaded)
-    return threshold_grid(settings.score, grid_values(settings.challenge_above, "sweep.challenge_above"),
-                          grid_values(settings.block_above, "sweep.block_above"), actions, "sweep")
+    bounds = schema.score_range(settings.score)
+    return threshold_grid(settings.score, grid_values(settings.challenge_above, "sweep.challenge_above", bounds),
+                          grid_values(settings.block_above, "sweep.block_above", bounds), actions, "sweep")
 
 
 def _sweep_policies(config: RunConfig, settings: SweepConfig, data: str | Path | None, objective: Objective | None,
