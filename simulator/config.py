@@ -293,7 +293,7 @@ def parse_config(table: Mapping[str, Any], source: str = "config") -> RunConfig:
     if schema.logging_policy is not None:  # its parameters, checked by the policy registry like [[policies]]
         try:
             build_logging_policy(schema.logging_policy, schema, columns=None)
-        except InvalidConfig as error:
+        except (InvalidConfig, UnknownName) as error:
             raise InvalidConfig(f"{source}: {error}") from None
     return config
 
