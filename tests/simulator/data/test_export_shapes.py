@@ -200,3 +200,29 @@ def test_a_bad_description_of_the_export_is_a_config_error(logs: tuple[Path, Pat
     config["data"] |= change
     with pytest.raises(InvalidConfig, match=re.escape(message)):
         parse_config(config)
+
+
+def test_the_foreign_example_config_reviews_its_export(tmp_path: Path) -> None:
+    """configs/foreign/foreign.toml, from export to review, as docs/bring-your-own-data.md walks through it."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+    from simulator.synthetic.foreign import main as export
+    from simulator.synthetic.generate import GenerateSpec, generate
+
+    generate(GenerateSpec(rows=20_000, files=1, seed=7), tmp_path / "demo")  # the demo's logging policy
+    csv = tmp_path / "foreign" / "transactions.csv"
+    assert export([str(tmp_path / "demo" / "transactions" / "part-00000.parquet"), str(csv)]) == 0
+    config = str(Path(__file__).parents[3] / "configs" / "foreign" / "foreign.toml")
+    runner = CliRunner()
+    validated = runner.invoke(app, ["validate", str(csv), "--config", config], terminal_width=200)
+    assert validated.exit_code == 0, validated.output
+    assert "all 20,000 logged propensities agree with the declared logging policy" in validated.output
+    reviewed = runner.invoke(app, ["review", config, "--data", str(csv), "--out", str(tmp_path / "out"),
+                                   "--engine", "local", "--quiet"], terminal_width=200)
+    assert reviewed.exit_code in (0, 1, 3), reviewed.output
+    assert "review of 'stricter' against 'production'" in reviewed.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["data"]["audit"]["disagree"] == 0 and summary["data"]["path"] == str(csv)
