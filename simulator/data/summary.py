@@ -66,8 +66,9 @@ class PropensityAudit:
     """Logged propensities against `[data.logging_policy]`: how many rows disagree, by how much, and where.
 
     `rows` were compared (both probabilities known), `disagree` differ by more
-    than `tolerance`; `worst` are the segment values with the largest share of
-    disagreeing rows (at most five per segment column, worst first).
+    than `tolerance`; `worst` are the segment values (holding at least 1 % of
+    the rows) with the largest share of disagreeing rows, at most five per
+    segment column, worst first.
     """
 
     rows: int

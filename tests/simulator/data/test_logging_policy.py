@@ -104,6 +104,7 @@ def test_the_audit_reports_the_share_that_disagrees_and_the_worst_segments(gener
     moved = log.filter(pl.col("fraud_score").is_between(0.4, 0.5, closed="left") & (pl.col("action") != "challenge"))
     assert audit.disagree == moved.height
     assert audit.worst and audit.worst[0].share == max(w.share for w in audit.worst)
+    assert all(w.rows >= 400 for w in audit.worst)  # values with 1 % of the rows or more
     assert "differ from the declared logging policy" in dict(summary.display_rows())["propensity audit"]
     # every run's summary.json records it
     result = run(parse_config(config(generated / "transactions", wrong)), execution=LOCAL)
