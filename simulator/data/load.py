@@ -24,7 +24,8 @@ from pathlib import Path
 
 import polars as pl
 
-from simulator.data.mapping import bullets, file_columns, in_utc, renames, to_canonical
+from simulator.data.logging_policy import derived_columns, logging_inputs
+from simulator.data.mapping import bullets, file_columns, in_utc, renames, schema_name, to_canonical
 from simulator.data.readers import file_schema, find_unreadable, first_line, reading, scan_files
 from simulator.data.storage import CSV, PARQUET, absolute, data_format, list_files
 from simulator.errors import InvalidData
@@ -142,9 +143,6 @@ def _file_columns(canonical: list[str], available: Mapping[str, pl.DataType], sc
 
 def _derivable(schema: Schema, available: Iterable[str]) -> set[str]:
     """Canonical columns the declared logging policy derives from the available file columns."""
-    from simulator.data.logging_policy import derived_columns, logging_inputs
-    from simulator.data.mapping import schema_name
-
     present = {schema_name(name, schema) for name in available}
     if any(name not in present for name in logging_inputs(schema)):
         return set()

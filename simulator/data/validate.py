@@ -20,7 +20,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
@@ -35,6 +34,7 @@ from simulator.data.summary import (
 )
 from simulator.errors import InvalidData
 from simulator.data.load import Source, open_source, reading_source, scan_dataset
+from simulator.data.problems import Check, Problem, evaluate
 from simulator.data.logging_policy import derived_columns, logging_inputs
 from simulator.data.mapping import schema_name
 from simulator.schema import (
@@ -60,41 +60,7 @@ __all__ = ["DataSummary", "Problem", "ScoreRange", "check_dataset", "find_proble
 DEFAULT_LABEL_MATURITY_DAYS = 90
 SUM_TOLERANCE = 1e-6  # the logging_prob_<action> of a row sum to 1 within this
 PROPENSITY_TOLERANCE = 1e-9  # propensity equals logging_prob_<logged action> within this
-DATASET = "dataset"  # the `column` of a problem about the whole dataset
 ALL_LOGGING_PROBS = f"{LOGGING_PROB_PREFIX}*"  # the `column` of the row-sum problem
-DUPLICATE_DETAIL = "share their transaction_id with another row"
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One broken rule: which column (canonical name), which rule, how many rows, one example.
-
-    `count` is 0 for problems of the schema or the whole dataset (missing
-    column, wrong type, no rows); those have no example row.
-    """
-
-    column: str
-    rule: str
-    count: int
-    example_id: str | None
-    example_value: str | None
-    detail: str
-
-    def message(self, schema: Schema | None = None) -> str:
-        """One line, e.g. `propensity: 12 rows outside (0, 1], e.g. transaction_id=tx_000417 (propensity=0.0)`.
-
-        With the `schema` of an export whose columns are renamed, columns are
-        named as in the files first: `p_logged (propensity): ..., e.g. txn_id=T1 (p_logged=0.0)`.
-        """
-        schema = schema or Schema()
-        if self.count == 0:
-            return f"{schema.label(self.column)}: {self.detail}"
-        text = f"{schema.label(self.column)}: {self.count} {'row' if self.count == 1 else 'rows'} {self.detail}"
-        if self.example_id is not None:
-            text += f", e.g. {schema.file_name(TRANSACTION_ID)}={self.example_id}"
-        if self.example_value is not None:
-            text += f" ({schema.file_name(self.column)}={self.example_value})"
-        return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,27 +75,12 @@ class Origin:
     parsed: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class _Check:
-    """A row-level rule: the rows where `condition` is true break it.
-
-    `shown` are (label, expression) pairs evaluated on the first offending row
-    to make the example: first the column's own value, then context columns.
-    """
-
-    column: str
-    rule: str
-    detail: str
-    condition: pl.Expr
-    shown: tuple[tuple[str, pl.Expr], ...] = ()
-
-
 def find_problems(frame: pl.LazyFrame | pl.DataFrame, schema: Schema, origin: Origin = Origin()) -> list[Problem]:
     """Every problem of `frame` (canonical column names) against SPEC §2, in one pass over it."""
     frame = frame.lazy()
     columns = frame.collect_schema()
     schema_problems, usable = _schema_problems(columns, schema, origin)
-    value_problems, _ = _evaluate(frame, _value_checks(columns, usable, schema, origin), {}, {}, schema)
+    value_problems, _ = evaluate(frame, _value_checks(columns, usable, schema, origin), {}, {}, schema)
     return schema_problems + value_problems
 
 
@@ -159,7 +110,7 @@ def check_dataset(
     summary = {} if schema_problems else summary_exprs(columns, schema, as_of)
     queries = {} if schema_problems else summary_queries(frame, columns, schema, as_of, label_maturity_days)
     with reading_source(source):
-        value_problems, values = _evaluate(frame, _value_checks(columns, usable, schema, origin), summary, queries,
+        value_problems, values = evaluate(frame, _value_checks(columns, usable, schema, origin), summary, queries,
                                            schema)
     problems = schema_problems + value_problems
     if problems:
@@ -287,11 +238,11 @@ def _null_detail(name: str, origin: Origin) -> str:
     return "null"
 
 
-def _value_checks(columns: pl.Schema, usable: set[str], schema: Schema, origin: Origin = Origin()) -> list[_Check]:
+def _value_checks(columns: pl.Schema, usable: set[str], schema: Schema, origin: Origin = Origin()) -> list[Check]:
     """Every row-level check whose columns are usable, in the order the problems are reported."""
     probs = [logging_prob_column(action) for action in schema.actions]
     never_null = (TRANSACTION_ID, CREATED_AT, AMOUNT, ACTION, PROPENSITY)
-    checks = [_Check(name, "null", _null_detail(name, origin), pl.col(name).is_null())
+    checks = [Check(name, "null", _null_detail(name, origin), pl.col(name).is_null())
               for name in never_null if name in usable]
     if AMOUNT in usable:
         checks.append(_range(AMOUNT, "not a finite number > 0", lambda x: x.is_finite() & (x > 0)))
@@ -302,7 +253,7 @@ def _value_checks(columns: pl.Schema, usable: set[str], schema: Schema, origin: 
     for name in [*schema.resolved_scores(list(columns)), *probs]:
         if name in usable:
             low, high = schema.score_range(name) if name not in probs else (0.0, 1.0)
-            checks.append(_Check(name, "null", _null_detail(name, origin), pl.col(name).is_null()))
+            checks.append(Check(name, "null", _null_detail(name, origin), pl.col(name).is_null()))
             checks.append(_range(name, f"outside [{low:g}, {high:g}] or NaN",
                                  lambda x, low=low, high=high: (x >= low) & (x <= high)))
     if ACTION in usable:
@@ -314,7 +265,7 @@ def _value_checks(columns: pl.Schema, usable: set[str], schema: Schema, origin: 
     return checks
 
 
-def _unknown_action(schema: Schema) -> _Check:
+def _unknown_action(schema: Schema) -> Check:
     """Rows whose action is not in the action set (after `[data.action_values]`), shown as the files spell it."""
     action = pl.col(ACTION).cast(pl.String)
     unknown = action.is_not_null() & ~action.is_in(schema.actions)
@@ -323,18 +274,18 @@ def _unknown_action(schema: Schema) -> _Check:
         detail = f"not one of the values {values} of [data.action_values]"
     else:
         detail = f"not one of the actions {', '.join(schema.actions)}"
-    return _Check(ACTION, "unknown_action", detail, unknown, ((ACTION, action),))
+    return Check(ACTION, "unknown_action", detail, unknown, ((ACTION, action),))
 
 
-def _range(name: str, detail: str, inside: Callable[[pl.Expr], pl.Expr]) -> _Check:
+def _range(name: str, detail: str, inside: Callable[[pl.Expr], pl.Expr]) -> Check:
     """Rows whose non-null value of `name` is NaN or not `inside` (nulls have their own check)."""
     value = pl.col(name).cast(pl.Float64)
     # polars orders NaN above every number, so NaN passes `> 0`: reject it explicitly.
     outside = value.is_not_null() & (value.is_nan() | ~inside(value))
-    return _Check(name, "range", detail, outside, ((name, pl.col(name)),))
+    return Check(name, "range", detail, outside, ((name, pl.col(name)),))
 
 
-def _outcome_checks(columns: pl.Schema, usable: set[str], schema: Schema) -> list[_Check]:
+def _outcome_checks(columns: pl.Schema, usable: set[str], schema: Schema) -> list[Check]:
     """Outcomes contradicting the action or each other (the SPEC §2 null pattern), and dispute dates.
 
     Each rule is (column, detail, condition, the column it depends on, shown as context).
@@ -359,7 +310,7 @@ def _outcome_checks(columns: pl.Schema, usable: set[str], schema: Schema) -> lis
         (DISPUTED_AT, "before created_at", _utc(DISPUTED_AT, columns) < _utc(CREATED_AT, columns), CREATED_AT),
     ]
     return [
-        _Check(name, "contradiction", detail, condition, ((name, pl.col(name)), (context, pl.col(context))))
+        Check(name, "contradiction", detail, condition, ((name, pl.col(name)), (context, pl.col(context))))
         for name, detail, condition, context in rules
         if name in usable and context in usable
     ]
@@ -375,12 +326,12 @@ def _utc(name: str, columns: pl.Schema) -> pl.Expr:
     return pl.lit(None, dtype=pl.Datetime("us", "UTC"))
 
 
-def _logging_prob_checks(probs: list[str], usable: set[str], schema: Schema) -> list[_Check]:
+def _logging_prob_checks(probs: list[str], usable: set[str], schema: Schema) -> list[Check]:
     """Rows whose logging distribution does not sum to 1, or disagrees with `propensity`."""
     total = pl.sum_horizontal(*probs)
     off = ~((total - 1).abs() <= SUM_TOLERANCE)  # written so that NaN counts as off
     detail = f"not summing to 1 (tolerance {SUM_TOLERANCE:g})"
-    checks = [_Check(ALL_LOGGING_PROBS, "sum", detail, off, ((ALL_LOGGING_PROBS, total),))]
+    checks = [Check(ALL_LOGGING_PROBS, "sum", detail, off, ((ALL_LOGGING_PROBS, total),))]
     if {ACTION, PROPENSITY} <= usable:
         action = pl.col(ACTION).cast(pl.String)
         branches = (
@@ -393,93 +344,5 @@ def _logging_prob_checks(probs: list[str], usable: set[str], schema: Schema) -> 
         differs = valid & ~((logged - propensity).abs() <= PROPENSITY_TOLERANCE)
         detail = f"different from logging_prob_<action> of the logged action (tolerance {PROPENSITY_TOLERANCE:g})"
         shown = ((PROPENSITY, pl.col(PROPENSITY)), (ACTION, action), (f"{LOGGING_PROB_PREFIX}<{ACTION}>", logged))
-        checks.append(_Check(PROPENSITY, "contradiction", detail, differs, shown))
+        checks.append(Check(PROPENSITY, "contradiction", detail, differs, shown))
     return checks
-
-
-# --- the pass over the data ----------------------------------------------------------------------------------------
-
-
-def _evaluate(
-    frame: pl.LazyFrame, checks: list[_Check], extra: dict[str, pl.Expr], side: dict[str, pl.LazyFrame],
-    schema: Schema = Schema(),
-) -> tuple[list[Problem], dict[str, Any]]:
-    """Run every check, the `extra` aggregations and the 1×1 `side` queries; the problems, and every value by name.
-
-    One `collect_all` on the streaming engine. Each condition is materialised
-    once as a `_flag<i>` column that its count and its example both read; the
-    example is one struct (id and shown values) filtered once, uncast, which on
-    10M rows costs about as little as the counts alone. Sorts and distinct
-    counts run as side queries: inside the main aggregation they made the
-    streaming engine hold every column in memory (2.3 GB at 10M rows).
-    """
-    has_id = TRANSACTION_ID in frame.collect_schema()
-    flags = [check.condition.fill_null(False).alias(f"_flag{i}") for i, check in enumerate(checks)]
-    exprs = [pl.len().alias("rows"), *(expr.alias(name) for name, expr in extra.items())]
-    row_id = pl.col(TRANSACTION_ID) if has_id else pl.lit(None)
-    for i, check in enumerate(checks):
-        flag = pl.col(f"_flag{i}")
-        fields = [row_id.alias("id"), *(expr.alias(f"shown{j}") for j, (_, expr) in enumerate(check.shown))]
-        exprs += [flag.sum().alias(f"_count{i}"), pl.struct(fields).filter(flag).first().alias(f"_example{i}")]
-    if has_id:
-        side = {**side, "_duplicate_candidates": frame.select(_duplicate_candidates(pl.col(TRANSACTION_ID)))}
-    main, *others = pl.collect_all([frame.with_columns(flags).select(exprs), *side.values()], engine="streaming")
-    values = main.row(0, named=True) | {name: other.item() for name, other in zip(side, others, strict=True)}
-    problems = [] if values["rows"] else [Problem(DATASET, "empty", 0, None, None, "has no rows")]
-    if has_id and values["_duplicate_candidates"]:
-        problems += _duplicates(frame)
-    for i, check in enumerate(checks):
-        if count := values[f"_count{i}"]:
-            example = values[f"_example{i}"]
-            shown = [example[f"shown{j}"] for j in range(len(check.shown))]
-            example_id = None if example["id"] is None else _show(example["id"])
-            problems.append(Problem(check.column, check.rule, count, example_id, _example(check, shown, schema),
-                                    check.detail))
-    return problems, values
-
-
-def _duplicate_candidates(ids: pl.Expr) -> pl.Expr:
-    """Rows whose 64-bit id hash equals the previous row's after sorting: 0 proves the ids unique.
-
-    Sorting hashes is several times faster than grouping 10 million strings, so
-    the valid path stays cheap; a non-zero count (a real duplicate, two null ids,
-    or a rare hash collision) triggers the exact check in `_duplicates`.
-    """
-    hashes = ids.hash().sort()
-    return (hashes == hashes.shift(1)).sum()
-
-
-def _duplicates(frame: pl.LazyFrame) -> list[Problem]:
-    """The exact duplicate check; count = every row involved, example = the first such id in file order.
-
-    Two passes over `transaction_id` alone: the hashes seen twice, then the ids
-    with those hashes, compared exactly. Comparing all 10M ids exactly took ~10 s.
-    """
-    hashes = pl.col(TRANSACTION_ID).hash().sort()
-    repeated = frame.select(hashes.filter(hashes == hashes.shift(1)).unique()).collect(engine="streaming")
-    candidates = frame.select(TRANSACTION_ID).filter(
-        pl.col(TRANSACTION_ID).hash().is_in(repeated.to_series().implode())
-    )
-    ids = candidates.collect(engine="streaming").to_series()
-    duplicated = ids.is_not_null() & ids.is_duplicated()
-    if not (count := int(duplicated.sum())):
-        return []
-    return [Problem(TRANSACTION_ID, "duplicate", count, _show(ids.filter(duplicated)[0]), None, DUPLICATE_DETAIL)]
-
-
-def _example(check: _Check, shown: list[object], schema: Schema) -> str | None:
-    """The example value: the column's own value, then `label=value` for each context column (named as in the files)."""
-    if not shown:
-        return None
-    context = [f"{schema.file_name(label)}={_show(value)}"
-               for (label, _), value in zip(check.shown[1:], shown[1:], strict=True)]
-    return ", ".join([_show(shown[0]), *context])
-
-
-def _show(value: object) -> str:
-    """A value as printed in an example: `null`, `true`, `0.0`, `2026-01-01 00:00:00+00:00`, `tx_000417`."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)

@@ -10,7 +10,6 @@ import os
 import re
 from pathlib import Path
 
-import polars as pl
 import pytest
 from typer.testing import CliRunner
 
