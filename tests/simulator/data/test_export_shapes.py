@@ -226,3 +226,15 @@ def test_the_foreign_example_config_reviews_its_export(tmp_path: Path) -> None:
     assert "review of 'stricter' against 'production'" in reviewed.output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["data"]["audit"]["disagree"] == 0 and summary["data"]["path"] == str(csv)
+
+
+def test_a_sweep_is_written_in_the_scores_declared_units(logs: tuple[Path, Path]) -> None:
+    from simulator.workflows.sweep import sweep
+
+    config = foreign_config(logs[1]) | {"sweep": {"score": "risk_score", "block_above": {"start": 20, "stop": 80, "num": 4},
+                                                  "challenge_above": [3, 5]}}
+    swept = sweep(parse_config(config), execution=LOCAL)
+    assert sorted(swept.points["block_above"].unique()) == [20.0, 40.0, 60.0, 80.0]
+    config["sweep"]["block_above"] = [150]
+    with pytest.raises(InvalidConfig, match=re.escape("sweep.block_above: thresholds must be in [0, 100], got 150")):
+        sweep(parse_config(config), execution=LOCAL)
