@@ -57,7 +57,10 @@ def dataset_files(location: str | Path) -> list[str]:
 
 
 def open_source(location: str | Path | Source, schema: Schema) -> Source:
-    """Find the files at `location`, check they are of one format and agree on their columns, and fix the types."""
+    """Find the files at `location`, check they are of one format (CSV files: of one header), and fix the types.
+
+    Parquet files are compared column by column when they are scanned (`scan_dataset`), for the columns read.
+    """
     if isinstance(location, Source):
         return location
     files, folder = list_files(str(location))
@@ -100,8 +103,8 @@ def scan_dataset(location: str | Path | Source, schema: Schema, columns: Iterabl
 def read_rows(source: Source, file: str, *, offset: int, rows: int, columns: Iterable[str], schema: Schema) -> pl.DataFrame:
     """Rows `offset .. offset + rows` of one file, canonical columns `columns` only: what a shard task reads."""
     scan = scan_files([file], source.format, hive=source.hive, types=source.types)
-    wanted = file_columns(columns, schema, scan.collect_schema())
-    with reading_source(source, [file], wanted):
+    with reading_source(source, [file]):
+        wanted = file_columns(columns, schema, scan.collect_schema())
         frame = scan.select(wanted).slice(offset, rows).collect()
     return to_canonical(frame, schema)
 
@@ -111,8 +114,11 @@ def reading_source(source: Source, files: Iterable[str] | None = None, columns: 
                    ) -> Iterator[None]:
     """Turn an error while reading `files` of `source` (default: all) into `InvalidData` naming the file.
 
-    With several files the scan does not say which failed: each is tried on
-    its own (`columns` of it) to find it, which costs a pass only on failure.
+    A scan does not say which file failed, nor whether the failure was the
+    data's: each file is read again on its own (`columns` of it, default all)
+    to find it, which costs a pass only on failure. When every file reads, a
+    polars error is not the data's but ours, and keeps its traceback; an I/O
+    error (a storage that stopped answering) still names the dataset.
     """
     import pyarrow as pa
 
@@ -120,9 +126,10 @@ def reading_source(source: Source, files: Iterable[str] | None = None, columns: 
     try:
         yield
     except (pl.exceptions.PolarsError, OSError, pa.ArrowException) as error:
-        if len(files) > 1:
-            find_unreadable(files, source.format, hive=source.hive, types=source.types,
-                            columns=list(columns or source.types))
+        find_unreadable(files, source.format, hive=source.hive, types=source.types,
+                        columns=list(columns or source.types))
+        if isinstance(error, pl.exceptions.PolarsError):
+            raise
         where = files[0] if len(files) == 1 else source.location
         raise InvalidData(f"cannot read {where}: {first_line(error)}") from None
 
