@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_run import SEGMENTS, policies  # noqa: E402
 
 from simulator.config import parse_config  # noqa: E402
+from simulator.data.load import open_source  # noqa: E402
 from simulator.engine.shards import Job, OrderedMerge, plan_shards, run_shard  # noqa: E402
 from simulator.data.load import scan_dataset  # noqa: E402
 from simulator.plan.moments import needed_sums  # noqa: E402
@@ -44,9 +45,10 @@ def main() -> None:
     args = parser.parse_args()
     config = parse_config({"segments": SEGMENTS, "policies": policies()})
     schema = config.data.schema()
-    plan = compile_plan(config, scan_dataset(args.data, schema))
-    job = Job(plan=plan, needs=needed_sums(plan), schema=schema, hive=True)
-    shards = plan_shards(args.data)
+    source = open_source(args.data, schema)
+    plan = compile_plan(config, scan_dataset(source, schema))
+    job = Job(plan=plan, needs=needed_sums(plan), schema=schema, source=source)
+    shards = plan_shards(source)
     import ray
 
     began = time.perf_counter()

@@ -25,14 +25,15 @@ def setup(path: Path):  # type: ignore[no-untyped-def]
 
     from simulator.config import parse_config
     from simulator.engine.shards import Job, plan_shards
-    from simulator.data.load import scan_dataset
+    from simulator.data.load import open_source, scan_dataset
     from simulator.plan.moments import needed_sums
     from simulator.plan.compiled import compile_plan
 
     config = parse_config({"segments": SEGMENTS, "policies": policies()})
-    plan = compile_plan(config, scan_dataset(path, config.data.schema()))
-    job = Job(plan=plan, needs=needed_sums(plan), schema=config.data.schema(), hive=True)
-    return job, plan_shards(path)[:8]
+    source = open_source(path, config.data.schema())
+    plan = compile_plan(config, scan_dataset(source, config.data.schema()))
+    job = Job(plan=plan, needs=needed_sums(plan), schema=config.data.schema(), source=source)
+    return job, plan_shards(source)[:8]
 
 
 def work(args) -> float:  # type: ignore[no-untyped-def]

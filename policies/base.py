@@ -90,7 +90,7 @@ def score_values(batch: pl.DataFrame, score: str, *, where: str) -> np.ndarray:
     values = column.cast(pl.Float64)
     bad = int(values.is_null().sum() + values.is_nan().sum())
     if bad:
-        raise PolicysimError(f"{where}: score column {score!r} has {bad} null or NaN rows; scores must be in [0, 1]")
+        raise PolicysimError(f"{where}: score column {score!r} has {bad} null or NaN rows; a policy cannot decide without it")
     return values.to_numpy()
 
 

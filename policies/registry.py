@@ -12,7 +12,7 @@ validation and messages for free. The dict is filled by the imports in
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -37,11 +37,17 @@ class PolicyContext:
 
     `actions` is the configured action set in order; `columns` the canonical
     columns available in the data, or None when unknown (then column names are
-    checked when a batch arrives).
+    checked when a batch arrives); `score_ranges` the declared range of each
+    score not on [0, 1] (`[data.score_range]`), in whose units thresholds are written.
     """
 
     actions: Actions
     columns: frozenset[str] | None
+    score_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+
+    def validation(self) -> dict[str, Any]:
+        """What a kind's parameter validators may read (pydantic's validation context)."""
+        return {"score_ranges": self.score_ranges}
 
 
 class Factory(Protocol):
@@ -127,7 +133,7 @@ def build_policy(spec: Mapping[str, Any], context: PolicyContext, *, where: str)
     entry = _KINDS[kind]
     values = {key: value for key, value in spec.items() if key != "kind"}
     try:
-        params = entry.params.model_validate(values)
+        params = entry.params.model_validate(values, context=context.validation())
     except ValidationError as error:
         lines = validation_problems(error, where, model=entry.params, kind=kind)
         raise InvalidConfig("\n".join(lines)) from error

@@ -29,10 +29,11 @@ from typing import ClassVar
 
 import numpy as np
 import polars as pl
+from pydantic import model_validator
 
 from policies.base import Actions, Coded, column_values, one_hot, require_columns, score_values
 from policies.registry import PolicyContext, PolicyParams, register_policy
-from policies.threshold import Cutoffs, as_cutoff, choose, require_cutoff_actions
+from policies.threshold import Cutoffs, as_cutoff, choose, note_score_range, require_cutoff_actions
 from simulator.errors import toml_path
 
 
@@ -43,6 +44,8 @@ class SegmentThresholdParams(PolicyParams):
     column: str
     default: Cutoffs
     thresholds: dict[str, Cutoffs]
+
+    _score_range = model_validator(mode="before")(note_score_range)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,30 +11,64 @@ Example::
     name = "stricter"
     kind = "threshold"
     score = "fraud_score"
-    challenge_above = 0.4     # optional, in [0, 1]
-    block_above = 0.7         # optional, in [0, 1], > challenge_above; at least one of the two
+    challenge_above = 0.4     # optional, in [0, 1] (or the score's [data.score_range], in its units)
+    block_above = 0.7         # optional, likewise, > challenge_above; at least one of the two
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Self
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import polars as pl
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import ValidationInfo, ValidatorFunctionWrapHandler, field_validator, model_validator
 
 from policies.base import Actions, Coded, one_hot, require_columns, score_values
 from policies.registry import PolicyContext, PolicyParams, register_policy
 from simulator.errors import InvalidConfig
-from simulator.schema import ALLOW, BLOCK, CHALLENGE
+from simulator.schema import ALLOW, BLOCK, CHALLENGE, UNIT_RANGE
+
+SCORE_RANGE = "score_range"  # validation context: (low, high, score) of the score being thresholded
+
+
+def note_score_range(data: Any, info: ValidationInfo) -> Any:
+    """Record the range of the table's `score` in the validation context, for `Cutoffs` to check against.
+
+    Runs before the fields are validated (a `before` model validator), so the
+    cutoffs, which come before `score` in the table, know its units.
+    """
+    ranges: Mapping[str, tuple[float, float]] = (info.context or {}).get("score_ranges", {})
+    score = data.get("score") if isinstance(data, Mapping) else None
+    if info.context is not None and isinstance(score, str) and score in ranges:
+        info.context[SCORE_RANGE] = (*ranges[score], score)
+    return data
 
 
 class Cutoffs(PolicyParams):
-    """A pair of inclusive thresholds on one score; shared with `segment_threshold`."""
+    """A pair of inclusive thresholds on one score; shared with `segment_threshold`.
 
-    challenge_above: float | None = Field(default=None, ge=0, le=1)
-    block_above: float | None = Field(default=None, ge=0, le=1)
+    Thresholds are in the score's units: within [0, 1], or within the range
+    `[data.score_range]` declares for the score.
+    """
+
+    challenge_above: float | None = None
+    block_above: float | None = None
+
+    @field_validator("challenge_above", "block_above", mode="wrap")
+    @classmethod
+    def _in_range(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> float | None:
+        number = handler(value)
+        if number is None:
+            return None
+        low, high, score = (info.context or {}).get(SCORE_RANGE, (*UNIT_RANGE, None))
+        declared = "" if score is None else f" ({score} is declared on [{low:g}, {high:g}] in [data.score_range])"
+        if number > high:
+            raise ValueError(f"must be <= {high:g}{declared}, got {value!r}")
+        if number < low:
+            raise ValueError(f"must be >= {low:g}{declared}, got {value!r}")
+        return float(number)
 
     @field_validator("block_above")
     @classmethod
@@ -55,6 +89,8 @@ class ThresholdParams(Cutoffs):
     """Parameters of `threshold`: the score column and its cutoffs."""
 
     score: str
+
+    _score_range = model_validator(mode="before")(note_score_range)
 
 
 def require_cutoff_actions(cutoffs: Cutoffs, actions: Actions, *, where: str) -> None:

@@ -174,7 +174,7 @@ def summary_table(summary: DataSummary) -> Table:
 
 @app.command("validate")
 def validate_command(
-    data: Annotated[Path, typer.Argument(help="Parquet file or directory of Parquet files.")],
+    data: Annotated[str, typer.Argument(help="Parquet or CSV file, directory, glob, or s3:// gs:// az:// URI.")],
     config: Annotated[
         Optional[Path], typer.Option("--config", help="Read the action set, column names and as-of date from this config.")
     ] = None,
@@ -193,7 +193,7 @@ def validate_command(
 
 
 ConfigArg = Annotated[Path, typer.Argument(help="TOML config (SPEC §11).")]
-DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Data path; overrides the config's data.path.")]
+DataOpt = Annotated[Optional[str], typer.Option("--data", help="Data path or URI; overrides the config's data.path.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output directory.")]
 class EngineName(str, Enum):
     ray = "ray"

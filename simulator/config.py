@@ -12,6 +12,8 @@ parameters) when a plan is compiled, with TOML paths in messages.
 
 from __future__ import annotations
 
+import math
+import os
 import tomllib
 from collections.abc import Mapping
 from datetime import datetime
@@ -24,24 +26,50 @@ from segments.spec import SegmentSpec
 from simulator.config_tables import ReviewConfig, SweepConfig
 from simulator.errors import InvalidConfig, TablePath, UnknownName, invalid_config
 from simulator.estimate.estimators import known_estimators
-from simulator.schema import DEFAULT_ACTIONS, LOGGED, PRODUCTION, REQUIRED_COLUMNS, Schema
+from simulator.data.logging_policy import EXPLORATION, build_logging_policy
+from simulator.data.storage import is_uri
+from simulator.schema import (
+    DEFAULT_ACTIONS,
+    LOGGED,
+    PRODUCTION,
+    RENAMEABLE_COLUMNS,
+    TIMESTAMP_COLUMNS,
+    LoggingPolicy,
+    Schema,
+)
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
 class DataConfig(BaseModel):
-    """Where the logged transactions are and how to read them."""
+    """Where the logged transactions are, and how the files describe them (SPEC §2).
+
+    `path` is a local path (a relative one is resolved against the config file's
+    folder by `load_config`) or an object-storage URI (`s3://`, `gs://`, `az://`).
+    `columns`, `action_values`, `score_range` and `timestamp_format` describe an
+    export of another shape; `logging_policy` declares the policy that logged it,
+    for logs without propensities (or to audit the ones they have).
+    """
 
     model_config = _FROZEN
 
-    path: Path | None = None
+    path: str | None = None
     actions: tuple[str, ...] = DEFAULT_ACTIONS
     columns: dict[str, str] = Field(default_factory=dict)  # canonical name -> name in the files
+    action_values: dict[str, str] = Field(default_factory=dict)  # canonical action -> value in the files
+    score_range: dict[str, tuple[float, float]] = Field(default_factory=dict)  # score (name in the files) -> [low, high]
+    timestamp_format: dict[str, str] = Field(default_factory=dict)  # canonical timestamp -> strftime format
+    logging_policy: dict[str, Any] | None = None  # a policy table of SPEC §4 plus `exploration`
     as_of: datetime | None = None
     label_maturity_days: int = Field(default=90, ge=0)
     # develop: weight observed fraud by 1 / P(dispute arrived by as_of) (simulator.model.maturity);
     # exclude: fraud metrics cover rows older than label_maturity_days; include: raw labels of every row.
     immature_labels: Literal["develop", "exclude", "include"] = "develop"
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path(cls, path: Any) -> Any:
+        return os.fspath(path) if isinstance(path, os.PathLike) else path  # a Path from a notebook
 
     @field_validator("actions")
     @classmethod
@@ -49,22 +77,87 @@ class DataConfig(BaseModel):
         if len(actions) < 2 or len(set(actions)) != len(actions):
             raise ValueError(f"needs at least two distinct actions, got {list(actions)}")
         if "block" not in actions or "allow" not in actions:
-            raise ValueError(f"must contain 'allow' and 'block', got {list(actions)}")
+            raise ValueError(f"must contain 'allow' and 'block' (name the values your files use in "
+                             f"[data.action_values]), got {list(actions)}")
         return actions
 
     @field_validator("columns")
     @classmethod
     def _columns(cls, columns: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(columns) - set(REQUIRED_COLUMNS) - {"disputed_at"})
+        unknown = sorted(set(columns) - set(RENAMEABLE_COLUMNS))
         if unknown:
             raise ValueError(
-                f"only SPEC columns can be renamed, got {unknown}; known: {', '.join([*REQUIRED_COLUMNS, 'disputed_at'])}"
+                f"only these columns can be renamed: {', '.join(RENAMEABLE_COLUMNS)}; got {unknown} "
+                "(score, segment and logging_prob_<action> columns keep their names)"
             )
         return columns
 
+    @field_validator("score_range")
+    @classmethod
+    def _score_range(cls, ranges: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for name, (low, high) in ranges.items():
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise TablePath(name, f"needs [low, high] with low < high, got [{low:g}, {high:g}]")
+        return ranges
+
+    @field_validator("timestamp_format")
+    @classmethod
+    def _timestamp_format(cls, formats: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(formats) - set(TIMESTAMP_COLUMNS))
+        if unknown:
+            raise ValueError(f"keys are canonical timestamp columns ({', '.join(TIMESTAMP_COLUMNS)}), got {unknown}")
+        empty = [name for name, text in formats.items() if "%" not in text]
+        if empty:
+            raise TablePath(empty[0], f"a strftime format such as \"%Y-%m-%d %H:%M:%S\", got {formats[empty[0]]!r}")
+        return formats
+
+    @model_validator(mode="after")
+    def _action_values(self) -> DataConfig:
+        unknown = sorted(set(self.action_values) - set(self.actions))
+        if unknown:
+            raise TablePath("action_values", f"keys are actions of the action set ({', '.join(self.actions)}), "
+                                             f"got {unknown}")
+        values = [self.action_values.get(action, action) for action in self.actions]
+        repeated = sorted({value for value in values if values.count(value) > 1})
+        if repeated or "" in values:
+            raise TablePath("action_values", f"each action needs its own non-empty value in the files, "
+                                             f"got {repeated or ['']} for several")
+        return self
+
+    @model_validator(mode="after")
+    def _logging_policy(self) -> DataConfig:
+        table = self.logging_policy
+        if table is None:
+            return self
+        if EXPLORATION not in table:
+            raise TablePath(f"logging_policy.{EXPLORATION}",
+                            "missing: the share of decisions drawn uniformly over the actions (0 if it never explored)")
+        exploration = table[EXPLORATION]
+        if isinstance(exploration, bool) or not isinstance(exploration, int | float) or not 0 <= exploration <= 1:
+            raise TablePath(f"logging_policy.{EXPLORATION}", f"must be a number in [0, 1], got {exploration!r}")
+        if table.get("kind") in (LOGGED, PRODUCTION):
+            raise TablePath("logging_policy.kind", f"{table['kind']!r} is defined by the logging policy; "
+                                                   "declare the rules it applied (threshold, rules, ...)")
+        return self
+
+    def declared_logging_policy(self) -> LoggingPolicy | None:
+        """The `[data.logging_policy]` table split into the policy table and its exploration."""
+        if self.logging_policy is None:
+            return None
+        table = {key: value for key, value in self.logging_policy.items() if key != EXPLORATION}
+        return LoggingPolicy(table=table, exploration=float(self.logging_policy[EXPLORATION]))
+
     def schema(self, score_columns: tuple[str, ...] = ()) -> Schema:
-        """The data contract this config expects."""
-        return Schema(actions=self.actions, score_columns=score_columns, rename=dict(self.columns))
+        """The data contract this config expects, with the shape of the files it describes."""
+        return Schema(
+            actions=self.actions,
+            score_columns=score_columns,
+            rename=dict(self.columns),
+            action_values=dict(self.action_values),
+            score_ranges={name: (float(low), float(high)) for name, (low, high) in self.score_range.items()},
+            timestamp_formats=dict(self.timestamp_format),
+            logging_policy=self.declared_logging_policy(),
+        )
 
 
 class ValueModel(BaseModel):
@@ -193,13 +286,23 @@ def parse_config(table: Mapping[str, Any], source: str = "config") -> RunConfig:
         })
     """
     try:
-        return RunConfig.model_validate(dict(table))
+        config = RunConfig.model_validate(dict(table))
     except ValidationError as error:
         raise invalid_config(error, source) from None
+    schema = config.data.schema()
+    if schema.logging_policy is not None:  # its parameters, checked by the policy registry like [[policies]]
+        try:
+            build_logging_policy(schema.logging_policy, schema, columns=None)
+        except (InvalidConfig, UnknownName) as error:
+            raise InvalidConfig(f"{source}: {error}") from None
+    return config
 
 
 def load_config(path: Path) -> RunConfig:
     """Read and validate a TOML config file (SPEC §11).
+
+    A relative `[data] path` is resolved against the config file's folder, so a
+    config runs the same from any working directory.
 
     Example::
 
@@ -214,7 +317,16 @@ def load_config(path: Path) -> RunConfig:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise InvalidConfig(f"{path}: not valid TOML: {error}") from None
-    return parse_config(table, str(path))
+    return parse_config(_with_data_path_from(table, path.parent), str(path))
+
+
+def _with_data_path_from(table: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """`table` with a relative local `[data] path` made absolute against `folder` (URIs are left alone)."""
+    data = table.get("data")
+    location = data.get("path") if isinstance(data, dict) else None
+    if not isinstance(location, str) or is_uri(location) or Path(location).is_absolute():
+        return table
+    return {**table, "data": {**data, "path": os.path.normpath(folder.absolute() / location)}}
 
 
 def derive(config: RunConfig, changes: Mapping[str, Any], source: str) -> RunConfig:

@@ -195,12 +195,15 @@ def _constraint(match: re.Match[str], where: str) -> dict[str, Any]:
 
 
 class Range(BaseModel):
-    """Evenly spaced thresholds from `start` to `stop` inclusive (like numpy.linspace)."""
+    """Evenly spaced thresholds from `start` to `stop` inclusive (like numpy.linspace).
+
+    In the score's units: within [0, 1] or its `[data.score_range]`, checked when the grid is built.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    start: float = Field(ge=0, le=1)
-    stop: float = Field(ge=0, le=1)
+    start: float
+    stop: float
     num: int = Field(ge=1, le=100_000)
 
     @model_validator(mode="after")

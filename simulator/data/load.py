@@ -1,170 +1,170 @@
-"""Finding and scanning logged transactions (SPEC §2).
+"""Finding and reading logged transactions, in the canonical shape every later stage expects (SPEC §2).
 
-The input is a Parquet file or a directory of Parquet files, possibly hive
-partitioned (`dt=2026-01-01/part-0.parquet`). This module turns that path into
-one lazy polars scan whose columns carry the canonical names of SPEC §2, so
-every later stage reads `amount` whatever the files call it.
+The input is a Parquet file, a folder of Parquet files (hive partitions
+allowed: `dt=2026-01-01/part-0.parquet`), a glob, a CSV file (`.csv`,
+`.csv.gz`) or several, locally or on object storage (`simulator.data.storage`).
+`open_source` finds its files once and fixes their types (`Source`);
+`scan_dataset` scans them lazily and `read_rows` reads one shard's rows, both
+through `simulator.data.mapping.to_canonical`, so every consumer — the
+validator, the summary, the plan, the policies, each shard on either engine —
+reads `amount`, `allow`, UTC timestamps and a `propensity`, whatever the export
+calls them.
 
 Files are compared before they are scanned: polars would otherwise fail deep
 inside `collect()` with a schema error that names neither the column the user
-should fix nor, always, the file.
+should fix nor, always, the file. Read errors name the file (`simulator.data.readers`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import polars as pl
 
+from simulator.data.logging_policy import derived_columns, logging_inputs
+from simulator.data.mapping import bullets, file_columns, in_utc, renames, schema_name, to_canonical
+from simulator.data.readers import file_schema, find_unreadable, first_line, reading, scan_files
+from simulator.data.storage import CSV, PARQUET, absolute, data_format, list_files
 from simulator.errors import InvalidData
-from simulator.schema import CREATED_AT, DISPUTED_AT, Schema
+from simulator.schema import Schema
 
-PARQUET_SUFFIX = ".parquet"
-# Spark, Hive and friends leave `_SUCCESS`, `_metadata`, `.part-0.crc` or
-# `_temporary/` beside the data; none of it is data.
-IGNORED_PREFIXES: tuple[str, ...] = (".", "_")
+__all__ = ["Source", "dataset_files", "in_utc", "open_source", "read_rows", "reading_source", "scan_dataset"]
 
 
-def dataset_files(path: Path) -> list[Path]:
-    """The Parquet files of a dataset, sorted so every run reads them in one order.
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A dataset's files, their format and their column types: found once, shipped with every shard task.
 
-    `path` is a Parquet file or a directory searched recursively; hidden and
-    bookkeeping entries (names starting with `.` or `_`, at any depth) and
-    non-Parquet files are ignored.
+    `location` is what the user named (absolute path or URI, as messages show
+    it); `files` are sorted; `hive` says partition keys in folder names
+    (`key=value`) are columns; `types` are the file columns and their types
+    (for CSV, the types every read uses).
     """
-    path = Path(path)
-    if not path.exists():
-        raise InvalidData(f"data path {path} does not exist")
-    if path.is_file():
-        if path.suffix != PARQUET_SUFFIX:
-            raise InvalidData(
-                f"data path {path} is not a Parquet file (expected a *{PARQUET_SUFFIX} file or a directory)"
-            )
-        return [path]
-    files = sorted(
-        candidate
-        for candidate in path.rglob(f"*{PARQUET_SUFFIX}")
-        if candidate.is_file() and not _is_ignored(candidate.relative_to(path))
-    )
-    if not files:
-        raise InvalidData(f"data directory {path} holds no {PARQUET_SUFFIX} files")
-    return files
+
+    location: str
+    files: tuple[str, ...]
+    format: str  # "parquet" or "csv"
+    hive: bool
+    types: Mapping[str, pl.DataType]
 
 
-def _is_ignored(relative: Path) -> bool:
-    """Whether any part of a path inside the dataset directory is hidden or bookkeeping."""
-    return any(part.startswith(IGNORED_PREFIXES) for part in relative.parts)
+def dataset_files(location: str | Path) -> list[str]:
+    """The data files of a dataset, sorted so every run reads them in one order (see `storage.list_files`)."""
+    return list_files(str(location))[0]
 
 
-def scan_dataset(path: Path, schema: Schema, columns: Iterable[str] | None = None) -> pl.LazyFrame:
-    """A lazy scan of the dataset at `path` with canonical column names.
+def open_source(location: str | Path | Source, schema: Schema) -> Source:
+    """Find the files at `location`, check they are of one format (CSV files: of one header), and fix the types.
 
-    Columns are renamed from their file names to canonical names per
-    `schema.rename` (canonical → file name). With `columns` (canonical names)
-    only those are read; a missing one raises `InvalidData`. Without, every
-    column is read and missing required columns are left for the validator to
-    report together with everything else.
+    Parquet files are compared column by column when they are scanned (`scan_dataset`), for the columns read.
     """
-    files = dataset_files(Path(path))
-    frame = pl.scan_parquet(
-        files,
-        hive_partitioning=Path(path).is_dir(),
-        glob=False,  # paths are already expanded; `[` in a name is not a pattern
-        extra_columns="raise" if columns is None else "ignore",
-    )
+    if isinstance(location, Source):
+        return location
+    files, folder = list_files(str(location))
+    formats = sorted({data_format(file) or "" for file in files})
+    if len(formats) > 1:
+        raise InvalidData(f"data path {absolute(location)} mixes Parquet and CSV files; keep one format per dataset")
+    kind = formats[0]
+    first = file_schema(files[0], kind, schema)
+    if kind == CSV:
+        _check_headers(files, first)
+    return Source(location=absolute(location), files=tuple(files), format=kind, hive=folder and kind == PARQUET,
+                  types=first)
+
+
+def scan_dataset(location: str | Path | Source, schema: Schema, columns: Iterable[str] | None = None, *,
+                 audit: bool = False) -> pl.LazyFrame:
+    """A lazy scan of the dataset with canonical columns and values (`simulator.data.mapping.to_canonical`).
+
+    With `columns` (canonical names) only those are produced, and only the file
+    columns they need are read; a missing one raises `InvalidData`. Without,
+    every column is read and missing required columns are left for the
+    validator to report together with everything else. `audit` adds the
+    declared propensity of a log that has its own, for the validator.
+    """
+    source = open_source(location, schema)
+    frame = scan_files(source.files, source.format, hive=source.hive, types=source.types)
     available = frame.collect_schema()  # the first file's columns plus hive partition keys
-    to_canonical = _renames(available, schema.rename)
-    wanted = None if columns is None else _file_columns(list(columns), available, to_canonical, Path(path))
-    first = pl.read_parquet_schema(files[0])
-    _check_consistent(files, first, None if wanted is None else [name for name in wanted if name in first])
-    if wanted is not None:
-        frame = frame.select(wanted)
-    return in_utc(frame.rename(to_canonical, strict=False))
+    renames(available, schema.rename)  # a bad mapping fails here, naming the columns
+    if columns is None:
+        if source.format == PARQUET:
+            _check_consistent(list(source.files), source.types, None)
+        return to_canonical(frame, schema, audit=audit)
+    wanted = list(columns)
+    needed = _file_columns(wanted, available, schema, source.location)
+    if source.format == PARQUET:  # only the columns read: an unused column of another type does not block a run
+        _check_consistent(list(source.files), source.types, [name for name in needed if name in source.types])
+    return to_canonical(frame.select(needed), schema).select(wanted)
 
 
-FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
+def read_rows(source: Source, file: str, *, offset: int, rows: int, columns: Iterable[str], schema: Schema) -> pl.DataFrame:
+    """Rows `offset .. offset + rows` of one file, canonical columns `columns` only: what a shard task reads."""
+    scan = scan_files([file], source.format, hive=source.hive, types=source.types)
+    with reading_source(source, [file]):
+        wanted = file_columns(columns, schema, scan.collect_schema())
+        frame = scan.select(wanted).slice(offset, rows).collect()
+    return to_canonical(frame, schema)
 
 
-def in_utc(frame: FrameT) -> FrameT:
-    """Timestamps in UTC, as the engine compares them: naive ones are read as UTC, zoned ones converted.
+@contextmanager
+def reading_source(source: Source, files: Iterable[str] | None = None, columns: Iterable[str] | None = None
+                   ) -> Iterator[None]:
+    """Turn an error while reading `files` of `source` (default: all) into `InvalidData` naming the file.
 
-    Done wherever rows enter (scans, shards, in-memory frames), so data written
-    with local zones or without one gives the same results as UTC data.
+    A scan does not say which file failed, nor whether the failure was the
+    data's: each file is read again on its own (`columns` of it, default all)
+    to find it, which costs a pass only on failure. When every file reads, a
+    polars error is not the data's but ours, and keeps its traceback; an I/O
+    error (a storage that stopped answering) still names the dataset.
     """
-    schema = frame.collect_schema()
-    fixes = []
-    for name in (CREATED_AT, DISPUTED_AT):
-        dtype = schema.get(name)
-        if isinstance(dtype, pl.Datetime) and dtype.time_zone != "UTC":
-            column = pl.col(name)
-            fixes.append(column.dt.replace_time_zone("UTC") if dtype.time_zone is None
-                         else column.dt.convert_time_zone("UTC"))
-    return frame.with_columns(fixes) if fixes else frame
+    import pyarrow as pa
+
+    files = list(source.files if files is None else files)
+    try:
+        yield
+    except (pl.exceptions.PolarsError, OSError, pa.ArrowException) as error:
+        find_unreadable(files, source.format, hive=source.hive, types=source.types,
+                        columns=list(columns or source.types))
+        if isinstance(error, pl.exceptions.PolarsError):
+            raise
+        where = files[0] if len(files) == 1 else source.location
+        raise InvalidData(f"cannot read {where}: {first_line(error)}") from None
 
 
-def _renames(file_schema: Mapping[str, pl.DataType], rename: Mapping[str, str]) -> dict[str, str]:
-    """File name → canonical name for the renamed columns present in the files.
-
-    Raises when a rename would give two columns the same canonical name.
-    """
-    to_canonical = {
-        source: canonical for canonical, source in rename.items() if source != canonical and source in file_schema
-    }
-    ignored = [
-        f"{canonical}: [data.columns] maps it to {source!r}, which is not in the data, but the data has a column "
-        f"{canonical!r}; fix the mapping, or remove it to use {canonical!r}"
-        for canonical, source in rename.items()
-        if source != canonical and source not in file_schema and canonical in file_schema
-    ]
-    if ignored:  # using the unmapped column would silently read the wrong one
-        raise InvalidData("a column mapping names no column:\n" + _bullets(ignored), problems=tuple(ignored))
-    sources = list(rename.values())
-    clashes = [
-        f"{canonical}: the files have both {rename[canonical]!r} (renamed to {canonical!r}) and {canonical!r}"
-        for canonical in to_canonical.values()
-        if canonical in file_schema and canonical not in to_canonical
-    ]
-    clashes += [
-        f"{source}: named by more than one column of [data.columns]"
-        for source in sorted(set(sources))
-        if sources.count(source) > 1
-    ]
-    if clashes:
-        raise InvalidData("column names clash after renaming:\n" + _bullets(clashes), problems=tuple(clashes))
-    return to_canonical
-
-
-def _file_columns(
-    canonical: list[str],
-    file_schema: Mapping[str, pl.DataType],
-    to_canonical: Mapping[str, str],
-    path: Path,
-) -> list[str]:
-    """File names of the requested canonical columns; raises if any is absent from `path`."""
-    from_canonical = {target: source for source, target in to_canonical.items()}
-    names = [from_canonical.get(name, name) for name in canonical]
+def _file_columns(canonical: list[str], available: Mapping[str, pl.DataType], schema: Schema, location: str) -> list[str]:
+    """File names of the columns needed for the canonical `canonical`; raises if any is absent."""
+    needed = file_columns(canonical, schema, available)
+    produced = {name for name in canonical if schema.file_name(name) in needed or name in _derivable(schema, available)}
     missing = [
-        f"{name}: missing column (looked for {source!r} in {path})"
-        for name, source in zip(canonical, names, strict=True)
-        if source not in file_schema
+        f"{name}: missing column (looked for {schema.file_name(name)!r} in {location})"
+        for name in canonical
+        if name not in produced
     ]
     if missing:
-        raise InvalidData("required columns are missing:\n" + _bullets(missing), problems=tuple(missing))
-    return names
+        raise InvalidData("required columns are missing:\n" + bullets(missing), problems=tuple(missing))
+    return needed
 
 
-def _check_consistent(files: list[Path], first: Mapping[str, pl.DataType], wanted: list[str] | None) -> None:
-    """Raise `InvalidData` naming file and column where a file disagrees with the first.
+def _derivable(schema: Schema, available: Iterable[str]) -> set[str]:
+    """Canonical columns the declared logging policy derives from the available file columns."""
+    present = {schema_name(name, schema) for name in available}
+    if any(name not in present for name in logging_inputs(schema)):
+        return set()
+    return set(derived_columns(schema, present))
 
-    Only the columns that will be read are compared (all of them when `wanted`
-    is None), so an unused column of another type does not block a run.
+
+def _check_consistent(files: list[str], first: Mapping[str, pl.DataType], wanted: list[str] | None) -> None:
+    """Raise `InvalidData` naming file and column where a Parquet file disagrees with the first.
+
+    Only the columns that will be read are compared (all of them when `wanted` is None).
     """
     names = list(first) if wanted is None else wanted
     problems: list[str] = []
     for file in files[1:]:
-        other = pl.read_parquet_schema(file)
+        other = file_schema(file, PARQUET, Schema())
         for name in names:
             if name not in other:
                 problems.append(f"{file}: column {name!r} is missing (present in {files[0]})")
@@ -173,11 +173,16 @@ def _check_consistent(files: list[Path], first: Mapping[str, pl.DataType], wante
         if wanted is None:
             problems += [f"{file}: column {name!r} is not in {files[0]}" for name in other if name not in first]
     if problems:
-        raise InvalidData(
-            "the Parquet files disagree on their columns:\n" + _bullets(problems), problems=tuple(problems)
-        )
+        raise InvalidData("the Parquet files disagree on their columns:\n" + bullets(problems), problems=tuple(problems))
 
 
-def _bullets(lines: list[str]) -> str:
-    """One indented bullet per line, for multi-problem messages."""
-    return "\n".join(f"  - {line}" for line in lines)
+def _check_headers(files: list[str], first: Mapping[str, pl.DataType]) -> None:
+    """Raise `InvalidData` naming the file where a CSV file's header differs from the first's."""
+    problems = []
+    for file in files[1:]:
+        with reading(file):
+            header = list(pl.scan_csv(file, infer_schema=False).collect_schema())
+        if header != list(first):
+            problems.append(f"{file}: columns {', '.join(header)}; {files[0]} has {', '.join(first)}")
+    if problems:
+        raise InvalidData("the CSV files disagree on their columns:\n" + bullets(problems), problems=tuple(problems))

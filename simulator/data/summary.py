@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from simulator.data.logging_policy import AUDIT_TOLERANCE, DECLARED, audit_by_segment, audit_exprs
 from simulator.schema import (
     ACTION,
     AMOUNT,
@@ -44,6 +45,49 @@ class ScoreRange:
     min: float
     max: float
     mean: float
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentAudit:
+    """A segment value where logged propensities disagree with the declared logging policy."""
+
+    column: str
+    value: str | None
+    rows: int
+    disagree: int
+
+    @property
+    def share(self) -> float:
+        return self.disagree / self.rows
+
+
+@dataclass(frozen=True, slots=True)
+class PropensityAudit:
+    """Logged propensities against `[data.logging_policy]`: how many rows disagree, by how much, and where.
+
+    `rows` were compared (both probabilities known), `disagree` differ by more
+    than `tolerance`; `worst` are the segment values (holding at least 1 % of
+    the rows) with the largest share of disagreeing rows, at most five per
+    segment column, worst first.
+    """
+
+    rows: int
+    disagree: int
+    max_gap: float | None
+    tolerance: float
+    worst: tuple[SegmentAudit, ...] = ()
+
+    @property
+    def share(self) -> float:
+        return self.disagree / self.rows if self.rows else 0.0
+
+    def describe(self) -> str:
+        """One line for `policysim validate`: the share that disagrees and the worst segments."""
+        if not self.disagree:
+            return f"all {self.rows:,} logged propensities agree with the declared logging policy (± {self.tolerance:g})"
+        worst = ", ".join(f"{w.column}={w.value} {w.share:.1%} ({w.disagree:,} of {w.rows:,})" for w in self.worst[:3])
+        return (f"{self.disagree:,} of {self.rows:,} rows ({self.share:.2%}) differ from the declared logging policy by more "
+                f"than {self.tolerance:g} (largest gap {self.max_gap:.4g}); worst: {worst or 'n/a'}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +120,8 @@ class DataSummary:
     scores: Mapping[str, ScoreRange] = field(default_factory=dict)
     segments: Mapping[str, int] = field(default_factory=dict)
     has_logging_probs: bool = False
+    derived: tuple[str, ...] = ()  # columns derived from [data.logging_policy]
+    audit: PropensityAudit | None = None  # logged propensities against [data.logging_policy]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values: timestamps as ISO 8601 strings, score ranges as dicts."""
@@ -84,10 +130,12 @@ class DataSummary:
     def display_rows(self) -> list[tuple[str, str]]:
         """(label, value) pairs for a table, in reading order."""
         by_count, by_volume = _format(self.fraud_rate_bps_count), _format(self.fraud_rate_bps_volume)
+        derived = " (derived from the declared logging policy)"  # no brackets: tables render rich markup
         rows = [
             ("rows", f"{self.rows:,} in {self.files:,} {'file' if self.files == 1 else 'files'}"),
             ("actions", ", ".join(f"{name} {count:,}" for name, count in self.actions.items())),
-            ("propensity", f"{self.propensity_min:.4g} to {self.propensity_max:.4g}"),
+            ("propensity", f"{self.propensity_min:.4g} to {self.propensity_max:.4g}"
+                           + (derived if PROPENSITY in self.derived else "")),
             ("auth_rate", _format(self.auth_rate, 100, " %")),
             ("fraud_rate_bps", f"{by_count} by count, {by_volume} by volume"),
             ("dispute_lost_share", _format(self.dispute_lost_share, 100, " %")),
@@ -97,7 +145,11 @@ class DataSummary:
         ]
         rows += [(name, f"{r.min:.3f} to {r.max:.3f}, mean {r.mean:.3f}") for name, r in self.scores.items()]
         rows.append(("segments", ", ".join(f"{name} ({count:,})" for name, count in self.segments.items()) or "none"))
-        rows.append(("logging_prob_<action>", "present" if self.has_logging_probs else "absent"))
+        probs_derived = any(name.startswith(LOGGING_PROB_PREFIX) for name in self.derived)
+        rows.append(("logging_prob_<action>", ("present" if self.has_logging_probs else "absent")
+                     + (derived if probs_derived else "")))
+        if self.audit is not None:
+            rows.append(("propensity audit", self.audit.describe()))
         return rows
 
 
@@ -112,6 +164,10 @@ def _jsonable(value: object) -> object:
         return value.isoformat()
     if isinstance(value, ScoreRange):
         return {"min": value.min, "max": value.max, "mean": value.mean}
+    if isinstance(value, PropensityAudit | SegmentAudit):
+        return {item.name: _jsonable(getattr(value, item.name)) for item in fields(value)} | {"share": value.share}
+    if isinstance(value, tuple):
+        return [_jsonable(item) for item in value]
     if isinstance(value, Mapping):
         return {key: _jsonable(item) for key, item in value.items()}
     return value
@@ -163,6 +219,8 @@ def summary_exprs(columns: pl.Schema, schema: Schema, as_of: datetime | None) ->
     for name in schema.resolved_scores(list(columns)):
         score = pl.col(name).cast(pl.Float64)
         exprs |= {f"min:{name}": score.min(), f"max:{name}": score.max(), f"mean:{name}": score.mean()}
+    if DECLARED in columns:
+        exprs |= audit_exprs()
     return exprs
 
 
@@ -183,6 +241,8 @@ def summary_queries(
         f"segment:{name}": frame.select(pl.col(name)).unique().select(pl.len())
         for name in segment_columns(columns, schema)
     }
+    if DECLARED in columns:
+        queries |= audit_by_segment(frame, segment_columns(columns, schema))
     return queries
 
 
@@ -197,7 +257,8 @@ def _as_of(columns: pl.Schema, as_of: datetime | None) -> pl.Expr:
 
 
 def summarise(
-    values: Mapping[str, Any], columns: pl.Schema, schema: Schema, *, files: int, label_maturity_days: int
+    values: Mapping[str, Any], columns: pl.Schema, schema: Schema, *, files: int, label_maturity_days: int,
+    derived: frozenset[str] = frozenset(),
 ) -> DataSummary:
     """The `DataSummary` from the collected `summary_exprs` and `summary_queries` (plus `rows`)."""
     scores = {
@@ -222,7 +283,30 @@ def summarise(
         scores=scores,
         segments={name: values[f"segment:{name}"] for name in segment_columns(columns, schema)},
         has_logging_probs=all(logging_prob_column(action) in columns for action in schema.actions),
+        derived=tuple(sorted(derived)),
+        audit=_audit(values, columns, schema),
     )
+
+
+def _entries(value: Any) -> list[dict[str, Any]]:
+    """The rows of an imploded side query (a list, or a polars Series of structs)."""
+    if value is None:
+        return []
+    return list(value.to_list() if isinstance(value, pl.Series) else value)
+
+
+def _audit(values: Mapping[str, Any], columns: pl.Schema, schema: Schema) -> PropensityAudit | None:
+    """The propensity audit from the collected `audit_exprs` and `audit_by_segment`, when there was one."""
+    if DECLARED not in columns:
+        return None
+    worst = [
+        SegmentAudit(column=name, value=entry["value"], rows=entry["rows"], disagree=entry["disagree"])
+        for name in segment_columns(columns, schema)
+        for entry in _entries(values[f"audit_segment:{name}"])
+    ]
+    worst.sort(key=lambda w: (-w.share, -w.disagree, w.column))
+    return PropensityAudit(rows=values["audit:compared"], disagree=values["audit:disagree"],
+                           max_gap=values["audit:max_gap"], tolerance=AUDIT_TOLERANCE, worst=tuple(worst[:10]))
 
 
 def _as_utc(moment: datetime) -> datetime:

@@ -16,11 +16,10 @@ says why), never crashed on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
@@ -34,7 +33,10 @@ from simulator.data.summary import (
     utc_timestamp,
 )
 from simulator.errors import InvalidData
-from simulator.data.load import dataset_files, scan_dataset
+from simulator.data.load import Source, open_source, reading_source, scan_dataset
+from simulator.data.problems import Check, Problem, evaluate
+from simulator.data.logging_policy import derived_columns, logging_inputs
+from simulator.data.mapping import schema_name
 from simulator.schema import (
     ACTION,
     AMOUNT,
@@ -48,6 +50,7 @@ from simulator.schema import (
     PROPENSITY,
     REQUIRED_COLUMNS,
     TRANSACTION_ID,
+    TIMESTAMP_COLUMNS,
     Schema,
     logging_prob_column,
 )
@@ -57,64 +60,32 @@ __all__ = ["DataSummary", "Problem", "ScoreRange", "check_dataset", "find_proble
 DEFAULT_LABEL_MATURITY_DAYS = 90
 SUM_TOLERANCE = 1e-6  # the logging_prob_<action> of a row sum to 1 within this
 PROPENSITY_TOLERANCE = 1e-9  # propensity equals logging_prob_<logged action> within this
-DATASET = "dataset"  # the `column` of a problem about the whole dataset
 ALL_LOGGING_PROBS = f"{LOGGING_PROB_PREFIX}*"  # the `column` of the row-sum problem
-DUPLICATE_DETAIL = "share their transaction_id with another row"
 
 
 @dataclass(frozen=True, slots=True)
-class Problem:
-    """One broken rule: which column (canonical name), which rule, how many rows, one example.
+class Origin:
+    """How the canonical columns came about, for messages that point at the cause.
 
-    `count` is 0 for problems of the schema or the whole dataset (missing
-    column, wrong type, no rows); those have no example row.
+    `derived`: columns computed from `[data.logging_policy]`; `parsed`:
+    timestamp columns parsed from text, with the format they must follow.
     """
 
-    column: str
-    rule: str
-    count: int
-    example_id: str | None
-    example_value: str | None
-    detail: str
-
-    def message(self) -> str:
-        """One line, e.g. `propensity: 12 rows outside (0, 1], e.g. transaction_id=tx_000417 (propensity=0.0)`."""
-        if self.count == 0:
-            return f"{self.column}: {self.detail}"
-        text = f"{self.column}: {self.count} {'row' if self.count == 1 else 'rows'} {self.detail}"
-        if self.example_id is not None:
-            text += f", e.g. {TRANSACTION_ID}={self.example_id}"
-        if self.example_value is not None:
-            text += f" ({self.column}={self.example_value})"
-        return text
+    derived: frozenset[str] = frozenset()
+    parsed: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class _Check:
-    """A row-level rule: the rows where `condition` is true break it.
-
-    `shown` are (label, expression) pairs evaluated on the first offending row
-    to make the example: first the column's own value, then context columns.
-    """
-
-    column: str
-    rule: str
-    detail: str
-    condition: pl.Expr
-    shown: tuple[tuple[str, pl.Expr], ...] = ()
-
-
-def find_problems(frame: pl.LazyFrame | pl.DataFrame, schema: Schema) -> list[Problem]:
+def find_problems(frame: pl.LazyFrame | pl.DataFrame, schema: Schema, origin: Origin = Origin()) -> list[Problem]:
     """Every problem of `frame` (canonical column names) against SPEC §2, in one pass over it."""
     frame = frame.lazy()
     columns = frame.collect_schema()
-    schema_problems, usable = _schema_problems(columns, schema)
-    value_problems, _ = _evaluate(frame, _value_checks(columns, usable, schema), {}, {})
+    schema_problems, usable = _schema_problems(columns, schema, origin)
+    value_problems, _ = evaluate(frame, _value_checks(columns, usable, schema, origin), {}, {}, schema)
     return schema_problems + value_problems
 
 
 def check_dataset(
-    path: Path,
+    path: str | Path | Source,
     schema: Schema,
     *,
     as_of: datetime | None = None,
@@ -130,26 +101,41 @@ def check_dataset(
         summary = check_dataset(Path("data/transactions"), config.data.schema())
         summary.rows, summary.as_of
     """
-    path = Path(path)
-    files = dataset_files(path)
-    frame = scan_dataset(path, schema)
+    source = open_source(path, schema)
+    frame = scan_dataset(source, schema, audit=True)
     columns = frame.collect_schema()
-    schema_problems, usable = _schema_problems(columns, schema)
+    origin = origin_of(source, schema)
+    schema_problems, usable = _schema_problems(columns, schema, origin)
     # The summary's aggregations assume well-typed columns: only run them on a sound schema.
     summary = {} if schema_problems else summary_exprs(columns, schema, as_of)
     queries = {} if schema_problems else summary_queries(frame, columns, schema, as_of, label_maturity_days)
-    value_problems, values = _evaluate(frame, _value_checks(columns, usable, schema), summary, queries)
+    with reading_source(source):
+        value_problems, values = evaluate(frame, _value_checks(columns, usable, schema, origin), summary, queries,
+                                           schema)
     problems = schema_problems + value_problems
     if problems:
-        raise InvalidData(_describe(path, problems), problems=tuple(problems))
-    return summarise(values, columns, schema, files=len(files), label_maturity_days=label_maturity_days)
+        raise InvalidData(_describe(source.location, problems, schema), problems=tuple(problems))
+    return summarise(values, columns, schema, files=len(source.files), label_maturity_days=label_maturity_days,
+                     derived=origin.derived)
 
 
-def _describe(path: Path, problems: list[Problem]) -> str:
+def origin_of(source: Source, schema: Schema) -> Origin:
+    """Which canonical columns of `source` the declared logging policy derives, and which timestamps are text."""
+    present = {schema_name(name, schema) for name in source.types}
+    parsed = {
+        name: (f"in the format {schema.timestamp_formats[name]!r} ([data.timestamp_format])"
+               if name in schema.timestamp_formats else "an ISO 8601 timestamp (or declare [data.timestamp_format])")
+        for name in TIMESTAMP_COLUMNS
+        if source.types.get(schema.file_name(name)) == pl.String
+    }
+    return Origin(derived=derived_columns(schema, present), parsed=parsed)
+
+
+def _describe(location: str, problems: list[Problem], schema: Schema) -> str:
     """The `InvalidData` message: one line per problem, then what to do."""
     count = f"{len(problems)} {'problem' if len(problems) == 1 else 'problems'}"
-    lines = [f"{path}: {count} with the logged transactions (SPEC §2):"]
-    lines += [f"  - {problem.message()}" for problem in problems]
+    lines = [f"{location}: {count} with the logged transactions (SPEC §2):"]
+    lines += [f"  - {problem.message(schema)}" for problem in problems]
     if any(problem.rule in ("missing", "dtype") for problem in problems):
         lines.append("If a column exists under another name, map it in [data.columns].")
     return "\n".join(lines)
@@ -198,7 +184,27 @@ EXPECTED_TYPES: dict[str, tuple[str, Callable[[pl.DataType], bool]]] = {
 }
 
 
-def _schema_problems(columns: pl.Schema, schema: Schema) -> tuple[list[Problem], set[str]]:
+NO_PROPENSITY = (
+    "missing column: the estimates divide by it. Either map the column of your files that holds the logged "
+    "action's probability in [data.columns] (propensity = \"<its name>\"), or declare the policy that logged the "
+    "data in [data.logging_policy] (a policy table plus exploration = <share explored>) to derive it; "
+    "see docs/bring-your-own-data.md"
+)
+
+
+def _missing(name: str, columns: pl.Schema, schema: Schema, present_probs: list[str]) -> str:
+    """Why a column is missing, and what to do about it."""
+    if name == PROPENSITY and schema.logging_policy is not None:
+        lacking = [schema.file_name(c) for c in logging_inputs(schema) if c not in columns]
+        return f"missing column: [data.logging_policy] derives it from columns the data lacks: {', '.join(lacking)}"
+    if name == PROPENSITY:
+        return NO_PROPENSITY
+    if name.startswith(LOGGING_PROB_PREFIX) and present_probs:
+        return f"missing column (every action needs one when {present_probs[0]} is present)"
+    return "missing column"
+
+
+def _schema_problems(columns: pl.Schema, schema: Schema, origin: Origin = Origin()) -> tuple[list[Problem], set[str]]:
     """Missing and mistyped columns, and the set of checked columns present with a usable type."""
     expected = {name: EXPECTED_TYPES[name] for name in REQUIRED_COLUMNS}
     if DISPUTED_AT in columns:
@@ -210,8 +216,7 @@ def _schema_problems(columns: pl.Schema, schema: Schema) -> tuple[list[Problem],
     problems: list[Problem] = []
     for name, (wanted, accepts) in expected.items():
         if name not in columns:
-            why = f" (every action needs one when {present[0]} is present)" if name in logging_probs else ""
-            problems.append(Problem(name, "missing", 0, None, None, f"missing column{why}"))
+            problems.append(Problem(name, "missing", 0, None, None, _missing(name, columns, schema, present)))
         elif not accepts(dtype := columns[name]):
             problems.append(Problem(name, "dtype", 0, None, str(dtype), f"has type {dtype}, expected {wanted}"))
     broken = {problem.column for problem in problems}
@@ -221,39 +226,66 @@ def _schema_problems(columns: pl.Schema, schema: Schema) -> tuple[list[Problem],
 # --- value checks ----------------------------------------------------------------------------------------------
 
 
-def _value_checks(columns: pl.Schema, usable: set[str], schema: Schema) -> list[_Check]:
+DERIVED = " (derived from [data.logging_policy]"
+
+
+def _null_detail(name: str, origin: Origin) -> str:
+    """Why a value can be null: absent, unparseable text, or a logging policy that could not be evaluated."""
+    if name in origin.parsed:
+        return f"null or not {origin.parsed[name]}"
+    if name in origin.derived:
+        return f"null{DERIVED}, which could not be evaluated on them: see the other problems)"
+    return "null"
+
+
+def _value_checks(columns: pl.Schema, usable: set[str], schema: Schema, origin: Origin = Origin()) -> list[Check]:
     """Every row-level check whose columns are usable, in the order the problems are reported."""
     probs = [logging_prob_column(action) for action in schema.actions]
     never_null = (TRANSACTION_ID, CREATED_AT, AMOUNT, ACTION, PROPENSITY)
-    checks = [_Check(name, "null", "null", pl.col(name).is_null()) for name in never_null if name in usable]
+    checks = [Check(name, "null", _null_detail(name, origin), pl.col(name).is_null())
+              for name in never_null if name in usable]
     if AMOUNT in usable:
         checks.append(_range(AMOUNT, "not a finite number > 0", lambda x: x.is_finite() & (x > 0)))
     if PROPENSITY in usable:
-        checks.append(_range(PROPENSITY, "outside (0, 1] or NaN", lambda x: (x > 0) & (x <= 1)))
+        why = (f"{DERIVED}: the declared policy never takes the logged action there; is exploration missing?)"
+               if PROPENSITY in origin.derived else "")
+        checks.append(_range(PROPENSITY, f"outside (0, 1] or NaN{why}", lambda x: (x > 0) & (x <= 1)))
     for name in [*schema.resolved_scores(list(columns)), *probs]:
         if name in usable:
-            checks.append(_Check(name, "null", "null", pl.col(name).is_null()))
-            checks.append(_range(name, "outside [0, 1] or NaN", lambda x: (x >= 0) & (x <= 1)))
+            low, high = schema.score_range(name) if name not in probs else (0.0, 1.0)
+            checks.append(Check(name, "null", _null_detail(name, origin), pl.col(name).is_null()))
+            checks.append(_range(name, f"outside [{low:g}, {high:g}] or NaN",
+                                 lambda x, low=low, high=high: (x >= low) & (x <= high)))
     if ACTION in usable:
-        action = pl.col(ACTION).cast(pl.String)
-        unknown = action.is_not_null() & ~action.is_in(schema.actions)
-        detail = f"not one of the actions {', '.join(schema.actions)}"
-        checks.append(_Check(ACTION, "unknown_action", detail, unknown, ((ACTION, action),)))
+        checks.append(_unknown_action(schema))
     checks += _outcome_checks(columns, usable, schema)
-    if all(name in usable for name in probs):
+    # a logged propensity against derived logging_prob_<action> is the audit's job, not an error
+    if all(name in usable for name in probs) and not (set(probs) & origin.derived and PROPENSITY not in origin.derived):
         checks += _logging_prob_checks(probs, usable, schema)
     return checks
 
 
-def _range(name: str, detail: str, inside: Callable[[pl.Expr], pl.Expr]) -> _Check:
+def _unknown_action(schema: Schema) -> Check:
+    """Rows whose action is not in the action set (after `[data.action_values]`), shown as the files spell it."""
+    action = pl.col(ACTION).cast(pl.String)
+    unknown = action.is_not_null() & ~action.is_in(schema.actions)
+    if schema.action_values:
+        values = ", ".join(f"{schema.action_values.get(a, a)!r} ({a})" for a in schema.actions)
+        detail = f"not one of the values {values} of [data.action_values]"
+    else:
+        detail = f"not one of the actions {', '.join(schema.actions)}"
+    return Check(ACTION, "unknown_action", detail, unknown, ((ACTION, action),))
+
+
+def _range(name: str, detail: str, inside: Callable[[pl.Expr], pl.Expr]) -> Check:
     """Rows whose non-null value of `name` is NaN or not `inside` (nulls have their own check)."""
     value = pl.col(name).cast(pl.Float64)
     # polars orders NaN above every number, so NaN passes `> 0`: reject it explicitly.
     outside = value.is_not_null() & (value.is_nan() | ~inside(value))
-    return _Check(name, "range", detail, outside, ((name, pl.col(name)),))
+    return Check(name, "range", detail, outside, ((name, pl.col(name)),))
 
 
-def _outcome_checks(columns: pl.Schema, usable: set[str], schema: Schema) -> list[_Check]:
+def _outcome_checks(columns: pl.Schema, usable: set[str], schema: Schema) -> list[Check]:
     """Outcomes contradicting the action or each other (the SPEC §2 null pattern), and dispute dates.
 
     Each rule is (column, detail, condition, the column it depends on, shown as context).
@@ -278,7 +310,7 @@ def _outcome_checks(columns: pl.Schema, usable: set[str], schema: Schema) -> lis
         (DISPUTED_AT, "before created_at", _utc(DISPUTED_AT, columns) < _utc(CREATED_AT, columns), CREATED_AT),
     ]
     return [
-        _Check(name, "contradiction", detail, condition, ((name, pl.col(name)), (context, pl.col(context))))
+        Check(name, "contradiction", detail, condition, ((name, pl.col(name)), (context, pl.col(context))))
         for name, detail, condition, context in rules
         if name in usable and context in usable
     ]
@@ -294,12 +326,12 @@ def _utc(name: str, columns: pl.Schema) -> pl.Expr:
     return pl.lit(None, dtype=pl.Datetime("us", "UTC"))
 
 
-def _logging_prob_checks(probs: list[str], usable: set[str], schema: Schema) -> list[_Check]:
+def _logging_prob_checks(probs: list[str], usable: set[str], schema: Schema) -> list[Check]:
     """Rows whose logging distribution does not sum to 1, or disagrees with `propensity`."""
     total = pl.sum_horizontal(*probs)
     off = ~((total - 1).abs() <= SUM_TOLERANCE)  # written so that NaN counts as off
     detail = f"not summing to 1 (tolerance {SUM_TOLERANCE:g})"
-    checks = [_Check(ALL_LOGGING_PROBS, "sum", detail, off, ((ALL_LOGGING_PROBS, total),))]
+    checks = [Check(ALL_LOGGING_PROBS, "sum", detail, off, ((ALL_LOGGING_PROBS, total),))]
     if {ACTION, PROPENSITY} <= usable:
         action = pl.col(ACTION).cast(pl.String)
         branches = (
@@ -312,90 +344,5 @@ def _logging_prob_checks(probs: list[str], usable: set[str], schema: Schema) -> 
         differs = valid & ~((logged - propensity).abs() <= PROPENSITY_TOLERANCE)
         detail = f"different from logging_prob_<action> of the logged action (tolerance {PROPENSITY_TOLERANCE:g})"
         shown = ((PROPENSITY, pl.col(PROPENSITY)), (ACTION, action), (f"{LOGGING_PROB_PREFIX}<{ACTION}>", logged))
-        checks.append(_Check(PROPENSITY, "contradiction", detail, differs, shown))
+        checks.append(Check(PROPENSITY, "contradiction", detail, differs, shown))
     return checks
-
-
-# --- the pass over the data ----------------------------------------------------------------------------------------
-
-
-def _evaluate(
-    frame: pl.LazyFrame, checks: list[_Check], extra: dict[str, pl.Expr], side: dict[str, pl.LazyFrame]
-) -> tuple[list[Problem], dict[str, Any]]:
-    """Run every check, the `extra` aggregations and the 1×1 `side` queries; the problems, and every value by name.
-
-    One `collect_all` on the streaming engine. Each condition is materialised
-    once as a `_flag<i>` column that its count and its example both read; the
-    example is one struct (id and shown values) filtered once, uncast, which on
-    10M rows costs about as little as the counts alone. Sorts and distinct
-    counts run as side queries: inside the main aggregation they made the
-    streaming engine hold every column in memory (2.3 GB at 10M rows).
-    """
-    has_id = TRANSACTION_ID in frame.collect_schema()
-    flags = [check.condition.fill_null(False).alias(f"_flag{i}") for i, check in enumerate(checks)]
-    exprs = [pl.len().alias("rows"), *(expr.alias(name) for name, expr in extra.items())]
-    row_id = pl.col(TRANSACTION_ID) if has_id else pl.lit(None)
-    for i, check in enumerate(checks):
-        flag = pl.col(f"_flag{i}")
-        fields = [row_id.alias("id"), *(expr.alias(f"shown{j}") for j, (_, expr) in enumerate(check.shown))]
-        exprs += [flag.sum().alias(f"_count{i}"), pl.struct(fields).filter(flag).first().alias(f"_example{i}")]
-    if has_id:
-        side = {**side, "_duplicate_candidates": frame.select(_duplicate_candidates(pl.col(TRANSACTION_ID)))}
-    main, *others = pl.collect_all([frame.with_columns(flags).select(exprs), *side.values()], engine="streaming")
-    values = main.row(0, named=True) | {name: other.item() for name, other in zip(side, others, strict=True)}
-    problems = [] if values["rows"] else [Problem(DATASET, "empty", 0, None, None, "has no rows")]
-    if has_id and values["_duplicate_candidates"]:
-        problems += _duplicates(frame)
-    for i, check in enumerate(checks):
-        if count := values[f"_count{i}"]:
-            example = values[f"_example{i}"]
-            shown = [example[f"shown{j}"] for j in range(len(check.shown))]
-            example_id = None if example["id"] is None else _show(example["id"])
-            problems.append(Problem(check.column, check.rule, count, example_id, _example(check, shown), check.detail))
-    return problems, values
-
-
-def _duplicate_candidates(ids: pl.Expr) -> pl.Expr:
-    """Rows whose 64-bit id hash equals the previous row's after sorting: 0 proves the ids unique.
-
-    Sorting hashes is several times faster than grouping 10 million strings, so
-    the valid path stays cheap; a non-zero count (a real duplicate, two null ids,
-    or a rare hash collision) triggers the exact check in `_duplicates`.
-    """
-    hashes = ids.hash().sort()
-    return (hashes == hashes.shift(1)).sum()
-
-
-def _duplicates(frame: pl.LazyFrame) -> list[Problem]:
-    """The exact duplicate check; count = every row involved, example = the first such id in file order.
-
-    Two passes over `transaction_id` alone: the hashes seen twice, then the ids
-    with those hashes, compared exactly. Comparing all 10M ids exactly took ~10 s.
-    """
-    hashes = pl.col(TRANSACTION_ID).hash().sort()
-    repeated = frame.select(hashes.filter(hashes == hashes.shift(1)).unique()).collect(engine="streaming")
-    candidates = frame.select(TRANSACTION_ID).filter(
-        pl.col(TRANSACTION_ID).hash().is_in(repeated.to_series().implode())
-    )
-    ids = candidates.collect(engine="streaming").to_series()
-    duplicated = ids.is_not_null() & ids.is_duplicated()
-    if not (count := int(duplicated.sum())):
-        return []
-    return [Problem(TRANSACTION_ID, "duplicate", count, _show(ids.filter(duplicated)[0]), None, DUPLICATE_DETAIL)]
-
-
-def _example(check: _Check, shown: list[object]) -> str | None:
-    """The example value: the column's own value, then `label=value` for each context column."""
-    if not shown:
-        return None
-    context = [f"{label}={_show(value)}" for (label, _), value in zip(check.shown[1:], shown[1:], strict=True)]
-    return ", ".join([_show(shown[0]), *context])
-
-
-def _show(value: object) -> str:
-    """A value as printed in an example: `null`, `true`, `0.0`, `2026-01-01 00:00:00+00:00`, `tx_000417`."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, get_args
 
+from simulator.data.load import Source, open_source
+from simulator.data.storage import storage_environment
 from simulator.engine.ray_engine import Cluster, cluster, run_ray
 from simulator.engine.shards import DEFAULT_SHARD_ROWS, Job, Shard, plan_shards, run_local
 from simulator.errors import InvalidConfig, UnknownName
@@ -71,11 +73,12 @@ class Executed:
     timings: dict[str, float]  # plan_s (cutting shards), cluster_start_s (ray only), stats_s
 
 
-def execute(plan: Plan, path: Path, schema: Schema, execution: Execution) -> Executed:
-    """Merged statistics of every shard of the data at `path` on the chosen engine."""
+def execute(plan: Plan, data: str | Path | Source, schema: Schema, execution: Execution) -> Executed:
+    """Merged statistics of every shard of the data (a location or an opened `Source`) on the chosen engine."""
     mark = time.perf_counter()
-    job = Job(plan=plan, needs=needed_sums(plan), schema=schema, hive=path.is_dir())
-    shards = plan_shards(path, execution.shard_rows)
+    source = open_source(data, schema)
+    job = Job(plan=plan, needs=needed_sums(plan), schema=schema, source=source)
+    shards = plan_shards(source, execution.shard_rows)
     if execution.on_plan is not None:
         execution.on_plan(shards)
     timings = {"plan_s": time.perf_counter() - mark}
@@ -88,7 +91,9 @@ def execute(plan: Plan, path: Path, schema: Schema, execution: Execution) -> Exe
         mark = time.perf_counter()
         if execution.on_cluster is not None:
             execution.on_cluster(used)
-        stats = run_ray(shards, job, execution.on_shard)
+        # a cluster this process did not start has its own environment: give its workers the storage credentials
+        environment = {} if used.started else storage_environment(source.files)
+        stats = run_ray(shards, job, execution.on_shard, environment=environment)
         timings["stats_s"] = time.perf_counter() - mark
     return Executed(stats=stats, engine=f"ray ({'started' if used.started else 'joined'} {used.address}, {used.cpus:g} CPUs)",
                     timings=timings)

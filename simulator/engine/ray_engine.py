@@ -15,7 +15,7 @@ is shut down when the run ends; `auto`, `host:port` (GCS) or `ray://host:port`
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -65,11 +65,19 @@ def cluster(address: str | None, num_cpus: int | None) -> Iterator[Cluster]:
         ray.shutdown()
 
 
-def run_ray(shards: Sequence[Shard], job: Job, on_shard: Callable[[Shard], None] | None = None) -> Stats:
-    """Run every shard as a Ray task on the connected cluster; merge in shard-id order."""
+def run_ray(shards: Sequence[Shard], job: Job, on_shard: Callable[[Shard], None] | None = None, *,
+            environment: Mapping[str, str] | None = None) -> Stats:
+    """Run every shard as a Ray task on the connected cluster; merge in shard-id order.
+
+    `environment`: variables the tasks need that the cluster's workers may lack
+    (object-storage credentials of a joined cluster); they get a runtime
+    environment of their own, which Ray starts fresh workers for.
+    """
     import ray
 
     task = ray.remote(max_retries=MAX_RETRIES)(run_shard)
+    if environment:
+        task = task.options(runtime_env={"env_vars": {**TASK_ENV, **environment}})
     job_ref = ray.put(job)  # shipped once, shared by every task
     pending = {task.remote(shard, job_ref): shard for shard in shards}
     merge = OrderedMerge(shards)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
-from simulator.data.load import dataset_files, in_utc
+from simulator.data.load import Source, read_rows
+from simulator.data.readers import csv_rows, parquet_row_groups
+from simulator.data.storage import CSV
 from simulator.plan.moments import Needs
 from simulator.plan.compiled import Plan
 from simulator.schema import Schema
@@ -24,10 +24,10 @@ from simulator.stats.shard import Stats, merge_all, shard_stats
 
 @dataclass(frozen=True, slots=True)
 class Shard:
-    """A unit of work: a run of consecutive row groups of one Parquet file."""
+    """A unit of work: consecutive rows of one file (whole row groups of a Parquet file)."""
 
     id: int
-    path: Path
+    path: str  # a local path or an object-storage URI
     offset: int  # first row within the file
     rows: int
 
@@ -39,25 +39,30 @@ class Job:
     plan: Plan
     needs: Needs
     schema: Schema
-    hive: bool
+    source: Source  # the dataset's format, hive flag and column types (every task reads alike)
 
 
 DEFAULT_SHARD_ROWS = 1_000_000
 
 
-def plan_shards(path: Path, shard_rows: int = DEFAULT_SHARD_ROWS) -> list[Shard]:
-    """Split the dataset into shards of whole row groups, about `shard_rows` rows each.
+def plan_shards(source: Source, shard_rows: int = DEFAULT_SHARD_ROWS) -> list[Shard]:
+    """Split the dataset into shards of about `shard_rows` rows, each within one file.
 
-    Read from the Parquet footers only; a file's row groups are never split, so
-    each task reads whole row groups of one file.
+    Parquet files are cut at row-group boundaries, read from their footers only
+    (a row group is never split, so each task reads whole row groups); a CSV
+    file is counted once and cut anywhere.
     """
-    pieces: list[tuple[Path, int, int]] = []
-    for file in dataset_files(path):
-        metadata = pq.ParquetFile(file).metadata
+    pieces: list[tuple[str, int, int]] = []
+    for file in source.files:
+        if source.format == CSV:
+            total = csv_rows(file, source.types)
+            pieces += [(file, start, min(shard_rows, total - start)) for start in range(0, total, shard_rows)]
+            continue
+        groups = parquet_row_groups(file)
         offset, start = 0, 0
-        for index in range(metadata.num_row_groups):
-            offset += metadata.row_group(index).num_rows
-            if offset - start >= shard_rows or index == metadata.num_row_groups - 1:
+        for index, rows in enumerate(groups):
+            offset += rows
+            if offset - start >= shard_rows or index == len(groups) - 1:
                 pieces.append((file, start, offset - start))
                 start = offset
     pieces = [p for p in pieces if p[2] > 0]
@@ -65,12 +70,9 @@ def plan_shards(path: Path, shard_rows: int = DEFAULT_SHARD_ROWS) -> list[Shard]
 
 
 def read_shard(shard: Shard, job: Job) -> pl.DataFrame:
-    """The plan's columns of one shard, with canonical names."""
-    to_canonical = {source: canonical for canonical, source in job.schema.rename.items() if source != canonical}
-    from_canonical = {v: k for k, v in to_canonical.items()}
-    wanted = [from_canonical.get(c, c) for c in sorted(job.plan.columns)]
-    frame = pl.scan_parquet(shard.path, hive_partitioning=job.hive).select(wanted).slice(shard.offset, shard.rows).collect()
-    return in_utc(frame.rename(to_canonical, strict=False))
+    """The plan's columns of one shard, canonical (`simulator.data.load.read_rows`)."""
+    return read_rows(job.source, shard.path, offset=shard.offset, rows=shard.rows, columns=sorted(job.plan.columns),
+                     schema=job.schema)
 
 
 def run_shard(shard: Shard, job: Job) -> Stats:

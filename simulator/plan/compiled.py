@@ -194,7 +194,7 @@ def compile_plan(config: RunConfig, data: pl.LazyFrame, *, as_of: datetime | Non
     """
     names = set(data.collect_schema().names())
     actions = config.data.actions
-    context = PolicyContext(actions=actions, columns=frozenset(names))
+    context = PolicyContext(actions=actions, columns=frozenset(names), score_ranges=config.data.schema().score_ranges)
     empty = data.head(0).collect()
     logging_probs = all(logging_prob_column(a) in names for a in actions)
     baseline, warnings = resolve_baseline(config.baseline.policy, logging_probs)

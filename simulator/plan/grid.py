@@ -28,24 +28,28 @@ from simulator.errors import InvalidConfig, UnknownName
 from simulator.plan.compiled import Binned, Plan, PlannedPolicy
 from simulator.plan.moments import INV_P, metric_terms, stratified_items, term_basis
 from simulator.plan.strata import stratifiable
-from simulator.schema import ALLOW, BLOCK, CHALLENGE
+from simulator.schema import ALLOW, BLOCK, CHALLENGE, UNIT_RANGE
 
 GRID_POLICY = "sweep:threshold"  # the grid's coding in a plan (not a valid config name: it has a colon)
 
 
-def grid_values(spec: Range | Sequence[float] | float | None, where: str) -> tuple[float, ...] | None:
-    """The thresholds a `[sweep]` key names: a range table, a list, or one number."""
+def grid_values(spec: Range | Sequence[float] | float | None, where: str,
+                bounds: tuple[float, float] = UNIT_RANGE) -> tuple[float, ...] | None:
+    """The thresholds a `[sweep]` key names: a range table, a list, or one number, within the score's `bounds`.
+
+    `bounds` is [0, 1], or the score's declared `[data.score_range]` (thresholds are in its units).
+    """
     if spec is None:
         return None
-    if isinstance(spec, Range):
-        return spec.values()
-    values = (float(spec),) if isinstance(spec, int | float) else tuple(float(v) for v in spec)
+    values = spec.values() if isinstance(spec, Range) else (
+        (float(spec),) if isinstance(spec, int | float) else tuple(float(v) for v in spec))
     if not values:
         raise InvalidConfig(f"{where}: the list of thresholds is empty")
-    bad = [v for v in values if not 0.0 <= v <= 1.0]
+    low, high = bounds
+    bad = [v for v in values if not low <= v <= high]
     if bad:
-        raise InvalidConfig(f"{where}: thresholds must be in [0, 1], got {bad[0]:g}")
-    return tuple(sorted(set(values)))
+        raise InvalidConfig(f"{where}: thresholds must be in [{low:g}, {high:g}], got {bad[0]:g}")
+    return values if isinstance(spec, Range) else tuple(sorted(set(values)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,12 +10,14 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+
+from simulator.data.storage import file_size, read_tail
 
 
 @contextmanager
@@ -64,20 +66,21 @@ def write_bytes(data: bytes, target: Path) -> Path:
     return write_atomic(target, lambda tmp: tmp.write_bytes(data))
 
 
-def parquet_footer_digest(files: list[Path], root: Path) -> str:
-    """A fingerprint of a dataset: each file's relative path, size and Parquet footer.
+def parquet_footer_digest(files: Sequence[str | Path], root: str | Path) -> str:
+    """A fingerprint of a dataset: each file's path below `root`, size and last 64 KiB (a Parquet footer).
 
     The footer holds row counts, offsets and column statistics, so any change to
     the data changes it, while hashing it costs nothing next to reading the data.
+    (For a CSV file the tail is its last rows: with the size, a fingerprint, not a proof.)
+    Files may be local paths or object-storage URIs.
     """
     digest = hashlib.sha256()
-    for file in files:
-        size = file.stat().st_size
-        name = file.name if root.is_file() else str(file.relative_to(root))
+    base = os.fspath(root).rstrip("/") + "/"
+    for file in map(os.fspath, files):
+        size = file_size(file)
+        name = file[len(base):] if file.startswith(base) else file.rsplit("/", 1)[-1]
         digest.update(f"{name}\0{size}\0".encode())
-        with file.open("rb") as handle:
-            handle.seek(max(0, size - _FOOTER_BYTES))
-            digest.update(handle.read())
+        digest.update(read_tail(file, size, _FOOTER_BYTES))
     return digest.hexdigest()
 
 

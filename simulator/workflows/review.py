@@ -79,7 +79,7 @@ class ReviewResult:
         return 0
 
 
-def review(config: RunConfig, data: Path | None = None, *, execution: Execution = Execution(),
+def review(config: RunConfig, data: str | Path | None = None, *, execution: Execution = Execution(),
            config_source: str = "config") -> ReviewResult:
     """Review `[review] candidate` against the baseline: run it, check the guardrails, calibrate the scores.
 

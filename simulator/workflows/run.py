@@ -16,8 +16,10 @@ import polars as pl
 from segments.labels import ALL
 from simulator import __version__
 from simulator.config import RunConfig
-from simulator.data.load import dataset_files, in_utc, scan_dataset
-from simulator.data.validate import DataSummary, check_dataset, find_problems
+from simulator.data.load import Source, dataset_files, in_utc, open_source, scan_dataset
+from simulator.data.storage import absolute
+from simulator.data.logging_policy import derived_columns, with_logging_columns
+from simulator.data.validate import DataSummary, Origin, check_dataset, find_problems
 from simulator.engine.execution import Execution, execute
 from simulator.errors import InvalidConfig, InvalidData
 from simulator.estimate.development import with_development_uncertainty
@@ -45,15 +47,19 @@ class RunResult:
         return self.results.filter(pl.col("segment") == ALL)
 
 
-def resolve_data(config: RunConfig, data: Path | None) -> Path:
-    """The data path: the argument wins over the config's `[data] path`."""
+def resolve_data(config: RunConfig, data: str | Path | None) -> str:
+    """The data location, absolute (or a URI): the argument wins over the config's `[data] path`.
+
+    A relative argument is relative to the working directory; a relative
+    `[data] path` was resolved against the config's folder when it was loaded.
+    """
     path = data if data is not None else config.data.path
     if path is None:
         raise InvalidConfig("no data: give --data or set [data] path in the config")
-    return Path(path)
+    return absolute(path)
 
 
-def run(config: RunConfig, data: Path | None = None, *, execution: Execution = Execution()) -> RunResult:
+def run(config: RunConfig, data: str | Path | None = None, *, execution: Execution = Execution()) -> RunResult:
     """Evaluate every policy of `config` against its baseline on the data.
 
     `execution` says which engine runs the shards and where (`Execution`: Ray
@@ -77,9 +83,10 @@ def run(config: RunConfig, data: Path | None = None, *, execution: Execution = E
 
 @dataclass(frozen=True, slots=True)
 class ValidatedData:
-    """A dataset that passed the data contract: where it is, its schema and what it holds."""
+    """A dataset that passed the data contract: where it is, its files, its schema and what it holds."""
 
-    path: Path
+    path: str
+    source: Source
     schema: Schema
     summary: DataSummary
 
@@ -91,11 +98,11 @@ def evaluate(config: RunConfig, validated: ValidatedData, execution: Execution, 
     `rows` keeps only the matching rows in the statistics (the plan is the whole log's).
     """
     start = time.perf_counter()
-    plan = compile_plan(config, scan_dataset(validated.path, validated.schema), as_of=validated.summary.as_of)
+    plan = compile_plan(config, scan_dataset(validated.source, validated.schema), as_of=validated.summary.as_of)
     if rows is not None:
         plan = replace(plan, rows=rows)
     compiled = time.perf_counter() - start
-    executed = execute(plan, validated.path, validated.schema, execution)
+    executed = execute(plan, validated.source, validated.schema, execution)
     mark = time.perf_counter()
     results = with_development_uncertainty(finalize(executed.stats, plan, config.estimation), plan,
                                            config.estimation.confidence)
@@ -106,14 +113,15 @@ def evaluate(config: RunConfig, validated: ValidatedData, execution: Execution, 
                      engine=executed.engine)
 
 
-def validated_data(config: RunConfig, data: Path | None) -> ValidatedData:
-    """The data path, its schema and its validated summary; bad data raises `InvalidData`."""
+def validated_data(config: RunConfig, data: str | Path | None) -> ValidatedData:
+    """The data location, its files, its schema and its validated summary; bad data raises `InvalidData`."""
     path = resolve_data(config, data)
     schema = config.data.schema()
+    source = open_source(path, schema)
     summary = check_dataset(
-        path, schema, as_of=config.data.as_of, label_maturity_days=config.data.label_maturity_days
+        source, schema, as_of=config.data.as_of, label_maturity_days=config.data.label_maturity_days
     )
-    return ValidatedData(path=path, schema=schema, summary=summary)
+    return ValidatedData(path=path, source=source, schema=schema, summary=summary)
 
 
 def run_frame(config: RunConfig, frame: pl.DataFrame) -> RunResult:
@@ -127,8 +135,10 @@ def run_frame(config: RunConfig, frame: pl.DataFrame) -> RunResult:
         run_frame(config, frame).overall()
     """
     start = time.perf_counter()
-    frame = in_utc(frame)
-    problems = find_problems(frame, config.data.schema())
+    schema = config.data.schema()
+    origin = Origin(derived=derived_columns(schema, frame.columns))
+    frame = with_logging_columns(in_utc(frame), schema)  # a declared logging policy derives what the frame lacks
+    problems = find_problems(frame, schema, origin)
     if problems:
         raise InvalidData(
             f"{len(problems)} problems with the logged transactions (SPEC §2):\n"
@@ -142,21 +152,22 @@ def run_frame(config: RunConfig, frame: pl.DataFrame) -> RunResult:
                      timings={"total_s": time.perf_counter() - start})
 
 
-def provenance(config: RunConfig, path: Path, config_source: str, data: DataSummary | None) -> dict[str, Any]:
+def provenance(config: RunConfig, path: str | Path, config_source: str, data: DataSummary | None) -> dict[str, Any]:
     """What every `summary.json` starts with: the version, the config and the data it ran on."""
+    files = dataset_files(path)
     return {
         "policysim_version": __version__,
         "config_source": config_source,
         "config": config.model_dump(mode="json"),
         "data": {
-            "path": str(path),
-            "fingerprint": parquet_footer_digest(dataset_files(path), path),
+            "path": absolute(path),
+            "fingerprint": parquet_footer_digest(files, absolute(path)),
             **(data.to_dict() if data else {}),
         },
     }
 
 
-def run_summary(result: RunResult, config: RunConfig, path: Path, config_source: str) -> dict[str, Any]:
+def run_summary(result: RunResult, config: RunConfig, path: str | Path, config_source: str) -> dict[str, Any]:
     """What `summary.json` records: the config, the data it ran on, counts and timings."""
     plan = result.plan
     return {
@@ -200,7 +211,7 @@ def _kind(config: RunConfig, name: str) -> str:
     return next((p.kind for p in config.policies if p.name == name), name)
 
 
-def write_run_outputs(result: RunResult, config: RunConfig, path: Path, config_source: str, out_dir: Path) -> None:
+def write_run_outputs(result: RunResult, config: RunConfig, path: str | Path, config_source: str, out_dir: Path) -> None:
     """`results.parquet` and `summary.json` in `out_dir`, each written atomically."""
     write_parquet(result.results, out_dir / "results.parquet")
     write_json(run_summary(result, config, path, config_source), out_dir / "summary.json")

@@ -54,6 +54,7 @@ from simulator.estimate.results import RESULT_SCHEMA
 from simulator.plan.compiled import Plan, compile_plan
 from simulator.plan.grid import ThresholdGrid, grid_plan, grid_values, threshold_grid
 from simulator.plan.holdout import Holdout, holdout
+from simulator.schema import Schema
 from simulator.stats.shard import Stats
 from simulator.workflows.run import RunResult, ValidatedData, evaluate, run, validated_data
 
@@ -87,7 +88,7 @@ class SweepResult:
         return [c for c in self.points.columns if c not in ("point", "label")]
 
 
-def sweep(config: RunConfig, data: Path | None = None, *, objective: Objective | None = None,
+def sweep(config: RunConfig, data: str | Path | None = None, *, objective: Objective | None = None,
           execution: Execution = Execution()) -> SweepResult:
     """Evaluate every point of the config's `[sweep]` grid against its baseline.
 
@@ -117,12 +118,12 @@ def sweep(config: RunConfig, data: Path | None = None, *, objective: Objective |
     base = _with_segmentation(_baseline_only(config), settings.by)
     validated = validated_data(base, data)
     validate_s = time.perf_counter() - start
-    grid = _grid(settings, config.data.actions)
-    lazy = scan_dataset(validated.path, validated.schema)
+    grid = _grid(settings, config.data.actions, validated.schema)
+    lazy = scan_dataset(validated.source, validated.schema)
     plan = grid_plan(compile_plan(base, lazy, as_of=validated.summary.as_of), grid, lazy.collect_schema().names())
     compiled = time.perf_counter() - start - validate_s
     with shared_cluster(execution) as execution:
-        executed = execute(plan, validated.path, validated.schema, execution)
+        executed = execute(plan, validated.source, validated.schema, execution)
         mark = time.perf_counter()
         honest = objective is not None and settings.holdout != "none"
         choices = None if objective is None or not plan.bootstrap else ReplicateChoices(objective, grid.points, plan.bootstrap)
@@ -168,7 +169,7 @@ def _held_out_choice(config: RunConfig, settings: SweepConfig, objective: Object
     """
     split = holdout(settings.holdout, settings.holdout_share, lazy, seed=config.estimation.seed)
     chooser = replace(plan, rows=split.select)
-    selected = execute(chooser, validated.path, validated.schema, execution)
+    selected = execute(chooser, validated.source, validated.schema, execution)
     chosen_on = with_development_uncertainty(
         finalize_grid(selected.stats, chooser, config.estimation, grid, on_block=choices), chooser,
         config.estimation.confidence)
@@ -242,13 +243,15 @@ def _by_segment(table: pl.DataFrame, config: RunConfig, column: str, score: str,
                      holdout=None if held is None else held.described)
 
 
-def _grid(settings: SweepConfig, actions: tuple[str, ...]) -> ThresholdGrid:
+def _grid(settings: SweepConfig, actions: tuple[str, ...], schema: Schema) -> ThresholdGrid:
+    """The threshold grid, its thresholds checked against the score's range (in the score's own units)."""
     assert settings.score is not None  # a threshold sweep has one (checked when the config was loaded)
-    return threshold_grid(settings.score, grid_values(settings.challenge_above, "sweep.challenge_above"),
-                          grid_values(settings.block_above, "sweep.block_above"), actions, "sweep")
+    bounds = schema.score_range(settings.score)
+    return threshold_grid(settings.score, grid_values(settings.challenge_above, "sweep.challenge_above", bounds),
+                          grid_values(settings.block_above, "sweep.block_above", bounds), actions, "sweep")
 
 
-def _sweep_policies(config: RunConfig, settings: SweepConfig, data: Path | None, objective: Objective | None,
+def _sweep_policies(config: RunConfig, settings: SweepConfig, data: str | Path | None, objective: Objective | None,
                     execution: Execution) -> SweepResult:
     """Any other kind: every grid point is a policy of its own, evaluated in one pass of `run`."""
     points, tables = expand_grid(settings)

@@ -151,7 +151,7 @@ def test_missing_column(tmp_path: Path, column: str) -> None:
     ("column", "mistyped"),
     [
         pytest.param("transaction_id", pl.int_range(pl.len()).cast(pl.Float64), id="transaction_id-float"),
-        pytest.param("created_at", pl.col("created_at").cast(pl.String), id="created_at-string"),
+        pytest.param("created_at", pl.col("created_at").dt.epoch("s"), id="created_at-epoch"),
         pytest.param("created_at", pl.col("created_at").cast(pl.Date), id="created_at-date"),
         pytest.param("amount", pl.col("amount").cast(pl.String), id="amount-string"),
         pytest.param("action", pl.col("action").rank("dense"), id="action-integer"),
@@ -159,7 +159,7 @@ def test_missing_column(tmp_path: Path, column: str) -> None:
         pytest.param("authorized", pl.col("authorized").cast(pl.Int8), id="authorized-integer"),
         pytest.param("fraud_dispute", pl.col("fraud_dispute").cast(pl.String), id="fraud_dispute-string"),
         pytest.param("dispute_lost", pl.col("dispute_lost").cast(pl.Int64), id="dispute_lost-integer"),
-        pytest.param("disputed_at", pl.col("disputed_at").cast(pl.String), id="disputed_at-string"),
+        pytest.param("disputed_at", pl.col("disputed_at").dt.epoch("s"), id="disputed_at-epoch"),
         pytest.param("fraud_score", pl.col("fraud_score").cast(pl.String), id="score-string"),
     ],
 )
@@ -344,7 +344,7 @@ def test_summary_with_an_explicit_as_of_and_window(tmp_path: Path) -> None:
     assert (summary.as_of, summary.immature_rows) == (datetime(2026, 6, 1, tzinfo=UTC), 1)
 
 
-def test_renamed_columns_are_validated_under_their_canonical_names(tmp_path: Path) -> None:
+def test_renamed_columns_are_validated_and_reported_under_the_files_names(tmp_path: Path) -> None:
     rename = {"transaction_id": "txn", "propensity": "p_logged", "action": "decision"}
     schema = Schema(rename=rename)
     frame = valid().rename({canonical: source for canonical, source in rename.items()})
@@ -352,7 +352,7 @@ def test_renamed_columns_are_validated_under_their_canonical_names(tmp_path: Pat
     broken, rows = break_rows(frame, "p_logged", FIXED, 0.0)
     error = invalid(tmp_path, broken, schema)
     assert found(error) == {("propensity", "range")}
-    assert f"propensity: 2 rows outside (0, 1] or NaN, e.g. transaction_id={tx(rows[0])} (propensity=0.0)" in str(error)
+    assert f"p_logged (propensity): 2 rows outside (0, 1] or NaN, e.g. txn={tx(rows[0])} (p_logged=0.0)" in str(error)
 
 
 def test_hive_partitioned_directory(tmp_path: Path) -> None:
