@@ -85,7 +85,12 @@ def main() -> None:
                 "constraint_truly_holds": None if limit is None else truth[(name, "fraud_rate_bps")] <= limit,
             })
     frame = pl.DataFrame(records)
+    infeasible = dict(frame.filter(~pl.col("feasible")).group_by("holdout").len().iter_rows())
     found = frame.filter("feasible")
+    if found.is_empty():  # no population had a point whose constraints hold on the interval
+        print(f"{args.reps} fresh populations of {args.rows:,} rows, objective {args.objective!r}, "
+              f"{time.perf_counter() - start:.0f} s: no recommendation in any population; infeasible: {infeasible}")
+        return
     summary = found.group_by("holdout", maintain_order=True).agg(
         pl.len().alias("recommended"),
         pl.col("z").mean().alias("mean_standardised_error"),
@@ -98,8 +103,7 @@ def main() -> None:
         pl.col("point").n_unique().alias("distinct_points"),
     )
     print(f"{args.reps} fresh populations of {args.rows:,} rows, objective {args.objective!r}, "
-          f"{time.perf_counter() - start:.0f} s; infeasible: "
-          f"{dict(frame.filter(~pl.col('feasible')).group_by('holdout').len().iter_rows())}")
+          f"{time.perf_counter() - start:.0f} s; infeasible: {infeasible}")
     with pl.Config(tbl_cols=-1, tbl_width_chars=200, float_precision=3):
         print(summary)
 
