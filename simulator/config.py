@@ -22,7 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from segments.spec import SegmentSpec
 from simulator.config_tables import ReviewConfig, SweepConfig
-from simulator.errors import InvalidConfig, TablePath, UnknownName, invalid_config
+from policies.registry import PolicyContext, build_policy
+from simulator.errors import (InvalidConfig, PolicysimError, TableProblems, UnknownName, problems_message,
+                             validation_problems)
 from simulator.estimate.estimators import known_estimators
 from simulator.schema import DEFAULT_ACTIONS, LOGGED, PRODUCTION, REQUIRED_COLUMNS, Schema
 
@@ -145,37 +147,39 @@ class RunConfig(BaseModel):
     sweep: SweepConfig | None = None
     review: ReviewConfig | None = None
 
+    @field_validator("policies")
+    @classmethod
+    def _policy_names(cls, policies: tuple[PolicyTable, ...]) -> tuple[PolicyTable, ...]:
+        """Names are unique and leave `logged` and `production` to the built-in baselines."""
+        problems: list[tuple[str, str]] = []
+        names = [p.name for p in policies]
+        for index, name in enumerate(names):
+            if name in (LOGGED, PRODUCTION):
+                problems.append((f"[{index}].name", f"{name!r} names the logging policy's own baseline; "
+                                                    "choose another policy name"))
+            elif name in names[:index]:
+                problems.append((f"[{index}].name", f"{name!r} is already the name of policies[{names.index(name)}]; "
+                                                    "policy names must be unique"))
+        if problems:
+            raise TableProblems(problems)
+        return policies
+
     @model_validator(mode="after")
-    def _names(self) -> RunConfig:
+    def _cross_tables(self) -> RunConfig:
+        """Names one table gives another: the baseline, the review candidate, a sweep's `by` (all reported at once)."""
         names = [p.name for p in self.policies]
-        duplicated = sorted({n for n in names if names.count(n) > 1})
-        if duplicated:
-            raise ValueError(f"policy names must be unique, repeated: {duplicated}")
-        reserved = [n for n in names if n in (LOGGED, PRODUCTION)]
-        if reserved:
-            raise ValueError(f"{reserved[0]!r} names the logging policy's own baseline; choose another policy name")
+        problems: list[tuple[str, str]] = []
         if self.baseline.policy not in (None, LOGGED, PRODUCTION, *names):
-            raise ValueError(
-                f"baseline.policy {self.baseline.policy!r} is neither 'production', 'logged' nor a policy name {names}"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _candidate(self) -> RunConfig:
-        if self.review is None:
-            return self
-        names = [p.name for p in self.policies]
-        if self.review.candidate not in names:
-            raise TablePath("review.candidate", str(UnknownName("policy", self.review.candidate, names)))
-        if self.review.candidate == self.baseline.policy:
-            raise TablePath("review.candidate",
-                            f"{self.review.candidate!r} is the baseline; review another policy")
-        return self
-
-    @model_validator(mode="after")
-    def _sweep_by(self) -> RunConfig:
+            problems.append(("baseline.policy", f"{self.baseline.policy!r} is neither 'production', 'logged' "
+                                                f"nor a policy name {names}"))
+        if self.review is not None and self.review.candidate not in names:
+            problems.append(("review.candidate", str(UnknownName("policy", self.review.candidate, names))))
+        elif self.review is not None and self.review.candidate == self.baseline.policy:
+            problems.append(("review.candidate", f"{self.review.candidate!r} is the baseline; review another policy"))
         if self.sweep is not None and self.sweep.by is not None and self.sweep.by in self.segments.bands:
-            raise TablePath("sweep.by", f"{self.sweep.by!r} is banded; per-value thresholds need a categorical column")
+            problems.append(("sweep.by", f"{self.sweep.by!r} is banded; per-value thresholds need a categorical column"))
+        if problems:
+            raise TableProblems(problems)
         return self
 
 
@@ -192,10 +196,49 @@ def parse_config(table: Mapping[str, Any], source: str = "config") -> RunConfig:
                           "challenge_above": 0.4, "block_above": 0.7}],
         })
     """
+    problems: list[str] = []
+    config = None
     try:
-        return RunConfig.model_validate(dict(table))
+        config = RunConfig.model_validate(dict(table))
     except ValidationError as error:
-        raise invalid_config(error, source) from None
+        problems.extend(validation_problems(error, model=RunConfig))
+    problems.extend(policy_problems(table))
+    if problems or config is None:
+        raise InvalidConfig(problems_message(source, problems))
+    return config
+
+
+def policy_problems(table: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the `[[policies]]` tables, found by building each policy without the data.
+
+    The policy registry validates a kind's parameters, actions and SQL conditions;
+    columns are checked against the data when a plan is compiled. Run at load, so a
+    misspelt kind or parameter is reported with every other config problem, before
+    any data is read.
+    """
+    policies = table.get("policies")
+    if not isinstance(policies, (list, tuple)):
+        return []  # not a list of tables: the config's own validation says so
+    context = PolicyContext(actions=_actions(table), columns=None)
+    problems: list[str] = []
+    for index, policy in enumerate(policies):
+        if not isinstance(policy, Mapping) or "kind" not in policy:
+            continue  # a missing kind or name is the config's own validation's
+        params = {key: value for key, value in policy.items() if key != "name"}
+        try:
+            build_policy(params, context, where=f"policies[{index}]")
+        except PolicysimError as error:
+            problems.extend(str(error).splitlines())
+    return problems
+
+
+def _actions(table: Mapping[str, Any]) -> tuple[str, ...]:
+    """The configured action set when it is a list of names, else the default (its own problems are reported)."""
+    data = table.get("data")
+    actions = data.get("actions", DEFAULT_ACTIONS) if isinstance(data, Mapping) else DEFAULT_ACTIONS
+    if isinstance(actions, (list, tuple)) and all(isinstance(a, str) for a in actions) and len(actions) >= 2:
+        return tuple(actions)
+    return DEFAULT_ACTIONS
 
 
 def load_config(path: Path) -> RunConfig:
