@@ -4,6 +4,7 @@
 [segments]
 by = [["card_country"], ["card_country", "card_brand"], ["amount"]]
 top_k = { merchant_id = 20 }          # keep the 20 largest values, the rest are "other"
+max_segments = 5000                   # the most segments one segmentation may make (the default)
 [segments.bands.amount]
 edges = [0, 10, 50, 200, 1000]
 ```
@@ -31,6 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from segments.labels import PART_SEPARATOR, VALUE_SEPARATOR, format_number
 from simulator.errors import TableProblems
 
+DEFAULT_MAX_SEGMENTS = 5_000
+
 # strict: `true` is not the number 1 and "20" is not 20 (TOML has real numbers).
 StrictFloat = Annotated[float, Field(strict=True)]
 StrictInt = Annotated[int, Field(strict=True)]
@@ -57,6 +60,9 @@ class SegmentSpec(BaseModel):
     by: tuple[tuple[str, ...], ...] = ()
     bands: dict[str, Bands] = {}
     top_k: dict[str, StrictInt] = {}
+    # A segmentation with more segments is refused before any work (`segments.plan`): a column of ids or
+    # timestamps would otherwise make a segment per row, each with too few rows to estimate anything.
+    max_segments: StrictInt = Field(default=DEFAULT_MAX_SEGMENTS, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
