@@ -242,7 +242,7 @@ def _actions(table: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def load_config(path: Path) -> RunConfig:
-    """Read and validate a TOML config file (SPEC §11).
+    """Read and validate a TOML config file (docs/config.md).
 
     Example::
 

@@ -29,7 +29,7 @@ class PolicysimError(Exception):
 
 
 class InvalidData(PolicysimError):
-    """The logged transactions break the data contract (SPEC §2).
+    """The logged transactions break the data contract (docs/data.md).
 
     `problems` holds every problem found, so a user fixes them in one round.
     """

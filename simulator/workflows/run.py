@@ -66,7 +66,7 @@ def run(config: RunConfig, data: Path | None = None, *, execution: Execution = E
 
         result = run(config, Path("data/transactions"), execution=Execution(engine="local"))
         result.overall().filter(pl.col("metric") == "net_value")   # one row per policy
-        result.results                                              # every segment (SPEC §9)
+        result.results                                              # every segment (docs/cli.md, outputs)
     """
     start = time.perf_counter()
     validated = validated_data(config, data)
@@ -132,7 +132,7 @@ def run_frame(config: RunConfig, frame: pl.DataFrame) -> RunResult:
     problems = find_problems(frame, config.data.schema())
     if problems:
         raise InvalidData(
-            f"{len(problems)} problems with the logged transactions (SPEC §2):\n"
+            f"{len(problems)} problems with the logged transactions (docs/data.md):\n"
             + "\n".join(f"  - {p.message()}" for p in problems),
             problems=tuple(problems),
         )
