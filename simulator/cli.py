@@ -34,6 +34,7 @@ from rich.table import Table
 from simulator import __version__
 from simulator.config import RunConfig, derive, load_config
 from simulator.config_tables import parse_objective
+from simulator.engine.address import check_reachable
 from simulator.engine.execution import Execution
 from simulator.engine.ray_engine import Cluster, cluster
 from simulator.errors import PolicysimError
@@ -249,6 +250,13 @@ CpusOpt = Annotated[Optional[int], typer.Option("--num-cpus", min=1, help="CPUs 
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Overrides the config's estimation.seed.")]
 
 
+def _check_before_work(out: Path, overwrite: bool, inputs: tuple[Path, ...], execution: Execution) -> None:
+    """What can be refused before any data is read: the output folder, and a cluster address nothing answers at."""
+    check_output_folder(out, overwrite=overwrite, inputs=inputs)
+    if execution.address is not None:
+        check_reachable(execution.address)
+
+
 def _config(path: Path, seed: int | None) -> RunConfig:
     """The validated config, with `--seed` applied."""
     cfg = load_config(path)
@@ -285,7 +293,7 @@ def run_command(
     with user_errors():
         cfg = _config(config, seed)
         path = resolve_data(cfg, data)
-        check_output_folder(out, overwrite=overwrite, inputs=(path, config))
+        _check_before_work(out, overwrite, (path, config), planned)
         with _shard_progress(quiet, planned) as execution:
             result = run(cfg, path, execution=execution)
         write_run_outputs(result, cfg, path, str(config), out, overwrite=overwrite)
@@ -368,7 +376,7 @@ def sweep_command(
         cfg = _config(config, seed)
         goal = None if objective is None else parse_objective(objective)
         path = resolve_data(cfg, data)
-        check_output_folder(out, overwrite=overwrite, inputs=(path, config))
+        _check_before_work(out, overwrite, (path, config), planned)
         with _shard_progress(quiet, planned) as execution:
             result = sweep(cfg, path, objective=goal, execution=execution)
         write_sweep_outputs(result, cfg, path, str(config), out, overwrite=overwrite)
@@ -398,7 +406,7 @@ def review_command(
     planned = _execution(engine, address, num_cpus)
     with user_errors():
         cfg = _config(config, seed)
-        check_output_folder(out, overwrite=overwrite, inputs=(resolve_data(cfg, data), config))
+        _check_before_work(out, overwrite, (resolve_data(cfg, data), config), planned)
         with _shard_progress(quiet, planned) as execution:
             result = review(cfg, data, execution=execution, config_source=str(config))
         files = write_review(result, out, allow_inconclusive=allow_inconclusive, overwrite=overwrite)
@@ -435,7 +443,7 @@ def demo_command(
     with user_errors(), ExitStack() as stack:
         examples = {path: load_config(path) for path in sorted(configs.glob("*.toml"))}
         check_output_folder(data, overwrite=overwrite, inputs=(configs,))
-        check_output_folder(out, overwrite=overwrite, inputs=(configs, data))
+        _check_before_work(out, overwrite, (configs, data), planned)
         _generate(rows, data, seed, 4, 0.05, quiet, overwrite)
         transactions = data / "transactions"
         stdout().print(summary_table(check_dataset(transactions, Schema())))

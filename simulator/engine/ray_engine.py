@@ -72,7 +72,7 @@ def cluster(address: str | None, num_cpus: int | None) -> Iterator[Cluster]:
 
     start = time.perf_counter()
     if ray.is_initialized():  # e.g. a notebook or a test session that connected already
-        used = Cluster(address="(already connected)", started=False, cpus=ray.cluster_resources().get("CPU", 0.0))
+        used = Cluster(address=_connected_address(ray), started=False, cpus=ray.cluster_resources().get("CPU", 0.0))
         with _holding(used):
             yield used
         return
@@ -95,6 +95,14 @@ def _holding(used: Cluster) -> Iterator[None]:
         yield
     finally:
         _HELD.pop()
+
+
+def _connected_address(ray) -> str:  # type: ignore[no-untyped-def]
+    """The GCS address of the cluster this process is already connected to, when Ray says."""
+    try:
+        return str(ray.get_runtime_context().gcs_address)
+    except Exception:  # noqa: BLE001 - only for messages: never fail a run over it
+        return "the connected cluster"
 
 
 def _connect(ray, address: str | None, num_cpus: int | None):  # type: ignore[no-untyped-def]
