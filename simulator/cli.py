@@ -1,5 +1,6 @@
 """`policysim` command line: thin commands that resolve input, call one library
-function and render the result. The only module (with notebooks) that prints.
+function and render the result with `simulator.terminal` (with which it is the
+only module that prints, besides notebooks).
 
 Exit codes: 0 ok; 1 a review guardrail failed; 3 a review the data cannot
 decide (--allow-inconclusive turns it into 0); 2 bad input, config or usage
@@ -16,41 +17,32 @@ starting it cost.
 from __future__ import annotations
 
 import sys
-import traceback
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer.exceptions import TyperException
-from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
-from rich.text import Text
-from rich.table import Table
 
 from simulator import __version__
 from simulator.config import RunConfig, derive, load_config
 from simulator.config_tables import parse_objective
 from simulator.engine.address import check_reachable
 from simulator.engine.execution import Execution
-from simulator.engine.ray_engine import Cluster, cluster
-from simulator.errors import PolicysimError
+from simulator.engine.ray_engine import cluster
 from simulator.report.folders import check_output_folder, staged_folder
 from simulator.report.review import write_review
-from simulator.report.tables import exploration_cost, guardrail_table, overall_table, top_points_table
-from simulator.workflows.run import RunResult, label_text, resolve_data, run, write_run_outputs
-from simulator.decide.recommend import choice_spread
+from simulator.report.tables import guardrail_table
+from simulator.terminal import (EX_SOFTWARE, print_run, print_sweep, print_warnings, progress_bar, shard_progress,
+                                console, engine_line, internal_error, stdout, summary_table, user_errors)
+from simulator.workflows.run import resolve_data, run, write_run_outputs
 from simulator.workflows.review import review
-from simulator.workflows.sweep import SweepResult, sweep
+from simulator.workflows.sweep import sweep
 from simulator.report.sweep import write_sweep_outputs
 from simulator.synthetic.generate import GenerateSpec, generate
 from simulator.schema import Schema
-from simulator.data.validate import DataSummary, check_dataset
-
-EX_SOFTWARE = 70  # an internal error: a bug, not bad input (sysexits.h)
+from simulator.data.validate import check_dataset
 
 app = typer.Typer(
     name="policysim",
@@ -77,13 +69,7 @@ def _options(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """Options before the command (`policysim --version`)."""
-console = Console(stderr=True)
 
-
-def stdout() -> Console:
-    """Results go to stdout; when it is not a terminal, do not squeeze tables to 80 columns."""
-    out = Console()
-    return out if out.is_terminal else Console(width=140)
 
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (generation, bootstrap).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; errors still print.")]
@@ -92,89 +78,12 @@ Overwrite = Annotated[bool, typer.Option(
                         "new or empty.")]
 
 
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn policysim's own exceptions into a message and an exit code, no traceback; any other is a bug.
-
-    A bug prints its traceback and exits `EX_SOFTWARE` (70), so that neither a
-    user nor a script mistakes it for bad input (2) or a failed guardrail (1).
-    """
-    try:
-        yield
-    except PolicysimError as error:
-        # the message is plain text: "[data.columns]" in it must not be read as rich markup
-        console.print(Text.assemble(("error: ", "bold red"), str(error)), highlight=False, soft_wrap=True)
-        raise typer.Exit(error.exit_code) from None
-    except (typer.Exit, typer.Abort, TyperException):
-        raise  # typer's own ways out: an exit code, Ctrl-C, a usage error (typer.BadParameter)
-    except Exception:  # a bug
-        internal_error()
-        raise typer.Exit(EX_SOFTWARE) from None
-
-
-def internal_error() -> None:
-    """Print the traceback of the exception being handled, as a bug report needs it."""
-    sys.stderr.write(traceback.format_exc())
-    console.print(Text.assemble(("internal error", "bold red"),
-                                f" (a bug in policysim, exit code {EX_SOFTWARE}): please report it with the traceback above"),
-                  highlight=False, soft_wrap=True)
-
-
-class RowsPerSecond(ProgressColumn):
-    """Throughput of the task in rows per second."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.0f} rows/s", style="progress.data.speed")
-
-
-def _progress(quiet: bool) -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:,.0f}/{task.total:,.0f} rows"),
-        RowsPerSecond(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=quiet,
-        transient=True,
-    )
-
-
-@contextmanager
-def _shard_progress(quiet: bool, execution: Execution, *, announce: bool = True) -> Iterator[Execution]:
-    """`execution` with callbacks that drive a progress bar over shards (rows/s, ETA) and say which engine runs.
-
-    With `announce`, the engine line comes first: `engine: local (this process)`, or,
-    when the Ray cluster is up, `engine: ray, started a local Ray cluster at ... in 3.4 s`.
-    """
-    progress = _progress(quiet)
-    task = progress.add_task("evaluating", total=0)
-    tell = announce and not quiet
-    with progress:
-        if execution.engine == "local" and tell:
-            progress.console.print(engine_line(None))
-        yield replace(
-            execution,
-            on_plan=lambda shards: progress.update(task, total=sum(s.rows for s in shards)),
-            on_shard=lambda shard: progress.advance(task, shard.rows),
-            on_cluster=lambda used: progress.console.print(engine_line(used)) if tell else None,
-        )
-
-
-def engine_line(used: Cluster | None) -> str:
-    """What runs the shards: `engine: local (this process)` or the Ray cluster and what starting it cost."""
-    if used is None:
-        return "engine: local (this process)"
-    return f"engine: ray, {used.describe()}"
-
-
 def _generate(rows: int, out: Path, seed: int, files: int, exploration: float, quiet: bool, overwrite: bool) -> None:
     try:
         spec = GenerateSpec(rows=rows, files=files, seed=seed, exploration=exploration)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    with _progress(quiet) as progress:
+    with progress_bar(quiet) as progress:
         task = progress.add_task("generating", total=rows)
         report = generate(spec, out, on_rows=lambda n: progress.advance(task, n), overwrite=overwrite)
     if not quiet:
@@ -202,16 +111,6 @@ def generate_command(
         _generate(rows, out, seed, files, exploration, quiet, overwrite)
 
 
-def summary_table(summary: DataSummary) -> Table:
-    """A rich table of a dataset summary: what a user checks before trusting a run."""
-    table = Table(title="logged transactions", show_header=False, title_justify="left")
-    table.add_column("what", style="bold")
-    table.add_column("value")
-    for key, value in summary.display_rows():
-        table.add_row(key, value)
-    return table
-
-
 @app.command("validate")
 def validate_command(
     data: Annotated[Path, typer.Argument(help="Parquet file or directory of Parquet files.")],
@@ -235,6 +134,8 @@ def validate_command(
 ConfigArg = Annotated[Path, typer.Argument(metavar="CONFIG", help="TOML config (docs/config.md; examples in configs/).")]
 DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Data path; overrides the config's data.path.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output folder: new or empty (or --overwrite); checked before any work.")]
+
+
 class EngineName(str, Enum):
     ray = "ray"
     local = "local"
@@ -289,34 +190,18 @@ def run_command(
     quiet: Quiet = False,
 ) -> None:
     """Evaluate the policies of a config against its baseline."""
-    planned = _execution(engine, address, num_cpus)
     with user_errors():
+        planned = _execution(engine, address, num_cpus)
         cfg = _config(config, seed)
         path = resolve_data(cfg, data)
         _check_before_work(out, overwrite, (path, config), planned)
-        with _shard_progress(quiet, planned) as execution:
+        with shard_progress(quiet, planned) as execution:
             result = run(cfg, path, execution=execution)
         write_run_outputs(result, cfg, path, str(config), out, overwrite=overwrite)
     if not quiet:
-        _print_run(result)
+        print_run(result)
         console.print(f"wrote {out / 'results.parquet'} and {out / 'summary.json'} "
                       f"({result.results.height:,} rows, {result.timings['total_s']:.1f} s on {result.engine})")
-
-
-def _print_run(result: RunResult) -> None:
-    """The overall table, what the exploration cost, and the plan's warnings (e.g. about the baseline)."""
-    stdout().print(overall_table(result.results, result.plan.baseline))
-    stdout().print(label_text(result.plan), highlight=False)
-    cost = exploration_cost(result.results, result.plan.baseline)
-    if cost is not None:
-        stdout().print(cost, highlight=False)
-    _print_warnings(result.plan.warnings)
-
-
-def _print_warnings(warnings: tuple[str, ...]) -> None:
-    """What every output must say about a plan (e.g. that deltas include the exploration), on stderr."""
-    for warning in warnings:
-        console.print(Text.assemble(("warning: ", "bold yellow"), warning), highlight=False, soft_wrap=True)
 
 
 ObjectiveOpt = Annotated[
@@ -324,32 +209,6 @@ ObjectiveOpt = Annotated[
     typer.Option("--objective", help='e.g. "net_value; fraud_rate_bps<=12 every_segment; min_rows=1000" '
                                      "(overrides [sweep] objective; grammar in docs/sweep.md)."),
 ]
-
-
-def _print_sweep(result: SweepResult, out: Path) -> None:
-    """The best grid points, the recommendation and its stability, and where the outputs are."""
-    choice = result.choice
-    metric, maximize, feasible, point = "net_value", True, None, None
-    if choice is not None:
-        objective = choice.objective
-        metric, maximize, point = objective.metric, objective.sense == "maximize", choice.recommendation.point
-        feasible = set(choice.feasible) or None
-    stdout().print(top_points_table(result.table, metric, maximize=maximize, feasible=feasible, recommended=point))
-    if choice is not None:
-        lines = list(choice.recommendation.reason)
-        share = choice.share()
-        if share is not None:
-            lines.append(f"chosen in {share:.0%} of {result.plan.bootstrap} bootstrap replicates"
-                         + choice_spread(choice, result.points))
-        elif point is not None:
-            lines.append("set [estimation] bootstrap to see how often the bootstrap would choose it")
-        stdout().print("[bold]recommendation[/]: " + "\n  ".join(lines), highlight=False)
-    if result.by_segment is not None:
-        stdout().print(overall_table(result.by_segment.results, result.plan.baseline))
-    skipped = f", {result.skipped:,} combinations skipped (challenge_above >= block_above)" if result.skipped else ""
-    console.print(f"{result.points.height:,} grid points{skipped}; wrote {out} "
-                  f"(sweep.parquet, frontier.parquet, frontier.png, frontier.html) in {result.timings['total_s']:.1f} s "
-                  f"on {result.engine}")
 
 
 @app.command("sweep")
@@ -371,17 +230,17 @@ def sweep_command(
     data (docs/sweep.md). With an objective, a point is recommended, chosen on one part of
     the log and reported from the other.
     """
-    planned = _execution(engine, address, num_cpus)
     with user_errors():
+        planned = _execution(engine, address, num_cpus)
         cfg = _config(config, seed)
         goal = None if objective is None else parse_objective(objective)
         path = resolve_data(cfg, data)
         _check_before_work(out, overwrite, (path, config), planned)
-        with _shard_progress(quiet, planned) as execution:
+        with shard_progress(quiet, planned) as execution:
             result = sweep(cfg, path, objective=goal, execution=execution)
         write_sweep_outputs(result, cfg, path, str(config), out, overwrite=overwrite)
     if not quiet:
-        _print_sweep(result, out)
+        print_sweep(result, out)
 
 
 @app.command("review")
@@ -403,16 +262,16 @@ def review_command(
     The candidate is compared with the baseline in every segment against the
     [[review.guardrails]] (docs/review.md); review.html and review.md say why.
     """
-    planned = _execution(engine, address, num_cpus)
     with user_errors():
+        planned = _execution(engine, address, num_cpus)
         cfg = _config(config, seed)
         _check_before_work(out, overwrite, (resolve_data(cfg, data), config), planned)
-        with _shard_progress(quiet, planned) as execution:
+        with shard_progress(quiet, planned) as execution:
             result = review(cfg, data, execution=execution, config_source=str(config))
         files = write_review(result, out, allow_inconclusive=allow_inconclusive, overwrite=overwrite)
     if not quiet:
         stdout().print(guardrail_table(result.guardrails))
-        _print_warnings(result.run.plan.warnings)
+        print_warnings(result.run.plan.warnings)
     code = result.exit_code(allow_inconclusive=allow_inconclusive)
     # the verdict is the command's answer: stdout, even with --quiet
     stdout().print(f"review of '{result.candidate}' against '{result.baseline}': [bold]{result.verdict.upper()}[/] "
@@ -439,8 +298,8 @@ def demo_command(
     Everything that can be refused is checked first (the configs, both folders); the results
     folder is written whole at the end, on one Ray cluster for the whole demo.
     """
-    planned = replace(_execution(engine, address, num_cpus), shard_rows=250_000)
     with user_errors(), ExitStack() as stack:
+        planned = replace(_execution(engine, address, num_cpus), shard_rows=250_000)
         examples = {path: load_config(path) for path in sorted(configs.glob("*.toml"))}
         check_output_folder(data, overwrite=overwrite, inputs=(configs,))
         _check_before_work(out, overwrite, (configs, data), planned)
@@ -454,16 +313,16 @@ def demo_command(
         for path, cfg in examples.items():
             if not cfg.policies:  # a sweep-only config: swept below
                 continue
-            with _shard_progress(quiet, demo, announce=False) as execution:
+            with shard_progress(quiet, demo, announce=False) as execution:
                 result = run(cfg, transactions, execution=execution)
             write_run_outputs(result, cfg, transactions, str(path), staging / path.stem)
-            _print_run(result)
+            print_run(result)
             console.print(f"{path}: wrote {out / path.stem} in {result.timings['total_s']:.1f} s")
         swept = examples[configs / "sweep.toml"]  # a threshold sweep with its frontier and a recommendation
-        with _shard_progress(quiet, demo, announce=False) as execution:
+        with shard_progress(quiet, demo, announce=False) as execution:
             grid = sweep(swept, transactions, execution=execution)
         write_sweep_outputs(grid, swept, transactions, str(configs / "sweep.toml"), staging / "sweep")
-        _print_sweep(grid, out / "sweep")
+        print_sweep(grid, out / "sweep")
         # the demo ends with a review of the example candidate
         reviewed = review(examples[configs / "example.toml"], transactions, execution=demo,
                           config_source=str(configs / "example.toml"))
