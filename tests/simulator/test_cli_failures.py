@@ -153,7 +153,7 @@ def test_an_unreachable_address_exits_2_in_seconds_with_one_sentence(data: Path,
     start = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "simulator.cli", "run", str(THRESHOLDS), "--data", str(data),
                            "--out", str(tmp_path / "out"), "--address", "127.0.0.1:1"],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, start_new_session=True)
     assert done.returncode == 2, done.stderr
     assert time.monotonic() - start < 60
     assert done.stderr.strip().splitlines() == [
