@@ -303,13 +303,13 @@ def demo_command(
         examples = {path: load_config(path) for path in sorted(configs.glob("*.toml"))}
         check_output_folder(data, overwrite=overwrite, inputs=(configs,))
         _check_before_work(out, overwrite, (configs, data), planned)
+        used = stack.enter_context(cluster(address, num_cpus)) if engine is EngineName.ray else None
+        console.print(engine_line(used))
+        demo = replace(planned, address=None, num_cpus=None)  # runs join the demo's one cluster
         _generate(rows, data, seed, 4, 0.05, quiet, overwrite)
         transactions = data / "transactions"
         stdout().print(summary_table(check_dataset(transactions, Schema())))
         staging = stack.enter_context(staged_folder(out, overwrite=overwrite, inputs=(configs, data)))
-        demo = replace(planned, address=None, num_cpus=None)  # runs join the demo's one cluster
-        used = stack.enter_context(cluster(address, num_cpus)) if engine is EngineName.ray else None
-        console.print(engine_line(used))
         for path, cfg in examples.items():
             if not cfg.policies:  # a sweep-only config: swept below
                 continue
