@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/policysim demo --data data --out demo
+	$(VENV)/bin/policysim demo --data data --out demo --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q

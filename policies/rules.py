@@ -32,6 +32,7 @@ Example::
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -153,7 +154,7 @@ class RulesPolicy:
         try:
             result = batch.select(pl.sql_expr(when).alias("holds")).to_series()
         except pl.exceptions.PolarsError as error:
-            raise PolicysimError(f"{where}: cannot evaluate {when!r}: {str(error).splitlines()[0]}") from error
+            raise PolicysimError(f"{where}: cannot evaluate {when!r}: {sql_reason(error)}") from error
         if result.dtype not in (pl.Boolean, pl.Null):
             raise PolicysimError(f"{where}: must be a condition (true or false), got {result.dtype} from {when!r}")
         holds = result.cast(pl.Boolean).fill_null(False).to_numpy()
@@ -166,7 +167,7 @@ def parse_condition(when: str, context: PolicyContext, *, where: str) -> frozens
     try:
         expr = pl.sql_expr(when)
     except pl.exceptions.PolarsError as error:
-        raise InvalidConfig(f"{where}: cannot parse SQL {when!r}: {error}") from error
+        raise InvalidConfig(f"{where}: cannot parse SQL {when!r}: {sql_reason(error)}") from error
     if _depends_on_the_batch(expr):
         raise InvalidConfig(
             f"{where}: must be computed row by row, but it aggregates over the batch "
@@ -175,6 +176,20 @@ def parse_condition(when: str, context: PolicyContext, *, where: str) -> frozens
     columns = frozenset(expr.meta.root_names())
     require_columns(columns, context.columns, where=where, hint=_QUOTES_HINT)
     return columns
+
+
+# polars names an unsupported construct by printing its Rust syntax tree ("expression Collate { expr: ... }")
+_SYNTAX_TREE = re.compile(r"\b(?P<node>[A-Z]\w*) [{(]")
+
+
+def sql_reason(error: Exception) -> str:
+    """Why polars refused a condition, in one line a user can read: never its Rust syntax tree."""
+    lines = str(error).strip().splitlines()
+    first = lines[0] if lines else type(error).__name__
+    tree = _SYNTAX_TREE.search(first)
+    if tree is not None:
+        return f"the SQL construct {tree['node'].upper()} is not supported in a condition"
+    return first if len(first) <= 200 else first[:199] + "…"
 
 
 def _depends_on_the_batch(expr: pl.Expr) -> bool:

@@ -5,17 +5,19 @@ dataset must be fixed before they start, or two shards would disagree: which
 values of a top-k column are kept is decided here, from value counts over the
 whole (lazy) dataset, and shipped to every shard in a `SegmentPlan`. The plan
 also checks the config against the data's schema, so a misspelt column fails
-before any work is scheduled.
+before any work is scheduled, and refuses a segmentation that would make more
+than `[segments] max_segments` segments (a column of ids or timestamps).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import polars as pl
 
-from segments.labels import format_value
+from segments.labels import OTHER, format_value
 from segments.spec import SegmentSpec
 from simulator.errors import InvalidConfig, UnknownName
 
@@ -46,11 +48,67 @@ def plan_segments(spec: SegmentSpec, data: pl.LazyFrame) -> SegmentPlan:
     """
     schema = data.collect_schema()
     _check_columns(spec, schema)
-    return SegmentPlan(
+    plan = SegmentPlan(
         segmentations=spec.by,
         bands={column: bands.edges for column, bands in spec.bands.items()},
         top_values=_top_values(spec.top_k, data, schema),
     )
+    check_sizes(spec, plan, data, schema)
+    return plan
+
+
+def check_sizes(spec: SegmentSpec, plan: SegmentPlan, data: pl.LazyFrame, schema: pl.Schema) -> None:
+    """Refuse a segmentation with more than `spec.max_segments` segments, before any shard runs.
+
+    One lazy pass counts the distinct values of the columns neither banded nor
+    top-k (a band or top-k column has at most its bands or k values, `other` and
+    null); a cross whose product of counts exceeds the limit is counted exactly
+    in one more pass. `by = [["created_at"]]` would otherwise make a segment per
+    row (300,001 of them in 36 s, each too small to estimate anything).
+    """
+    raw = sorted({c for columns in spec.by for c in columns} - set(plan.bands) - set(plan.top_values))
+    counted = data.select([pl.col(c).n_unique().alias(c) for c in raw]).collect().row(0, named=True) if raw else {}
+    sizes = {c: counted[c] for c in raw} | {c: len(edges) + 3 for c, edges in plan.bands.items()} \
+        | {c: len(kept) + 2 for c, kept in plan.top_values.items()}  # + other, NaN and null
+    for index, columns in enumerate(spec.by):
+        bound = math.prod(sizes[c] for c in columns)
+        if bound <= spec.max_segments:
+            continue
+        count = bound if len(columns) == 1 else _cross_count(columns, plan, data)
+        if count > spec.max_segments:
+            raise InvalidConfig(_too_many(index, columns, count, spec.max_segments, sizes, schema))
+
+
+def _cross_count(columns: tuple[str, ...], plan: SegmentPlan, data: pl.LazyFrame) -> int:
+    """How many segments a cross of columns makes in the data: its distinct (band, kept value, value) tuples."""
+    parts = []
+    for column in columns:
+        value = pl.col(column)
+        if column in plan.bands:
+            value = value.cut(list(plan.bands[column]), left_closed=True)
+        elif column in plan.top_values:
+            text = value.cast(pl.String)
+            value = pl.when(text.is_in(list(plan.top_values[column]))).then(text).otherwise(pl.lit(OTHER))
+        parts.append(value.alias(column))
+    return int(data.select(pl.struct(parts).n_unique()).collect().item())
+
+
+def _too_many(index: int, columns: tuple[str, ...], count: int, limit: int, sizes: Mapping[str, int],
+              schema: pl.Schema) -> str:
+    """Why a segmentation is refused and how to make it coarser, for its widest column's type."""
+    widest = max(columns, key=lambda c: sizes[c])
+    dtype = schema[widest]
+    if dtype.is_temporal():
+        fix = (f"{widest!r} is a timestamp, with a segment per instant: segment by a coarser column "
+               "(a day or week column in the data)")
+    elif dtype.is_numeric() and dtype != pl.Boolean:
+        fix = (f"cut {widest!r} into bands ([segments.bands.{widest}] edges = [...]) "
+               f"or keep its largest values (top_k = {{ {widest} = 20 }})")
+    else:
+        fix = f"keep the largest values of {widest!r} with top_k = {{ {widest} = 20 }} (the rest become {OTHER!r})"
+    return (f"segments.by[{index}]: {list(columns)} makes {count:,} segments, more than segments.max_segments "
+            f"= {limit:,} ({widest!r} alone has {sizes[widest]:,} values); {fix}, or raise max_segments "
+            "(docs/config.md)")
 
 
 def _check_columns(spec: SegmentSpec, schema: pl.Schema) -> None:

@@ -4,6 +4,7 @@
 [segments]
 by = [["card_country"], ["card_country", "card_brand"], ["amount"]]
 top_k = { merchant_id = 20 }          # keep the 20 largest values, the rest are "other"
+max_segments = 5000                   # the most segments one segmentation may make (the default)
 [segments.bands.amount]
 edges = [0, 10, 50, 200, 1000]
 ```
@@ -14,9 +15,10 @@ like any other; its segment value is then the band or `other`.
 
 Validation happens here, once, so a built `SegmentSpec` is never invalid:
 settings that would silently do nothing (a band or top_k for a column no `by`
-entry uses) are errors, as are settings that contradict each other. Checks that
-need the data (columns exist, banded columns are numeric) are in
-`segments.plan`. Messages carry the TOML path and the offending value.
+entry uses) are errors, as are settings that contradict each other. Every
+problem is reported at once (`TableProblems`, paths below `[segments]`). Checks
+that need the data (columns exist, banded columns are numeric, how many
+segments a segmentation makes) are in `segments.plan`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from segments.labels import PART_SEPARATOR, VALUE_SEPARATOR, format_number
-from simulator.errors import InvalidConfig
+from simulator.errors import TableProblems
+
+DEFAULT_MAX_SEGMENTS = 5_000
 
 # strict: `true` is not the number 1 and "20" is not 20 (TOML has real numbers).
 StrictFloat = Annotated[float, Field(strict=True)]
@@ -56,25 +60,31 @@ class SegmentSpec(BaseModel):
     by: tuple[tuple[str, ...], ...] = ()
     bands: dict[str, Bands] = {}
     top_k: dict[str, StrictInt] = {}
+    # A segmentation with more segments is refused before any work (`segments.plan`): a column of ids or
+    # timestamps would otherwise make a segment per row, each with too few rows to estimate anything.
+    max_segments: StrictInt = Field(default=DEFAULT_MAX_SEGMENTS, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        """Reject segmentations, bands and top-k settings that are wrong or would do nothing."""
-        _check_by(self.by)
+        """Reject segmentations, bands and top-k settings that are wrong or would do nothing, all at once."""
+        problems = _by_problems(self.by)
         used = required_columns(self)
         for column, bands in self.bands.items():
-            _check_edges(f"segments.bands.{column}.edges", bands.edges)
-            _check_used(f"segments.bands.{column}", column, used, "its bands")
+            problems += _edge_problems(f"bands.{column}.edges", bands.edges)
+            problems += _unused(f"bands.{column}", column, used, "its bands")
         for column, k in self.top_k.items():
-            _check_used(f"segments.top_k.{column}", column, used, "its top_k")
+            problems += _unused(f"top_k.{column}", column, used, "its top_k")
             if k < 1:
-                raise InvalidConfig(f"segments.top_k.{column}: must be >= 1, got {k}")
+                problems.append((f"top_k.{column}", f"must be >= 1, got {k}"))
             if column in self.bands:
-                raise InvalidConfig(
-                    f"segments.top_k.{column}: column {column!r} is banded (segments.bands.{column}); "
-                    "a column is either banded or top-k, not both"
-                )
+                problems.append((f"top_k.{column}", f"column {column!r} is banded (segments.bands.{column}); "
+                                                     "a column is either banded or top-k, not both"))
+        if problems:
+            raise TableProblems(problems)
         return self
+
+
+Problems = list[tuple[str, str]]  # (TOML path below [segments], message)
 
 
 def required_columns(spec: SegmentSpec) -> frozenset[str]:
@@ -82,52 +92,51 @@ def required_columns(spec: SegmentSpec) -> frozenset[str]:
     return frozenset(column for columns in spec.by for column in columns)
 
 
-def _check_by(by: Sequence[tuple[str, ...]]) -> None:
+def _by_problems(by: Sequence[tuple[str, ...]]) -> Problems:
     """Each entry names at least one column, each once, with a usable name; no entry twice."""
+    problems: Problems = []
     seen: dict[frozenset[str], int] = {}
     for index, columns in enumerate(by):
-        where = f"segments.by[{index}]"
+        where = f"by[{index}]"
         if not columns:
-            raise InvalidConfig(f"{where}: empty; name at least one column")
+            problems.append((where, "empty; name at least one column"))
         for column in columns:
-            _check_name(where, column)
+            problems += _name_problems(where, column)
             if columns.count(column) > 1:
-                raise InvalidConfig(f"{where}: column {column!r} named twice in {list(columns)}")
+                problems.append((where, f"column {column!r} named twice in {list(columns)}"))
         # the same columns in another order are the same segments with reordered labels
         earlier = seen.setdefault(frozenset(columns), index)
-        if earlier != index:
-            raise InvalidConfig(
-                f"{where}: {list(columns)} has the same columns as segments.by[{earlier}] "
-                f"{list(by[earlier])}; list each segmentation once"
-            )
+        if earlier != index and columns:
+            problems.append((where, f"{list(columns)} has the same columns as segments.by[{earlier}] "
+                                    f"{list(by[earlier])}; list each segmentation once"))
+    return list(dict.fromkeys(problems))  # a column named twice is one problem
 
 
-def _check_name(where: str, column: str) -> None:
+def _name_problems(where: str, column: str) -> Problems:
     """A column name that labels can carry: not empty, without the label separators."""
     if not column:
-        raise InvalidConfig(f"{where}: empty column name")
+        return [(where, "empty column name")]
     if PART_SEPARATOR in column or VALUE_SEPARATOR in column:
-        raise InvalidConfig(
-            f"{where}: column name {column!r} cannot contain {PART_SEPARATOR!r} or {VALUE_SEPARATOR!r}, "
-            "which separate the parts of a segment label; rename it in [data.columns]"
-        )
+        return [(where, f"column name {column!r} cannot contain {PART_SEPARATOR!r} or {VALUE_SEPARATOR!r}, "
+                        "which separate the parts of a segment label; rename it in [data.columns]")]
+    return []
 
 
-def _check_edges(where: str, edges: Sequence[float]) -> None:
+def _edge_problems(where: str, edges: Sequence[float]) -> Problems:
     """At least one edge, all finite, strictly increasing (so bands are ordered and non-empty)."""
     shown = f"[{', '.join(format_number(edge) for edge in edges)}]"
     if not edges:
-        raise InvalidConfig(f"{where}: needs at least one edge, got []")
+        return [(where, "needs at least one edge, got []")]
     if not all(math.isfinite(edge) for edge in edges):
-        raise InvalidConfig(f"{where}: edges must be finite, got {shown}")
+        return [(where, f"edges must be finite, got {shown}")]
     if any(high <= low for low, high in zip(edges, edges[1:])):
-        raise InvalidConfig(f"{where}: edges must be strictly increasing, got {shown}")
+        return [(where, f"edges must be strictly increasing, got {shown}")]
+    return []
 
 
-def _check_used(where: str, column: str, used: frozenset[str], what: str) -> None:
+def _unused(where: str, column: str, used: frozenset[str], what: str) -> Problems:
     """A per-column setting must apply to a column some `by` entry names; otherwise it does nothing."""
-    if column not in used:
-        raise InvalidConfig(
-            f"{where}: column {column!r} is in no segments.by entry, so {what} would do nothing; "
-            f'add ["{column}"] to segments.by or remove this setting'
-        )
+    if column in used:
+        return []
+    return [(where, f"column {column!r} is in no segments.by entry, so {what} would do nothing; "
+                    f'add ["{column}"] to segments.by or remove this setting')]

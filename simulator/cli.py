@@ -1,143 +1,91 @@
 """`policysim` command line: thin commands that resolve input, call one library
-function and render the result. The only module (with notebooks) that prints.
+function and render the result with `simulator.terminal` (with which it is the
+only module that prints, besides notebooks).
 
 Exit codes: 0 ok; 1 a review guardrail failed; 3 a review the data cannot
 decide (--allow-inconclusive turns it into 0); 2 bad input, config or usage
-(a message, no traceback);
-70 an internal error, i.e. a bug in policysim (EX_SOFTWARE: the traceback is
-printed on stderr; please report it).
+(a message, no traceback); 70 an internal error, i.e. a bug in policysim
+(EX_SOFTWARE: the traceback is printed on stderr; please report it).
+
+Help is plain click text (`rich_markup_mode=None`), so every bracketed name
+(`[sweep]`, `[review] candidate`) shows as written and a flag shows as a flag.
+Every command that writes checks `--out` before it reads any data
+(`simulator.report.folders`) and says first which engine runs and what
+starting it cost.
 """
 
 from __future__ import annotations
 
 import sys
-import traceback
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer.exceptions import TyperException
-from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
-from rich.text import Text
-from rich.table import Table
 
+from simulator import __version__
 from simulator.config import RunConfig, derive, load_config
 from simulator.config_tables import parse_objective
+from simulator.engine.address import check_reachable
 from simulator.engine.execution import Execution
 from simulator.engine.ray_engine import cluster
-from simulator.errors import PolicysimError
+from simulator.report.folders import check_output_folder, staged_folder
 from simulator.report.review import write_review
-from simulator.report.tables import exploration_cost, guardrail_table, overall_table, top_points_table
-from simulator.workflows.run import RunResult, label_text, resolve_data, run, write_run_outputs
-from simulator.decide.recommend import choice_spread
+from simulator.report.tables import guardrail_table
+from simulator.terminal import (EX_SOFTWARE, print_run, print_sweep, print_warnings, progress_bar, shard_progress,
+                                console, engine_line, internal_error, stdout, summary_table, user_errors)
+from simulator.workflows.run import resolve_data, run, write_run_outputs
 from simulator.workflows.review import review
-from simulator.workflows.sweep import SweepResult, sweep
+from simulator.workflows.sweep import sweep
 from simulator.report.sweep import write_sweep_outputs
 from simulator.synthetic.generate import GenerateSpec, generate
 from simulator.schema import Schema
-from simulator.data.validate import DataSummary, check_dataset
-
-EX_SOFTWARE = 70  # an internal error: a bug, not bad input (sysexits.h)
+from simulator.data.validate import check_dataset
 
 app = typer.Typer(
     name="policysim",
-    help="Counterfactual policy simulator for card payments. Exit codes: 0 ok, 1 a review guardrail failed, "
-    "3 a review the data cannot decide, 2 bad input, config or usage, 70 an internal error (a bug; the "
-    "traceback is printed).",
+    help="Counterfactual policy simulator for card payments.\n\n"
+    "Exit codes: 0 ok, 1 a review guardrail failed, 3 a review the data cannot decide, 2 bad input, config "
+    "or usage, 70 an internal error (a bug; the traceback is printed). Commands, flags and outputs: docs/cli.md.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: "[sweep]" is text, not rich markup, and a flag shows no <bool>
+    context_settings={"max_content_width": 120},
 )
-console = Console(stderr=True)
 
 
-def stdout() -> Console:
-    """Results go to stdout; when it is not a terminal, do not squeeze tables to 80 columns."""
-    out = Console()
-    return out if out.is_terminal else Console(width=140)
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"policysim {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Options before the command (`policysim --version`)."""
+
 
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (generation, bootstrap).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output; errors still print.")]
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace what an earlier policysim command wrote in --out, whole; without it --out must be "
+                        "new or empty.")]
 
 
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn policysim's own exceptions into a message and an exit code, no traceback; any other is a bug.
-
-    A bug prints its traceback and exits `EX_SOFTWARE` (70), so that neither a
-    user nor a script mistakes it for bad input (2) or a failed guardrail (1).
-    """
-    try:
-        yield
-    except PolicysimError as error:
-        # the message is plain text: "[data.columns]" in it must not be read as rich markup
-        console.print(Text.assemble(("error: ", "bold red"), str(error)), highlight=False, soft_wrap=True)
-        raise typer.Exit(error.exit_code) from None
-    except (typer.Exit, typer.Abort, TyperException):
-        raise  # typer's own ways out: an exit code, Ctrl-C, a usage error (typer.BadParameter)
-    except Exception:  # a bug
-        internal_error()
-        raise typer.Exit(EX_SOFTWARE) from None
-
-
-def internal_error() -> None:
-    """Print the traceback of the exception being handled, as a bug report needs it."""
-    sys.stderr.write(traceback.format_exc())
-    console.print(Text.assemble(("internal error", "bold red"),
-                                f" (a bug in policysim, exit code {EX_SOFTWARE}): please report it with the traceback above"),
-                  highlight=False, soft_wrap=True)
-
-
-class RowsPerSecond(ProgressColumn):
-    """Throughput of the task in rows per second."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.0f} rows/s", style="progress.data.speed")
-
-
-def _progress(quiet: bool) -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:,.0f}/{task.total:,.0f} rows"),
-        RowsPerSecond(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=quiet,
-        transient=True,
-    )
-
-
-@contextmanager
-def _shard_progress(quiet: bool, execution: Execution) -> Iterator[Execution]:
-    """`execution` with callbacks that drive a progress bar over shards (rows/s, ETA)."""
-    progress = _progress(quiet)
-    task = progress.add_task("evaluating", total=0)
-    with progress:
-        yield replace(
-            execution,
-            on_plan=lambda shards: progress.update(task, total=sum(s.rows for s in shards)),
-            on_shard=lambda shard: progress.advance(task, shard.rows),
-            on_cluster=lambda used: None if quiet else progress.console.print(
-                f"Ray: {'started a local cluster' if used.started else 'joined'} {used.address} with {used.cpus:g} CPUs"
-            ),
-        )
-
-
-def _generate(rows: int, out: Path, seed: int, files: int, exploration: float, quiet: bool) -> None:
+def _generate(rows: int, out: Path, seed: int, files: int, exploration: float, quiet: bool, overwrite: bool) -> None:
     try:
         spec = GenerateSpec(rows=rows, files=files, seed=seed, exploration=exploration)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    with _progress(quiet) as progress:
+    with progress_bar(quiet) as progress:
         task = progress.add_task("generating", total=rows)
-        report = generate(spec, out, on_rows=lambda n: progress.advance(task, n))
+        report = generate(spec, out, on_rows=lambda n: progress.advance(task, n), overwrite=overwrite)
     if not quiet:
         console.print(
             f"wrote {report.rows:,} rows in {report.files} files to {report.transactions_dir} "
@@ -155,21 +103,12 @@ def generate_command(
     exploration: Annotated[
         float, typer.Option("--exploration", help="Share of rows where the logging policy explores.")
     ] = 0.05,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
     """Realistic synthetic logged transactions with known propensities, plus ground truth."""
     with user_errors():
-        _generate(rows, out, seed, files, exploration, quiet)
-
-
-def summary_table(summary: DataSummary) -> Table:
-    """A rich table of a dataset summary: what a user checks before trusting a run."""
-    table = Table(title="logged transactions", show_header=False, title_justify="left")
-    table.add_column("what", style="bold")
-    table.add_column("value")
-    for key, value in summary.display_rows():
-        table.add_row(key, value)
-    return table
+        _generate(rows, out, seed, files, exploration, quiet, overwrite)
 
 
 @app.command("validate")
@@ -192,9 +131,11 @@ def validate_command(
         stdout().print(summary_table(summary))
 
 
-ConfigArg = Annotated[Path, typer.Argument(help="TOML config (SPEC §11).")]
-DataOpt = Annotated[Optional[str], typer.Option("--data", help="Data path or URI; overrides the config's data.path.")]
-OutOpt = Annotated[Path, typer.Option("--out", help="Output directory.")]
+ConfigArg = Annotated[Path, typer.Argument(metavar="CONFIG", help="TOML config (docs/config.md; examples in configs/).")]
+DataOpt = Annotated[Optional[str], typer.Option("--data", help="Data path or URI (s3://, gs://, az://); overrides the config's data.path.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Output folder: new or empty (or --overwrite); checked before any work.")]
+
+
 class EngineName(str, Enum):
     ray = "ray"
     local = "local"
@@ -205,9 +146,16 @@ AddressOpt = Annotated[
     Optional[str],
     typer.Option("--address", help="Join a Ray cluster: auto, host:port or ray://host:port (default: start a local one)."),
 ]
-CpusOpt = Annotated[Optional[int], typer.Option("--num-cpus", min=1, help="CPUs of the local Ray cluster started.")]
+CpusOpt = Annotated[Optional[int], typer.Option("--num-cpus", min=1, help="CPUs of the local Ray cluster started (not with --address).")]
 
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Overrides the config's estimation.seed.")]
+
+
+def _check_before_work(out: Path, overwrite: bool, inputs: tuple[str | Path, ...], execution: Execution) -> None:
+    """What can be refused before any data is read: the output folder, and a cluster address nothing answers at."""
+    check_output_folder(out, overwrite=overwrite, inputs=inputs)
+    if execution.address is not None:
+        check_reachable(execution.address)
 
 
 def _config(path: Path, seed: int | None) -> RunConfig:
@@ -217,7 +165,15 @@ def _config(path: Path, seed: int | None) -> RunConfig:
 
 
 def _execution(engine: EngineName, address: str | None, num_cpus: int | None) -> Execution:
-    """The `--engine`, `--address` and `--num-cpus` options as one `Execution`."""
+    """The `--engine`, `--address` and `--num-cpus` options as one `Execution`; a flag that would be ignored is
+    a usage error (exit 2)."""
+    if engine is EngineName.local and (address is not None or num_cpus is not None):
+        flag = "--address" if address is not None else "--num-cpus"
+        raise typer.BadParameter(f"it is for the Ray engine, and --engine local runs in this process "
+                                 f"(drop {flag}, or use --engine ray)", param_hint=f"'{flag}'")
+    if address is not None and num_cpus is not None:
+        raise typer.BadParameter("it sets the CPUs of the local Ray cluster a command starts, and the cluster at "
+                                 f"--address {address} has its own (drop --num-cpus)", param_hint="'--num-cpus'")
     return Execution(engine=engine.value, address=address, num_cpus=num_cpus)
 
 
@@ -230,35 +186,22 @@ def run_command(
     address: AddressOpt = None,
     num_cpus: CpusOpt = None,
     seed: SeedOpt = None,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
     """Evaluate the policies of a config against its baseline."""
     with user_errors():
+        planned = _execution(engine, address, num_cpus)
         cfg = _config(config, seed)
         path = resolve_data(cfg, data)
-        with _shard_progress(quiet, _execution(engine, address, num_cpus)) as execution:
+        _check_before_work(out, overwrite, (path, config), planned)
+        with shard_progress(quiet, planned) as execution:
             result = run(cfg, path, execution=execution)
-        write_run_outputs(result, cfg, path, str(config), out)
+        write_run_outputs(result, cfg, path, str(config), out, overwrite=overwrite)
     if not quiet:
-        _print_run(result)
+        print_run(result)
         console.print(f"wrote {out / 'results.parquet'} and {out / 'summary.json'} "
                       f"({result.results.height:,} rows, {result.timings['total_s']:.1f} s on {result.engine})")
-
-
-def _print_run(result: RunResult) -> None:
-    """The overall table, what the exploration cost, and the plan's warnings (e.g. about the baseline)."""
-    stdout().print(overall_table(result.results, result.plan.baseline))
-    stdout().print(label_text(result.plan), highlight=False)
-    cost = exploration_cost(result.results, result.plan.baseline)
-    if cost is not None:
-        stdout().print(cost, highlight=False)
-    _print_warnings(result.plan.warnings)
-
-
-def _print_warnings(warnings: tuple[str, ...]) -> None:
-    """What every output must say about a plan (e.g. that deltas include the exploration), on stderr."""
-    for warning in warnings:
-        console.print(Text.assemble(("warning: ", "bold yellow"), warning), highlight=False, soft_wrap=True)
 
 
 ObjectiveOpt = Annotated[
@@ -266,32 +209,6 @@ ObjectiveOpt = Annotated[
     typer.Option("--objective", help='e.g. "net_value; fraud_rate_bps<=12 every_segment; min_rows=1000" '
                                      "(overrides [sweep] objective; grammar in docs/sweep.md)."),
 ]
-
-
-def _print_sweep(result: SweepResult, out: Path) -> None:
-    """The best grid points, the recommendation and its stability, and where the outputs are."""
-    choice = result.choice
-    metric, maximize, feasible, point = "net_value", True, None, None
-    if choice is not None:
-        objective = choice.objective
-        metric, maximize, point = objective.metric, objective.sense == "maximize", choice.recommendation.point
-        feasible = set(choice.feasible) or None
-    stdout().print(top_points_table(result.table, metric, maximize=maximize, feasible=feasible, recommended=point))
-    if choice is not None:
-        lines = list(choice.recommendation.reason)
-        share = choice.share()
-        if share is not None:
-            lines.append(f"chosen in {share:.0%} of {result.plan.bootstrap} bootstrap replicates"
-                         + choice_spread(choice, result.points))
-        elif point is not None:
-            lines.append("set [estimation] bootstrap to see how often the bootstrap would choose it")
-        stdout().print("[bold]recommendation[/]: " + "\n  ".join(lines), highlight=False)
-    if result.by_segment is not None:
-        stdout().print(overall_table(result.by_segment.results, result.plan.baseline))
-    skipped = f", {result.skipped:,} combinations skipped (challenge_above >= block_above)" if result.skipped else ""
-    console.print(f"{result.points.height:,} grid points{skipped}; wrote {out} "
-                  f"(sweep.parquet, frontier.parquet, frontier.png, frontier.html) in {result.timings['total_s']:.1f} s "
-                  f"on {result.engine}")
 
 
 @app.command("sweep")
@@ -304,18 +221,26 @@ def sweep_command(
     address: AddressOpt = None,
     num_cpus: CpusOpt = None,
     seed: SeedOpt = None,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
-    """Evaluate a grid of threshold configs ([sweep]) in one pass; write the frontier and a recommendation."""
+    """Evaluate the config's [sweep] grid in one pass: frontier and recommendation.
+
+    Every point of the grid is a threshold policy; all are evaluated in one pass over the
+    data (docs/sweep.md). With an objective, a point is recommended, chosen on one part of
+    the log and reported from the other.
+    """
     with user_errors():
+        planned = _execution(engine, address, num_cpus)
         cfg = _config(config, seed)
         goal = None if objective is None else parse_objective(objective)
         path = resolve_data(cfg, data)
-        with _shard_progress(quiet, _execution(engine, address, num_cpus)) as execution:
+        _check_before_work(out, overwrite, (path, config), planned)
+        with shard_progress(quiet, planned) as execution:
             result = sweep(cfg, path, objective=goal, execution=execution)
-        write_sweep_outputs(result, cfg, path, str(config), out)
+        write_sweep_outputs(result, cfg, path, str(config), out, overwrite=overwrite)
     if not quiet:
-        _print_sweep(result, out)
+        print_sweep(result, out)
 
 
 @app.command("review")
@@ -329,17 +254,24 @@ def review_command(
     seed: SeedOpt = None,
     allow_inconclusive: Annotated[bool, typer.Option(
         "--allow-inconclusive", help="Exit 0 instead of 3 when the data cannot decide a guardrail.")] = False,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
-    """Pre-launch review of [review] candidate against the baseline: exit 0 pass, 1 fail, 3 undecided."""
+    """Pre-launch review of the [review] candidate: exit 0 pass, 1 fail, 3 undecided.
+
+    The candidate is compared with the baseline in every segment against the
+    [[review.guardrails]] (docs/review.md); review.html and review.md say why.
+    """
     with user_errors():
+        planned = _execution(engine, address, num_cpus)
         cfg = _config(config, seed)
-        with _shard_progress(quiet, _execution(engine, address, num_cpus)) as execution:
+        _check_before_work(out, overwrite, (resolve_data(cfg, data), config), planned)
+        with shard_progress(quiet, planned) as execution:
             result = review(cfg, data, execution=execution, config_source=str(config))
-        files = write_review(result, out, allow_inconclusive=allow_inconclusive)
+        files = write_review(result, out, allow_inconclusive=allow_inconclusive, overwrite=overwrite)
     if not quiet:
         stdout().print(guardrail_table(result.guardrails))
-        _print_warnings(result.run.plan.warnings)
+        print_warnings(result.run.plan.warnings)
     code = result.exit_code(allow_inconclusive=allow_inconclusive)
     # the verdict is the command's answer: stdout, even with --quiet
     stdout().print(f"review of '{result.candidate}' against '{result.baseline}': [bold]{result.verdict.upper()}[/] "
@@ -350,45 +282,53 @@ def review_command(
 
 @app.command("demo")
 def demo_command(
-    out: Annotated[Path, typer.Option("--out", help="Where the demo writes results.")] = Path("demo"),
-    data: Annotated[Path, typer.Option("--data", help="Where the demo writes its generated data.")] = Path("data"),
+    out: Annotated[Path, typer.Option("--out", help="Folder the demo writes results to (new or empty, or --overwrite).")] = Path("demo"),
+    data: Annotated[Path, typer.Option("--data", help="Folder the demo writes its generated data to (new or empty, or --overwrite).")] = Path("data"),
     configs: Annotated[Path, typer.Option("--configs", help="Directory of example configs to run.")] = Path("configs"),
     rows: Annotated[int, typer.Option("--rows", help="Rows of demo data.")] = 1_000_000,
     engine: EngineOpt = EngineName.ray,
     address: AddressOpt = None,
     num_cpus: CpusOpt = None,
     seed: Seed = 7,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
-    """Generate demo data, validate it, run every example config, sweep thresholds and review a candidate."""
+    """Generate demo data, validate it, run every example config, sweep thresholds and review a candidate.
+
+    Everything that can be refused is checked first (the configs, both folders); the results
+    folder is written whole at the end, on one Ray cluster for the whole demo.
+    """
     with user_errors(), ExitStack() as stack:
-        _generate(rows, data, seed, 4, 0.05, quiet)
-        summary = check_dataset(data / "transactions", Schema())
-        stdout().print(summary_table(summary))
-        demo = Execution(engine=engine.value, shard_rows=250_000)  # runs join the demo's one cluster
-        if engine is EngineName.ray:  # one cluster for the whole demo
-            used = stack.enter_context(cluster(address, num_cpus))
-            console.print(f"Ray cluster: {'started' if used.started else 'joined'} {used.address}, {used.cpus:g} CPUs")
-        for path in sorted(configs.glob("*.toml")):
-            cfg = load_config(path)
+        planned = replace(_execution(engine, address, num_cpus), shard_rows=250_000)
+        examples = {path: load_config(path) for path in sorted(configs.glob("*.toml"))}
+        check_output_folder(data, overwrite=overwrite, inputs=(configs,))
+        _check_before_work(out, overwrite, (configs, data), planned)
+        used = stack.enter_context(cluster(address, num_cpus)) if engine is EngineName.ray else None
+        console.print(engine_line(used))
+        demo = replace(planned, address=None, num_cpus=None)  # runs join the demo's one cluster
+        _generate(rows, data, seed, 4, 0.05, quiet, overwrite)
+        transactions = data / "transactions"
+        stdout().print(summary_table(check_dataset(transactions, Schema())))
+        staging = stack.enter_context(staged_folder(out, overwrite=overwrite, inputs=(configs, data)))
+        for path, cfg in examples.items():
             if not cfg.policies:  # a sweep-only config: swept below
                 continue
-            with _shard_progress(quiet, demo) as execution:
-                result = run(cfg, data / "transactions", execution=execution)
-            write_run_outputs(result, cfg, data / "transactions", str(path), out / path.stem)
-            _print_run(result)
+            with shard_progress(quiet, demo, announce=False) as execution:
+                result = run(cfg, transactions, execution=execution)
+            write_run_outputs(result, cfg, transactions, str(path), staging / path.stem)
+            print_run(result)
             console.print(f"{path}: wrote {out / path.stem} in {result.timings['total_s']:.1f} s")
-        swept = load_config(configs / "sweep.toml")  # a threshold sweep with its frontier and a recommendation
-        with _shard_progress(quiet, demo) as execution:
-            grid = sweep(swept, data / "transactions", execution=execution)
-        write_sweep_outputs(grid, swept, data / "transactions", str(configs / "sweep.toml"), out / "sweep")
-        _print_sweep(grid, out / "sweep")
+        swept = examples[configs / "sweep.toml"]  # a threshold sweep with its frontier and a recommendation
+        with shard_progress(quiet, demo, announce=False) as execution:
+            grid = sweep(swept, transactions, execution=execution)
+        write_sweep_outputs(grid, swept, transactions, str(configs / "sweep.toml"), staging / "sweep")
+        print_sweep(grid, out / "sweep")
         # the demo ends with a review the demo data can decide (docs/review.md, "Two reviews of the demo data")
-        reviewed = review(load_config(configs / "block_risky.toml"), data / "transactions", execution=demo,
+        reviewed = review(examples[configs / "block_risky.toml"], transactions, execution=demo,
                           config_source=str(configs / "block_risky.toml"))
-        files = write_review(reviewed, out / "review")
+        write_review(reviewed, staging / "review")
         stdout().print(guardrail_table(reviewed.guardrails))
-        console.print(f"review of '{reviewed.candidate}': {reviewed.verdict.upper()}; open {files.html}")
+        console.print(f"review of '{reviewed.candidate}': {reviewed.verdict.upper()}; open {out / 'review' / 'review.html'}")
 
 
 def main() -> None:

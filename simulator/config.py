@@ -24,7 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from segments.spec import SegmentSpec
 from simulator.config_tables import ReviewConfig, SweepConfig
-from simulator.errors import InvalidConfig, TablePath, UnknownName, invalid_config
+from policies.registry import PolicyContext, build_policy
+from simulator.errors import (InvalidConfig, PolicysimError, TableProblems, UnknownName, problems_message,
+                             validation_problems)
 from simulator.estimate.estimators import known_estimators
 from simulator.data.logging_policy import EXPLORATION, build_logging_policy
 from simulator.data.storage import is_uri
@@ -97,7 +99,7 @@ class DataConfig(BaseModel):
     def _score_range(cls, ranges: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
         for name, (low, high) in ranges.items():
             if not (math.isfinite(low) and math.isfinite(high) and low < high):
-                raise TablePath(name, f"needs [low, high] with low < high, got [{low:g}, {high:g}]")
+                raise TableProblems([(name, f"needs [low, high] with low < high, got [{low:g}, {high:g}]")])
         return ranges
 
     @field_validator("timestamp_format")
@@ -108,20 +110,20 @@ class DataConfig(BaseModel):
             raise ValueError(f"keys are canonical timestamp columns ({', '.join(TIMESTAMP_COLUMNS)}), got {unknown}")
         empty = [name for name, text in formats.items() if "%" not in text]
         if empty:
-            raise TablePath(empty[0], f"a strftime format such as \"%Y-%m-%d %H:%M:%S\", got {formats[empty[0]]!r}")
+            raise TableProblems([(empty[0], f"a strftime format such as \"%Y-%m-%d %H:%M:%S\", got {formats[empty[0]]!r}")])
         return formats
 
     @model_validator(mode="after")
     def _action_values(self) -> DataConfig:
         unknown = sorted(set(self.action_values) - set(self.actions))
         if unknown:
-            raise TablePath("action_values", f"keys are actions of the action set ({', '.join(self.actions)}), "
-                                             f"got {unknown}")
+            raise TableProblems([("action_values", f"keys are actions of the action set ({', '.join(self.actions)}), "
+                                             f"got {unknown}")])
         values = [self.action_values.get(action, action) for action in self.actions]
         repeated = sorted({value for value in values if values.count(value) > 1})
         if repeated or "" in values:
-            raise TablePath("action_values", f"each action needs its own non-empty value in the files, "
-                                             f"got {repeated or ['']} for several")
+            raise TableProblems([("action_values", f"each action needs its own non-empty value in the files, "
+                                             f"got {repeated or ['']} for several")])
         return self
 
     @model_validator(mode="after")
@@ -130,14 +132,14 @@ class DataConfig(BaseModel):
         if table is None:
             return self
         if EXPLORATION not in table:
-            raise TablePath(f"logging_policy.{EXPLORATION}",
-                            "missing: the share of decisions drawn uniformly over the actions (0 if it never explored)")
+            raise TableProblems([(f"logging_policy.{EXPLORATION}",
+                            "missing: the share of decisions drawn uniformly over the actions (0 if it never explored)")])
         exploration = table[EXPLORATION]
         if isinstance(exploration, bool) or not isinstance(exploration, int | float) or not 0 <= exploration <= 1:
-            raise TablePath(f"logging_policy.{EXPLORATION}", f"must be a number in [0, 1], got {exploration!r}")
+            raise TableProblems([(f"logging_policy.{EXPLORATION}", f"must be a number in [0, 1], got {exploration!r}")])
         if table.get("kind") in (LOGGED, PRODUCTION):
-            raise TablePath("logging_policy.kind", f"{table['kind']!r} is defined by the logging policy; "
-                                                   "declare the rules it applied (threshold, rules, ...)")
+            raise TableProblems([("logging_policy.kind", f"{table['kind']!r} is defined by the logging policy; "
+                                                   "declare the rules it applied (threshold, rules, ...)")])
         return self
 
     def declared_logging_policy(self) -> LoggingPolicy | None:
@@ -238,37 +240,39 @@ class RunConfig(BaseModel):
     sweep: SweepConfig | None = None
     review: ReviewConfig | None = None
 
+    @field_validator("policies")
+    @classmethod
+    def _policy_names(cls, policies: tuple[PolicyTable, ...]) -> tuple[PolicyTable, ...]:
+        """Names are unique and leave `logged` and `production` to the built-in baselines."""
+        problems: list[tuple[str, str]] = []
+        names = [p.name for p in policies]
+        for index, name in enumerate(names):
+            if name in (LOGGED, PRODUCTION):
+                problems.append((f"[{index}].name", f"{name!r} names the logging policy's own baseline; "
+                                                    "choose another policy name"))
+            elif name in names[:index]:
+                problems.append((f"[{index}].name", f"{name!r} is already the name of policies[{names.index(name)}]; "
+                                                    "policy names must be unique"))
+        if problems:
+            raise TableProblems(problems)
+        return policies
+
     @model_validator(mode="after")
-    def _names(self) -> RunConfig:
+    def _cross_tables(self) -> RunConfig:
+        """Names one table gives another: the baseline, the review candidate, a sweep's `by` (all reported at once)."""
         names = [p.name for p in self.policies]
-        duplicated = sorted({n for n in names if names.count(n) > 1})
-        if duplicated:
-            raise ValueError(f"policy names must be unique, repeated: {duplicated}")
-        reserved = [n for n in names if n in (LOGGED, PRODUCTION)]
-        if reserved:
-            raise ValueError(f"{reserved[0]!r} names the logging policy's own baseline; choose another policy name")
+        problems: list[tuple[str, str]] = []
         if self.baseline.policy not in (None, LOGGED, PRODUCTION, *names):
-            raise ValueError(
-                f"baseline.policy {self.baseline.policy!r} is neither 'production', 'logged' nor a policy name {names}"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _candidate(self) -> RunConfig:
-        if self.review is None:
-            return self
-        names = [p.name for p in self.policies]
-        if self.review.candidate not in names:
-            raise TablePath("review.candidate", str(UnknownName("policy", self.review.candidate, names)))
-        if self.review.candidate == self.baseline.policy:
-            raise TablePath("review.candidate",
-                            f"{self.review.candidate!r} is the baseline; review another policy")
-        return self
-
-    @model_validator(mode="after")
-    def _sweep_by(self) -> RunConfig:
+            problems.append(("baseline.policy", f"{self.baseline.policy!r} is neither 'production', 'logged' "
+                                                f"nor a policy name {names}"))
+        if self.review is not None and self.review.candidate not in names:
+            problems.append(("review.candidate", str(UnknownName("policy", self.review.candidate, names))))
+        elif self.review is not None and self.review.candidate == self.baseline.policy:
+            problems.append(("review.candidate", f"{self.review.candidate!r} is the baseline; review another policy"))
         if self.sweep is not None and self.sweep.by is not None and self.sweep.by in self.segments.bands:
-            raise TablePath("sweep.by", f"{self.sweep.by!r} is banded; per-value thresholds need a categorical column")
+            problems.append(("sweep.by", f"{self.sweep.by!r} is banded; per-value thresholds need a categorical column"))
+        if problems:
+            raise TableProblems(problems)
         return self
 
 
@@ -285,21 +289,80 @@ def parse_config(table: Mapping[str, Any], source: str = "config") -> RunConfig:
                           "challenge_above": 0.4, "block_above": 0.7}],
         })
     """
+    problems: list[str] = []
+    config = None
     try:
         config = RunConfig.model_validate(dict(table))
     except ValidationError as error:
-        raise invalid_config(error, source) from None
-    schema = config.data.schema()
-    if schema.logging_policy is not None:  # its parameters, checked by the policy registry like [[policies]]
-        try:
-            build_logging_policy(schema.logging_policy, schema, columns=None)
-        except (InvalidConfig, UnknownName) as error:
-            raise InvalidConfig(f"{source}: {error}") from None
+        problems.extend(validation_problems(error, model=RunConfig))
+    problems.extend(policy_problems(table))
+    if config is not None:
+        problems.extend(logging_policy_problems(config))
+    if problems or config is None:
+        raise InvalidConfig(problems_message(source, problems))
     return config
 
 
+def logging_policy_problems(config: RunConfig) -> list[str]:
+    """What is wrong with `[data.logging_policy]`, checked by the policy registry like `[[policies]]`."""
+    schema = config.data.schema()
+    if schema.logging_policy is None:
+        return []
+    try:
+        build_logging_policy(schema.logging_policy, schema, columns=None)
+    except (InvalidConfig, UnknownName) as error:
+        return str(error).splitlines()
+    return []
+
+
+def policy_problems(table: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the `[[policies]]` tables, found by building each policy without the data.
+
+    The policy registry validates a kind's parameters, actions and SQL conditions (thresholds
+    against a declared `[data.score_range]`); columns are checked against the data when a plan
+    is compiled. Run at load, so a misspelt kind or parameter is reported with every other
+    config problem, before any data is read.
+    """
+    policies = table.get("policies")
+    if not isinstance(policies, (list, tuple)):
+        return []  # not a list of tables: the config's own validation says so
+    context = PolicyContext(actions=_actions(table), columns=None, score_ranges=_score_ranges(table))
+    problems: list[str] = []
+    for index, policy in enumerate(policies):
+        if not isinstance(policy, Mapping) or "kind" not in policy:
+            continue  # a missing kind or name is the config's own validation's
+        params = {key: value for key, value in policy.items() if key != "name"}
+        try:
+            build_policy(params, context, where=f"policies[{index}]")
+        except PolicysimError as error:
+            problems.extend(str(error).splitlines())
+    return problems
+
+
+def _actions(table: Mapping[str, Any]) -> tuple[str, ...]:
+    """The configured action set when it is a list of names, else the default (its own problems are reported)."""
+    data = table.get("data")
+    actions = data.get("actions", DEFAULT_ACTIONS) if isinstance(data, Mapping) else DEFAULT_ACTIONS
+    if isinstance(actions, (list, tuple)) and all(isinstance(a, str) for a in actions) and len(actions) >= 2:
+        return tuple(actions)
+    return DEFAULT_ACTIONS
+
+
+def _score_ranges(table: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+    """The declared `[data.score_range]` where it is well formed (its own problems are reported)."""
+    data = table.get("data")
+    ranges = data.get("score_range", {}) if isinstance(data, Mapping) else {}
+    if not isinstance(ranges, Mapping):
+        return {}
+    out = {}
+    for name, bounds in ranges.items():
+        if isinstance(bounds, (list, tuple)) and len(bounds) == 2 and all(isinstance(v, (int, float)) for v in bounds):
+            out[str(name)] = (float(bounds[0]), float(bounds[1]))
+    return out
+
+
 def load_config(path: Path) -> RunConfig:
-    """Read and validate a TOML config file (SPEC §11).
+    """Read and validate a TOML config file (docs/config.md).
 
     A relative `[data] path` is resolved against the config file's folder, so a
     config runs the same from any working directory.

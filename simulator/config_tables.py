@@ -19,7 +19,7 @@ import numpy as np
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from simulator.errors import InvalidConfig, TablePath, UnknownName, invalid_config
+from simulator.errors import InvalidConfig, TableProblems, UnknownName, invalid_config
 from simulator.model.value import METRIC_NAMES
 from simulator.report.numbers import number
 
@@ -106,7 +106,7 @@ def objective_from_table(table: dict[str, Any], source: str = "objective") -> Ob
     try:
         return Objective.model_validate(table)
     except ValidationError as error:
-        raise invalid_config(error, source) from None
+        raise invalid_config(error, source, model=Objective) from None
 
 
 _OPTION = re.compile(r"^min_rows\s*=\s*(?P<value>\S+)$")
@@ -245,12 +245,13 @@ class SweepConfig(BaseModel):
     @model_validator(mode="after")
     def _grid(self) -> SweepConfig:
         unknown = sorted(self.model_extra or {}) if self.binned else []  # a threshold sweep has no kind parameters
-        if unknown:
-            raise TablePath(unknown[0], str(UnknownName("[sweep] key", unknown[0], type(self).model_fields)))
+        problems = [(key, str(UnknownName("[sweep] key", key, type(self).model_fields))) for key in unknown]
         if self.binned and self.score is None:
-            raise TablePath("score", "a threshold sweep needs the score column, e.g. score = \"fraud_score\"")
+            problems.append(("score", "a threshold sweep needs the score column, e.g. score = \"fraud_score\""))
         if not self.binned and not self.grid:
-            raise TablePath("grid", f"a sweep of kind {self.kind!r} needs a [sweep.grid] table of parameter lists")
+            problems.append(("grid", f"a sweep of kind {self.kind!r} needs a [sweep.grid] table of parameter lists"))
+        if problems:
+            raise TableProblems(problems)
         return self
 
     @property

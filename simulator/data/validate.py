@@ -134,7 +134,7 @@ def origin_of(source: Source, schema: Schema) -> Origin:
 def _describe(location: str, problems: list[Problem], schema: Schema) -> str:
     """The `InvalidData` message: one line per problem, then what to do."""
     count = f"{len(problems)} {'problem' if len(problems) == 1 else 'problems'}"
-    lines = [f"{location}: {count} with the logged transactions (SPEC §2):"]
+    lines = [f"{location}: {count} with the logged transactions (docs/data.md):"]
     lines += [f"  - {problem.message(schema)}" for problem in problems]
     if any(problem.rule in ("missing", "dtype") for problem in problems):
         lines.append("If a column exists under another name, map it in [data.columns].")

@@ -35,7 +35,9 @@ class Execution:
     `engine="ray"` (the default) runs one task per shard on a new local Ray
     cluster (`num_cpus` CPUs, default all), or joins the one at `address`
     (`auto`, `host:port`, `ray://host:port`); `engine="local"` runs the same
-    code in this process. Results are identical. `shard_rows` is about how many
+    code in this process. Results are identical. Settings that would be ignored
+    (an address or CPUs for the local engine, CPUs for a joined cluster) raise
+    `InvalidConfig`. `shard_rows` is about how many
     rows a shard holds (whole Parquet row groups). The callbacks see the planned
     shards (`on_plan`), each finished shard (`on_shard`) and the cluster used (`on_cluster`).
 
@@ -60,6 +62,12 @@ class Execution:
             raise UnknownName("engine", str(self.engine), get_args(Engine))
         if self.num_cpus is not None and self.num_cpus < 1:
             raise InvalidConfig(f"num_cpus: must be >= 1, got {self.num_cpus}")
+        if self.engine == "local" and (self.address is not None or self.num_cpus is not None):
+            given = "address" if self.address is not None else "num_cpus"
+            raise InvalidConfig(f"{given}: only the ray engine uses it; engine='local' runs in this process")
+        if self.address is not None and self.num_cpus is not None:
+            raise InvalidConfig("num_cpus: sets the CPUs of a local cluster the run starts; "
+                                f"the cluster at address={self.address!r} has its own")
         if self.shard_rows < 1:
             raise InvalidConfig(f"shard_rows: must be >= 1, got {self.shard_rows}")
 

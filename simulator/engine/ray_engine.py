@@ -9,16 +9,20 @@ can neither lose nor double-count a shard, and reruns are bit-identical.
 Address resolution is explicit (a bare `ray.init()` would silently join
 whatever RAY_ADDRESS names): no address starts a private local cluster, which
 is shut down when the run ends; `auto`, `host:port` (GCS) or `ray://host:port`
-(Ray Client) joins an existing one, which is left running.
+(Ray Client) joins an existing one, which is left running, after checking that
+a cluster answers there (`simulator.engine.address`). One cluster per command:
+a `cluster()` block inside another uses the outer block's cluster.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from simulator.engine.address import UnreachableCluster, check_reachable
 from simulator.errors import PolicysimError
 from simulator.engine.shards import Job, OrderedMerge, Shard, run_shard
 from simulator.stats.shard import Stats
@@ -37,32 +41,82 @@ class Cluster:
     address: str
     started: bool  # this process started it (and shuts it down)
     cpus: float
+    seconds: float = 0.0  # how long starting or joining it took
+
+    def describe(self) -> str:
+        """E.g. `started a local Ray cluster at 10.0.0.5:6379 with 2 CPUs in 3.4 s`."""
+        if self.started:
+            return f"started a local Ray cluster at {self.address} with {self.cpus:g} CPUs in {self.seconds:.1f} s"
+        return f"joined the Ray cluster at {self.address} ({self.cpus:g} CPUs) in {self.seconds:.1f} s"
+
+
+# The cluster an enclosing `cluster()` block of this process holds: nested blocks use it, so a
+# command that makes several passes (a sweep's holdout and per-value passes) starts one cluster.
+_HELD: list[Cluster] = []
 
 
 @contextmanager
 def cluster(address: str | None, num_cpus: int | None) -> Iterator[Cluster]:
-    """Connect to (or start) a Ray cluster for the duration of a run."""
+    """Connect to (or start) a Ray cluster for the duration of a run; inside another `cluster()` block, use its.
+
+    An address is probed first (`simulator.engine.address`): where no Ray cluster
+    answers, `UnreachableCluster` is raised within seconds instead of Ray retrying
+    for minutes.
+    """
+    if _HELD:
+        yield _HELD[-1]
+        return
     for key, value in _QUIET_RAY.items():
         os.environ.setdefault(key, value)
     import ray  # imported lazily: the local engine and the CLI's start-up do not pay for it
 
+    start = time.perf_counter()
     if ray.is_initialized():  # e.g. a notebook or a test session that connected already
-        yield Cluster(address="(already connected)", started=False, cpus=ray.cluster_resources().get("CPU", 0.0))
+        used = Cluster(address=_connected_address(ray), started=False, cpus=ray.cluster_resources().get("CPU", 0.0))
+        with _holding(used):
+            yield used
         return
+    context = _connect(ray, address, num_cpus)
     try:
-        job_env = {"env_vars": TASK_ENV}  # set for the job, so workers are prestarted with it
-        if address is None:
-            context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                               runtime_env=job_env, logging_level="warning")
-        else:
-            context = ray.init(address=address, log_to_driver=False, runtime_env=job_env, logging_level="warning")
-    except (ConnectionError, ValueError, RuntimeError) as error:
-        raise PolicysimError(f"cannot reach a Ray cluster at {address or 'a new local cluster'}: {error}") from None
-    try:
-        yield Cluster(address=str(getattr(context, "address_info", {}).get("gcs_address", address or "local")),
-                      started=address is None, cpus=ray.cluster_resources().get("CPU", 0.0))
+        used = Cluster(address=str(getattr(context, "address_info", {}).get("gcs_address", address or "local")),
+                       started=address is None, cpus=ray.cluster_resources().get("CPU", 0.0),
+                       seconds=time.perf_counter() - start)
+        with _holding(used):
+            yield used
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def _holding(used: Cluster) -> Iterator[None]:
+    """Make `used` the cluster nested `cluster()` blocks use, for the duration of the block."""
+    _HELD.append(used)
+    try:
+        yield
+    finally:
+        _HELD.pop()
+
+
+def _connected_address(ray) -> str:  # type: ignore[no-untyped-def]
+    """The GCS address of the cluster this process is already connected to, when Ray says."""
+    try:
+        return str(ray.get_runtime_context().gcs_address)
+    except Exception:  # noqa: BLE001 - only for messages: never fail a run over it
+        return "the connected cluster"
+
+
+def _connect(ray, address: str | None, num_cpus: int | None):  # type: ignore[no-untyped-def]
+    """`ray.init` for a new local cluster (no address) or an existing one, which is probed first."""
+    job_env = {"env_vars": TASK_ENV}  # set for the job, so workers are prestarted with it
+    try:
+        if address is None:
+            return ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                            runtime_env=job_env, logging_level="warning")
+        check_reachable(address)
+        return ray.init(address=address, log_to_driver=False, runtime_env=job_env, logging_level="warning")
+    except (ConnectionError, ValueError, RuntimeError) as error:
+        raise UnreachableCluster(f"cannot reach a Ray cluster at {address or 'a new local cluster'}: "
+                                 f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
 
 
 def run_ray(shards: Sequence[Shard], job: Job, on_shard: Callable[[Shard], None] | None = None, *,

@@ -2,6 +2,7 @@
 
 - `numbers` — how numbers read: compact, in tables, and per metric (money, %, bps) in reports;
 - `files` — atomic writes of Parquet, JSON and text, and the data fingerprint;
+- `folders` — output folders: checked before any work, written whole and swapped in;
 - `tables` — rich renderables for the CLI and notebooks;
 - `plots` — matplotlib figures of results (forest plots, calibration);
 - `frontier_plots` — the sweep frontier as a PNG and a self-contained interactive page;

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,18 +24,18 @@ from simulator.data.storage import file_size, read_tail
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary file path beside `target`; rename it into place on success.
 
-    On any exception the temporary file is removed and `target` is untouched.
+    The path does not exist yet: the writer creates the file, so it gets the
+    permissions of the user's umask (`tempfile.mkstemp` would make it 0600, and
+    the rename would keep that). On any exception the temporary file is removed
+    and `target` is untouched.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
     try:
         yield tmp
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-
 
 
 def write_atomic(target: Path, write: Callable[[Path], None]) -> Path:

@@ -18,6 +18,7 @@ import polars as pl
 
 from simulator.report.calibration import calibration_error
 from simulator.report.files import write_bytes, write_json, write_parquet, write_text
+from simulator.report.folders import staged_folder
 from simulator.report.plots import calibration_plot, figure_png, forest_plot
 from simulator.report.tables import KEY_METRICS
 from simulator.report.numbers import format_interval, format_relative, format_value
@@ -294,20 +295,27 @@ def review_json(result: ReviewResult, *, allow_inconclusive: bool = False) -> di
     }
 
 
-def write_review(result: ReviewResult, out_dir: Path, *, allow_inconclusive: bool = False) -> ReviewFiles:
+def write_review(result: ReviewResult, out_dir: Path, *, allow_inconclusive: bool = False,
+                 overwrite: bool = False) -> ReviewFiles:
     """review.html, review.md with its PNGs, review.json, guardrails.parquet, results.parquet, summary.json.
+
+    The folder `out_dir` must be new or empty unless `overwrite`; it is written whole
+    (built beside it and swapped in, `simulator.report.folders`).
 
     Example::
 
-        write_review(review(config, Path("data/transactions"), engine="local"), Path("out/review")).html
+        write_review(review(config, Path("data/transactions"), execution=Execution(engine="local")),
+                     Path("out/review"), overwrite=True).html
     """
     report = build_report(result, allow_inconclusive=allow_inconclusive)
-    images = tuple(write_bytes(image.png, out_dir / image.name)
-                   for section in report.sections for image in section.figures)
-    write_parquet(result.results, out_dir / "results.parquet")
-    write_json(result.summary, out_dir / "summary.json")
-    guardrails = write_parquet(result.guardrails, out_dir / "guardrails.parquet")
-    json_path = write_json(review_json(result, allow_inconclusive=allow_inconclusive), out_dir / "review.json")
-    markdown = write_text(render_markdown(report), out_dir / "review.md")
-    page = write_text(render_html(report), out_dir / "review.html")  # last: its presence means the rest is there
-    return ReviewFiles(html=page, markdown=markdown, json=json_path, guardrails=guardrails, images=images)
+    with staged_folder(out_dir, overwrite=overwrite) as folder:
+        images = tuple(write_bytes(image.png, folder / image.name).name
+                       for section in report.sections for image in section.figures)
+        write_parquet(result.results, folder / "results.parquet")
+        write_json(result.summary, folder / "summary.json")
+        write_parquet(result.guardrails, folder / "guardrails.parquet")
+        write_json(review_json(result, allow_inconclusive=allow_inconclusive), folder / "review.json")
+        write_text(render_markdown(report), folder / "review.md")
+        write_text(render_html(report), folder / "review.html")
+    return ReviewFiles(html=out_dir / "review.html", markdown=out_dir / "review.md", json=out_dir / "review.json",
+                       guardrails=out_dir / "guardrails.parquet", images=tuple(out_dir / name for name in images))

@@ -7,7 +7,7 @@
 - `by_segment.parquet`, `by_segment_results.parquet` (with `[sweep] by`): per-value choices and the combined policy;
 - `summary.json`: the config, the data fingerprint, the grid, counts and timings.
 
-Every file is written atomically.
+The folder is written whole: built beside `--out` and swapped in (`simulator.report.folders`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from simulator.config import RunConfig
 from simulator.decide.frontier import frontiers
 from simulator.report.frontier_plots import frontier_figure, frontier_html, write_frontier_png
 from simulator.report.files import write_json, write_parquet, write_text
+from simulator.report.folders import staged_folder
 from simulator.workflows.run import label_summary, provenance
 from simulator.workflows.sweep import SweepResult
 from segments.labels import ALL
@@ -67,8 +68,16 @@ def _with_thresholds(table: pl.DataFrame) -> pl.DataFrame:
     return table.with_columns([pl.lit(None, pl.Float64).alias(c) for c in missing])
 
 
-def write_sweep_outputs(result: SweepResult, config: RunConfig, path: Path, config_source: str, out_dir: Path) -> list[Path]:
-    """Every sweep output in `out_dir`; returns the paths written."""
+def write_sweep_outputs(result: SweepResult, config: RunConfig, path: Path, config_source: str, out_dir: Path, *,
+                        overwrite: bool = False) -> list[Path]:
+    """Every sweep output: the folder `out_dir`, new or empty unless `overwrite`, written whole; the paths written."""
+    with staged_folder(out_dir, overwrite=overwrite) as folder:
+        written = _write_sweep_files(result, config, path, config_source, folder)
+    return [out_dir / p.name for p in written]
+
+
+def _write_sweep_files(result: SweepResult, config: RunConfig, path: Path, config_source: str, out_dir: Path) -> list[Path]:
+    """Write every sweep output file into `out_dir`."""
     table = _with_thresholds(result.table)
     frontier = frontiers(table)
     point = None if result.choice is None else result.choice.recommendation.point

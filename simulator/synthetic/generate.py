@@ -33,9 +33,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -46,7 +43,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from simulator.errors import InvalidConfig
+from simulator.report.folders import staged_folder
 from simulator.synthetic.log import LoggingPolicy, Timeline, simulate_chunk
 from simulator.synthetic.model import BLOCK_ROWS, Model, build_model
 from simulator.synthetic.tables import (
@@ -269,48 +266,24 @@ def _build(spec: GenerateSpec, root: Path, on_rows: Callable[[int], None] | None
     (root / METADATA).write_text(text + "\n", encoding="utf-8")
 
 
-def _move_into_place(root: Path, out_dir: Path, staging: Path) -> None:
-    """Rename the outputs built in `root` into `out_dir`, replacing earlier ones.
+def generate(spec: GenerateSpec, out_dir: Path, on_rows: Callable[[int], None] | None = None, *,
+             overwrite: bool = False) -> GenerateReport:
+    """Generate the synthetic log of `spec` into the folder `out_dir`, written whole.
 
-    A missing or empty `out_dir` is replaced by `root` in one rename.
-    Otherwise each output is renamed in turn, other entries of `out_dir` are
-    kept, and the old outputs are moved into `staging` to be deleted with it.
-    """
-    if not out_dir.exists() or not any(out_dir.iterdir()):
-        os.replace(root, out_dir)
-        return
-    for name in (TRANSACTIONS, GROUND_TRUTH, METADATA):
-        if (out_dir / name).exists():
-            os.replace(out_dir / name, staging / f"old-{name}")
-        os.replace(root / name, out_dir / name)
-
-
-def generate(spec: GenerateSpec, out_dir: Path, on_rows: Callable[[int], None] | None = None) -> GenerateReport:
-    """Generate the synthetic log of `spec` into `out_dir` atomically.
-
-    `on_rows(n)` is called after each chunk with the number of rows just
-    written (for a progress bar). Raises InvalidConfig when `out_dir` exists
-    and is not a directory.
+    `out_dir` must be new or empty unless `overwrite`, which replaces an earlier
+    output folder whole (`simulator.report.folders`); a folder that cannot be
+    used raises InvalidConfig before any row is generated. `on_rows(n)` is called
+    after each chunk with the number of rows just written (for a progress bar).
 
     Example::
 
         report = generate(GenerateSpec(rows=200_000, seed=7, exploration=0.05), Path("data"))
-        run(config, report.transactions_dir, engine="local")
+        run(config, report.transactions_dir, execution=Execution(engine="local"))
     """
     began = time.perf_counter()
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InvalidConfig(f"out: {str(out_dir)!r} exists and is not a directory")
-    target = out_dir.resolve()  # a name and a parent even for "." or "sub/.."
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        root = staging / "out"
-        root.mkdir()  # unlike mkdtemp's 0700, gets the umask's permissions
+    with staged_folder(out_dir, overwrite=overwrite) as root:
         _build(spec, root, on_rows)
-        _move_into_place(root, target, staging)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return GenerateReport(
         rows=spec.rows,
         files=spec.files,

@@ -27,6 +27,7 @@ from simulator.estimate.results import finalize
 from simulator.plan.compiled import Plan, compile_plan
 from simulator.plan.moments import needed_sums
 from simulator.report.files import parquet_footer_digest, write_json, write_parquet
+from simulator.report.folders import staged_folder
 from simulator.schema import Schema
 from simulator.stats.shard import Stats, shard_stats
 
@@ -71,7 +72,7 @@ def run(config: RunConfig, data: str | Path | None = None, *, execution: Executi
 
         result = run(config, Path("data/transactions"), execution=Execution(engine="local"))
         result.overall().filter(pl.col("metric") == "net_value")   # one row per policy
-        result.results                                              # every segment (SPEC §9)
+        result.results                                              # every segment (docs/cli.md, outputs)
     """
     start = time.perf_counter()
     validated = validated_data(config, data)
@@ -141,7 +142,7 @@ def run_frame(config: RunConfig, frame: pl.DataFrame) -> RunResult:
     problems = find_problems(frame, schema, origin)
     if problems:
         raise InvalidData(
-            f"{len(problems)} problems with the logged transactions (SPEC §2):\n"
+            f"{len(problems)} problems with the logged transactions (docs/data.md):\n"
             + "\n".join(f"  - {p.message()}" for p in problems),
             problems=tuple(problems),
         )
@@ -211,7 +212,13 @@ def _kind(config: RunConfig, name: str) -> str:
     return next((p.kind for p in config.policies if p.name == name), name)
 
 
-def write_run_outputs(result: RunResult, config: RunConfig, path: str | Path, config_source: str, out_dir: Path) -> None:
-    """`results.parquet` and `summary.json` in `out_dir`, each written atomically."""
-    write_parquet(result.results, out_dir / "results.parquet")
-    write_json(run_summary(result, config, path, config_source), out_dir / "summary.json")
+def write_run_outputs(result: RunResult, config: RunConfig, path: str | Path, config_source: str, out_dir: Path, *,
+                      overwrite: bool = False) -> list[Path]:
+    """`results.parquet` and `summary.json`: the folder `out_dir`, new or empty unless `overwrite`, written whole.
+
+    `overwrite` replaces what an earlier command wrote there (`simulator.report.folders`).
+    """
+    with staged_folder(out_dir, overwrite=overwrite) as folder:
+        write_parquet(result.results, folder / "results.parquet")
+        write_json(run_summary(result, config, path, config_source), folder / "summary.json")
+    return [out_dir / "results.parquet", out_dir / "summary.json"]

@@ -63,7 +63,8 @@ HELD_OUT = "recommended"  # the chosen point, evaluated alone on the report rows
 def sweep_config(config: RunConfig) -> SweepConfig:
     """The config's `[sweep]` table (validated with the config); a config without one raises `InvalidConfig`."""
     if config.sweep is None:
-        raise InvalidConfig("no [sweep] table in the config: see SPEC §11 (score, block_above, challenge_above)")
+        raise InvalidConfig("no [sweep] table in the config: add one with score, block_above and challenge_above "
+                            "(docs/sweep.md)")
     return config.sweep
 
 

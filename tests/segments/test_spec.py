@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from segments import Bands, SegmentSpec, required_columns
+from simulator.config import parse_config
 from simulator.errors import InvalidConfig
 
 SPEC_EXAMPLE = """
@@ -70,7 +71,7 @@ def test_a_spec_is_frozen() -> None:
 )
 def test_bad_by_entries_are_rejected(table: dict, message: str) -> None:
     with pytest.raises(InvalidConfig, match=re.escape(message)):
-        SegmentSpec.model_validate(table)
+        parse_config({"segments": table})
 
 
 @pytest.mark.parametrize(
@@ -85,7 +86,7 @@ def test_bad_by_entries_are_rejected(table: dict, message: str) -> None:
 )
 def test_bad_edges_are_rejected(edges: list[float], message: str) -> None:
     with pytest.raises(InvalidConfig, match=re.escape(message)):
-        SegmentSpec.model_validate({"by": [["amount"]], "bands": {"amount": {"edges": edges}}})
+        parse_config({"segments": {"by": [["amount"]], "bands": {"amount": {"edges": edges}}}})
 
 
 def test_a_single_edge_makes_two_bands_and_is_valid() -> None:
@@ -117,7 +118,20 @@ def test_a_single_edge_makes_two_bands_and_is_valid() -> None:
 )
 def test_settings_that_would_do_nothing_or_contradict_are_rejected(table: dict, message: str) -> None:
     with pytest.raises(InvalidConfig, match=re.escape(message)):
-        SegmentSpec.model_validate(table)
+        parse_config({"segments": table})
+
+
+def test_every_segments_problem_is_reported_at_once() -> None:
+    table = {"by": [[], ["card_country"], ["card_country"]], "bands": {"amount": {"edges": [3, 1]}},
+             "top_k": {"merchant_id": 0}}
+    with pytest.raises(InvalidConfig) as raised:
+        parse_config({"segments": table}, "c.toml")
+    assert str(raised.value).splitlines()[0] == "c.toml: 6 problems:"
+    for path in ("segments.by[0]: empty", "segments.by[2]: ['card_country'] has the same columns",
+                 "segments.bands.amount.edges: edges must be strictly increasing",
+                 "segments.bands.amount: column 'amount' is in no segments.by entry",
+                 "segments.top_k.merchant_id: must be >= 1", "segments.top_k.merchant_id: column 'merchant_id' is in no"):
+        assert path in str(raised.value)
 
 
 def test_a_column_used_only_inside_a_cross_may_be_banded_and_another_top_k() -> None:

@@ -29,7 +29,8 @@ def test_every_example_config_loads_with_typed_tables(path: Path) -> None:
     ("toml", "message"),
     [
         ('[review]\ncandidate = "stricter"\n[[review.guardrails]]\nmetric = "net_value"\nmin_delta = 0\nmin_rowz = 5\n',
-         "review.guardrails[0].min_rowz: Extra inputs are not permitted"),
+         "review.guardrails[0].min_rowz: unknown key 'min_rowz'; known: max_increase, max_relative_increase, metric, "
+         "min_delta, min_ess, min_relative_delta, min_rows, scope (did you mean 'min_rows'?)"),
         ('[review]\ncandidate = "stricter"\n[[review.guardrails]]\nmetric = "net_valu"\nmin_delta = 0\n',
          "review.guardrails[0].metric: unknown metric 'net_valu'"),
         ('[review]\ncandidate = "strict"\n', "review.candidate: unknown policy 'strict'; known: stricter"),
@@ -40,7 +41,8 @@ def test_every_example_config_loads_with_typed_tables(path: Path) -> None:
         ('[sweep]\nscore = "fraud_score"\nblock_above = [0.5]\nobjective = "net_value; fraud_rate_bps<12"\n',
          "sweep.objective: clause 2 'fraud_rate_bps<12': use <= for a maximum"),
         ('[sweep]\nscore = "fraud_score"\nblock_above = [0.5]\n[sweep.objective]\nmaximise = "net_value"\n',
-         "sweep.objective.maximise: Extra inputs are not permitted"),
+         "sweep.objective.maximise: unknown key 'maximise'; known: constraints, maximize, min_rows, minimize "
+         "(did you mean 'maximize'?)"),
     ],
 )
 def test_a_typo_in_sweep_or_review_fails_at_load_with_its_path(tmp_path: Path, toml: str, message: str) -> None:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -135,6 +137,10 @@ def test_review_command_writes_every_file_and_exits_3_when_undecided(reviewed: t
                  "forest_net_value.png", "forest_fraud_rate_bps.png", "forest_auth_rate.png", "calibration.png"):
         assert (out / name).stat().st_size > 0, name
     assert not list(out.glob(".*tmp"))  # atomic writes leave no temporary files
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (out, *out.iterdir()):  # readable like any file the user writes (not tempfile's 0600)
+        assert stat.S_IMODE(path.stat().st_mode) == (0o777 if path.is_dir() else 0o666) & ~umask, path.name
     checks = pl.read_parquet(out / "guardrails.parquet")
     assert checks.schema == pl.Schema(GUARDRAIL_SCHEMA)
     assert checks.filter(pl.col("name") == "auth_rate min_delta 0")["outcome"].to_list() == [PASS]

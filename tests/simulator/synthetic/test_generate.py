@@ -409,15 +409,15 @@ def test_on_rows_reports_every_chunk(tmp_path: Path) -> None:
     assert calls == [5_000, 5_000, 2_500] * 2  # two files of 12,500 rows
 
 
-def test_existing_outputs_are_replaced_and_other_files_kept(tmp_path: Path) -> None:
+def test_an_earlier_output_is_refused_then_replaced_whole_with_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    (out / "transactions").mkdir(parents=True)
-    (out / "transactions" / "part-00007.parquet").write_text("stale")
-    (out / "results.parquet").write_text("keep me")
-    generate(GenerateSpec(rows=1_000, files=2), out)
+    generate(GenerateSpec(rows=1_000, files=3), out)
+    with pytest.raises(InvalidConfig, match=re.escape(f"output folder {out}: not empty")):
+        generate(GenerateSpec(rows=1_000, files=2), out)
+    assert len(list((out / "transactions").iterdir())) == 3  # a refused run touches nothing
+    generate(GenerateSpec(rows=1_000, files=2), out, overwrite=True)
     assert sorted(p.name for p in (out / "transactions").iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
-    assert (out / "results.parquet").read_text() == "keep me"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left beside it
 
 
 def test_failure_leaves_no_partial_output(tmp_path: Path) -> None:
@@ -439,7 +439,7 @@ def test_a_single_row_is_a_valid_dataset(tmp_path: Path) -> None:
 def test_out_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
     target = tmp_path / "data"
     target.write_text("")
-    with pytest.raises(InvalidConfig, match=re.escape(f"out: {str(target)!r} exists and is not a directory")):
+    with pytest.raises(InvalidConfig, match=re.escape(f"output folder {target}: exists and is a file")):
         generate(GenerateSpec(rows=10), target)
 
 

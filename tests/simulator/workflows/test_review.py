@@ -176,7 +176,9 @@ def _review(review: dict[str, Any] | None) -> None:
         ({"candidate": "stricter", "guardrails": [{"metric": "net_value", "min_delta": 0, "scope": "segments"}]},
          "review.guardrails[0].scope"),
         ({"candidate": "stricter", "guardrails": [{"metric": "net_value", "min_delta": 0, "max_incrase": 1}]},
-         "review.guardrails[0].max_incrase: Extra inputs are not permitted"),
+         "review.guardrails[0].max_incrase: unknown key 'max_incrase'; known: max_increase, "
+         "max_relative_increase, metric, min_delta, min_ess, min_relative_delta, min_rows, scope "
+         "(did you mean 'max_increase'?)"),
         ({"candidate": "stricer"}, "review.candidate: unknown policy 'stricer'; known: other, stricter "
                                    "(did you mean 'stricter'?)"),
         ({"guardrails": []}, "review.candidate"),
