@@ -32,6 +32,7 @@ def recommendation_payload(result: SweepResult) -> dict[str, Any] | None:
     if result.choice is None:
         return None
     payload = result.choice.recommendation.as_dict()
+    payload["baseline_policy"] = result.plan.baseline  # the policy every delta (and `baseline`, its value) is against
     payload["bootstrap_share"] = result.choice.share()
     frequency = result.choice.frequency
     payload["bootstrap_choices"] = None if frequency is None else frequency.head(10).to_dicts()

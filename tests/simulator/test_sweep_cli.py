@@ -51,6 +51,7 @@ def test_sweep_writes_every_output_and_recommends(generated: Path, tmp_path: Pat
     assert "<script src=\"http" not in html and "plotly" in html.lower()
     recommendation = json.loads((out / "recommendation.json").read_text())
     assert recommendation["point"] is not None and 0.0 <= recommendation["bootstrap_share"] <= 1.0
+    assert recommendation["baseline_policy"] == "production"  # the deltas say what they compare with
     assert recommendation["by_segment_policy"]["kind"] == "segment_threshold"
     per_value = pl.read_parquet(out / "by_segment.parquet")
     assert set(per_value["segment"]) == {"card_funding=credit", "card_funding=debit", "card_funding=prepaid"}
