@@ -65,7 +65,6 @@ class Estimate:
         return self.combine(other, 1.0)
 
 
-
 def divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a / b, NaN where b is 0 (an estimate over no rows is undefined, not infinite)."""
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -145,24 +146,30 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
         memo[part] = PartDiagnostics(within=within, floor=floor, explored=explored, events=events, ess=ess, unseen=unseen)
         return memo[part]
 
+    @cache
+    def segment_amounts() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per segment, once for every part: the amount's tail shape E[A²]/E[A]² (1 on these payments, `finite`,
+        whose amounts are known) and the first two moments of the observed frauds' amounts."""
+        everyone, amount = stratum_term("one", Stratum(())), stratum_term("amount", Stratum(()))
+        n, total_amount = totals.total(everyone), totals.total(amount)
+        if plan.finite:
+            tail = np.ones_like(n)
+        else:  # a stratum's few amounts understate a heavy tail: keep at least the segment's shape
+            tail = np.nan_to_num(divide(totals.cross(amount, amount) * n, total_amount**2), nan=1.0)
+        # Fraud concentrates on some amounts: a fraud's size is at least as spread as the segment's observed frauds
+        frauds = totals.total(stratum_term("fraud", Stratum(())))
+        fraud_amount = stratum_term("fraud_volume", Stratum(()))
+        return (tail, np.nan_to_num(divide(totals.total(fraud_amount), frauds)),
+                np.nan_to_num(divide(totals.cross(amount, fraud_amount), frauds)))
+
     def _floor(part: HajekPart, shape: Outcomes, size: np.ndarray, explored: np.ndarray, totals: Totals) -> np.ndarray:
         if not (shape.fraud or shape.a0 or shape.a1):
             return np.zeros_like(size)
         rows = totals.total(_rows(part))
         mean = np.nan_to_num(divide(totals.total(part.amount), rows))
         square = np.nan_to_num(divide(totals.cross(part.amount, part.amount), rows))
-        # A stratum's few amounts understate a heavy tail: keep at least the segment's shape (E[A²]/E[A]²)
-        everyone, amount = stratum_term("one", Stratum(())), stratum_term("amount", Stratum(()))
-        n, total_amount = totals.total(everyone), totals.total(amount)
-        tail = np.nan_to_num(divide(totals.cross(amount, amount) * n, total_amount**2), nan=1.0)
-        if plan.finite:  # these payments' amounts are known: the stratum's own, no borrowed tail
-            tail = np.ones_like(tail)
+        tail, fraud_mean, fraud_square = segment_amounts()
         square = np.maximum(square, mean**2 * tail)
-        # Fraud concentrates on some amounts: a fraud's size is at least as spread as the segment's observed frauds
-        frauds = totals.total(stratum_term("fraud", Stratum(())))
-        fraud_amount = stratum_term("fraud_volume", Stratum(()))
-        fraud_mean = np.nan_to_num(divide(totals.total(fraud_amount), frauds))
-        fraud_square = np.nan_to_num(divide(totals.cross(amount, fraud_amount), frauds))
         trials = explored + 1.0
         authorized = totals.total(part.authorized)
         p_auth = (authorized + 0.5) / trials
