@@ -29,7 +29,7 @@ from simulator import __version__
 from simulator.config import RunConfig, derive, load_config
 from simulator.config_tables import parse_objective
 from simulator.engine.address import check_reachable
-from simulator.engine.execution import Execution
+from simulator.engine.execution import Execution, ignored_setting
 from simulator.engine.ray_engine import cluster
 from simulator.report.folders import check_output_folder, staged_folder
 from simulator.report.review import write_review
@@ -167,11 +167,12 @@ def _config(path: Path, seed: int | None) -> RunConfig:
 def _execution(engine: EngineName, address: str | None, num_cpus: int | None) -> Execution:
     """The `--engine`, `--address` and `--num-cpus` options as one `Execution`; a flag that would be ignored is
     a usage error (exit 2)."""
-    if engine is EngineName.local and (address is not None or num_cpus is not None):
-        flag = "--address" if address is not None else "--num-cpus"
+    ignored = ignored_setting(engine.value, address, num_cpus)
+    if ignored is not None and ignored[1] == "local":
+        flag = "--" + ignored[0].replace("_", "-")
         raise typer.BadParameter(f"it is for the Ray engine, and --engine local runs in this process "
                                  f"(drop {flag}, or use --engine ray)", param_hint=f"'{flag}'")
-    if address is not None and num_cpus is not None:
+    if ignored is not None:
         raise typer.BadParameter("it sets the CPUs of the local Ray cluster a command starts, and the cluster at "
                                  f"--address {address} has its own (drop --num-cpus)", param_hint="'--num-cpus'")
     return Execution(engine=engine.value, address=address, num_cpus=num_cpus)

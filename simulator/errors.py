@@ -48,13 +48,23 @@ class UnknownName(PolicysimError):
 
     def __init__(self, what: str, name: str, known: Iterable[str]) -> None:
         choices = sorted(known)
-        message = f"unknown {what} {name!r}; known: {', '.join(choices)}"
-        close = difflib.get_close_matches(name, choices, n=1)
-        if close:
-            message += f" (did you mean {close[0]!r}?)"
-        super().__init__(message)
+        super().__init__(unknown_message(f"unknown {what} {name!r}", name, choices))
         self.name = name
         self.known = tuple(choices)
+
+
+def unknown_message(head: str, name: str, known: Sequence[str]) -> str:
+    """`head; known: a, b (did you mean 'a'?)`: what every unknown-name message says after naming the name."""
+    if not known:
+        return head
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"{head}; known: {', '.join(sorted(known))}" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error message: readers append hints about their own arguments that do not apply here."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 class TableProblems(ValueError):
@@ -215,21 +225,14 @@ def _got(value: Any) -> str:
 
 def _unknown_key(name: str, known: Sequence[str] | None) -> str:
     """`unknown key 'x'; known: ... (did you mean ...?)` for any table whose model is known."""
-    message = f"unknown key {name!r}"
-    if not known:
-        return message + " (no keys are allowed here)" if known is not None else message
-    message += f"; known: {', '.join(sorted(known))}"
-    close = difflib.get_close_matches(name, known, n=1)
-    return message + (f" (did you mean {close[0]!r}?)" if close else "")
+    if known is not None and not known:
+        return f"unknown key {name!r} (no keys are allowed here)"
+    return unknown_message(f"unknown key {name!r}", name, known or ())
 
 
 def _unknown_parameter(name: str, known: Sequence[str], kind: str) -> str:
     """`unknown parameter 'x' for policy kind 'k'; known: ... (did you mean ...?)`."""
-    message = f"unknown parameter {name!r} for policy kind {kind!r}"
-    if known:
-        message += f"; known: {', '.join(sorted(known))}"
-    close = difflib.get_close_matches(name, known, n=1)
-    return message + (f" (did you mean {close[0]!r}?)" if close else "")
+    return unknown_message(f"unknown parameter {name!r} for policy kind {kind!r}", name, known)
 
 
 def _fields(annotation: Any) -> tuple[str, ...] | None:

@@ -26,9 +26,9 @@ import polars as pl
 
 from simulator.data.logging_policy import derived_columns, logging_inputs
 from simulator.data.mapping import bullets, file_columns, in_utc, renames, schema_name, to_canonical
-from simulator.data.readers import file_schema, find_unreadable, first_line, reading, scan_files
+from simulator.data.readers import csv_header, file_schema, find_unreadable, read_errors, scan_files
 from simulator.data.storage import CSV, PARQUET, absolute, data_format, list_files
-from simulator.errors import InvalidData
+from simulator.errors import InvalidData, first_line
 from simulator.schema import Schema
 
 __all__ = ["Source", "dataset_files", "in_utc", "open_source", "read_rows", "reading_source", "scan_dataset"]
@@ -120,12 +120,12 @@ def reading_source(source: Source, files: Iterable[str] | None = None, columns: 
     polars error is not the data's but ours, and keeps its traceback; an I/O
     error (a storage that stopped answering) still names the dataset.
     """
-    import pyarrow as pa
-
     files = list(source.files if files is None else files)
     try:
         yield
-    except (pl.exceptions.PolarsError, OSError, pa.ArrowException) as error:
+    except Exception as error:
+        if not isinstance(error, read_errors()):
+            raise
         find_unreadable(files, source.format, hive=source.hive, types=source.types,
                         columns=list(columns or source.types))
         if isinstance(error, pl.exceptions.PolarsError):
@@ -180,8 +180,7 @@ def _check_headers(files: list[str], first: Mapping[str, pl.DataType]) -> None:
     """Raise `InvalidData` naming the file where a CSV file's header differs from the first's."""
     problems = []
     for file in files[1:]:
-        with reading(file):
-            header = list(pl.scan_csv(file, infer_schema=False).collect_schema())
+        header = csv_header(file)
         if header != list(first):
             problems.append(f"{file}: columns {', '.join(header)}; {files[0]} has {', '.join(first)}")
     if problems:

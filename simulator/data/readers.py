@@ -22,7 +22,7 @@ from contextlib import contextmanager
 import polars as pl
 
 from simulator.data.storage import CSV, open_input
-from simulator.errors import InvalidData
+from simulator.errors import InvalidData, first_line
 from simulator.schema import (
     ACTION,
     AMOUNT,
@@ -51,21 +51,28 @@ CONTRACT_TYPES: dict[str, pl.DataType] = {
 }
 
 
+def read_errors() -> tuple[type[BaseException], ...]:
+    """What a reader raises when a file cannot be read (pyarrow imported only when a read fails)."""
+    import pyarrow as pa
+
+    return (pl.exceptions.PolarsError, OSError, pa.ArrowException)
+
+
 @contextmanager
 def reading(file: str) -> Iterator[None]:
     """Turn any error reading `file` into `InvalidData` naming it, with the reader's first line of explanation."""
-    import pyarrow as pa
-
     try:
         yield
-    except (pl.exceptions.PolarsError, OSError, pa.ArrowException) as error:
+    except Exception as error:
+        if not isinstance(error, read_errors()):
+            raise
         raise InvalidData(f"cannot read {file}: {first_line(error)}") from None
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of an error message: polars appends hints about its own arguments that do not apply here."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+def csv_header(file: str) -> list[str]:
+    """A CSV file's column names, in order (only its first line is read)."""
+    with reading(file):
+        return list(pl.scan_csv(file, infer_schema=False).collect_schema())
 
 
 def csv_types(header: Sequence[str], schema: Schema) -> dict[str, pl.DataType]:
@@ -82,8 +89,8 @@ def csv_types(header: Sequence[str], schema: Schema) -> dict[str, pl.DataType]:
 
 def csv_schema(file: str, schema: Schema) -> dict[str, pl.DataType]:
     """Every column of a CSV file with the type each read will use: the contract's, else inferred from the whole file."""
+    header = csv_header(file)
     with reading(file):
-        header = list(pl.scan_csv(file, infer_schema=False).collect_schema())
         declared = csv_types(header, schema)
         inferred = pl.scan_csv(file, schema_overrides=declared, infer_schema_length=None).collect_schema()
     return {name: declared.get(name, inferred[name]) for name in header}

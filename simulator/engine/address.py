@@ -57,14 +57,24 @@ def endpoint(address: str) -> Endpoint | None:
     return Endpoint(host.strip("[]"), int(port) if port else default)
 
 
+_ANSWERED: set[str] = set()  # addresses that answered in this process: the CLI probes before reading data, Ray again
+
+
 def check_reachable(address: str) -> None:
-    """Raise `UnreachableCluster` unless a gRPC server (a Ray head or Ray Client server) answers at `address`."""
+    """Raise `UnreachableCluster` unless a gRPC server (a Ray head or Ray Client server) answers at `address`.
+
+    An address that answered once in this process is not probed again (a cluster that stops answering
+    later still fails in `ray.init`).
+    """
+    if address in _ANSWERED:
+        return
     target = endpoint(address)
     if target is None:
         return
     reason = _probe(target)
     if reason is not None:
         raise UnreachableCluster(f"cannot reach a Ray cluster at {address} ({reason}): {_HINT}")
+    _ANSWERED.add(address)
 
 
 def _probe(target: Endpoint) -> str | None:

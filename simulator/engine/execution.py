@@ -28,6 +28,19 @@ from simulator.stats.shard import Stats
 Engine = Literal["local", "ray"]
 
 
+def ignored_setting(engine: str, address: str | None, num_cpus: int | None) -> tuple[str, str] | None:
+    """The setting that would be silently ignored, and what makes it so: ("address" | "num_cpus", "local"), when the
+    local engine runs in this process, or ("num_cpus", "address"), when a joined cluster has its own CPUs; else None.
+
+    The one rule behind `Execution`'s refusal and the CLI's (which words it in flags).
+    """
+    if engine == "local" and (address is not None or num_cpus is not None):
+        return ("address" if address is not None else "num_cpus", "local")
+    if address is not None and num_cpus is not None:
+        return ("num_cpus", "address")
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Execution:
     """Which engine runs the shards, where, in pieces of what size, and whom to tell about progress.
@@ -62,10 +75,10 @@ class Execution:
             raise UnknownName("engine", str(self.engine), get_args(Engine))
         if self.num_cpus is not None and self.num_cpus < 1:
             raise InvalidConfig(f"num_cpus: must be >= 1, got {self.num_cpus}")
-        if self.engine == "local" and (self.address is not None or self.num_cpus is not None):
-            given = "address" if self.address is not None else "num_cpus"
-            raise InvalidConfig(f"{given}: only the ray engine uses it; engine='local' runs in this process")
-        if self.address is not None and self.num_cpus is not None:
+        ignored = ignored_setting(self.engine, self.address, self.num_cpus)
+        if ignored == ("address", "local") or ignored == ("num_cpus", "local"):
+            raise InvalidConfig(f"{ignored[0]}: only the ray engine uses it; engine='local' runs in this process")
+        if ignored == ("num_cpus", "address"):
             raise InvalidConfig("num_cpus: sets the CPUs of a local cluster the run starts; "
                                 f"the cluster at address={self.address!r} has its own")
         if self.shard_rows < 1:
@@ -103,7 +116,7 @@ def execute(plan: Plan, data: str | Path | Source, schema: Schema, execution: Ex
         environment = {} if used.started else storage_environment(source.files)
         stats = run_ray(shards, job, execution.on_shard, environment=environment)
         timings["stats_s"] = time.perf_counter() - mark
-    return Executed(stats=stats, engine=f"ray ({'started' if used.started else 'joined'} {used.address}, {used.cpus:g} CPUs)",
+    return Executed(stats=stats, engine=used.label(),
                     timings=timings)
 
 

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from simulator.engine.address import UnreachableCluster, check_reachable
-from simulator.errors import PolicysimError
+from simulator.errors import PolicysimError, first_line
 from simulator.engine.shards import Job, OrderedMerge, Shard, run_shard
 from simulator.stats.shard import Stats
 
@@ -42,6 +42,10 @@ class Cluster:
     started: bool  # this process started it (and shuts it down)
     cpus: float
     seconds: float = 0.0  # how long starting or joining it took
+
+    def label(self) -> str:
+        """E.g. `ray (started 10.0.0.5:6379, 2 CPUs)`: the engine a run names in its outputs."""
+        return f"ray ({'started' if self.started else 'joined'} {self.address}, {self.cpus:g} CPUs)"
 
     def describe(self) -> str:
         """E.g. `started a local Ray cluster at 10.0.0.5:6379 with 2 CPUs in 3.4 s`."""
@@ -116,7 +120,7 @@ def _connect(ray, address: str | None, num_cpus: int | None):  # type: ignore[no
         return ray.init(address=address, log_to_driver=False, runtime_env=job_env, logging_level="warning")
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise UnreachableCluster(f"cannot reach a Ray cluster at {address or 'a new local cluster'}: "
-                                 f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+                                 f"{first_line(error)}") from None
 
 
 def run_ray(shards: Sequence[Shard], job: Job, on_shard: Callable[[Shard], None] | None = None, *,

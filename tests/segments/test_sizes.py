@@ -40,14 +40,14 @@ def refusal(segments: SegmentSpec) -> str:
 
 def test_an_id_column_is_refused_with_top_k_suggested() -> None:
     message = refusal(spec(by=[["merchant_id"], ["transaction_id"]]))
-    assert message.startswith("segments.by[1]: ['transaction_id'] makes 600 segments, more than "
+    assert message.startswith(f"segments.by[1]: ['transaction_id'] makes {ROWS} segments, more than "
                               "segments.max_segments = 100")
     assert "top_k = { transaction_id = 20 }" in message and "raise max_segments" in message
 
 
 def test_a_timestamp_column_is_refused_with_a_coarser_column_suggested() -> None:
     message = refusal(spec(by=[["created_at"]]))
-    assert "['created_at'] makes 600 segments" in message
+    assert f"['created_at'] makes {ROWS} segments" in message
     assert "'created_at' is a timestamp, with a segment per instant: segment by a coarser column" in message
 
 
@@ -81,3 +81,8 @@ def test_max_segments_is_configurable() -> None:
 
 def test_the_default_limit_is_a_few_thousand() -> None:
     assert SegmentSpec().max_segments == 5_000
+    limit, by = SegmentSpec().max_segments, {"by": [["merchant_id"]]}
+    ids = pl.DataFrame({"merchant_id": pl.int_range(limit + 1, eager=True).cast(pl.String)}).lazy()
+    assert plan_segments(SegmentSpec.model_validate(by), ids.head(limit)).segmentations == (("merchant_id",),)
+    with pytest.raises(InvalidConfig, match=f"makes {limit + 1:,} segments, more than segments.max_segments = {limit:,}"):
+        plan_segments(SegmentSpec.model_validate(by), ids)
