@@ -41,7 +41,8 @@ class Source:
     `location` is what the user named (absolute path or URI, as messages show
     it); `files` are sorted; `hive` says partition keys in folder names
     (`key=value`) are columns; `types` are the file columns and their types
-    (for CSV, the types every read uses).
+    (for CSV, the types every read uses); `file_types` each Parquet file's own,
+    read from its footer once, when the source is opened.
     """
 
     location: str
@@ -49,6 +50,7 @@ class Source:
     format: str  # "parquet" or "csv"
     hive: bool
     types: Mapping[str, pl.DataType]
+    file_types: tuple[Mapping[str, pl.DataType], ...] = ()
 
 
 def dataset_files(location: str | Path) -> list[str]:
@@ -59,7 +61,8 @@ def dataset_files(location: str | Path) -> list[str]:
 def open_source(location: str | Path | Source, schema: Schema) -> Source:
     """Find the files at `location`, check they are of one format (CSV files: of one header), and fix the types.
 
-    Parquet files are compared column by column when they are scanned (`scan_dataset`), for the columns read.
+    Every Parquet footer is read here, once; the files are compared column by column when they are
+    scanned (`scan_dataset`), for the columns read.
     """
     if isinstance(location, Source):
         return location
@@ -71,8 +74,9 @@ def open_source(location: str | Path | Source, schema: Schema) -> Source:
     first = file_schema(files[0], kind, schema)
     if kind == CSV:
         _check_headers(files, first)
+    others = tuple(file_schema(file, PARQUET, schema) for file in files[1:]) if kind == PARQUET else ()
     return Source(location=absolute(location), files=tuple(files), format=kind, hive=folder and kind == PARQUET,
-                  types=first)
+                  types=first, file_types=(first, *others) if kind == PARQUET else ())
 
 
 def scan_dataset(location: str | Path | Source, schema: Schema, columns: Iterable[str] | None = None, *,
@@ -91,12 +95,12 @@ def scan_dataset(location: str | Path | Source, schema: Schema, columns: Iterabl
     renames(available, schema.rename)  # a bad mapping fails here, naming the columns
     if columns is None:
         if source.format == PARQUET:
-            _check_consistent(list(source.files), source.types, None)
+            _check_consistent(source, None)
         return to_canonical(frame, schema, audit=audit)
     wanted = list(columns)
     needed = _file_columns(wanted, available, schema, source.location)
     if source.format == PARQUET:  # only the columns read: an unused column of another type does not block a run
-        _check_consistent(list(source.files), source.types, [name for name in needed if name in source.types])
+        _check_consistent(source, [name for name in needed if name in source.types])
     return to_canonical(frame.select(needed), schema).select(wanted)
 
 
@@ -156,15 +160,16 @@ def _derivable(schema: Schema, available: Iterable[str]) -> set[str]:
     return set(derived_columns(schema, present))
 
 
-def _check_consistent(files: list[str], first: Mapping[str, pl.DataType], wanted: list[str] | None) -> None:
+def _check_consistent(source: Source, wanted: list[str] | None) -> None:
     """Raise `InvalidData` naming file and column where a Parquet file disagrees with the first.
 
-    Only the columns that will be read are compared (all of them when `wanted` is None).
+    Only the columns that will be read are compared (all of them when `wanted` is None), from the
+    footers the source read when it was opened.
     """
+    files, first = source.files, source.types
     names = list(first) if wanted is None else wanted
     problems: list[str] = []
-    for file in files[1:]:
-        other = file_schema(file, PARQUET, Schema())
+    for file, other in zip(files[1:], source.file_types[1:], strict=True):
         for name in names:
             if name not in other:
                 problems.append(f"{file}: column {name!r} is missing (present in {files[0]})")

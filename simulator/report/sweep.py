@@ -47,7 +47,7 @@ def sweep_summary(result: SweepResult, config: RunConfig, path: Path, config_sou
     """What `summary.json` records for a sweep."""
     plan = result.plan
     return {
-        **provenance(config, path, config_source, result.data),
+        **provenance(config, path, config_source, result.data, result.source),
         "as_of": plan.as_of.isoformat(),
         "label_maturity_days": plan.label_maturity_days,
         "labels": label_summary(plan),

@@ -101,7 +101,7 @@ def review(config: RunConfig, data: str | Path | None = None, *, execution: Exec
     confidence = config.estimation.confidence
     candidate_results = result.results.filter(pl.col("policy") == checked.candidate)
     outcomes = evaluate_guardrails(candidate_results, checked.guardrails, confidence=confidence)
-    scan = scan_dataset(path, config.data.schema())
+    scan = scan_dataset(result.source or path, config.data.schema())  # the files the run opened, not listed again
     curves = calibrations(scan, cutoff=result.plan.cutoff)
     result = replace(result, timings={**result.timings, "review_s": time.perf_counter() - start})
     summary = run_summary(result, evaluated, path, config_source)

@@ -42,6 +42,7 @@ class RunResult:
     data: DataSummary | None  # None when run on an in-memory frame
     timings: dict[str, float] = field(default_factory=dict)
     engine: str = "local"
+    source: Source | None = None  # the dataset's files and types, as opened once (None for an in-memory frame)
 
     def overall(self) -> pl.DataFrame:
         """The ALL segment only: one row per (policy, metric)."""
@@ -111,7 +112,7 @@ def evaluate(config: RunConfig, validated: ValidatedData, execution: Execution, 
     timings = {**executed.timings, "plan_s": compiled + executed.timings["plan_s"],  # compiling + cutting shards
                "finalize_s": finalized, "total_s": time.perf_counter() - start}
     return RunResult(results=results, plan=plan, stats=executed.stats, data=validated.summary, timings=timings,
-                     engine=executed.engine)
+                     engine=executed.engine, source=validated.source)
 
 
 def validated_data(config: RunConfig, data: str | Path | None) -> ValidatedData:
@@ -153,9 +154,13 @@ def run_frame(config: RunConfig, frame: pl.DataFrame) -> RunResult:
                      timings={"total_s": time.perf_counter() - start})
 
 
-def provenance(config: RunConfig, path: str | Path, config_source: str, data: DataSummary | None) -> dict[str, Any]:
-    """What every `summary.json` starts with: the version, the config and the data it ran on."""
-    files = dataset_files(path)
+def provenance(config: RunConfig, path: str | Path, config_source: str, data: DataSummary | None,
+               source: Source | None = None) -> dict[str, Any]:
+    """What every `summary.json` starts with: the version, the config and the data it ran on.
+
+    `source`: the dataset as the run opened it, so its files are not listed again (a remote listing on object storage).
+    """
+    files = list(source.files) if source is not None else dataset_files(path)
     return {
         "policysim_version": __version__,
         "config_source": config_source,
@@ -172,7 +177,7 @@ def run_summary(result: RunResult, config: RunConfig, path: str | Path, config_s
     """What `summary.json` records: the config, the data it ran on, counts and timings."""
     plan = result.plan
     return {
-        **provenance(config, path, config_source, result.data),
+        **provenance(config, path, config_source, result.data, result.source),
         "as_of": plan.as_of.isoformat(),
         "label_maturity_days": plan.label_maturity_days,
         "fraud_labels_mature_before": None if plan.cutoff is None else plan.cutoff.isoformat(),

@@ -39,7 +39,7 @@ import polars as pl
 
 from simulator.config import RunConfig, derive
 from simulator.config_tables import Objective, Range, SweepConfig
-from simulator.data.load import scan_dataset
+from simulator.data.load import Source, scan_dataset
 from simulator.data.validate import DataSummary
 from simulator.decide.frontier import THRESHOLDS
 from simulator.decide.holdout import held_out, scale_to_whole
@@ -83,6 +83,7 @@ class SweepResult:
     engine: str = "local"
     choice: Choice | None = None  # with an objective: the recommended point and its bootstrap stability
     by_segment: BySegment | None = None  # with `by` and an objective: the best point per value, combined
+    source: Source | None = None  # the dataset's files and types, as opened once
 
     @property
     def parameters(self) -> list[str]:
@@ -147,7 +148,7 @@ def sweep(config: RunConfig, data: str | Path | None = None, *, objective: Objec
                "finalize_s": finalize_s, "total_s": time.perf_counter() - start}
     return SweepResult(table=table, points=grid.frame(), plan=plan, stats=executed.stats, data=validated.summary,
                        binned=True, skipped=grid.skipped, timings=timings, engine=executed.engine, choice=choice,
-                       by_segment=combined)
+                       by_segment=combined, source=validated.source)
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,7 @@ def _sweep_policies(config: RunConfig, settings: SweepConfig, data: str | Path |
         choices = policy_choices(result.stats, result.plan, names, objective, config.estimation.estimator) if result.plan.bootstrap else None
         choice = recommend(frame, objective, choices)
     return SweepResult(table=frame, points=points, plan=result.plan, stats=result.stats, data=result.data,
-                       binned=False, timings=result.timings, engine=result.engine, choice=choice)
+                       binned=False, timings=result.timings, engine=result.engine, choice=choice, source=result.source)
 
 
 def expand_grid(settings: SweepConfig) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
