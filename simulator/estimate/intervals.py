@@ -37,10 +37,15 @@ def student(estimate: np.ndarray, se: np.ndarray, df: np.ndarray, confidence: fl
     them the studentised estimate has heavier tails than a normal (Student 1908; the issue's
     "t quantiles on the effective number of contributing rows").
     """
-    df = np.asarray(df, dtype=np.float64)
-    t = np.where(np.isfinite(df), sps.t.ppf(_tails(confidence)[1], np.maximum(np.nan_to_num(df, posinf=1e9), 1.0)),
-                 sps.norm.ppf(_tails(confidence)[1]))
+    t = t_quantile(df, confidence)
     return estimate - t * se, estimate + t * se
+
+
+def t_quantile(df: np.ndarray, confidence: float) -> np.ndarray:
+    """The upper quantile of a two-sided interval from a t on `df` degrees of freedom (∞: the normal's)."""
+    df = np.asarray(df, dtype=np.float64)
+    return np.where(np.isfinite(df), sps.t.ppf(_tails(confidence)[1], np.maximum(np.nan_to_num(df, posinf=1e9), 1.0)),
+                    sps.norm.ppf(_tails(confidence)[1]))
 
 
 def gamma(

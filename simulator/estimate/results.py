@@ -27,6 +27,7 @@ from simulator.stats.shard import Stats
 from simulator.estimate.totals import SegmentTotals, Totals
 from simulator.estimate.rare import Diagnostics, PartDiagnostics, diagnose, part_diagnostics
 from simulator.estimate.strata import HajekPart
+from simulator.estimate.score import score_bounds
 from simulator.plan.strata import stratifiable
 from simulator.stats.units import value_table
 from simulator.model.value import RATIO_METRICS, SIGNED_VALUES, SUM_METRICS, VALUES, RatioMetric, Weighting, event_size
@@ -362,6 +363,9 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
     stratified = estimator_kind(evaluation.estimation.estimator).stratified
     method = "t" if stratified else "clt"
     low, high = intervals.student(estimate, se, _df(own), confidence)
+    if stratified and not exact:  # shares of 0/1 outcomes: score limits, asymmetric where the share is near 0 or 1
+        low, high = _score(metric.estimate, se, _df(own), evaluation)
+        method = "t with score limits for 0/1 outcomes"
     if plan.finite and not metric.signed and not exact and not stratified:
         event = _event(metric, totals, plan)
         low, high = intervals.gamma(estimate, se**2, event, confidence)
@@ -385,9 +389,12 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
         dlow, dhigh = intervals.student(delta.value, delta_se, _df(paired), confidence)
         keep = paired.few_events | paired.floor_decides
         dlow, dhigh = np.where(keep, dlow, boot[metric.name][2]), np.where(keep, dhigh, boot[metric.name][3])
+    elif stratified:
+        dlow, dhigh = _score(delta, delta_se, _df(paired), evaluation)
+        method += "; delta t with score limits"
     else:
         dlow, dhigh = intervals.student(delta.value, delta_se, _df(paired), confidence)
-        method += "; delta t" if stratified else "; delta clt"
+        method += "; delta clt"
     if floored and stratified:
         method += "; rare-event floor"
     thin = paired.estimated & (paired.ess < evaluation.estimation.min_ess * (1 - 1e-9))  # a grid reassociates sums
@@ -397,6 +404,13 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
             "delta_explored": np.where(paired.estimated, paired.explored, np.nan),
             "delta_ess": np.where(paired.estimated, paired.ess, np.nan),
             "few": np.where(few, np.int8(8), np.int8(0)), "thin": thin}
+
+
+def _score(estimate: Estimate, se: np.ndarray, df: np.ndarray, evaluation: Evaluation) -> tuple[np.ndarray, np.ndarray]:
+    """The t interval with Wilson limits for the estimate's 0/1-valued Hájek parts (`simulator.estimate.score`)."""
+    plan = evaluation.plan
+    q = intervals.t_quantile(df, evaluation.estimation.confidence)
+    return score_bounds(estimate, se**2, q, evaluation.totals.total, evaluation.parts, plan.value_model, plan.actions)
 
 
 def _df(diagnostics: Diagnostics) -> np.ndarray:
