@@ -408,9 +408,8 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
 
 def _score(estimate: Estimate, se: np.ndarray, df: np.ndarray, evaluation: Evaluation) -> tuple[np.ndarray, np.ndarray]:
     """The t interval with Wilson limits for the estimate's 0/1-valued Hájek parts (`simulator.estimate.score`)."""
-    plan = evaluation.plan
     q = intervals.t_quantile(df, evaluation.estimation.confidence)
-    return score_bounds(estimate, se**2, q, evaluation.totals.total, evaluation.parts, plan.value_model, plan.actions)
+    return score_bounds(estimate, se**2, q, evaluation.totals.total, evaluation.parts, evaluation.plan)
 
 
 def _df(diagnostics: Diagnostics) -> np.ndarray:

@@ -41,6 +41,8 @@ from functools import lru_cache
 import numpy as np
 
 from simulator.config import ValueModel
+from simulator.plan.compiled import Plan
+from simulator.plan.strata import Members
 from simulator.estimate.linearised import Estimate, divide
 from simulator.estimate.rare import FEW, PartDiagnostics
 from simulator.estimate.strata import HajekPart, outcomes
@@ -68,15 +70,15 @@ def wilson(share: np.ndarray, n: np.ndarray, q: np.ndarray) -> tuple[np.ndarray,
 
 
 def score_bounds(estimate: Estimate, variance: np.ndarray, q: np.ndarray, total: Callable[..., np.ndarray],
-                 parts: Callable[[HajekPart], PartDiagnostics], model: ValueModel,
-                 actions: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+                 parts: Callable[[HajekPart], PartDiagnostics], plan: Plan) -> tuple[np.ndarray, np.ndarray]:
     """The MOVER interval of the module docstring: (low, high) of `estimate` with variance `variance`."""
+    model, actions, sure = plan.value_model, plan.actions, deterministic(plan)
     value = estimate.value
     shape = np.shape(value)
     replaced, down, up = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-    for factor, part in estimate.parts.values():
-        factor = np.nan_to_num(np.broadcast_to(factor, shape))
-        if not np.any(factor):
+    used = [(np.nan_to_num(np.broadcast_to(f, shape)), p) for f, p in estimate.parts.values()]
+    for factor, part in used:
+        if not np.any(factor) or _shares_rows(part, used, sure):
             continue
         levels = two_values(model, actions, part.action, part.value)  # type: ignore[attr-defined]
         if levels is None:
@@ -98,3 +100,34 @@ def score_bounds(estimate: Estimate, variance: np.ndarray, q: np.ndarray, total:
         up = up + np.where(scored, above**2, 0.0)
     rest = q**2 * np.maximum(np.nan_to_num(variance) - replaced, 0.0)
     return value - np.sqrt(rest + down), value + np.sqrt(rest + up)
+
+
+def deterministic(plan: Plan) -> frozenset[str]:
+    """Coded policies (and a sweep's codings) that take one action per cell: their strata of different actions are disjoint."""
+    return frozenset(p.name for p in plan.coded
+                     if p.table is None or p in plan.codings or bool(np.all((p.table == 0) | (p.table == 1))))
+
+
+def _shares_rows(part: HajekPart, used: list[tuple[np.ndarray, HajekPart]], sure: frozenset[str]) -> bool:
+    """Whether another part of the estimate reads some of the same explored rows (then the two errors are correlated).
+
+    MOVER adds the parts' distances as independent: a part nested in another (the segment's
+    mean and one stratum's, in a ratio such as block recall) keeps its share of the t interval.
+    """
+    own = part.explored.stratum
+    assert own is not None
+    for factor, other in used:
+        if other is part or not np.any(factor) or other.action != part.action:
+            continue
+        theirs = other.explored.stratum
+        assert theirs is not None
+        if not _disjoint(own.members, theirs.members, sure):
+            return True
+    return False
+
+
+def _disjoint(a: Members, b: Members, sure: frozenset[str]) -> bool:
+    """Two strata are disjoint when some deterministic policy takes different actions in them
+    (a randomising policy puts a row in several of its strata, with fractional weights)."""
+    actions = dict(a)
+    return any(policy in sure and policy in actions and actions[policy] != action for policy, action in b)
