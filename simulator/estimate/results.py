@@ -28,7 +28,7 @@ from simulator.estimate.totals import SegmentTotals, Totals
 from simulator.estimate.rare import Diagnostics, PartDiagnostics, diagnose, part_diagnostics
 from simulator.estimate.strata import HajekPart
 from simulator.estimate.score import score_bounds
-from simulator.plan.strata import stratifiable
+from simulator.plan.strata import disjoint_rows, stratifiable
 from simulator.stats.units import value_table
 from simulator.model.value import RATIO_METRICS, SIGNED_VALUES, SUM_METRICS, VALUES, RatioMetric, Weighting, event_size
 
@@ -167,32 +167,6 @@ def covariances(totals: Totals, plan: Plan) -> tuple[Covariance, Covariance]:
         return superpopulation, superpopulation
     design = Covariance(totals.design_cross, None, disjoint)
     return design, design if plan.policy(plan.baseline).logging else superpopulation
-
-
-def disjoint_rows(a: Term, b: Term, plan: Plan) -> bool:
-    """Whether two stratified totals run over disjoint rows: other logged actions, or other actions of a deterministic member."""
-    sa, sb = a.stratum, b.stratum
-    if sa is None or sb is None:
-        return False
-    if sa.logged is not None and sb.logged is not None and sa.logged != sb.logged:
-        return True
-    taken = dict(sa.members)
-    for policy, action in sb.members:
-        if policy in taken and taken[policy] != action and deterministic(policy, plan):
-            return True
-    return False
-
-
-@lru_cache(maxsize=256)
-def _deterministic(table_bytes: bytes, shape: tuple[int, ...]) -> bool:
-    table = np.frombuffer(table_bytes).reshape(shape)
-    return bool(np.all((table == 0) | (table == 1)))
-
-
-def deterministic(policy: str, plan: Plan) -> bool:
-    """A coded policy whose every code takes one action (so its action strata do not overlap)."""
-    table = plan.policy(policy).table
-    return table is not None and _deterministic(table.tobytes(), table.shape)
 
 
 def segmentation_name(plan: Plan, index: int) -> str:
@@ -363,9 +337,10 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
     stratified = estimator_kind(evaluation.estimation.estimator).stratified
     method = "t" if stratified else "clt"
     low, high = intervals.student(estimate, se, _df(own), confidence)
+    scored = np.zeros(np.shape(estimate), dtype=bool)
     if stratified and not exact:  # shares of 0/1 outcomes: score limits, asymmetric where the share is near 0 or 1
-        low, high = _score(metric.estimate, se, _df(own), evaluation)
-        method = "t with score limits for 0/1 outcomes"
+        low, high, scored = _score(metric.estimate, se, _df(own), evaluation)
+        method = "t; score limits for 0/1 shares"
     if plan.finite and not metric.signed and not exact and not stratified:
         event = _event(metric, totals, plan)
         low, high = intervals.gamma(estimate, se**2, event, confidence)
@@ -375,23 +350,27 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
         if method == "gamma":  # resampling cannot see rare events never observed: keep the gamma bounds too
             low, high = np.fmin(low, boot_low), np.fmax(high, boot_high)
             method = "bootstrap-percentile+gamma"
-        else:  # where the floor decides, resampling the few explored rows cannot: keep the floored interval
-            keep = own.few_events | own.floor_decides
+        else:  # where the floor or the score limits decide, resampling the explored rows cannot: keep them
+            keep = own.few_events | own.floor_decides | scored
             low, high = np.where(keep, low, boot_low), np.where(keep, high, boot_high)
-            method = "bootstrap-percentile"
+            method = "bootstrap-percentile" + ("; score limits for 0/1 shares" if stratified else "")
     if not metric.signed:  # a count, volume or rate is never negative: neither is its lower bound
         low = np.maximum(low, 0.0)
     if metric.proportion:
         low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
     if evaluation.exact_baseline:  # the baseline is known exactly: the delta's interval is the estimate's, shifted
         dlow, dhigh = low - baseline, high - baseline
+    elif stratified:
+        dlow, dhigh, dscored = _score(delta, delta_se, _df(paired), evaluation)
+        if boot is not None and boot[metric.name][2] is not None:
+            keep = paired.few_events | paired.floor_decides | dscored
+            dlow, dhigh = np.where(keep, dlow, boot[metric.name][2]), np.where(keep, dhigh, boot[metric.name][3])
+        else:
+            method += "; delta t"
     elif boot is not None and boot[metric.name][2] is not None:
         dlow, dhigh = intervals.student(delta.value, delta_se, _df(paired), confidence)
         keep = paired.few_events | paired.floor_decides
         dlow, dhigh = np.where(keep, dlow, boot[metric.name][2]), np.where(keep, dhigh, boot[metric.name][3])
-    elif stratified:
-        dlow, dhigh = _score(delta, delta_se, _df(paired), evaluation)
-        method += "; delta t with score limits"
     else:
         dlow, dhigh = intervals.student(delta.value, delta_se, _df(paired), confidence)
         method += "; delta clt"
@@ -406,7 +385,8 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
             "few": np.where(few, np.int8(8), np.int8(0)), "thin": thin}
 
 
-def _score(estimate: Estimate, se: np.ndarray, df: np.ndarray, evaluation: Evaluation) -> tuple[np.ndarray, np.ndarray]:
+def _score(estimate: Estimate, se: np.ndarray, df: np.ndarray,
+           evaluation: Evaluation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The t interval with Wilson limits for the estimate's 0/1-valued Hájek parts (`simulator.estimate.score`)."""
     q = intervals.t_quantile(df, evaluation.estimation.confidence)
     return score_bounds(estimate, se**2, q, evaluation.totals.total, evaluation.parts, evaluation.plan)

@@ -1,4 +1,4 @@
-"""Score intervals for estimates that rest on 0/1 outcomes: Wilson per Hájek part, combined by MOVER.
+"""Score intervals for estimates that rest on 0/1 outcomes: Wilson per share, combined by MOVER.
 
 A count such as `authorized_count` is, stratum by stratum, N_k times a share p̂
 of explored rows (approved or not). The variance of a share moves with the
@@ -9,23 +9,28 @@ smaller standard error, and the truth falls below the interval far more often
 than the nominal 2.5 % (measured on fresh populations: 0.05–0.08 below, 0.01
 above; docs/estimation.md). The score (Wilson 1927) interval evaluates the
 variance at the limit instead of at the estimate and holds both tails for a
-binomial share.
+binomial share. On future traffic (`superpopulation`) a stratum's size is such
+a share too: the payments a candidate blocks are N_k of the segment's n rows.
 
 How the estimate's interval is built (the method of variance estimates
 recovery, MOVER: Zou & Donner 2008; Newcombe 1998 for a difference of two
-shares). For each Hájek part j whose value takes two values (lo, hi) under its
-action, with share p̂_j = (ȳ_j − lo)/(hi − lo), effective size n_j (Kish) and
-weight w_j (the estimate's derivative with respect to the part times N_j·(hi − lo)),
-the Wilson limits (l_j, u_j) at the same quantile q give one-sided distances
-w_j·(p̂_j − l_j) and w_j·(u_j − p̂_j). Everything else of the estimate (stratum
-sizes, money parts, the floor of other parts) keeps its variance V_rest:
+shares). Each share j of the estimate — a Hájek part whose value takes two
+values (lo, hi) under its action, p̂_j = (ȳ_j − lo)/(hi − lo) on its effective
+(Kish) number of explored rows; or, on future traffic, a stratum's rows
+N_j/n — enters with a weight w_j (the estimate's derivative with respect to the
+share). Its Wilson limits (l_j, u_j) at the interval's quantile q give one-sided
+distances |w_j|·(p̂_j − l_j) and |w_j|·(u_j − p̂_j). Everything else of the
+estimate (money parts, shares nested in others, the floor of rare events)
+keeps its variance V_rest:
 
-    low  = L̂ − √(q²·V_rest + Σ_j (distance of j towards lower L)²)
-    high = L̂ + √(q²·V_rest + Σ_j (distance of j towards higher L)²)
+    low  = L̂ − √(q²·V_rest + Σ_j (distance of j towards a lower L)²)
+    high = L̂ + √(q²·V_rest + Σ_j (distance of j towards a higher L)²)
 
-with V_rest = V − Σ_j factor_j²·max(within_j, floor_j), what the parts put into
-the estimate's variance V. With no two-valued part the interval is t·se on both
-sides, as before.
+with V_rest = V − Σ_j (what share j puts into the estimate's variance V). MOVER
+adds the distances as independent, so only shares whose rows no other share or
+part of the estimate reads are scored (a ratio's segment-wide mean and one
+stratum's keep the t interval). With no scored share the interval is t·se on
+both sides, as before.
 
 A fraud-valued part whose explored rows show fewer than `FEW` frauds keeps its
 rare-event floor instead (`simulator.estimate.rare`): with a handful of events a
@@ -36,18 +41,35 @@ the better-measured prior there (and such estimates are flagged `few_events`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
 
 from simulator.config import ValueModel
-from simulator.plan.compiled import Plan
-from simulator.plan.strata import Members
 from simulator.estimate.linearised import Estimate, divide
 from simulator.estimate.rare import FEW, PartDiagnostics
 from simulator.estimate.strata import HajekPart, outcomes
 from simulator.model.value import VALUES
+from simulator.plan.compiled import Plan
+from simulator.plan.moments import Term, stratum_term
+from simulator.plan.strata import Stratum, disjoint_rows
 from simulator.stats.units import value_table
+
+SHARES_DECIDE = 0.5  # share of an estimate's variance from scored shares above which they decide its interval
+SIZES = ("one", "mature")  # values of a stratum's row counts (a size term)
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """One share of an estimate: its value, trials, weight and what it puts into the estimate's variance."""
+
+    rows: Term  # the rows it is read from (for the overlap test)
+    share: np.ndarray
+    trials: np.ndarray
+    weight: np.ndarray
+    variance: np.ndarray
+    scored: np.ndarray  # bool: where the share takes score limits
 
 
 @lru_cache(maxsize=256)
@@ -69,65 +91,82 @@ def wilson(share: np.ndarray, n: np.ndarray, q: np.ndarray) -> tuple[np.ndarray,
     return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
 
-def score_bounds(estimate: Estimate, variance: np.ndarray, q: np.ndarray, total: Callable[..., np.ndarray],
-                 parts: Callable[[HajekPart], PartDiagnostics], plan: Plan) -> tuple[np.ndarray, np.ndarray]:
-    """The MOVER interval of the module docstring: (low, high) of `estimate` with variance `variance`."""
-    model, actions, sure = plan.value_model, plan.actions, deterministic(plan)
+def score_bounds(estimate: Estimate, variance: np.ndarray, q: np.ndarray, total: Callable[[Term], np.ndarray],
+                 parts: Callable[[HajekPart], PartDiagnostics], plan: Plan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The MOVER interval of the module docstring: (low, high) of `estimate` with variance `variance`, and
+    where scored shares carry most of that variance (there the score limits decide the interval, also over a
+    bootstrap's percentiles: resampling a share reproduces the symmetric interval's one-sided miss)."""
     value = estimate.value
     shape = np.shape(value)
+    explored = [(p.explored, np.nan_to_num(np.broadcast_to(f, shape)) != 0)  # type: ignore[attr-defined]
+                for f, p in estimate.parts.values()]
+    hajek, sizes = _part_shares(estimate, shape, total, parts, plan), _size_shares(estimate, shape, total, plan)
     replaced, down, up = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-    used = [(np.nan_to_num(np.broadcast_to(f, shape)), p) for f, p in estimate.parts.values()]
-    for factor, part in used:
-        if not np.any(factor) or _shares_rows(part, used, sure):
-            continue
-        levels = two_values(model, actions, part.action, part.value)  # type: ignore[attr-defined]
-        if levels is None:
+    # A share is scored alone where no other of its kind reads its rows (a stratum's size and its Hájek mean are
+    # uncorrelated: the mean is centred within the stratum).
+    for s in [*_alone(hajek, explored, plan), *_alone(sizes, [(z.rows, z.weight != 0) for z in sizes], plan)]:
+        low, high = wilson(s.share, np.maximum(s.trials, 1.0), q)
+        below = np.where(s.weight > 0, s.share - low, high - s.share) * np.abs(s.weight)  # towards a lower estimate
+        above = np.where(s.weight > 0, high - s.share, s.share - low) * np.abs(s.weight)
+        replaced = replaced + np.where(s.scored, s.variance, 0.0)
+        down, up = down + np.where(s.scored, below**2, 0.0), up + np.where(s.scored, above**2, 0.0)
+    variance = np.nan_to_num(variance)
+    rest = q**2 * np.maximum(variance - replaced, 0.0)
+    return value - np.sqrt(rest + down), value + np.sqrt(rest + up), replaced > SHARES_DECIDE * variance
+
+
+def _part_shares(estimate: Estimate, shape: tuple[int, ...], total: Callable[[Term], np.ndarray],
+                 parts: Callable[[HajekPart], PartDiagnostics], plan: Plan) -> list[Share]:
+    """The Hájek parts whose value is a scaled 0/1 outcome under their action."""
+    out = []
+    for factor, part in estimate.parts.values():
+        factor = np.nan_to_num(np.broadcast_to(factor, shape))
+        levels = two_values(plan.value_model, plan.actions, part.action, part.value)  # type: ignore[attr-defined]
+        if not np.any(factor) or levels is None:
             continue
         d = parts(part)  # type: ignore[arg-type]  # parts are HajekParts by construction
-        kind = outcomes(model, actions, part.action, part.value)  # type: ignore[attr-defined]
-        scored = (factor != 0) & (d.explored > 0) & ((d.events >= FEW) if kind.fraud else True)
-        if not np.any(scored):
-            continue
+        rare = outcomes(plan.value_model, plan.actions, part.action, part.value).fraud  # type: ignore[attr-defined]
         lo, hi = levels
         size, main, norm = total(part.size), total(part.main), total(part.norm)  # type: ignore[attr-defined]
         share = np.clip(np.nan_to_num(divide(divide(main, norm) - lo, hi - lo)), 0.0, 1.0)
-        low, high = wilson(share, np.maximum(d.ess, 1.0), q)
-        weight = factor * size * (hi - lo)
-        below = np.where(weight > 0, share - low, high - share) * np.abs(weight)  # towards a lower estimate
-        above = np.where(weight > 0, high - share, share - low) * np.abs(weight)
-        replaced = replaced + np.where(scored, factor**2 * np.maximum(d.within, d.floor), 0.0)
-        down = down + np.where(scored, below**2, 0.0)
-        up = up + np.where(scored, above**2, 0.0)
-    rest = q**2 * np.maximum(np.nan_to_num(variance) - replaced, 0.0)
-    return value - np.sqrt(rest + down), value + np.sqrt(rest + up)
+        out.append(Share(rows=part.explored, share=share, trials=d.ess, weight=factor * size * (hi - lo),  # type: ignore[attr-defined]
+                         variance=factor**2 * np.maximum(d.within, d.floor),
+                         scored=(factor != 0) & (d.explored > 0) & ((d.events >= FEW) if rare else True)))
+    return out
 
 
-def deterministic(plan: Plan) -> frozenset[str]:
-    """Coded policies (and a sweep's codings) that take one action per cell: their strata of different actions are disjoint."""
-    return frozenset(p.name for p in plan.coded
-                     if p.table is None or p in plan.codings or bool(np.all((p.table == 0) | (p.table == 1))))
-
-
-def _shares_rows(part: HajekPart, used: list[tuple[np.ndarray, HajekPart]], sure: frozenset[str]) -> bool:
-    """Whether another part of the estimate reads some of the same explored rows (then the two errors are correlated).
-
-    MOVER adds the parts' distances as independent: a part nested in another (the segment's
-    mean and one stratum's, in a ratio such as block recall) keeps its share of the t interval.
-    """
-    own = part.explored.stratum
-    assert own is not None
-    for factor, other in used:
-        if other is part or not np.any(factor) or other.action != part.action:
+def _size_shares(estimate: Estimate, shape: tuple[int, ...], total: Callable[[Term], np.ndarray],
+                 plan: Plan) -> list[Share]:
+    """On future traffic, the strata's row counts: N_k of the segment's n rows (the segment's own n is fixed)."""
+    if plan.finite:
+        return []
+    rows = total(stratum_term("one", Stratum(())))
+    out = []
+    for term, g in estimate.grad.items():
+        stratum = term.stratum
+        if stratum is None or stratum.logged is not None or not stratum.members or term.value not in SIZES:
             continue
-        theirs = other.explored.stratum
-        assert theirs is not None
-        if not _disjoint(own.members, theirs.members, sure):
-            return True
-    return False
+        g = np.nan_to_num(np.broadcast_to(g, shape))
+        if not np.any(g):
+            continue
+        size = total(term)
+        share = np.clip(np.nan_to_num(divide(size, rows)), 0.0, 1.0)
+        out.append(Share(rows=term, share=share, trials=rows, weight=g * rows,
+                         variance=g**2 * size * (1.0 - share), scored=(g != 0) & (rows > 0)))
+    return out
 
 
-def _disjoint(a: Members, b: Members, sure: frozenset[str]) -> bool:
-    """Two strata are disjoint when some deterministic policy takes different actions in them
-    (a randomising policy puts a row in several of its strata, with fractional weights)."""
-    actions = dict(a)
-    return any(policy in sure and policy in actions and actions[policy] != action for policy, action in b)
+def _alone(shares: list[Share], readers: list[tuple[Term, np.ndarray]], plan: Plan) -> list[Share]:
+    """The shares, scored only where no other active reader reads their rows.
+
+    Each share's own rows are one of `readers`, each with where it is active (a sweep's
+    points use different strata).
+    """
+    out = []
+    for s in shares:
+        overlapping = sum((active for rows, active in readers if not disjoint_rows(s.rows, rows, plan)),
+                          np.zeros(np.shape(s.scored), dtype=np.int64))
+        scored = s.scored & (overlapping == 1)
+        if np.any(scored):
+            out.append(replace(s, scored=scored))
+    return out

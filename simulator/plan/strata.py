@@ -23,6 +23,7 @@ shards can list them); `simulator.estimate.strata` turns them into estimates.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import product as cartesian
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ from simulator.model.value import Weighting
 
 if TYPE_CHECKING:  # the plan uses this module's names; this module only reads plans
     from simulator.plan.compiled import Plan
+    from simulator.plan.moments import Term
 
 Members = tuple[tuple[str, int], ...]  # (policy, action index): a row's membership is Π π_policy(action | x)
 
@@ -95,3 +97,29 @@ def looked_at(weighting: Weighting, action: int, actions: tuple[str, ...]) -> in
 
 
 RARE = {"fraud": "fraud", "fraud_volume": "fraud", "fraud_loss": "fraud"}  # value → its event indicator
+
+
+def disjoint_rows(a: Term, b: Term, plan: Plan) -> bool:
+    """Whether two stratified totals run over disjoint rows: other logged actions, or other actions of a deterministic member."""
+    sa, sb = a.stratum, b.stratum
+    if sa is None or sb is None:
+        return False
+    if sa.logged is not None and sb.logged is not None and sa.logged != sb.logged:
+        return True
+    taken = dict(sa.members)
+    for policy, action in sb.members:
+        if policy in taken and taken[policy] != action and deterministic(policy, plan):
+            return True
+    return False
+
+
+@lru_cache(maxsize=256)
+def _deterministic(table_bytes: bytes, shape: tuple[int, ...]) -> bool:
+    table = np.frombuffer(table_bytes).reshape(shape)
+    return bool(np.all((table == 0) | (table == 1)))
+
+
+def deterministic(policy: str, plan: Plan) -> bool:
+    """A coded policy whose every code takes one action (so its action strata do not overlap)."""
+    table = plan.policy(policy).table
+    return table is not None and _deterministic(table.tobytes(), table.shape)
