@@ -32,10 +32,12 @@ part of the estimate reads are scored (a ratio's segment-wide mean and one
 stratum's keep the t interval). With no scored share the interval is t·se on
 both sides, as before.
 
-A fraud-valued part whose explored rows show fewer than `FEW` frauds keeps its
-rare-event floor instead (`simulator.estimate.rare`): with a handful of events a
-share's Wilson limit is dominated by the quantile, not the data, and the floor is
-the better-measured prior there (and such estimates are flagged `few_events`).
+Rare fraud is where the score limits matter most: explored rows that show no
+fraud give a share of 0, a symmetric interval (even with the rare-event floor's
+half event, `simulator.estimate.rare`) reaches only ~1.4·N/m above it, while the
+score limit reaches ~q²·N/m, the rule-of-three bound. Measured at 150k rows,
+the floor alone left the truth above the interval in 10 % of populations for a
+candidate's added blocked fraud, every miss an estimate of 0 events.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ import numpy as np
 
 from simulator.config import ValueModel
 from simulator.estimate.linearised import Estimate, divide
-from simulator.estimate.rare import FEW, PartDiagnostics
-from simulator.estimate.strata import HajekPart, outcomes
+from simulator.estimate.rare import PartDiagnostics
+from simulator.estimate.strata import HajekPart
 from simulator.model.value import VALUES
 from simulator.plan.compiled import Plan
 from simulator.plan.moments import Term, stratum_term
@@ -125,13 +127,12 @@ def _part_shares(estimate: Estimate, shape: tuple[int, ...], total: Callable[[Te
         if not np.any(factor) or levels is None:
             continue
         d = parts(part)  # type: ignore[arg-type]  # parts are HajekParts by construction
-        rare = outcomes(plan.value_model, plan.actions, part.action, part.value).fraud  # type: ignore[attr-defined]
         lo, hi = levels
         size, main, norm = total(part.size), total(part.main), total(part.norm)  # type: ignore[attr-defined]
         share = np.clip(np.nan_to_num(divide(divide(main, norm) - lo, hi - lo)), 0.0, 1.0)
         out.append(Share(rows=part.explored, share=share, trials=d.ess, weight=factor * size * (hi - lo),  # type: ignore[attr-defined]
                          variance=factor**2 * np.maximum(d.within, d.floor),
-                         scored=(factor != 0) & (d.explored > 0) & ((d.events >= FEW) if rare else True)))
+                         scored=(factor != 0) & (d.explored > 0)))
     return out
 
 
