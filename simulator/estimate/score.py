@@ -47,6 +47,8 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
+from scipy import special
+from scipy import stats as sps
 
 from simulator.config import ValueModel
 from simulator.estimate.linearised import Estimate, divide
@@ -85,12 +87,29 @@ def two_values(model: ValueModel, actions: tuple[str, ...], action: int, value: 
 
 
 def wilson(share: np.ndarray, n: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson's score limits for a share observed on n (effective) trials, at quantile q."""
+    """Wilson's score limits for a share observed on n (effective) trials, at quantile q, modified at the extremes.
+
+    With one to three events the Wilson lower limit sits above small true shares far more
+    often than α/2 (one fraud in 30 explored rows puts it at 0.6 % when the rate is 0.3 %):
+    there the exact Poisson (Garwood) limit replaces it, as Brown, Cai & DasGupta (2001, §4.1.1)
+    recommend; likewise the upper limit one to three non-events from the top.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         z2n = q**2 / n
         centre = (share + z2n / 2) / (1 + z2n)
         half = q / (1 + z2n) * np.sqrt(share * (1 - share) / n + z2n / (4 * n))
-    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+        low, high = centre - half, centre + half
+        few = np.where(n <= 50, 2.0, 3.0)  # x* of the modification
+        tail = sps.norm.sf(q)  # α/2 of the quantile in use (a t quantile is a wider normal one)
+        events, misses = share * n, (1 - share) * n
+        low = np.where((events > 0) & (events <= few), _poisson_low(events, tail) / n, low)
+        high = np.where((misses > 0) & (misses <= few), 1 - _poisson_low(misses, tail) / n, high)
+    return np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
+
+
+def _poisson_low(events: np.ndarray, tail: np.ndarray) -> np.ndarray:
+    """Garwood's exact lower limit of a Poisson mean from `events` (non-integer: effective counts)."""
+    return special.gammaincinv(np.maximum(events, 1e-12), tail)
 
 
 def score_bounds(estimate: Estimate, variance: np.ndarray, q: np.ndarray, total: Callable[[Term], np.ndarray],
