@@ -102,8 +102,9 @@ def wilson(share: np.ndarray, n: np.ndarray, q: np.ndarray) -> tuple[np.ndarray,
         few = np.where(n <= 50, 2.0, 3.0)  # x* of the modification
         tail = sps.norm.sf(q)  # α/2 of the quantile in use (a t quantile is a wider normal one)
         events, misses = share * n, (1 - share) * n
-        low = np.where((events > 0) & (events <= few), _poisson_low(events, tail) / n, low)
-        high = np.where((misses > 0) & (misses <= few), 1 - _poisson_low(misses, tail) / n, high)
+        few = few * (1 + 1e-9)  # an integer count read off reassociated sums must not flip the choice
+        low = np.where((events > 1e-9) & (events <= few), _poisson_low(events, tail) / n, low)
+        high = np.where((misses > 1e-9) & (misses <= few), 1 - _poisson_low(misses, tail) / n, high)
     return np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
 
 
