@@ -388,8 +388,9 @@ def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
 def _score(estimate: Estimate, se: np.ndarray, df: np.ndarray,
            evaluation: Evaluation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The t interval with Wilson limits for the estimate's 0/1-valued Hájek parts (`simulator.estimate.score`)."""
-    q = intervals.t_quantile(df, evaluation.estimation.confidence)
-    return score_bounds(estimate, se**2, q, evaluation.totals.total, evaluation.parts, evaluation.plan)
+    confidence = evaluation.estimation.confidence
+    q, z = intervals.t_quantile(df, confidence), float(intervals.t_quantile(np.inf, confidence))
+    return score_bounds(estimate, se**2, q, z, evaluation.totals.total, evaluation.parts, evaluation.plan)
 
 
 def _df(diagnostics: Diagnostics) -> np.ndarray:

@@ -18,10 +18,12 @@ shares). Each share j of the estimate — a Hájek part whose value takes two
 values (lo, hi) under its action, p̂_j = (ȳ_j − lo)/(hi − lo) on its effective
 (Kish) number of explored rows; or, on future traffic, a stratum's rows
 N_j/n — enters with a weight w_j (the estimate's derivative with respect to the
-share). Its Wilson limits (l_j, u_j) at the interval's quantile q give one-sided
+share). Its Wilson limits (l_j, u_j) at the confidence's normal quantile z (the
+score interval needs no t: it estimates no variance from the data) give one-sided
 distances |w_j|·(p̂_j − l_j) and |w_j|·(u_j − p̂_j). Everything else of the
-estimate (money parts, shares nested in others, the floor of rare events)
-keeps its variance V_rest:
+estimate (money parts, shares nested in others, shares of fewer than
+`MIN_TRIALS` effective rows, the floor of rare events) keeps its variance
+V_rest and the t quantile q:
 
     low  = L̂ − √(q²·V_rest + Σ_j (distance of j towards a lower L)²)
     high = L̂ + √(q²·V_rest + Σ_j (distance of j towards a higher L)²)
@@ -60,6 +62,7 @@ from simulator.plan.moments import Term, stratum_term
 from simulator.plan.strata import Stratum, disjoint_rows
 from simulator.stats.units import value_table
 
+MIN_TRIALS = 10.0  # effective rows below which a share is not scored: its limits would rest on a handful of rows
 SHARES_DECIDE = 0.5  # share of an estimate's variance from scored shares above which they decide its interval
 SIZES = ("one", "mature")  # values of a stratum's row counts (a size term)
 
@@ -86,8 +89,8 @@ def two_values(model: ValueModel, actions: tuple[str, ...], action: int, value: 
     return (float(distinct[0]), float(distinct[1])) if len(distinct) == 2 else None
 
 
-def wilson(share: np.ndarray, n: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson's score limits for a share observed on n (effective) trials, at quantile q, modified at the extremes.
+def wilson(share: np.ndarray, n: np.ndarray, q: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson's score limits for a share observed on n (effective) trials, at normal quantile q, modified at the extremes.
 
     With one to three events the Wilson lower limit sits above small true shares far more
     often than α/2 (one fraud in 30 explored rows puts it at 0.6 % when the rate is 0.3 %):
@@ -100,7 +103,7 @@ def wilson(share: np.ndarray, n: np.ndarray, q: np.ndarray) -> tuple[np.ndarray,
         half = q / (1 + z2n) * np.sqrt(share * (1 - share) / n + z2n / (4 * n))
         low, high = centre - half, centre + half
         few = np.where(n <= 50, 2.0, 3.0)  # x* of the modification
-        tail = sps.norm.sf(q)  # α/2 of the quantile in use (a t quantile is a wider normal one)
+        tail = sps.norm.sf(q)  # α/2
         events, misses = share * n, (1 - share) * n
         few = few * (1 + 1e-9)  # an integer count read off reassociated sums must not flip the choice
         low = np.where((events > 1e-9) & (events <= few), _poisson_low(events, tail) / n, low)
@@ -113,7 +116,7 @@ def _poisson_low(events: np.ndarray, tail: np.ndarray) -> np.ndarray:
     return special.gammaincinv(np.maximum(events, 1e-12), tail)
 
 
-def score_bounds(estimate: Estimate, variance: np.ndarray, q: np.ndarray, total: Callable[[Term], np.ndarray],
+def score_bounds(estimate: Estimate, variance: np.ndarray, q: np.ndarray, z: float, total: Callable[[Term], np.ndarray],
                  parts: Callable[[HajekPart], PartDiagnostics], plan: Plan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The MOVER interval of the module docstring: (low, high) of `estimate` with variance `variance`, and
     where scored shares carry most of that variance (there the score limits decide the interval, also over a
@@ -127,7 +130,7 @@ def score_bounds(estimate: Estimate, variance: np.ndarray, q: np.ndarray, total:
     # A share is scored alone where no other of its kind reads its rows (a stratum's size and its Hájek mean are
     # uncorrelated: the mean is centred within the stratum).
     for s in [*_alone(hajek, explored, plan), *_alone(sizes, [(z.rows, z.weight != 0) for z in sizes], plan)]:
-        low, high = wilson(s.share, np.maximum(s.trials, 1.0), q)
+        low, high = wilson(s.share, s.trials, z)
         below = np.where(s.weight > 0, s.share - low, high - s.share) * np.abs(s.weight)  # towards a lower estimate
         above = np.where(s.weight > 0, high - s.share, s.share - low) * np.abs(s.weight)
         replaced = replaced + np.where(s.scored, s.variance, 0.0)
@@ -152,7 +155,7 @@ def _part_shares(estimate: Estimate, shape: tuple[int, ...], total: Callable[[Te
         share = np.clip(np.nan_to_num(divide(divide(main, norm) - lo, hi - lo)), 0.0, 1.0)
         out.append(Share(rows=part.explored, share=share, trials=d.ess, weight=factor * size * (hi - lo),  # type: ignore[attr-defined]
                          variance=factor**2 * np.maximum(d.within, d.floor),
-                         scored=(factor != 0) & (d.explored > 0)))
+                         scored=(factor != 0) & (d.ess >= MIN_TRIALS)))
     return out
 
 
@@ -173,7 +176,7 @@ def _size_shares(estimate: Estimate, shape: tuple[int, ...], total: Callable[[Te
         size = total(term)
         share = np.clip(np.nan_to_num(divide(size, rows)), 0.0, 1.0)
         out.append(Share(rows=term, share=share, trials=rows, weight=g * rows,
-                         variance=g**2 * size * (1.0 - share), scored=(g != 0) & (rows > 0)))
+                         variance=g**2 * size * (1.0 - share), scored=(g != 0) & (rows >= MIN_TRIALS)))
     return out
 
 
