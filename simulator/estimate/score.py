@@ -63,6 +63,7 @@ from simulator.plan.strata import Stratum, disjoint_rows
 from simulator.stats.units import value_table
 
 MIN_TRIALS = 10.0  # effective rows below which a share is not scored: its limits would rest on a handful of rows
+NEGLIGIBLE = 1e-9  # share of the variance below which a term is rounding noise
 SHARES_DECIDE = 0.5  # share of an estimate's variance from scored shares above which they decide its interval
 SIZES = ("one", "mature")  # values of a stratum's row counts (a size term)
 
@@ -123,19 +124,26 @@ def score_bounds(estimate: Estimate, variance: np.ndarray, q: np.ndarray, z: flo
     bootstrap's percentiles: resampling a share reproduces the symmetric interval's one-sided miss)."""
     value = estimate.value
     shape = np.shape(value)
-    explored = [(p.explored, np.nan_to_num(np.broadcast_to(f, shape)) != 0)  # type: ignore[attr-defined]
-                for f, p in estimate.parts.values()]
+    variance = np.nan_to_num(variance)
+    # What moves the interval: a term whose share of the variance is rounding noise (a delta of exactly 0 read
+    # off reassociated sums) neither is scored nor blocks another share, so sharding cannot flip the method.
+    tiny = NEGLIGIBLE * variance
+    explored = []
+    for f, part in estimate.parts.values():
+        f = np.nan_to_num(np.broadcast_to(f, shape))
+        if np.any(f):
+            d = parts(part)  # type: ignore[arg-type]  # parts are HajekParts by construction
+            explored.append((part.explored, f**2 * np.maximum(d.within, d.floor) > tiny))  # type: ignore[attr-defined]
     hajek, sizes = _part_shares(estimate, shape, total, parts, plan), _size_shares(estimate, shape, total, plan)
     replaced, down, up = np.zeros(shape), np.zeros(shape), np.zeros(shape)
     # A share is scored alone where no other of its kind reads its rows (a stratum's size and its Hájek mean are
     # uncorrelated: the mean is centred within the stratum).
-    for s in [*_alone(hajek, explored, plan), *_alone(sizes, [(z.rows, z.weight != 0) for z in sizes], plan)]:
+    for s in [*_alone(hajek, explored, tiny, plan), *_alone(sizes, [(z.rows, z.variance > tiny) for z in sizes], tiny, plan)]:
         low, high = wilson(s.share, s.trials, z)
         below = np.where(s.weight > 0, s.share - low, high - s.share) * np.abs(s.weight)  # towards a lower estimate
         above = np.where(s.weight > 0, high - s.share, s.share - low) * np.abs(s.weight)
         replaced = replaced + np.where(s.scored, s.variance, 0.0)
         down, up = down + np.where(s.scored, below**2, 0.0), up + np.where(s.scored, above**2, 0.0)
-    variance = np.nan_to_num(variance)
     rest = q**2 * np.maximum(variance - replaced, 0.0)
     return value - np.sqrt(rest + down), value + np.sqrt(rest + up), replaced > SHARES_DECIDE * variance
 
@@ -155,7 +163,7 @@ def _part_shares(estimate: Estimate, shape: tuple[int, ...], total: Callable[[Te
         share = np.clip(np.nan_to_num(divide(divide(main, norm) - lo, hi - lo)), 0.0, 1.0)
         out.append(Share(rows=part.explored, share=share, trials=d.ess, weight=factor * size * (hi - lo),  # type: ignore[attr-defined]
                          variance=factor**2 * np.maximum(d.within, d.floor),
-                         scored=(factor != 0) & (d.ess >= MIN_TRIALS)))
+                         scored=d.ess >= MIN_TRIALS * (1 - 1e-9)))
     return out
 
 
@@ -176,11 +184,11 @@ def _size_shares(estimate: Estimate, shape: tuple[int, ...], total: Callable[[Te
         size = total(term)
         share = np.clip(np.nan_to_num(divide(size, rows)), 0.0, 1.0)
         out.append(Share(rows=term, share=share, trials=rows, weight=g * rows,
-                         variance=g**2 * size * (1.0 - share), scored=(g != 0) & (rows >= MIN_TRIALS)))
+                         variance=g**2 * size * (1.0 - share), scored=rows >= MIN_TRIALS))
     return out
 
 
-def _alone(shares: list[Share], readers: list[tuple[Term, np.ndarray]], plan: Plan) -> list[Share]:
+def _alone(shares: list[Share], readers: list[tuple[Term, np.ndarray]], tiny: np.ndarray, plan: Plan) -> list[Share]:
     """The shares, scored only where no other active reader reads their rows.
 
     Each share's own rows are one of `readers`, each with where it is active (a sweep's
@@ -190,7 +198,7 @@ def _alone(shares: list[Share], readers: list[tuple[Term, np.ndarray]], plan: Pl
     for s in shares:
         overlapping = sum((active for rows, active in readers if not disjoint_rows(s.rows, rows, plan)),
                           np.zeros(np.shape(s.scored), dtype=np.int64))
-        scored = s.scored & (overlapping == 1)
+        scored = s.scored & (s.variance > tiny) & (overlapping == 1)
         if np.any(scored):
             out.append(replace(s, scored=scored))
     return out
