@@ -122,7 +122,7 @@ def shard_examples(batch: pl.DataFrame, plan: Plan, members: dict[str, np.ndarra
         target = np.argmax(members[name], axis=1)
         rows = np.flatnonzero(base != target)
         if rows.size:
-            parts.append(pl.DataFrame({POLICY: pl.Series([name] * rows.size, dtype=pl.String),
+            parts.append(pl.DataFrame({POLICY: pl.repeat(name, rows.size, dtype=pl.String, eager=True),
                                        FROM: pl.Series(actions[base[rows]], dtype=pl.String),
                                        TO: pl.Series(actions[target[rows]], dtype=pl.String),
                                        "_row": rows}))
