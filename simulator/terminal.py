@@ -27,6 +27,7 @@ from simulator.decide.recommend import choice_spread
 from simulator.engine.execution import Execution
 from simulator.engine.ray_engine import Cluster
 from simulator.errors import PolicysimError
+from simulator.report.changes import changes_table
 from simulator.report.tables import exploration_cost, overall_table, top_points_table
 from simulator.workflows.run import RunResult, label_text
 from simulator.workflows.sweep import SweepResult
@@ -133,6 +134,7 @@ def summary_table(summary: DataSummary) -> Table:
 def print_run(result: RunResult) -> None:
     """The overall table, what the exploration cost, and the plan's warnings (e.g. about the baseline)."""
     stdout().print(overall_table(result.results, result.plan.baseline))
+    stdout().print(changes_table(result.changes, result.plan.baseline))
     stdout().print(label_text(result.plan), highlight=False)
     cost = exploration_cost(result.results, result.plan.baseline)
     if cost is not None:

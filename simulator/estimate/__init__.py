@@ -11,5 +11,6 @@
 - `intervals` — confidence intervals from an estimate and its uncertainty;
 - `support` — how much of a policy's mass the logging policy never explored;
 - `results` — the results table: estimates, intervals, paired deltas, diagnostics and flags, for any `Totals`;
-- `grid_results` — the same table for every grid point, with the grid's bootstrap evaluated in blocks.
+- `grid_results` — the same table for every grid point, with the grid's bootstrap evaluated in blocks;
+- `changes` — decision changes: rows, volume and each transition's share of the deltas, and the example payments.
 """

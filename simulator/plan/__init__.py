@@ -4,5 +4,6 @@
 - `grid` — a threshold sweep's grid: its points and the score bins they share (the grid policy);
 - `moments` — which sums the estimators need, and how each policy's weight enters them (terms, bases, coefficients);
 - `strata` — the strata of the default estimator (baseline × candidate action) and the terms they restrict;
-- `direct_terms` — the DR estimator's per-row score terms (its variance from per-row DR scores).
+- `direct_terms` — the DR estimator's per-row score terms (its variance from per-row DR scores);
+- `changes` — which decision changes a run collects: example payments per transition and their columns.
 """

@@ -39,6 +39,7 @@ from simulator.schema import (
 )
 from simulator.model.maturity import Development, develop_labels
 from simulator.model.value import maturity_cutoff
+from simulator.plan.changes import Changes
 from simulator.plan.moments import Term
 
 
@@ -113,6 +114,7 @@ class Plan:
     # the youngest age it develops (None: labels are excluded by `cutoff` or included raw).
     development: Development | None = None
     immature_labels: str = "exclude"  # the mode in effect (develop falls back to exclude without delays)
+    changes: Changes | None = None  # decision changes to collect (`simulator.plan.changes`); None: none
 
     def policy(self, name: str) -> PlannedPolicy:
         """The planned policy (or coding) called `name`."""

@@ -4,5 +4,6 @@
 - `units` — rows with the same contribution to every sum, grouped before any sum is taken;
 - `shard` — `shard_stats(frame, plan, needs) -> Stats`: the per-cell linear, cross and design sums; `Stats.merge`;
 - `bootstrap` — seeded Poisson replicate weights from the transaction id, and their per-cell sums;
-- `binned` — a sweep's bootstrap sums, per (segment, score bin, logged action).
+- `binned` — a sweep's bootstrap sums, per (segment, score bin, logged action);
+- `changes` — decision changes: per-row policies' transition sums and each shard's largest changed payments.
 """

@@ -17,6 +17,7 @@ import polars as pl
 
 from segments.codes import SegmentCodes, segment_codes
 from simulator.stats.binned import BinnedAccumulator
+from simulator.stats.changes import Examples, changing, memberships, merge_examples, shard_examples, transition_sums
 from simulator.stats.bootstrap import Replicates, replicate_sums
 from simulator.stats.cells import Grouping, group_rows, group_sum
 from simulator.errors import PolicysimError
@@ -66,11 +67,15 @@ def mass_column(policy: str, action: str, unsupported: bool) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Stats:
-    """Sufficient statistics of some rows: per-cell sums and bootstrap replicate totals."""
+    """Sufficient statistics of some rows: per-cell sums, bootstrap replicate totals and example payments.
+
+    `examples`: the largest payments that change decision (`simulator.stats.changes`), when the plan asks.
+    """
 
     cells: pl.DataFrame
     replicates: Replicates | None
     rows: int
+    examples: Examples | None = None
 
     @staticmethod
     def empty() -> Stats:
@@ -110,7 +115,9 @@ def merge_all(parts: Sequence[Stats]) -> Stats:
     replicates = None
     for part in parts:
         replicates = _merge_optional(replicates, part.replicates)
-    return Stats(cells=pl.DataFrame([out[c] for c in columns]), replicates=replicates, rows=sum(p.rows for p in parts))
+    examples = merge_examples([p.examples for p in parts if p.examples is not None])
+    return Stats(cells=pl.DataFrame([out[c] for c in columns]), replicates=replicates, rows=sum(p.rows for p in parts),
+                 examples=examples)
 
 
 def _is_key(column: str) -> bool:
@@ -360,6 +367,11 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
     else:
         basis = unit_bases(plan, units.action, units.propensity, units.logged_block)
     sums = _sums(units, cells.size, values | predicted, basis, needs) | _masses(cells, plan, support, probs) | direct
+    examples = None
+    if plan.changes is not None:  # decision changes, in the same pass (simulator.stats.changes)
+        members = {name: memberships(name, plan, action, codes, probs) for name in (plan.baseline, *changing(plan))}
+        sums |= transition_sums(plan, cells, batch[AMOUNT].cast(pl.Float64).to_numpy(), members)
+        examples = shard_examples(batch, plan, members, layout.segs)
     frame = pl.DataFrame(list(layout.keys.values()) + [pl.Series(k, v) for k, v in sums.items()])
     replicates = None
     if plan.bootstrap > 0:
@@ -373,4 +385,4 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
                                     layout.finest, layout.segs, sink=binned)
         if binned is not None:
             replicates = replace(replicates, binned=binned.result())
-    return Stats(cells=frame.sort(list(layout.keys)), replicates=replicates, rows=batch.height)
+    return Stats(cells=frame.sort(list(layout.keys)), replicates=replicates, rows=batch.height, examples=examples)

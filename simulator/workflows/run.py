@@ -22,8 +22,10 @@ from simulator.data.logging_policy import derived_columns, with_logging_columns
 from simulator.data.validate import DataSummary, Origin, check_dataset, find_problems
 from simulator.engine.execution import Execution, execute
 from simulator.errors import InvalidConfig, InvalidData
+from simulator.estimate.changes import CHANGES_SCHEMA, finalize_changes, finalize_examples
 from simulator.estimate.development import with_development_uncertainty
 from simulator.estimate.results import finalize
+from simulator.plan.changes import DEFAULT_EXAMPLES, with_changes
 from simulator.plan.compiled import Plan, compile_plan
 from simulator.plan.moments import needed_sums
 from simulator.report.files import parquet_footer_digest, write_json, write_parquet
@@ -34,7 +36,13 @@ from simulator.stats.shard import Stats, shard_stats
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a run produced: the results table and what it was computed from."""
+    """What a run produced: the results table and what it was computed from.
+
+    `changes` and `examples` are the decision changes (`changes.parquet`, `examples.parquet`,
+    docs/cli.md): per policy, segment and transition from the baseline's action to the policy's,
+    the rows and volume that change decision with the metric deltas they carry, and the largest
+    of those payments.
+    """
 
     results: pl.DataFrame
     plan: Plan
@@ -43,6 +51,14 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     engine: str = "local"
     source: Source | None = None  # the dataset's files and types, as opened once (None for an in-memory frame)
+    changes: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=CHANGES_SCHEMA))
+    examples: pl.DataFrame = field(default_factory=pl.DataFrame)
+
+    def transitions(self) -> pl.DataFrame:
+        """The ALL segment's transitions: one row per (policy, from_action, to_action), rows and volume."""
+        return (self.changes.filter(pl.col("segment") == ALL)
+                .unique(["policy", "from_action", "to_action"], keep="first", maintain_order=True)
+                .select("policy", "from_action", "to_action", "rows", "volume"))
 
     def overall(self) -> pl.DataFrame:
         """The ALL segment only: one row per (policy, metric)."""
@@ -61,23 +77,26 @@ def resolve_data(config: RunConfig, data: str | Path | None) -> str:
     return absolute(path)
 
 
-def run(config: RunConfig, data: str | Path | None = None, *, execution: Execution = Execution()) -> RunResult:
+def run(config: RunConfig, data: str | Path | None = None, *, execution: Execution = Execution(),
+        examples: int = DEFAULT_EXAMPLES) -> RunResult:
     """Evaluate every policy of `config` against its baseline on the data.
 
     `execution` says which engine runs the shards and where (`Execution`: Ray
     by default, on a new local cluster; `Execution(engine="local")` runs in this
     process with identical results). Bad data raises `InvalidData` (column,
-    count, example id), as the CLI reports it.
+    count, example id), as the CLI reports it. `examples`: how many of the
+    largest payments of each transition `result.examples` keeps.
 
     Example::
 
         result = run(config, Path("data/transactions"), execution=Execution(engine="local"))
         result.overall().filter(pl.col("metric") == "net_value")   # one row per policy
         result.results                                              # every segment (docs/cli.md, outputs)
+        result.transitions()                                        # rows and volume that change decision
     """
     start = time.perf_counter()
     validated = validated_data(config, data)
-    result = evaluate(config, validated, execution)
+    result = evaluate(config, validated, execution, examples=examples)
     total = time.perf_counter() - start
     timings = {**result.timings, "validate_s": total - result.timings["total_s"], "total_s": total}
     return replace(result, timings=timings)
@@ -94,13 +113,15 @@ class ValidatedData:
 
 
 def evaluate(config: RunConfig, validated: ValidatedData, execution: Execution, *,
-             rows: pl.Expr | None = None) -> RunResult:
+             rows: pl.Expr | None = None, examples: int = DEFAULT_EXAMPLES) -> RunResult:
     """`run` on data already validated (e.g. by a sweep that evaluates one more policy): plan, statistics, finalize.
 
     `rows` keeps only the matching rows in the statistics (the plan is the whole log's).
     """
     start = time.perf_counter()
-    plan = compile_plan(config, scan_dataset(validated.source, validated.schema), as_of=validated.summary.as_of)
+    scan = scan_dataset(validated.source, validated.schema)
+    plan = compile_plan(config, scan, as_of=validated.summary.as_of)
+    plan = _with_changes(plan, config, scan.collect_schema().names(), validated.schema, examples)
     if rows is not None:
         plan = replace(plan, rows=rows)
     compiled = time.perf_counter() - start
@@ -109,10 +130,18 @@ def evaluate(config: RunConfig, validated: ValidatedData, execution: Execution, 
     results = with_development_uncertainty(finalize(executed.stats, plan, config.estimation), plan,
                                            config.estimation.confidence)
     finalized = time.perf_counter() - mark
+    changes = finalize_changes(executed.stats, plan, config.estimation, results)
     timings = {**executed.timings, "plan_s": compiled + executed.timings["plan_s"],  # compiling + cutting shards
-               "finalize_s": finalized, "total_s": time.perf_counter() - start}
+               "finalize_s": finalized, "changes_s": time.perf_counter() - mark - finalized,
+               "total_s": time.perf_counter() - start}
     return RunResult(results=results, plan=plan, stats=executed.stats, data=validated.summary, timings=timings,
-                     engine=executed.engine, source=validated.source)
+                     engine=executed.engine, source=validated.source, changes=changes,
+                     examples=finalize_examples(executed.stats, plan))
+
+
+def _with_changes(plan: Plan, config: RunConfig, names: list[str], schema: Schema, examples: int) -> Plan:
+    """The plan, collecting decision changes with `examples` payments per transition (`simulator.plan.changes`)."""
+    return with_changes(plan, names, schema.resolved_scores(names), config.segments, examples=examples)
 
 
 def validated_data(config: RunConfig, data: str | Path | None) -> ValidatedData:
@@ -126,7 +155,7 @@ def validated_data(config: RunConfig, data: str | Path | None) -> ValidatedData:
     return ValidatedData(path=path, source=source, schema=schema, summary=summary)
 
 
-def run_frame(config: RunConfig, frame: pl.DataFrame) -> RunResult:
+def run_frame(config: RunConfig, frame: pl.DataFrame, *, examples: int = DEFAULT_EXAMPLES) -> RunResult:
     """Evaluate on an in-memory frame (canonical column names), as one shard.
 
     The frame is validated like a dataset; bad rows raise `InvalidData`.
@@ -147,11 +176,13 @@ def run_frame(config: RunConfig, frame: pl.DataFrame) -> RunResult:
             + "\n".join(f"  - {p.message()}" for p in problems),
             problems=tuple(problems),
         )
-    plan = compile_plan(config, frame.lazy())
+    plan = _with_changes(compile_plan(config, frame.lazy()), config, frame.columns, schema, examples)
     stats = shard_stats(frame.select(sorted(plan.columns)), plan, needed_sums(plan))
     results = with_development_uncertainty(finalize(stats, plan, config.estimation), plan, config.estimation.confidence)
     return RunResult(results=results, plan=plan, stats=stats, data=None,
-                     timings={"total_s": time.perf_counter() - start})
+                     timings={"total_s": time.perf_counter() - start},
+                     changes=finalize_changes(stats, plan, config.estimation, results),
+                     examples=finalize_examples(stats, plan))
 
 
 def provenance(config: RunConfig, path: str | Path, config_source: str, data: DataSummary | None,
@@ -219,11 +250,15 @@ def _kind(config: RunConfig, name: str) -> str:
 
 def write_run_outputs(result: RunResult, config: RunConfig, path: str | Path, config_source: str, out_dir: Path, *,
                       overwrite: bool = False) -> list[Path]:
-    """`results.parquet` and `summary.json`: the folder `out_dir`, new or empty unless `overwrite`, written whole.
+    """`results.parquet`, `changes.parquet`, `examples.parquet` and `summary.json`: the folder `out_dir`, new or
+    empty unless `overwrite`, written whole.
 
     `overwrite` replaces what an earlier command wrote there (`simulator.report.folders`).
     """
+    names = ("results.parquet", "changes.parquet", "examples.parquet", "summary.json")
     with staged_folder(out_dir, overwrite=overwrite) as folder:
-        write_parquet(result.results, folder / "results.parquet")
-        write_json(run_summary(result, config, path, config_source), folder / "summary.json")
-    return [out_dir / "results.parquet", out_dir / "summary.json"]
+        write_parquet(result.results, folder / names[0])
+        write_parquet(result.changes, folder / names[1])
+        write_parquet(result.examples, folder / names[2])
+        write_json(run_summary(result, config, path, config_source), folder / names[3])
+    return [out_dir / name for name in names]

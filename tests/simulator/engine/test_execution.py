@@ -60,7 +60,7 @@ def test_run_returns_complete_timings_and_sees_the_shards(data: Path) -> None:
     shards: list[Shard] = []
     result = run(parse_config(CONFIG), data, execution=Execution(engine="local", on_plan=shards.extend))
     assert len(shards) == 1
-    assert list(result.timings) == ["plan_s", "stats_s", "finalize_s", "total_s", "validate_s"]
+    assert list(result.timings) == ["plan_s", "stats_s", "finalize_s", "changes_s", "total_s", "validate_s"]
     assert result.timings["total_s"] >= result.timings["stats_s"] >= 0
 
 
