@@ -8,6 +8,9 @@ The stages, in the order a run meets them:
 - `segment_codes(frame, plan)` — on each shard: every row's segment per
   segmentation, as shard-local codes with their labels (`SegmentCodes`);
 - `segment_sort_key(label, plan)` — the order reports list segments in.
+
+Time windows of `created_at` (`[segments] time`) are derived segment columns
+(`segments.windows`), planned and coded like any other.
 """
 
 # The engine first: importing simulator.errors runs simulator/__init__, which imports the engine,
@@ -18,6 +21,7 @@ from segments.codes import SegmentCodes, segment_codes
 from segments.labels import ALL, NULL, OTHER, band_label, band_value, format_value, segment_sort_key
 from segments.plan import SegmentPlan, plan_segments
 from segments.spec import Bands, SegmentSpec, required_columns
+from segments.windows import TIME_UNITS, TimeUnit, window_column
 
 __all__ = [
     "ALL",
@@ -27,6 +31,8 @@ __all__ = [
     "SegmentCodes",
     "SegmentPlan",
     "SegmentSpec",
+    "TIME_UNITS",
+    "TimeUnit",
     "band_label",
     "band_value",
     "format_value",
@@ -34,4 +40,5 @@ __all__ = [
     "required_columns",
     "segment_codes",
     "segment_sort_key",
+    "window_column",
 ]

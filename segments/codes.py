@@ -4,7 +4,9 @@ This is the hot path: it runs on every shard, over every row. Each segment
 column is coded once (`segments.columns`), whatever the number of
 segmentations using it; a segmentation is then the cross of its columns'
 codes, compacted so that only segments present in the shard get a code.
-Everything is a handful of vectorised passes; nothing loops over rows.
+Everything is a handful of vectorised passes; nothing loops over rows. A
+time window (`segments.windows`) is a column derived from `created_at` here,
+on the shard, and coded like any other.
 
 Codes are shard-local: two shards may number the same segment differently, and
 the engine merges them by label. Within one `SegmentCodes`, labels are unique
@@ -22,6 +24,7 @@ import polars as pl
 from segments.columns import ColumnCodes, column_codes
 from segments.labels import join_parts
 from segments.plan import SegmentPlan
+from segments.windows import source_columns, window_codes, window_column
 from simulator.errors import UnknownName
 
 # Key spaces up to max(this, 4 × rows) are compacted by counting; larger ones by sorting.
@@ -44,11 +47,14 @@ class SegmentCodes:
 def segment_codes(frame: pl.DataFrame, plan: SegmentPlan) -> list[SegmentCodes]:
     """The codes of every segmentation of `plan`, in order, for the rows of `frame`."""
     names = list(dict.fromkeys(column for columns in plan.segmentations for column in columns))
-    missing = [name for name in names if name not in frame.columns]
+    window = None if plan.time is None else window_column(plan.time)
+    missing = [name for name in source_columns(names) if name not in frame.columns]
     if missing:
-        raise UnknownName("segment column", missing[0], frame.columns)
+        raise UnknownName("segment column", sorted(missing)[0], frame.columns)
     coded = {
-        name: column_codes(frame[name], edges=plan.bands.get(name), kept=plan.top_values.get(name)) for name in names
+        name: window_codes(frame, plan.time) if name == window and plan.time is not None
+        else column_codes(frame[name], edges=plan.bands.get(name), kept=plan.top_values.get(name))
+        for name in names
     }
     return [_segmentation_codes(columns, [coded[column] for column in columns]) for columns in plan.segmentations]
 

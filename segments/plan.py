@@ -7,6 +7,9 @@ whole (lazy) dataset, and shipped to every shard in a `SegmentPlan`. The plan
 also checks the config against the data's schema, so a misspelt column fails
 before any work is scheduled, and refuses a segmentation that would make more
 than `[segments] max_segments` segments (a column of ids or timestamps).
+Time windows (`[segments] time`) are segment columns derived from
+`created_at` (`segments.windows`); they are counted through the same
+expression the shards use.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import polars as pl
 
 from segments.labels import OTHER, format_value
 from segments.spec import SegmentSpec
+from segments.windows import WINDOW_COLUMNS, TimeUnit, window_column, window_expr
+from simulator.schema import CREATED_AT
 from simulator.errors import InvalidConfig, UnknownName
 
 _VALUE = "value"
@@ -29,14 +34,17 @@ _ROWS = "rows"
 class SegmentPlan:
     """What every shard needs to label its rows identically; small and picklable.
 
-    `segmentations` are the `by` entries in config order (`ALL` is implicit and
-    handled by the engine); `bands` the edges of each banded column;
-    `top_values` the label texts of the kept values of each top-k column.
+    `segmentations` are the `by` entries in config order, then the time window
+    (`ALL` is implicit and handled by the engine); `bands` the edges of each
+    banded column; `top_values` the label texts of the kept values of each
+    top-k column; `time` the unit of the window column (`created_at_<time>`),
+    derived from `created_at` on every shard.
     """
 
     segmentations: tuple[tuple[str, ...], ...]
     bands: Mapping[str, tuple[float, ...]]
     top_values: Mapping[str, frozenset[str]]
+    time: TimeUnit | None = None
 
 
 def plan_segments(spec: SegmentSpec, data: pl.LazyFrame) -> SegmentPlan:
@@ -49,9 +57,10 @@ def plan_segments(spec: SegmentSpec, data: pl.LazyFrame) -> SegmentPlan:
     schema = data.collect_schema()
     _check_columns(spec, schema)
     plan = SegmentPlan(
-        segmentations=spec.by,
+        segmentations=spec.segmentations,
         bands={column: bands.edges for column, bands in spec.bands.items()},
         top_values=_top_values(spec.top_k, data, schema),
+        time=spec.time,
     )
     check_sizes(spec, plan, data, schema)
     return plan
@@ -66,24 +75,32 @@ def check_sizes(spec: SegmentSpec, plan: SegmentPlan, data: pl.LazyFrame, schema
     in one more pass. `by = [["created_at"]]` would otherwise make a segment per
     row (300,001 of them in 36 s, each too small to estimate anything).
     """
-    raw = sorted({c for columns in spec.by for c in columns} - set(plan.bands) - set(plan.top_values))
-    counted = data.select([pl.col(c).n_unique().alias(c) for c in raw]).collect().row(0, named=True) if raw else {}
+    raw = sorted({c for columns in plan.segmentations for c in columns} - set(plan.bands) - set(plan.top_values))
+    counted = data.select([_column(c, schema).n_unique().alias(c) for c in raw]).collect().row(0, named=True) \
+        if raw else {}
     sizes = {c: counted[c] for c in raw} | {c: len(edges) + 3 for c, edges in plan.bands.items()} \
         | {c: len(kept) + 2 for c, kept in plan.top_values.items()}  # + other, NaN and null
-    for index, columns in enumerate(spec.by):
+    for index, columns in enumerate(plan.segmentations):
         bound = math.prod(sizes[c] for c in columns)
         if bound <= spec.max_segments:
             continue
-        count = bound if len(columns) == 1 else _cross_count(columns, plan, data)
+        count = bound if len(columns) == 1 else _cross_count(columns, plan, data, schema)
         if count > spec.max_segments:
-            raise InvalidConfig(_too_many(index, columns, count, spec.max_segments, sizes, schema))
+            where = f"segments.by[{index}]" if index < len(spec.by) else "segments.time"
+            raise InvalidConfig(_too_many(where, columns, count, spec.max_segments, sizes, schema))
 
 
-def _cross_count(columns: tuple[str, ...], plan: SegmentPlan, data: pl.LazyFrame) -> int:
+def _column(column: str, schema: pl.Schema) -> pl.Expr:
+    """A segment column's values: the column itself, or a time window derived from `created_at`."""
+    unit = WINDOW_COLUMNS.get(column)
+    return pl.col(column) if unit is None else window_expr(unit, schema[CREATED_AT])
+
+
+def _cross_count(columns: tuple[str, ...], plan: SegmentPlan, data: pl.LazyFrame, schema: pl.Schema) -> int:
     """How many segments a cross of columns makes in the data: its distinct (band, kept value, value) tuples."""
     parts = []
     for column in columns:
-        value = pl.col(column)
+        value = _column(column, schema)
         if column in plan.bands:
             value = value.cut(list(plan.bands[column]), left_closed=True)
         elif column in plan.top_values:
@@ -93,28 +110,34 @@ def _cross_count(columns: tuple[str, ...], plan: SegmentPlan, data: pl.LazyFrame
     return int(data.select(pl.struct(parts).n_unique()).collect().item())
 
 
-def _too_many(index: int, columns: tuple[str, ...], count: int, limit: int, sizes: Mapping[str, int],
+def _too_many(where: str, columns: tuple[str, ...], count: int, limit: int, sizes: Mapping[str, int],
               schema: pl.Schema) -> str:
     """Why a segmentation is refused and how to make it coarser, for its widest column's type."""
     widest = max(columns, key=lambda c: sizes[c])
-    dtype = schema[widest]
-    if dtype.is_temporal():
-        fix = (f"{widest!r} is a timestamp, with a segment per instant: segment by a coarser column "
-               "(a day or week column in the data)")
-    elif dtype.is_numeric() and dtype != pl.Boolean:
+    dtype = schema.get(widest)  # None for a window, which the data does not have
+    if widest in WINDOW_COLUMNS:
+        fix = f"{widest!r} is a time window: choose a longer one (segments.time = \"week\" or \"month\")"
+    elif dtype is not None and dtype.is_temporal():
+        fix = (f"{widest!r} is a timestamp, with a segment per instant: segment by windows of it "
+               "(segments.time = \"day\", \"week\" or \"month\") or by a coarser column")
+    elif dtype is not None and dtype.is_numeric() and dtype != pl.Boolean:
         fix = (f"cut {widest!r} into bands ([segments.bands.{widest}] edges = [...]) "
                f"or keep its largest values (top_k = {{ {widest} = 20 }})")
     else:
         fix = f"keep the largest values of {widest!r} with top_k = {{ {widest} = 20 }} (the rest become {OTHER!r})"
-    return (f"segments.by[{index}]: {list(columns)} makes {count:,} segments, more than segments.max_segments "
+    return (f"{where}: {list(columns)} makes {count:,} segments, more than segments.max_segments "
             f"= {limit:,} ({widest!r} alone has {sizes[widest]:,} values); {fix}, or raise max_segments "
             "(docs/config.md)")
 
 
 def _check_columns(spec: SegmentSpec, schema: pl.Schema) -> None:
-    """Every segment column exists and holds scalars; every banded column is numeric."""
+    """Every segment column exists and holds scalars; every banded column is numeric; windows have timestamps."""
+    if spec.time is not None:
+        _check_windows(spec.time, schema)
     for index, columns in enumerate(spec.by):
         for column in columns:
+            if column in WINDOW_COLUMNS:
+                continue
             if column not in schema:
                 raise UnknownName("segment column", column, schema.names())
             dtype = schema[column]
@@ -128,6 +151,18 @@ def _check_columns(spec: SegmentSpec, schema: pl.Schema) -> None:
             raise InvalidConfig(
                 f"segments.bands.{column}: column {column!r} is {dtype}, not numeric; only numeric columns have bands"
             )
+
+
+def _check_windows(time: TimeUnit, schema: pl.Schema) -> None:
+    """Windows need `created_at` as a timestamp, and no column of the data may already have a window's name."""
+    dtype = schema.get(CREATED_AT)
+    if dtype is None:
+        raise UnknownName("segment column", CREATED_AT, schema.names())
+    if not isinstance(dtype, (pl.Datetime, pl.Date)):
+        raise InvalidConfig(f"segments.time: windows of {CREATED_AT!r} need a timestamp, but it is {dtype}")
+    if window_column(time) in schema:
+        raise InvalidConfig(f"segments.time: the data has a column {window_column(time)!r}, the name of the "
+                            f"{time} windows; rename that column in the files")
 
 
 def _top_values(top_k: Mapping[str, int], data: pl.LazyFrame, schema: pl.Schema) -> dict[str, frozenset[str]]:

@@ -33,7 +33,8 @@ from simulator.engine.execution import Execution, ignored_setting
 from simulator.engine.ray_engine import cluster
 from simulator.report.folders import check_output_folder, staged_folder
 from simulator.report.review import write_review
-from simulator.report.tables import guardrail_table
+from simulator.errors import UnknownName
+from simulator.report.tables import guardrail_table, segmentation_name
 from simulator.terminal import (EX_SOFTWARE, print_run, print_sweep, print_warnings, progress_bar, shard_progress,
                                 console, engine_line, internal_error, stdout, summary_table, user_errors)
 from simulator.workflows.run import resolve_data, run, write_run_outputs
@@ -178,11 +179,28 @@ def _execution(engine: EngineName, address: str | None, num_cpus: int | None) ->
     return Execution(engine=engine.value, address=address, num_cpus=num_cpus)
 
 
+SegmentsOpt = Annotated[Optional[list[str]], typer.Option(
+    "--segments", metavar="NAME",
+    help="Also print this segmentation's table (e.g. card_country, card_country,card_brand, created_at_week); "
+         "repeatable.")]
+
+
+def _segmentations(cfg: RunConfig, names: list[str] | None) -> list[str]:
+    """The `--segments` names as results name them, each one the config makes (checked before any work)."""
+    known = ["|".join(columns) for columns in cfg.segments.segmentations]
+    chosen = [segmentation_name(name) for name in names or ()]
+    for name in chosen:
+        if name not in known:
+            raise UnknownName("segmentation", name, known)
+    return chosen
+
+
 @app.command("run")
 def run_command(
     config: ConfigArg,
     out: OutOpt,
     data: DataOpt = None,
+    segments: SegmentsOpt = None,
     engine: EngineOpt = EngineName.ray,
     address: AddressOpt = None,
     num_cpus: CpusOpt = None,
@@ -194,13 +212,14 @@ def run_command(
     with user_errors():
         planned = _execution(engine, address, num_cpus)
         cfg = _config(config, seed)
+        chosen = _segmentations(cfg, segments)
         path = resolve_data(cfg, data)
         _check_before_work(out, overwrite, (path, config), planned)
         with shard_progress(quiet, planned) as execution:
             result = run(cfg, path, execution=execution)
         write_run_outputs(result, cfg, path, str(config), out, overwrite=overwrite)
     if not quiet:
-        print_run(result)
+        print_run(result, chosen)
         console.print(f"wrote {out / 'results.parquet'} and {out / 'summary.json'} "
                       f"({result.results.height:,} rows, {result.timings['total_s']:.1f} s on {result.engine})")
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from segments.spec import SegmentSpec
+from segments.windows import window_unit
 from simulator.config_tables import ReviewConfig, SweepConfig
 from policies.registry import PolicyContext, build_policy
 from simulator.errors import (InvalidConfig, PolicysimError, TableProblems, UnknownName, problems_message,
@@ -271,6 +272,9 @@ class RunConfig(BaseModel):
             problems.append(("review.candidate", f"{self.review.candidate!r} is the baseline; review another policy"))
         if self.sweep is not None and self.sweep.by is not None and self.sweep.by in self.segments.bands:
             problems.append(("sweep.by", f"{self.sweep.by!r} is banded; per-value thresholds need a categorical column"))
+        if self.sweep is not None and self.sweep.by is not None and window_unit(self.sweep.by) is not None:
+            problems.append(("sweep.by", f"{self.sweep.by!r} is a time window; per-value thresholds need a column "
+                                         "future payments have a value of (a past window never recurs)"))
         if problems:
             raise TableProblems(problems)
         return self

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from itertools import count
 from pathlib import Path
 
+import polars as pl
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 from typer.exceptions import TyperException
@@ -26,9 +28,11 @@ from simulator.data.validate import DataSummary
 from simulator.decide.recommend import choice_spread
 from simulator.engine.execution import Execution
 from simulator.engine.ray_engine import Cluster
+from simulator.engine.shards import Shard
 from simulator.errors import PolicysimError
 from simulator.report.changes import changes_table
-from simulator.report.tables import exploration_cost, overall_table, top_points_table
+from simulator.report.tables import (NOTE, exploration_cost, flag_legend, overall_table, segment_table, shown_rows,
+                                     top_points_table)
 from simulator.workflows.run import RunResult, label_text
 from simulator.workflows.sweep import SweepResult
 
@@ -107,11 +111,28 @@ def shard_progress(quiet: bool, execution: Execution, *, announce: bool = True) 
         if execution.engine == "local" and tell:
             progress.console.print(engine_line(None))
         yield replace(
-            execution,
-            on_plan=lambda shards: progress.update(task, total=sum(s.rows for s in shards)),
-            on_shard=lambda shard: progress.advance(task, shard.rows),
+            track_passes(progress, task, execution),
             on_cluster=lambda used: progress.console.print(engine_line(used)) if tell else None,
         )
+
+
+def track_passes(progress: Progress, task: TaskID, execution: Execution) -> Execution:
+    """`execution` with callbacks that count each pass over the data on `task`, from 0 to that pass's rows.
+
+    A workflow may read the data several times with one execution (a sweep: the
+    grid, the held-out point, the per-segment choice), and the engine plans
+    shards once per pass. Counting every pass's rows against one pass's total
+    showed `600,000/300,000 rows`; each pass now restarts the bar, named
+    `evaluating (pass 2)`, so `completed` never exceeds `total`.
+    """
+    passes = count(1)
+
+    def on_plan(shards: list[Shard]) -> None:
+        number = next(passes)
+        progress.reset(task, total=sum(s.rows for s in shards),
+                       description="evaluating" if number == 1 else f"evaluating (pass {number})")
+
+    return replace(execution, on_plan=on_plan, on_shard=lambda shard: progress.advance(task, shard.rows))
 
 
 def engine_line(used: Cluster | None) -> str:
@@ -131,15 +152,28 @@ def summary_table(summary: DataSummary) -> Table:
     return table
 
 
-def print_run(result: RunResult) -> None:
-    """The overall table, what the exploration cost, and the plan's warnings (e.g. about the baseline)."""
-    stdout().print(overall_table(result.results, result.plan.baseline))
-    stdout().print(changes_table(result.changes, result.plan.baseline))
-    stdout().print(label_text(result.plan), highlight=False)
+def print_run(result: RunResult, segmentations: Sequence[str] = ()) -> None:
+    """The overall table, each chosen segmentation's table, a legend of the flags shown, the decision changes,
+    what the exploration cost, and the plan's warnings (e.g. about the baseline)."""
+    out, baseline = stdout(), result.plan.baseline
+    out.print(overall_table(result.results, baseline))
+    for name in segmentations:
+        out.print(segment_table(result.results, baseline, name, result.plan.segments))
+    print_legend(shown_rows(result.results, baseline, segmentations))
+    out.print(changes_table(result.changes, baseline))
+    out.print(label_text(result.plan), highlight=False)
     cost = exploration_cost(result.results, result.plan.baseline)
     if cost is not None:
         stdout().print(cost, highlight=False)
     print_warnings(result.plan.warnings)
+
+
+def print_legend(shown: pl.DataFrame) -> None:
+    """What bold and the units mean, and one line per flag among the rows shown (plain text: no markup)."""
+    out = stdout()
+    out.print(NOTE, markup=False, highlight=False)
+    for line in flag_legend(shown):
+        out.print(line, markup=False, highlight=False)
 
 
 def print_warnings(warnings: tuple[str, ...]) -> None:
@@ -168,6 +202,7 @@ def print_sweep(result: SweepResult, out: Path) -> None:
         stdout().print("[bold]recommendation[/]: " + "\n  ".join(lines), highlight=False)
     if result.by_segment is not None:
         stdout().print(overall_table(result.by_segment.results, result.plan.baseline))
+        print_legend(shown_rows(result.by_segment.results, result.plan.baseline))
     skipped = f", {result.skipped:,} combinations skipped (challenge_above >= block_above)" if result.skipped else ""
     console.print(f"{result.points.height:,} grid points{skipped}; wrote {out} "
                   f"(sweep.parquet, frontier.parquet, frontier.png, frontier.html) in {result.timings['total_s']:.1f} s "

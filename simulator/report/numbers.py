@@ -2,7 +2,9 @@
 
 - `number` — compact (1.23M, 45.6k, 0.912), for plots and the recommendation's reasons;
 - `compact` — the same, signed or not and "—" when missing, for the sweep's table of top points;
-- `table_number` — for the CLI's rich tables: money with thousands separators, rates to 4 digits;
+- `table_number` — money with thousands separators, rates to 4 digits (the exploration-cost line);
+- `glance`, `glance_interval` — per metric, 3 significant digits, for the CLI's 80-column tables:
+  money and counts with k/M/B, rates in % (deltas in pp), fraud in bps;
 - `format_value`, `format_interval`, `format_relative` — per metric, for the review report:
   money with 2 decimals, rates in % (deltas in pp), fraud in bps.
 """
@@ -88,3 +90,25 @@ def format_relative(delta: float | None, baseline: float | None) -> str:
     if delta is None or baseline is None or baseline == 0 or not math.isfinite(baseline):
         return "—"
     return f"{100 * delta / abs(baseline):+.2f} %"
+
+
+def glance(metric: str, value: float | None, *, delta: bool = False) -> str:
+    """A number a risk analyst reads at a glance, at most 8 characters: `26.9M`, `88.8%`, `-0.145pp`, `48.3`.
+
+    3 significant digits with k/M/B for money and counts; rates in % and their
+    deltas in percentage points; `fraud_rate_bps` in bps as it is. Deltas carry
+    a sign; "—" when missing.
+    """
+    if value is None or not math.isfinite(value):
+        return "—"
+    if metric in PERCENT_METRICS:
+        return f"{compact(100 * value, delta)}{'pp' if delta else '%'}"
+    return compact(value, delta)
+
+
+def glance_interval(metric: str, low: float | None, high: float | None) -> str:
+    """A delta's interval in `glance`'s units without the unit (`[-0.331, +0.03]`); "—" when missing."""
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return "—"
+    scale = 100 if metric in PERCENT_METRICS else 1
+    return f"[{compact(scale * low, True)}, {compact(scale * high, True)}]"

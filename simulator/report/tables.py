@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import polars as pl
+from rich import box
+from rich.console import Group
 from rich.table import Table
 
-from segments.labels import ALL
-from simulator.report.numbers import compact, table_number
+from segments.labels import ALL, PART_SEPARATOR, VALUE_SEPARATOR, segment_sort_key
+from segments.plan import SegmentPlan
+from simulator.errors import UnknownName
+from simulator.estimate.results import FEW_EVENTS, LOW_ESS, NO_SUPPORT, UNIDENTIFIED
+from simulator.report.numbers import compact, glance, glance_interval, table_number
 from simulator.schema import LOGGED, PRODUCTION
 
 KEY_METRICS: tuple[str, ...] = (
@@ -23,28 +31,148 @@ KEY_METRICS: tuple[str, ...] = (
 )
 
 
-def _interval(low: float | None, high: float | None) -> str:
-    return f"[{table_number(low)}, {table_number(high)}]"
+SEGMENT_METRICS: tuple[str, ...] = ("net_value", "fraud_rate_bps", "auth_rate", "block_rate")
+
+# One line per flag, for the legend under the CLI's tables (docs/concepts.md, "How to read a flag").
+# Each fits one 80-column line with its name.
+FLAG_MEANINGS: dict[str, str] = {
+    NO_SUPPORT: "actions the logging policy never explored here: no number shown",
+    UNIDENTIFIED: "the data cannot identify it (e.g. 0/0): no number shown",
+    LOW_ESS: "fewer effective rows than min_ess behind it: indicative only",
+    FEW_EVENTS: "few explored fraud events: the interval is wide on purpose",
+}
+NOTE = "bold: the delta's interval excludes 0; rates in %, their deltas in pp"
 
 
-def overall_table(results: pl.DataFrame, baseline: str, metrics: tuple[str, ...] = KEY_METRICS) -> Table:
-    """Overall (segment ALL) estimate and paired delta against the baseline, per policy and key metric."""
-    table = Table(title=f"overall, against baseline '{baseline}'", title_justify="left")
-    for column, justify in (("policy", "left"), ("metric", "left"), ("estimate", "right"), ("baseline", "right"),
-                            ("delta", "right"), ("delta interval", "right"), ("flag", "left")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    overall = results.filter((pl.col("segment") == "ALL") & (pl.col("policy") != baseline))
-    order = {m: i for i, m in enumerate(metrics)}
-    rows = overall.filter(pl.col("metric").is_in(list(metrics))).with_columns(
-        pl.col("metric").replace_strict(order, return_dtype=pl.Int32).alias("_order")
-    ).sort(["policy", "_order"], maintain_order=True)
-    for r in rows.iter_rows(named=True):
-        significant = r["delta_ci_low"] is not None and (r["delta_ci_low"] > 0 or r["delta_ci_high"] < 0)
-        style = "bold" if significant else ""
-        table.add_row(r["policy"], r["metric"], table_number(r["estimate"]), table_number(r["baseline"]),
-                      table_number(r["delta"]), _interval(r["delta_ci_low"], r["delta_ci_high"]), r["flag"] or "",
-                      style=style)
+def _table(title: str, columns: tuple[tuple[str, str], ...]) -> Table:
+    """A compact results table: no outer edge, so that the overall table fits 80 columns.
+
+    Cells fold rather than end in "…": a number is never shown cut. Numbers
+    and metric names do not wrap; only the flag column does (flags are joined
+    by spaces, so a long combination takes two lines).
+    """
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  collapse_padding=True)
+    for name, justify in columns:
+        table.add_column(name, justify=justify, overflow="fold", no_wrap=name != "flag")  # type: ignore[arg-type]
     return table
+
+
+def _cells(metric: str, row: dict[str, Any]) -> tuple[str, str, str, str]:
+    """Estimate, delta, the delta's interval and the flag of one result row, as the tables show them."""
+    return (glance(metric, row["estimate"]), glance(metric, row["delta"], delta=True),
+            glance_interval(metric, row["delta_ci_low"], row["delta_ci_high"]), " ".join(flags(row["flag"])))
+
+
+def _style(row: dict[str, Any]) -> str:
+    """Bold when the delta's interval excludes 0 (the data says which way the policy moves the metric)."""
+    low, high = row["delta_ci_low"], row["delta_ci_high"]
+    return "bold" if low is not None and high is not None and (low > 0 or high < 0) else ""
+
+
+def flags(text: str | None) -> list[str]:
+    """The flags of a `flag` cell (`low_ess;few_events` → both)."""
+    return [flag for flag in (text or "").split(";") if flag]
+
+
+def _candidates(results: pl.DataFrame, baseline: str) -> list[str]:
+    """Every policy compared with the baseline, in the results' order; the logging policy (context) last."""
+    names = results.filter(pl.col("policy") != baseline)["policy"].unique(maintain_order=True).to_list()
+    return sorted(names, key=lambda name: name == LOGGED)
+
+
+def overall_table(results: pl.DataFrame, baseline: str, metrics: tuple[str, ...] = KEY_METRICS) -> Group:
+    """Per policy, the overall (segment ALL) estimate, paired delta against the baseline and its interval, and flag.
+
+    One table per policy, titled with the policy and its rows, so that a long
+    policy name costs no column: at 80 columns no header or number is cut.
+    """
+    overall = results.filter((pl.col("segment") == ALL) & pl.col("metric").is_in(list(metrics)))
+    order = {m: i for i, m in enumerate(metrics)}
+    overall = overall.sort(pl.col("metric").replace_strict(order, return_dtype=pl.Int32), maintain_order=True)
+    tables = []
+    for policy in _candidates(overall, baseline):
+        rows = overall.filter(pl.col("policy") == policy)
+        attempts = results.filter((pl.col("segment") == ALL) & (pl.col("policy") == policy))["rows"].max()
+        table = _table(f"{policy} against {baseline}, overall ({compact(attempts)} rows)",
+                       (("metric", "left"), ("estimate", "right"), ("delta", "right"), ("delta interval", "right"),
+                        ("flag", "left")))
+        for r in rows.iter_rows(named=True):
+            table.add_row(r["metric"], *_cells(r["metric"], r), style=_style(r))
+        tables.append(table)
+    return Group(*tables)
+
+
+def segmentations(results: pl.DataFrame) -> list[str]:
+    """The segmentations of a results table besides ALL (`card_country`, `card_country|card_brand`), in order."""
+    names = results["segmentation"].unique(maintain_order=True).to_list()
+    return [name for name in names if name != ALL]
+
+
+def segment_table(results: pl.DataFrame, baseline: str, segmentation: str, plan: SegmentPlan,
+                  metrics: tuple[str, ...] = SEGMENT_METRICS) -> Group:
+    """Per policy and metric, every segment of one segmentation: rows, ess, estimate, delta, interval, flag.
+
+    `ess` is the smaller of the estimate's and the delta's (`_behind`).
+
+    The segment column shows the values only (`FR|visa`; the title names the
+    segmentation), so that a table fits 80 columns. Segments are listed
+    in `plan`'s order (`segment_sort_key`: bands in edge order, windows in
+    time order). Raises `UnknownName` for a segmentation the results lack.
+    """
+    known = segmentations(results)
+    if segmentation not in known:
+        raise UnknownName("segmentation", segmentation, known)
+    chosen = results.filter(pl.col("segmentation") == segmentation)
+    order = sorted(chosen["segment"].unique().to_list(), key=lambda label: segment_sort_key(label, plan))
+    chosen = chosen.sort(pl.col("segment").replace_strict(order, range(len(order)), return_dtype=pl.Int32),
+                         maintain_order=True)
+    tables = []
+    for policy in _candidates(chosen, baseline):
+        for metric in metrics:
+            rows = chosen.filter((pl.col("policy") == policy) & (pl.col("metric") == metric))
+            if rows.is_empty():
+                continue
+            table = _table(f"{policy} against {baseline}: {metric} by {segmentation}",
+                           (("segment", "left"), ("rows", "right"), ("ess", "right"), ("estimate", "right"),
+                            ("delta", "right"), ("delta interval", "right"), ("flag", "left")))
+            for r in rows.with_columns(_behind().alias("ess")).iter_rows(named=True):
+                table.add_row(segment_values(r["segment"]), compact(r["rows"]), compact(r["ess"]), *_cells(metric, r),
+                              style=_style(r))
+            tables.append(table)
+    return Group(*tables)
+
+
+def _behind() -> pl.Expr:
+    """The effective rows a row's numbers rest on: the smaller of its `ess` and its delta's `delta_ess`.
+
+    What `low_ess` compares with `min_ess`, so a flagged row shows why (a
+    segment can have a large `ess` and few explored rows where the policies differ).
+    """
+    return pl.min_horizontal(pl.col("ess").fill_nan(None), pl.col("delta_ess").fill_nan(None))
+
+
+def segment_values(label: str) -> str:
+    """A segment label without its column names: `card_country=FR|card_brand=visa` → `FR|visa`."""
+    return PART_SEPARATOR.join(part.partition(VALUE_SEPARATOR)[2] for part in label.split(PART_SEPARATOR))
+
+
+def shown_rows(results: pl.DataFrame, baseline: str, chosen: Sequence[str] = ()) -> pl.DataFrame:
+    """The result rows `overall_table` and `segment_table` of each segmentation in `chosen` show."""
+    overall = (pl.col("segment") == ALL) & pl.col("metric").is_in(list(KEY_METRICS))
+    segments = pl.col("segmentation").is_in(list(chosen)) & pl.col("metric").is_in(list(SEGMENT_METRICS))
+    return results.filter((pl.col("policy") != baseline) & (overall | segments))
+
+
+def segmentation_name(text: str) -> str:
+    """A segmentation as results name it, from the CLI's spelling: `card_country,card_brand` → `card_country|card_brand`."""
+    return PART_SEPARATOR.join(part.strip() for part in text.replace(",", PART_SEPARATOR).split(PART_SEPARATOR))
+
+
+def flag_legend(shown: pl.DataFrame) -> list[str]:
+    """One line per flag that appears in `shown` (result rows), in the order of `FLAG_MEANINGS`."""
+    present = {flag for text in shown["flag"].unique().to_list() for flag in flags(text)}
+    return [f"{flag}: {meaning}" for flag, meaning in FLAG_MEANINGS.items() if flag in present]
 
 
 def exploration_cost(results: pl.DataFrame, baseline: str) -> str | None:
@@ -56,7 +184,8 @@ def exploration_cost(results: pl.DataFrame, baseline: str) -> str | None:
         return None
     r = row.row(0, named=True)
     return (f"exploration cost: the logging policy's exploration changed net_value by {table_number(r['delta'])} "
-            f"{_interval(r['delta_ci_low'], r['delta_ci_high'])} over the period, against production")
+            f"[{table_number(r['delta_ci_low'])}, {table_number(r['delta_ci_high'])}] over the period, "
+            "against production")
 
 
 TOP_METRICS: tuple[str, ...] = ("net_value", "fraud_rate_bps", "auth_rate", "block_rate")

@@ -48,7 +48,7 @@ def test_an_id_column_is_refused_with_top_k_suggested() -> None:
 def test_a_timestamp_column_is_refused_with_a_coarser_column_suggested() -> None:
     message = refusal(spec(by=[["created_at"]]))
     assert f"['created_at'] makes {ROWS} segments" in message
-    assert "'created_at' is a timestamp, with a segment per instant: segment by a coarser column" in message
+    assert "'created_at' is a timestamp, with a segment per instant: segment by windows of it (segments.time" in message
 
 
 def test_a_numeric_column_is_refused_with_bands_suggested() -> None:
