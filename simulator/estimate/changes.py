@@ -38,7 +38,7 @@ from simulator.config import Estimation
 from simulator.estimate.estimators import Estimate, estimator_kind
 from simulator.estimate.linearised import Gradient, divide
 from simulator.estimate.results import FLAG_LABELS, NO_SUPPORT, UNIDENTIFIED, Evaluation, MetricEstimate, \
-    _metric_values, segmentation_name
+    metric_columns, segmentation_name
 from simulator.estimate.strata import looked_at, stratified_total, stratum_value, zero
 from simulator.estimate.totals import SegmentTotals
 from simulator.model.value import RATIO_METRICS, SIGNED_VALUES, SUM_METRICS, RatioMetric, SumMetric, Weighting
@@ -180,7 +180,7 @@ def transition_metrics(transition: Transition, totals: SegmentTotals) -> list[Me
 def estimated_columns(transition: Transition, evaluation: Evaluation) -> dict[str, list[np.ndarray]]:
     """Delta columns of every metric of one transition, segment-major per metric, with flag bits in `_bits`.
 
-    The interval machinery is the results table's (`_metric_values`), fed the transition's delta against a zero
+    The interval machinery is the results table's (`metric_columns`), fed the transition's delta against a zero
     baseline: the same variance, rare-event floor, t quantiles and `few_events` / `low_ess` rules.
     """
     totals = evaluation.totals
@@ -191,7 +191,7 @@ def estimated_columns(transition: Transition, evaluation: Evaluation) -> dict[st
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("metric", *NUMBERS, "delta_explored", "delta_ess",
                                                          "interval", "_bits")}
     for metric in transition_metrics(transition, totals):
-        values = _metric_values(transition.policy, metric, nothing, evaluation, None)
+        values = metric_columns(transition.policy, metric, nothing, evaluation, None)
         delta = np.broadcast_to(values["delta"], (segments,))
         bits = (~np.isfinite(delta)).astype(np.int8) | np.where(values["thin"], np.int8(2), np.int8(0)) \
             | np.where(unsupported, np.int8(4), np.int8(0)) | values["few"]

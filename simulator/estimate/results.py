@@ -254,7 +254,7 @@ def policy_columns(policy: str, evaluation: Evaluation, baseline: dict[str, Metr
     unseen = blocks_unseen({m.name: m.estimate.value for m in estimates})
     for metric in estimates:
         base = baseline[metric.name]
-        values = _metric_values(policy, metric, base, evaluation, boot)
+        values = metric_columns(policy, metric, base, evaluation, boot)
         values["rows"] = mature_rows if metric.population == "mature" else totals.rows
         population = "mature" if metric.population == "mature" else "one"
         values["flag"] = flag_codes(metric.estimate.value, ess[population], unsupported, estimation.min_ess) \
@@ -290,7 +290,7 @@ def bootstrap_bounds(reps: dict[str, np.ndarray], base_reps: dict[str, np.ndarra
                      confidence: float) -> dict[str, Bounds]:
     """Percentile intervals of every metric from its replicates (last axis), and of its paired delta.
 
-    Delta bounds come from the replicates only under the superpopulation model (see `_metric_values`).
+    Delta bounds come from the replicates only under the superpopulation model (see `metric_columns`).
     """
     out: dict[str, Bounds] = {}
     for name, values in reps.items():
@@ -313,8 +313,13 @@ def structural_zeros(model: ValueModel, actions: tuple[str, ...]) -> frozenset[s
     return frozenset(v for v, z in zip(VALUES, zero, strict=True) if z)
 
 
-def _metric_values(policy: str, metric: MetricEstimate, base: MetricEstimate, evaluation: Evaluation,
+def metric_columns(policy: str, metric: MetricEstimate, base: MetricEstimate, evaluation: Evaluation,
                    boot: dict[str, Bounds] | None) -> dict[str, np.ndarray]:
+    """One metric's result columns for a policy: estimate, delta against `base`, their intervals and diagnostics.
+
+    The one place intervals are chosen (t with score limits, rare-event floor, bootstrap where it
+    can see what it resamples); `simulator.estimate.changes` reuses it for a transition's delta.
+    """
     plan, totals, confidence = evaluation.plan, evaluation.totals, evaluation.estimation.confidence
     estimate, baseline = metric.estimate.value, base.estimate.value
     delta = metric.estimate.minus(base.estimate)
