@@ -2,7 +2,8 @@
 
 - `sweep.parquet`: one row per grid point × segment × metric (SPEC §9 columns, the point and its parameters);
 - `frontier.parquet`: the Pareto-efficient points (net value and approval rate against fraud rate), per segment;
-- `frontier.png` and `frontier.html` (self-contained, interactive): the overall frontier with the baseline;
+- `frontier.png` and `frontier.html` (self-contained, interactive): the overall frontier with the baseline, the
+  recommended point and its reason, the objective's constraints; the page also tables the frontier points;
 - `recommendation.json` (with an objective): the chosen point, why, and how often the bootstrap chooses it;
 - `by_segment.parquet`, `by_segment_results.parquet` (with `[sweep] by`): per-value choices and the combined policy;
 - `summary.json`: the config, the data fingerprint, the grid, counts and timings.
@@ -81,11 +82,10 @@ def _write_sweep_files(result: SweepResult, config: RunConfig, path: Path, confi
     """Write every sweep output file into `out_dir`."""
     table = _with_thresholds(result.table)
     frontier = frontiers(table)
-    point = None if result.choice is None else result.choice.recommendation.point
     written = [write_parquet(result.table, out_dir / "sweep.parquet"), write_parquet(frontier, out_dir / "frontier.parquet")]
-    figure = frontier_figure(table, frontier, segment=ALL, recommended=point)
+    figure = frontier_figure(table, frontier, segment=ALL, choice=result.choice)
     written.append(write_frontier_png(figure, out_dir / "frontier.png"))
-    written.append(write_text(frontier_html(table, frontier, segment=ALL, recommended=point), out_dir / "frontier.html"))
+    written.append(write_text(frontier_html(table, frontier, segment=ALL, choice=result.choice), out_dir / "frontier.html"))
     payload = recommendation_payload(result)
     if payload is not None:
         written.append(write_json(payload, out_dir / "recommendation.json"))

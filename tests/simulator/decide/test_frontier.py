@@ -9,6 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from simulator.config_tables import Objective
+from simulator.decide.objective import Recommendation
+from simulator.decide.recommend import Choice
 from simulator.errors import UnknownName
 from simulator.decide.frontier import FRONTIER_SCHEMA, frontiers, pareto_frontier
 from simulator.report.frontier_plots import frontier_figure, frontier_html, html_segments, write_frontier_png
@@ -149,3 +152,51 @@ def test_errors_are_clipped_when_an_interval_misses_its_estimate() -> None:
     # a percentile interval [11, 12] around 10 would give a negative lower length
     lengths = _errors(np.array([10.0]), np.array([11.0]), np.array([12.0]))
     assert lengths.tolist() == [[0.0], [2.0]]
+
+
+def _choice(point: int | None = 1) -> Choice:
+    objective = Objective(maximize="net_value", constraints=({"metric": "fraud_rate_bps", "max": 9.0},
+                                                             {"metric": "auth_rate", "min": 0.85}))
+    recommendation = Recommendation(
+        metric="net_value", sense="maximize", point=point, challenge_above=0.1, block_above=0.5, estimate=90.0,
+        ci_low=80.0, ci_high=100.0, baseline=None, delta=None, delta_ci_low=None, delta_ci_high=None, feasible=2,
+        points=7, reason=["maximises net_value = 90 among 2 of 7 points that keep fraud_rate_bps ≤ 9",
+                          "reported on rows that did not choose it (time split): net_value = 88 [70, 106]"])
+    return Choice(objective, recommendation, frozenset({1, 3}), None)
+
+
+def test_the_page_shows_constraints_reasons_and_a_table_of_frontier_points() -> None:
+    sweep = small_sweep()
+    page = frontier_html(sweep, frontiers(sweep), choice=_choice())
+    chart = page.replace("\\u2264", "≤").replace("\\u2265", "≥")  # plotly's JSON escapes non-ASCII
+    assert chart.count("constraint: fraud_rate_bps ≤ 9") == 2  # the fraud limit on both panels' x axis
+    assert chart.count("constraint: auth_rate ≥ 0.85") == 1  # the approval floor on its own panel only
+    assert "<h2>Recommendation</h2>" in page and "reported on rows that did not choose it" in page
+    assert "Objective: maximize net_value subject to fraud_rate_bps ≤ 9 and auth_rate ≥ 0.85." in page
+    tables = re.findall(r"<table>.*?</table>", page, re.DOTALL)
+    assert len(tables) == 2  # one per frontier
+    net = tables[0]
+    assert net.count("<tr") == 1 + 5  # header and the five efficient points of ALL (p0, p1, p3, p5, p6)
+    assert re.search(r"<tr class='recommended'><td>1</td>", net)  # the recommended point is marked
+
+
+def test_the_picture_draws_the_constraints_and_the_reason(tmp_path: Path) -> None:
+    sweep = small_sweep()
+    figure = frontier_figure(sweep, frontiers(sweep), choice=_choice())
+    texts = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert "constraint: fraud_rate_bps ≤ 9" in texts and "constraint: auth_rate ≥ 0.85" in texts
+    assert any(t.startswith("recommended (point 1") for t in texts)
+    assert "recommended point 1, reported on rows that did not choose it" in figure.get_suptitle()
+    write_frontier_png(figure, tmp_path / "f.png")
+
+
+def test_flagged_points_are_drawn_apart_from_the_points_a_frontier_could_use() -> None:
+    """A flag keeps a point off the frontier: it must not look like a better point the frontier missed."""
+    sweep = small_sweep().with_columns(
+        flag=pl.when((pl.col("point") == 5) & (pl.col("metric") == "fraud_rate_bps")).then(pl.lit("few_events"))
+        .otherwise("flag"))
+    figure = frontier_figure(sweep, frontiers(sweep))
+    texts = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert "grid points flagged, not on the frontier (1)" in texts and "grid points (6)" in texts
+    page = frontier_html(sweep, frontiers(sweep))
+    assert "grid points flagged (not on the frontier)" in page
