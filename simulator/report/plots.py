@@ -39,13 +39,16 @@ def _policy(results: pl.DataFrame, policy: str | None) -> str:
 
 
 def forest_rows(results: pl.DataFrame, metric: str, *, policy: str | None = None,
-                segmentation: str | None = None, top: int = 25) -> pl.DataFrame:
+                segmentation: str | None = None, top: int = 25, min_rows: int = 0) -> pl.DataFrame:
     """The rows a forest plot shows: ALL, then the `top` segments with the largest |delta|, largest first.
 
-    Segments without a delta (flagged no_support or unidentified) cannot be drawn and are left out.
+    Segments without a delta (flagged no_support or unidentified) cannot be drawn and are left out, and so
+    are segments with fewer than `min_rows` payments (a tiny segment's delta is large and its interval huge:
+    "largest moves" would otherwise pick 8-row segments).
     """
     chosen = _policy(results, policy)
-    rows = results.filter((pl.col("policy") == chosen) & (pl.col("metric") == metric) & pl.col("delta").is_not_null())
+    rows = results.filter((pl.col("policy") == chosen) & (pl.col("metric") == metric) & pl.col("delta").is_not_null()
+                          & ((pl.col("segment") == ALL) | (pl.col("rows") >= min_rows)))
     if segmentation is not None:
         rows = rows.filter((pl.col("segmentation") == segmentation) | (pl.col("segment") == ALL))
     overall = rows.filter(pl.col("segment") == ALL)
@@ -54,11 +57,14 @@ def forest_rows(results: pl.DataFrame, metric: str, *, policy: str | None = None
 
 
 def forest_plot(results: pl.DataFrame, metric: str, *, policy: str | None = None, segmentation: str | None = None,
-                top: int = 25, limit: float | None = None) -> Figure:
+                top: int = 25, limit: float | None = None, min_rows: int = 0, focus: bool = False) -> Figure:
     """Per-segment paired deltas of one metric with their intervals (one line per segment, ALL on top).
 
     Green: the interval lies above 0; red: below 0; grey: it contains 0. Hollow
     markers are flagged estimates (low_ess). `limit` draws a guardrail's bound.
+    `min_rows` leaves out smaller segments; `focus` keeps the axis on ALL, 0, the
+    limit and the middle 80 % of the segments' interval ends, so that one very wide
+    interval does not squeeze the rest into a line (it is cut at the edge).
 
     Example::
 
@@ -89,11 +95,27 @@ def forest_plot(results: pl.DataFrame, metric: str, *, policy: str | None = None
     if limit is not None:
         axes.axvline(limit, color="#ef6c00", linestyle="--", linewidth=1, label=f"guardrail limit {limit:g}")
         axes.legend(loc="lower right", fontsize=8)
+    if focus:
+        axes.set_xlim(*_focus(rows, limit))
     axes.set_yticks(y, labels, fontsize=8)
     axes.set_xlabel(f"{metric}: candidate − baseline (paired delta, interval)")
     axes.set_title(f"{metric} by segment (ALL and the {rows.height - 1} largest moves)", fontsize=10)
     axes.grid(axis="x", alpha=0.3)
     return figure
+
+
+def _focus(rows: pl.DataFrame, limit: float | None) -> tuple[float, float]:
+    """x limits: ALL's interval, 0, the limit and the 10th–90th percentiles of the segments' interval ends."""
+    ends = np.concatenate([rows["delta_ci_low"].drop_nulls().to_numpy(), rows["delta_ci_high"].drop_nulls().to_numpy(),
+                           rows["delta"].drop_nulls().to_numpy()])
+    ends = ends[np.isfinite(ends)]
+    overall = rows.filter(pl.col("segment") == ALL)
+    keep = [0.0] + ([limit] if limit is not None else [])
+    if overall.height:
+        keep += [v for v in overall.select("delta_ci_low", "delta_ci_high", "delta").row(0) if v is not None]
+    low, high = (min(np.quantile(ends, 0.1), *keep), max(np.quantile(ends, 0.9), *keep)) if ends.size else (-1.0, 1.0)
+    pad = 0.08 * (high - low or 1.0)
+    return low - pad, high + pad
 
 
 def calibration_plot(calibration_frame: pl.DataFrame) -> Figure:

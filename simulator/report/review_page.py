@@ -69,6 +69,7 @@ h1 { font-size: 1.6rem; margin-bottom: .3rem; } h2 { border-bottom: 1px solid #d
 .verdict-pass { background: #e8f5e9; border-color: #2e7d32; } .verdict-pass .label { color: #2e7d32; }
 .verdict-fail { background: #ffebee; border-color: #c62828; } .verdict-fail .label { color: #c62828; }
 .verdict-inconclusive { background: #fff8e1; border-color: #ef6c00; } .verdict-inconclusive .label { color: #ef6c00; }
+.verdict-summary { background: #e3f2fd; border-color: #1565c0; } .verdict-summary .label { color: #1565c0; font-size: 1.2rem; }
 table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: .86rem; }
 caption { text-align: left; font-weight: 600; padding: .3rem 0; }
 th, td { border: 1px solid #d9e2ec; padding: .25rem .55rem; vertical-align: top; }

@@ -30,6 +30,7 @@ from simulator.plan.compiled import Plan, compile_plan
 from simulator.plan.moments import needed_sums
 from simulator.report.files import parquet_footer_digest, write_json, write_parquet
 from simulator.report.folders import staged_folder
+from simulator.report.run_report import write_run_report
 from simulator.schema import Schema
 from simulator.stats.shard import Stats, shard_stats
 
@@ -250,8 +251,8 @@ def _kind(config: RunConfig, name: str) -> str:
 
 def write_run_outputs(result: RunResult, config: RunConfig, path: str | Path, config_source: str, out_dir: Path, *,
                       overwrite: bool = False) -> list[Path]:
-    """`results.parquet`, `changes.parquet`, `examples.parquet` and `summary.json`: the folder `out_dir`, new or
-    empty unless `overwrite`, written whole.
+    """`results.parquet`, `changes.parquet`, `examples.parquet`, `summary.json` and the report (`report.html`,
+    `report.md` and its figures): the folder `out_dir`, new or empty unless `overwrite`, written whole.
 
     `overwrite` replaces what an earlier command wrote there (`simulator.report.folders`).
     """
@@ -261,4 +262,5 @@ def write_run_outputs(result: RunResult, config: RunConfig, path: str | Path, co
         write_parquet(result.changes, folder / names[1])
         write_parquet(result.examples, folder / names[2])
         write_json(run_summary(result, config, path, config_source), folder / names[3])
-    return [out_dir / name for name in names]
+        report = write_run_report(result, folder)
+    return [out_dir / name for name in names] + [out_dir / p.name for p in report]

@@ -80,8 +80,10 @@ def test_overwrite_replaces_a_sweeps_outputs_whole(data: Path, tmp_path: Path) -
     signed_earlier_run(tmp_path / "out", "recommendation.json", "by_segment.parquet", "by_segment_results.parquet")
     result = run_local(data, tmp_path / "out", "--overwrite")
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["changes.parquet", "examples.parquet", "results.parquet",
-                                                                    "summary.json"]
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert [n for n in names if not n.endswith(".png")] == ["changes.parquet", "examples.parquet", "report.html",
+                                                            "report.md", "results.parquet", "summary.json"]
+    assert not {"recommendation.json", "by_segment.parquet"} & set(names)  # nothing of the sweep is left
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 

@@ -1,0 +1,81 @@
+"""The run report (report.html, report.md): its sections, files and the choices behind its plots."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from simulator import parse_config, run_frame
+from simulator.report.plots import forest_rows
+from simulator.report.run_report import _sign_flip, build_run_report, candidates, write_run_report
+from simulator.report.review_page import render_html, render_markdown
+from simulator.synthetic.fresh import as_of, fresh_population
+
+POLICIES = [{"name": "strict", "kind": "threshold", "score": "fraud_score", "challenge_above": 0.05, "block_above": 0.3},
+            {"name": "lax", "kind": "threshold", "score": "fraud_score", "challenge_above": 0.1, "block_above": 0.6}]
+
+
+@pytest.fixture(scope="module")
+def result():  # noqa: ANN201 - a RunResult
+    log, _ = fresh_population(20_000, 5)
+    config = parse_config({"data": {"as_of": as_of()}, "policies": POLICIES,
+                           "segments": {"by": [["card_country"], ["card_funding"]], "time": "month"}})
+    return run_frame(config, log)
+
+
+def test_every_section_is_there_in_reading_order(result) -> None:  # noqa: ANN001
+    report = build_run_report(result)
+    assert [s.id for s in report.sections] == ["overall", "changes", "forest", "time", "diagnostics"]
+    assert candidates(result) == ["strict", "lax", "logged"]  # the logging policy's exploration last
+    assert len(report.verdict_details) == 3 and report.verdict_details[0].startswith("strict: net_value ")
+
+
+def test_the_page_is_self_contained_and_the_markdown_names_its_figures(result, tmp_path: Path) -> None:  # noqa: ANN001
+    written = write_run_report(result, tmp_path)
+    names = {p.name for p in written}
+    assert {"report.html", "report.md", "forest_strict_net_value.png", "time_strict.png"} <= names
+    page = (tmp_path / "report.html").read_text()
+    assert "<script" not in page and re.search(r"src=\"(?!data:)", page) is None  # nothing fetched
+    assert page.count("data:image/png;base64,") == sum(n.endswith(".png") for n in names)
+    markdown = (tmp_path / "report.md").read_text()
+    for name in names - {"report.html", "report.md"}:
+        assert f"]({name})" in markdown
+    for flag in ("no_support", "unidentified", "low_ess", "few_events"):  # a legend line for every flag
+        assert f"{flag}: " in markdown
+
+
+def test_decision_changes_and_examples_are_in_the_report(result) -> None:  # noqa: ANN001
+    report = build_run_report(result)
+    changes = next(s for s in report.sections if s.id == "changes")
+    table = changes.tables[0]
+    strict = [r for r in table.rows if r[0] == "strict"]
+    assert {r[1] for r in strict} == {"challenge → block"}  # strict blocks [0.3, 0.4) that production challenges
+    assert any(t.caption == "strict: largest payments moved challenge → block" for t in changes.tables[1:])
+
+
+def test_forest_plots_leave_out_segments_below_min_rows(result) -> None:  # noqa: ANN001
+    rows = forest_rows(result.results, "net_value", policy="strict", min_rows=5_000)
+    assert rows["segment"][0] == "ALL"
+    assert (rows.filter(pl.col("segment") != "ALL")["rows"] >= 5_000).all()
+    assert forest_rows(result.results, "net_value", policy="strict").height > rows.height
+
+
+def test_a_sign_flip_between_windows_is_called_out() -> None:
+    labels = ["2026-01", "2026-02", "2026-03"]
+    certain = _sign_flip(labels, np.array([1.0, -3.0, -1.0]), np.array([2.0, -1.0, 1.0]), np.array([1.5, -2.0, 0.0]))
+    assert certain.startswith("flips sign: its interval is above 0 in 2026-01 and below 0 in 2026-02")
+    loose = _sign_flip(labels, np.array([-1.0, -3.0, -1.0]), np.array([2.0, 1.0, 1.0]), np.array([0.5, -1.0, 0.2]))
+    assert loose.startswith("changes sign between windows (2 up, 1 down)")
+    assert _sign_flip(labels, np.array([1.0, 1.0, 1.0]), np.array([2.0, 2.0, 2.0]), np.array([1.5, 1.5, 1.5])) == ""
+
+
+def test_without_time_windows_there_is_no_time_section() -> None:
+    log, _ = fresh_population(5_000, 6)
+    run = run_frame(parse_config({"data": {"as_of": as_of()}, "policies": POLICIES[:1]}), log)
+    report = build_run_report(run)
+    assert "time" not in [s.id for s in report.sections]
+    assert render_html(report) and render_markdown(report)
