@@ -100,6 +100,13 @@ def write_parquet(frame: pl.DataFrame, path: Path) -> Path:
     return path
 
 
+def in_row_groups(transactions: Path, out: Path, rows: int) -> Path:
+    """A copy of a generated log's Parquet files with `rows`-row groups, so that the files split into several shards."""
+    for i, file in enumerate(sorted(transactions.glob("*.parquet"))):
+        pl.read_parquet(file).write_parquet(out / f"part-{i}.parquet", row_group_size=rows)
+    return out
+
+
 def _columns(n: int, rng: np.random.Generator) -> pl.DataFrame:
     """Every SPEC §2 column, built from numpy draws; `_`-prefixed helpers are dropped."""
     segments = {name: _choice(values, probs, n, rng) for name, (values, probs) in SEGMENT_VALUES.items()}

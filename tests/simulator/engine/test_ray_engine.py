@@ -14,6 +14,7 @@ from simulator.errors import PolicysimError
 from simulator.workflows.run import run
 from simulator.engine.execution import Execution
 from tests.conftest import LOCAL
+from tests.factories import in_row_groups
 
 CONFIG = {
     "segments": {"by": [["card_country"], ["card_funding", "channel"]]},
@@ -31,10 +32,7 @@ KEYS = ["policy", "segmentation", "segment", "metric"]
 @pytest.fixture(scope="module")
 def dataset(generated: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The generated log rewritten with small row groups, so files split into several shards."""
-    out = tmp_path_factory.mktemp("rowgroups")
-    for i, file in enumerate(sorted((generated / "transactions").glob("*.parquet"))):
-        pl.read_parquet(file).write_parquet(out / f"part-{i}.parquet", row_group_size=2_500)
-    return out
+    return in_row_groups(generated / "transactions", tmp_path_factory.mktemp("rowgroups"), 2_500)
 
 
 def _same(a: pl.DataFrame, b: pl.DataFrame) -> None:

@@ -12,7 +12,7 @@ from simulator.config import parse_config
 from simulator.engine.execution import Execution
 from simulator.workflows.run import run, run_frame
 from tests.conftest import LOCAL
-from tests.factories import make_transactions
+from tests.factories import in_row_groups, make_transactions
 
 STRICT = {"name": "strict", "kind": "threshold", "score": "fraud_score", "challenge_above": 0.3, "block_above": 0.7}
 CONFIG = {
@@ -82,10 +82,7 @@ def test_tiny_log_counts_and_examples_by_hand() -> None:
 @pytest.fixture(scope="module")
 def rowgroups(generated: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The generated log rewritten with small row groups, so files split into several shards."""
-    out = tmp_path_factory.mktemp("changes-rowgroups")
-    for i, file in enumerate(sorted((generated / "transactions").glob("*.parquet"))):
-        pl.read_parquet(file).write_parquet(out / f"part-{i}.parquet", row_group_size=5_000)
-    return out
+    return in_row_groups(generated / "transactions", tmp_path_factory.mktemp("changes-rowgroups"), 5_000)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from simulator.workflows.review import review
 from simulator.workflows.run import run, run_frame
 from simulator.workflows.sweep import sweep
 from tests.conftest import LOCAL
-from tests.factories import make_transactions
+from tests.factories import in_row_groups, make_transactions
 from tests.simulator.data.test_export_shapes import canonical_config, foreign_config
 
 # the generator's year, 2025-10-01 to 2026-10-01 (UTC)
@@ -36,10 +36,7 @@ KEYS = ["policy", "segmentation", "segment", "metric"]
 @pytest.fixture(scope="module")
 def dataset(generated: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The generated log in small row groups, so that it splits into several shards."""
-    out = tmp_path_factory.mktemp("windows")
-    for i, file in enumerate(sorted((generated / "transactions").glob("*.parquet"))):
-        pl.read_parquet(file).write_parquet(out / f"part-{i}.parquet", row_group_size=5_000)
-    return out
+    return in_row_groups(generated / "transactions", tmp_path_factory.mktemp("windows"), 5_000)
 
 
 @pytest.fixture(scope="module")
