@@ -133,15 +133,15 @@ def evaluate_designs(grid: pl.DataFrame, log: LogShape, cost_per_share_month: fl
         floor = np.fmax(grid["min_rows"].to_numpy() / numbers["rows"],
                         np.nan_to_num(grid["min_ess"].to_numpy() / (numbers["delta_ess"] * mix))) * log.days
     needed = _days_needed(grid, half_width, distance, proportional, floor)
-    monthly = None if cost_per_share_month is None else cost_per_share_month * grid["exploration"].to_numpy()
+    unknown = np.full(grid.height, np.nan)
+    monthly = unknown if cost_per_share_month is None else cost_per_share_month * grid["exploration"].to_numpy()
     return grid.select("policy", "guardrail", "name", "metric", "days", "exploration", "reliable", "note").with_columns(
         pl.Series("rows", rows), pl.Series("delta", delta), pl.Series("limit", limit),
         pl.Series("delta_ess", delta_ess).fill_nan(None), pl.Series("delta_se", np.sqrt(var)), pl.Series("half_width", half_width), pl.Series("distance", distance),
         pl.Series("conclusive", conclusive), pl.Series("days_needed", needed).fill_nan(None),
         pl.Series("expected", _expected(grid["upper"], below)),
-        pl.Series("monthly_cost", monthly, dtype=pl.Float64),
-        pl.Series("test_cost", None if monthly is None else monthly * grid["days"].to_numpy() / DAYS_PER_MONTH,
-                  dtype=pl.Float64),
+        pl.Series("monthly_cost", monthly).fill_nan(None),
+        pl.Series("test_cost", monthly * grid["days"].to_numpy() / DAYS_PER_MONTH).fill_nan(None),
     ).select(list(PLAN_SCHEMA)).cast(PLAN_SCHEMA)  # type: ignore[arg-type]
 
 
@@ -187,7 +187,7 @@ def smallest_designs(grid: pl.DataFrame, current: pl.DataFrame, log: LogShape,
     """
     needed = (grid.filter(pl.col("days_needed").is_not_null())
               .group_by([*KEYS, "exploration"], maintain_order=True)
-              .agg(pl.col("days_needed").first().ceil().alias("days")))
+              .agg((pl.col("days_needed").first().floor() + 1).alias("days")))  # the first whole day past the meeting point
     exact = evaluate_designs(current.join(needed, on=KEYS, how="inner"), log, cost_per_share_month)
     found = (pl.concat([grid, exact]).filter(pl.col("conclusive")).sort([*KEYS, "days", "exploration"])
              .group_by(KEYS, maintain_order=True).first())
