@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from simulator.decide.sizing import (DAYS_PER_MONTH, LogShape, evaluate_designs, explored_mix, plan_grid,
+from simulator.decide.sizing import (DAYS_PER_MONTH, LogShape, explored_mix, plan_grid,
                                      production_share, scaled_variance, smallest_designs)
 
 LOG = LogShape(days=100.0, exploration=0.05, actions=3, rows=10_000)
