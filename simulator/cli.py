@@ -39,6 +39,8 @@ from simulator.terminal import (EX_SOFTWARE, print_run, print_sweep, print_warni
                                 console, engine_line, internal_error, stdout, summary_table, user_errors)
 from simulator.workflows.run import resolve_data, run, write_run_outputs
 from simulator.workflows.review import review
+from simulator.workflows.plan import checks as plan_checks, plan
+from simulator.report.plan import plan_table, write_plan
 from simulator.workflows.sweep import sweep
 from simulator.report.sweep import write_sweep_outputs
 from simulator.synthetic.generate import GenerateSpec, generate
@@ -298,6 +300,62 @@ def review_command(
                    f"(exit {code}; {', '.join(f'{n} {o}' for o, n in result.counts().items())}); report: {files.html}",
                    highlight=False)
     raise typer.Exit(code)
+
+
+def _numbers(text: str | None, flag: str, *, most: float | None = None) -> list[float] | None:
+    """A comma-separated list of positive numbers (at most `most`), or None for the default grid."""
+    if text is None:
+        return None
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected numbers separated by commas, got {text!r}", param_hint=f"'{flag}'") from None
+    bad = [v for v in values if not (v > 0 and (most is None or v <= most) and v != float("inf"))]
+    if not values or bad:
+        bound = f"in (0, {most:g}]" if most is not None else "> 0"
+        raise typer.BadParameter(f"every value must be {bound}, got {text!r}", param_hint=f"'{flag}'")
+    return values
+
+
+@app.command("plan")
+def plan_command(
+    config: ConfigArg,
+    out: OutOpt,
+    data: DataOpt = None,
+    days: Annotated[Optional[str], typer.Option(
+        "--days", metavar="LIST", help="Days of traffic to size, e.g. 7,30,90 (default 7,14,30,60,90,180,365 and "
+                                       "the log's span).")] = None,
+    exploration: Annotated[Optional[str], typer.Option(
+        "--exploration", metavar="LIST", help="Exploration shares to size, e.g. 0.01,0.05 (default "
+                                              "0.01,0.02,0.05,0.1,0.2 and the log's).")] = None,
+    engine: EngineOpt = EngineName.ray,
+    address: AddressOpt = None,
+    num_cpus: CpusOpt = None,
+    seed: SeedOpt = None,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+) -> None:
+    """Size a test: the days of traffic and exploration share that make each guardrail conclusive, and their cost.
+
+    One run of the [review] candidate (or, without [review], of every policy for the sign of net_value,
+    auth_rate and fraud_rate_bps); the model and its assumptions are in docs/review.md ("Before you
+    explore: sizing a test"). The table goes to stdout even with --quiet.
+    """
+    with user_errors():
+        planned = _execution(engine, address, num_cpus)
+        grid_days = _numbers(days, "--days")
+        grid_shares = _numbers(exploration, "--exploration", most=1.0)
+        cfg = _config(config, seed)
+        plan_checks(cfg)  # nothing to plan is a config error, before any data is read
+        _check_before_work(out, overwrite, (resolve_data(cfg, data), config), planned)
+        with shard_progress(quiet, planned) as execution:
+            result = plan(cfg, data, execution=execution, days=grid_days, shares=grid_shares,
+                          config_source=str(config))
+        files = write_plan(result, out, config_source=str(config), overwrite=overwrite)
+    stdout().print(plan_table(result))  # the answer: stdout, even with --quiet (as review's verdict)
+    if not quiet:
+        print_warnings(result.run.plan.warnings)
+        console.print(f"wrote {files.parquet}, {files.markdown.name}, {files.figure.name} and {files.summary.name}")
 
 
 @app.command("demo")

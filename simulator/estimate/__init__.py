@@ -12,5 +12,6 @@
 - `support` — how much of a policy's mass the logging policy never explored;
 - `results` — the results table: estimates, intervals, paired deltas, diagnostics and flags, for any `Totals`;
 - `grid_results` — the same table for every grid point, with the grid's bootstrap evaluated in blocks;
-- `changes` — decision changes: rows, volume and each transition's share of the deltas, and the example payments.
+- `changes` — decision changes: rows, volume and each transition's share of the deltas, and the example payments;
+- `sizing` — a paired delta's variance split by the rows it rests on (explored, production's own, the rest).
 """

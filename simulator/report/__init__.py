@@ -9,5 +9,6 @@
 - `calibration` — reliability curves of the logged scores, for the review report;
 - `review_page` — the review report as HTML and Markdown;
 - `review` — what the review report says, section by section, and writing it;
-- `sweep` — what `policysim sweep` writes.
+- `sweep` — what `policysim sweep` writes;
+- `plan` — what `policysim plan` writes and prints (the sizing table, plan.md, plan.png).
 """
