@@ -235,3 +235,18 @@ def guardrail_table(checks: pl.DataFrame) -> Table:
         style = "bold red" if r["fail"] else ("yellow" if r["inconclusive"] else "")
         table.add_row(r["name"], r["scope"], *(str(r[o]) for o in outcomes), style=style)
     return table
+
+
+def candidates_table(ranking: pl.DataFrame, policies: dict[str, str]) -> Table:
+    """Several reviewed candidates, ranked (simulator.decide.ranking.RANKING_SCHEMA): verdict, policy, rank bound."""
+    table = Table(title="candidates, ranked", title_justify="left")
+    for column, justify in (("#", "right"), ("candidate", "left"), ("verdict", "left"), ("policy", "left"),
+                            ("bound", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    styles = {"fail": "bold red", "inconclusive": "yellow", "pass": "green"}
+    for r in ranking.iter_rows(named=True):
+        side = "≥" if r["rank_sense"] == "maximize" else "≤"
+        bound = f"{r['rank_metric']} {side} {compact(r['bound'], signed=True)}" if r["bound"] is not None else "no bound"
+        table.add_row(str(r["rank"]), r["candidate"], r["verdict"].upper(), policies.get(r["candidate"], ""), bound,
+                      style=styles.get(r["verdict"], ""))
+    return table
