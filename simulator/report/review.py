@@ -52,7 +52,7 @@ def build_report(result: ReviewResult, *, allow_inconclusive: bool = False) -> R
     sections = (*candidate_sections(result), calibration_section(result), _method_section(result, allow_inconclusive),
                 provenance_section(result))
     return Report(title=title, verdict=result.verdict, verdict_text=_verdict_text(result, allow_inconclusive),
-                  verdict_details=_verdict_details(result), sections=sections)
+                  verdict_details=verdict_details(result), sections=sections)
 
 
 def candidate_sections(result: ReviewResult, *, prefix: str = "", level: int = 2) -> tuple[Section, ...]:
@@ -66,17 +66,13 @@ def candidate_sections(result: ReviewResult, *, prefix: str = "", level: int = 2
     return tuple(replace(s, id=f"{prefix}{s.id}", level=level) for s in sections)
 
 
-def verdict_details(result: ReviewResult) -> tuple[str, ...]:
-    """The lines under a candidate's verdict: counts per outcome, failing checks, the multiple-testing rule."""
-    return _verdict_details(result)
-
-
 def _verdict_text(result: ReviewResult, allow_inconclusive: bool) -> str:
     code = result.exit_code(allow_inconclusive=allow_inconclusive)
     return f"{VERDICT_TEXT[result.verdict]} — exit code {code}{' (--allow-inconclusive)' if allow_inconclusive else ''}"
 
 
-def _verdict_details(result: ReviewResult) -> tuple[str, ...]:
+def verdict_details(result: ReviewResult) -> tuple[str, ...]:
+    """The lines under a candidate's verdict: counts per outcome, failing checks, the multiple-testing rule."""
     counts = result.counts()
     total = sum(counts.values())
     lines = [f"{len(result.config.guardrails)} guardrails, {total} guardrail × segment checks: "
