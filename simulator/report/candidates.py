@@ -188,7 +188,14 @@ def candidates_json(reviewed: CandidatesReview, *, allow_inconclusive: bool = Fa
 def write_candidates_review(reviewed: CandidatesReview, out_dir: Path, *, allow_inconclusive: bool = False,
                             overwrite: bool = False) -> ReviewFiles:
     """review.html, review.md with its PNGs, review.json, guardrails.parquet (with a `candidate` column),
-    results.parquet (every candidate and the baseline) and summary.json, written whole like a single review."""
+    results.parquet (every candidate) and summary.json, written whole like a single review.
+
+    Example::
+
+        write_candidates_review(review_candidates(config, Path("data/transactions"),
+                                                  execution=Execution(engine="local")),
+                                Path("out/candidates"), overwrite=True).html
+    """
     report = build_candidates_report(reviewed, allow_inconclusive=allow_inconclusive)
     checks = pl.concat([r.guardrails.select(pl.lit(r.candidate).alias("candidate"), pl.all()) for r in reviewed.reviews])
     with staged_folder(out_dir, overwrite=overwrite) as folder:
