@@ -5,7 +5,9 @@
 Two checks, both must pass (exit 0; 1 otherwise, listing what is missing):
 
 - the DOM after Chromium has loaded the page (`--dump-dom`): the verdict
-  banner, the section of each part of the report, at least five tables, and
+  banner, the section of each part of the report (on a page of several
+  candidates: the side-by-side table, each candidate's sections, and the
+  shared calibration, method and provenance), at least five tables, and
   the plots as inline `data:image/png` images that decoded (Chromium reports
   their natural size through a tiny script run after load); nothing is
   fetched from the network (`--disable-background-networking` and no external
@@ -27,6 +29,8 @@ import tempfile
 from pathlib import Path
 
 SECTIONS = ("guardrails", "overall", "forest", "movers", "support", "calibration", "method", "provenance")
+CANDIDATE_PARTS = ("guardrails", "overall", "forest", "movers", "support")  # per candidate, on a side-by-side page
+SHARED = ("candidates", "calibration", "method", "provenance")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                   "--disable-background-networking", "--disable-extensions", "--no-first-run")
 PROBE = """<script>window.addEventListener('load', () => {
@@ -66,14 +70,24 @@ def problems_in(dom: str, source: str) -> list[str]:
     verdict = re.search(r'<div id="verdict" class="verdict verdict-(\w+)">\s*<div class="label">([^<]+)<', dom)
     if not verdict:
         found.append("no verdict banner")
-    found += [f"no section '{s}'" for s in SECTIONS if f'<section id="{s}">' not in dom]
+    candidates = len(re.findall(r'<section id="candidate-\d+">', dom))
+    if '<section id="candidates">' in dom:  # several candidates side by side: shared parts, then each candidate's
+        found += [f"no section '{s}'" for s in SHARED if f'<section id="{s}">' not in dom]
+        found += [f"candidate {rank}: no section '{part}'" for rank in range(1, candidates + 1)
+                  for part in CANDIDATE_PARTS if not re.search(rf'<section id="c{rank}_[^"]*_{part}">', dom)]
+        if not candidates:
+            found.append("a candidates table but no candidate's section")
+    else:
+        found += [f"no section '{s}'" for s in SECTIONS if f'<section id="{s}">' not in dom]
     tables = dom.count("<table")
     if tables < 5:
         found.append(f"only {tables} tables (expected at least 5)")
     sizes = re.search(r'data-image-sizes="([^"]*)"', dom)
     decoded = [s for s in (sizes.group(1).split(",") if sizes and sizes.group(1) else []) if not s.startswith("0x")]
-    if len(decoded) < 4:
-        found.append(f"only {len(decoded)} plots decoded (expected 4: three forest plots and calibration)")
+    expected = 3 * max(candidates, 1) + 1
+    if len(decoded) < expected:
+        found.append(f"only {len(decoded)} plots decoded (expected {expected}: three forest plots per candidate and "
+                     "calibration)")
     if re.search(r'(src|href)="https?://', source):
         found.append("the page references the network")
     return found

@@ -45,14 +45,16 @@ from simulator.errors import InvalidConfig, InvalidData, PolicysimError, Unknown
 from simulator.report.calibration import calibrations
 from simulator.report.frontier_plots import frontier_figure, frontier_html
 from simulator.report.plots import calibration_plot, figure_png, forest_plot
+from simulator.report.candidates import write_candidates_review
 from simulator.report.review import write_review
 from simulator.synthetic.generate import GenerateSpec, generate
 from simulator.workflows.frames import diagnostics, sweep_frame
-from simulator.workflows.review import ReviewResult, review
+from simulator.workflows.review import CandidatesReview, ReviewResult, review, review_candidates
 from simulator.workflows.run import RunResult, run, run_frame
 from simulator.workflows.sweep import SweepResult, sweep
 
 __all__ = [
+    "CandidatesReview",
     "Constraint",
     "Execution",
     "GenerateSpec",
@@ -83,9 +85,11 @@ __all__ = [
     "pareto_frontier",
     "parse_objective",
     "review",
+    "review_candidates",
     "run",
     "run_frame",
     "sweep",
     "sweep_frame",
+    "write_candidates_review",
     "write_review",
 ]

@@ -32,13 +32,14 @@ from simulator.engine.address import check_reachable
 from simulator.engine.execution import Execution, ignored_setting
 from simulator.engine.ray_engine import cluster
 from simulator.report.folders import check_output_folder, staged_folder
+from simulator.report.candidates import write_candidates_review
 from simulator.report.review import write_review
 from simulator.errors import UnknownName
 from simulator.report.tables import guardrail_table, segmentation_name
-from simulator.terminal import (EX_SOFTWARE, print_run, print_sweep, print_warnings, progress_bar, shard_progress,
+from simulator.terminal import (EX_SOFTWARE, print_candidates, print_run, print_sweep, print_warnings, progress_bar, shard_progress,
                                 console, engine_line, internal_error, stdout, summary_table, user_errors)
 from simulator.workflows.run import resolve_data, run, write_run_outputs
-from simulator.workflows.review import review
+from simulator.workflows.review import review, review_candidates
 from simulator.workflows.plan import checks as plan_checks, plan
 from simulator.report.plan import plan_table, write_plan
 from simulator.workflows.sweep import sweep
@@ -279,15 +280,22 @@ def review_command(
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
-    """Pre-launch review of the [review] candidate: exit 0 pass, 1 fail, 3 undecided.
+    """Pre-launch review of the [review] candidate(s): exit 0 pass, 1 fail, 3 undecided.
 
     The candidate is compared with the baseline in every segment against the
     [[review.guardrails]] (docs/review.md); review.html and review.md say why.
+    With [review] candidates = [...], every candidate is reviewed in one pass and
+    ranked: exit 0 when one passes (the recommended one), 1 when all fail, 3 otherwise.
     """
     with user_errors():
         planned = _execution(engine, address, num_cpus)
         cfg = _config(config, seed)
         _check_before_work(out, overwrite, (resolve_data(cfg, data), config), planned)
+        if cfg.review is not None and cfg.review.several:  # [review] candidates = [...]: ranked, one pass
+            with shard_progress(quiet, planned) as execution:
+                ranked = review_candidates(cfg, data, execution=execution, config_source=str(config))
+            files = write_candidates_review(ranked, out, allow_inconclusive=allow_inconclusive, overwrite=overwrite)
+            raise typer.Exit(print_candidates(ranked, files.html, allow_inconclusive=allow_inconclusive, quiet=quiet))
         with shard_progress(quiet, planned) as execution:
             result = review(cfg, data, execution=execution, config_source=str(config))
         files = write_review(result, out, allow_inconclusive=allow_inconclusive, overwrite=overwrite)

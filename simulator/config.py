@@ -266,10 +266,8 @@ class RunConfig(BaseModel):
         if self.baseline.policy not in (None, LOGGED, PRODUCTION, *names):
             problems.append(("baseline.policy", f"{self.baseline.policy!r} is neither 'production', 'logged' "
                                                 f"nor a policy name {names}"))
-        if self.review is not None and self.review.candidate not in names:
-            problems.append(("review.candidate", str(UnknownName("policy", self.review.candidate, names))))
-        elif self.review is not None and self.review.candidate == self.baseline.policy:
-            problems.append(("review.candidate", f"{self.review.candidate!r} is the baseline; review another policy"))
+        if self.review is not None:
+            problems += _review_names(self.review, names, self.baseline.policy)
         if self.sweep is not None and self.sweep.by is not None and self.sweep.by in self.segments.bands:
             problems.append(("sweep.by", f"{self.sweep.by!r} is banded; per-value thresholds need a categorical column"))
         if self.sweep is not None and self.sweep.by is not None and window_unit(self.sweep.by) is not None:
@@ -278,6 +276,18 @@ class RunConfig(BaseModel):
         if problems:
             raise TableProblems(problems)
         return self
+
+
+def _review_names(review: ReviewConfig, names: list[str], baseline: str | None) -> list[tuple[str, str]]:
+    """Every reviewed name is a policy of the config and not the baseline (each problem at its key)."""
+    keys = [f"review.candidates[{i}]" for i in range(len(review.names))] if review.several else ["review.candidate"]
+    problems: list[tuple[str, str]] = []
+    for key, name in zip(keys, review.names):
+        if name not in names:
+            problems.append((key, str(UnknownName("policy", name, names))))
+        elif name == baseline:
+            problems.append((key, f"{name!r} is the baseline; review another policy"))
+    return problems
 
 
 def parse_config(table: Mapping[str, Any], source: str = "config") -> RunConfig:

@@ -320,14 +320,75 @@ class Guardrail(BaseModel):
         return f"{self.metric} {self.limit_kind} {self.limit_value:g}"
 
 
-class ReviewConfig(BaseModel):
-    """The `[review]` table: which policy to review and its guardrails.
+DEFAULT_RANK_BY = "net_value"
 
-    That the candidate is one of the config's policies, and not its baseline,
-    is checked by `RunConfig`, which sees both tables.
+
+class ReviewConfig(BaseModel):
+    """The `[review]` table: which policy or policies to review, their guardrails, and how several rank.
+
+    Exactly one of `candidate = "name"` (one policy, SPEC §8) and
+    `candidates = ["a", "b", ...]` (several, reviewed in one pass against the
+    same guardrails and ranked, docs/review.md "Several candidates").
+    `rank_by` ("net_value", "maximize net_value" or "minimize fraud_loss")
+    orders candidates of the same verdict by the pessimistic end of that
+    metric's overall delta interval; it only ranks, so it needs `candidates`.
+    That every candidate is one of the config's policies, and not its
+    baseline, is checked by `RunConfig`, which sees both tables.
     """
 
     model_config = _FROZEN
 
-    candidate: str = Field(min_length=1)
+    candidate: str | None = Field(default=None, min_length=1)
+    candidates: tuple[str, ...] | None = None
+    rank_by: str | None = None
     guardrails: tuple[Guardrail, ...] = ()
+
+    @field_validator("rank_by")
+    @classmethod
+    def _rank_goal(cls, text: str | None) -> str | None:
+        if text is None:
+            return None
+        match = _GOAL.match(text.strip())
+        if match is None:
+            raise ValueError(f"write a metric, 'maximize METRIC' or 'minimize METRIC'; got {text!r}")
+        _known_metric(match["metric"])
+        return text.strip()
+
+    @model_validator(mode="after")
+    def _one_way_to_name_candidates(self) -> ReviewConfig:
+        problems: list[tuple[str, str]] = []
+        if (self.candidate is None) == (self.candidates is None):
+            given = "both" if self.candidate is not None else "neither"
+            problems.append(("candidate", f'give exactly one of candidate = "<policy name>" and candidates = '
+                                          f'["<policy name>", ...]; got {given}'))
+        if self.candidates is not None and not self.candidates:
+            problems.append(("candidates", "is empty; name at least one policy"))
+        repeated = sorted({n for i, n in enumerate(self.candidates or ()) if n in (self.candidates or ())[:i]})
+        if repeated:
+            problems.append(("candidates", f"names {', '.join(map(repr, repeated))} more than once"))
+        if self.rank_by is not None and self.candidates is None:
+            problems.append(("rank_by", "ranks several candidates; set candidates = [...] or remove rank_by"))
+        if problems:
+            raise TableProblems(problems)
+        return self
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The reviewed policies, in the order of the config."""
+        return self.candidates if self.candidates is not None else (self.candidate or "",)
+
+    @property
+    def several(self) -> bool:
+        """Whether the table uses `candidates` (a ranked review), even with one name in it."""
+        return self.candidates is not None
+
+    @property
+    def rank_metric(self) -> str:
+        """The metric that orders candidates of the same verdict (default net_value)."""
+        match = _GOAL.match(self.rank_by or DEFAULT_RANK_BY)
+        return match["metric"] if match else DEFAULT_RANK_BY
+
+    @property
+    def rank_sense(self) -> Literal["maximize", "minimize"]:
+        """maximize unless `rank_by` starts with minimize / minimise."""
+        return "minimize" if (self.rank_by or "").startswith("minimi") else "maximize"

@@ -25,14 +25,17 @@ from rich.text import Text
 from typer.exceptions import TyperException
 
 from simulator.data.validate import DataSummary
+from simulator.decide.ranking import recommendation_note
 from simulator.decide.recommend import choice_spread
 from simulator.engine.execution import Execution
 from simulator.engine.ray_engine import Cluster
 from simulator.engine.shards import Shard
 from simulator.errors import PolicysimError
+from simulator.report.candidates import policy_lines, selection_warning
 from simulator.report.changes import changes_table
-from simulator.report.tables import (NOTE, exploration_cost, flag_legend, overall_table, segment_table, shown_rows,
+from simulator.report.tables import (NOTE, candidates_table, exploration_cost, flag_legend, overall_table, segment_table, shown_rows,
                                      top_points_table)
+from simulator.workflows.review import CandidatesReview
 from simulator.workflows.run import RunResult, label_text
 from simulator.workflows.sweep import SweepResult
 
@@ -207,3 +210,24 @@ def print_sweep(result: SweepResult, out: Path) -> None:
     console.print(f"{result.points.height:,} grid points{skipped}; wrote {out} "
                   f"(sweep.parquet, frontier.parquet, frontier.png, frontier.html) in {result.timings['total_s']:.1f} s "
                   f"on {result.engine}")
+
+
+def print_candidates(reviewed: CandidatesReview, report: Path, *, allow_inconclusive: bool, quiet: bool) -> int:
+    """Several candidates: the ranked table (unless quiet), one verdict line per candidate, best first, then the
+    recommendation and its warning; the verdict lines go to stdout even with --quiet. Returns the exit code."""
+    if not quiet:
+        stdout().print(candidates_table(reviewed.ranking, policy_lines(reviewed)))
+        print_warnings(reviewed.run.plan.warnings)
+    code = reviewed.exit_code(allow_inconclusive=allow_inconclusive)
+    total = len(reviewed.reviews)
+    for rank, result in enumerate(reviewed.reviews, start=1):
+        counts = ", ".join(f"{n} {o}" for o, n in result.counts().items())
+        stdout().print(f"review of '{result.candidate}' against '{result.baseline}': [bold]{result.verdict.upper()}[/] "
+                       f"(rank {rank} of {total}; {counts})", highlight=False)
+    chosen = reviewed.recommended(allow_inconclusive=allow_inconclusive)
+    head = f"recommended: '{chosen.candidate}'" if chosen is not None else "recommended: none"
+    stdout().print(f"{head} — {recommendation_note(reviewed.ranking)} (exit {code}); report: {report}", highlight=False)
+    warning = selection_warning(reviewed)
+    if warning:
+        stdout().print(Text.assemble(("warning: ", "bold yellow"), warning), highlight=False, soft_wrap=True)
+    return code

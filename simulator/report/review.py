@@ -10,7 +10,7 @@ docs/review.md explains each. All files are written atomically.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +49,21 @@ class ReviewFiles:
 def build_report(result: ReviewResult, *, allow_inconclusive: bool = False) -> Report:
     """Every section of the report, from a review result."""
     title = f"Pre-launch review: '{result.candidate}' against '{result.baseline}'"
-    sections = (
-        _guardrail_section(result), _overall_section(result), _forest_section(result), _movers_section(result),
-        _support_section(result), _calibration_section(result), _method_section(result, allow_inconclusive),
-        _provenance_section(result),
-    )
+    sections = (*candidate_sections(result), calibration_section(result), _method_section(result, allow_inconclusive),
+                provenance_section(result))
     return Report(title=title, verdict=result.verdict, verdict_text=_verdict_text(result, allow_inconclusive),
-                  verdict_details=_verdict_details(result), sections=sections)
+                  verdict_details=verdict_details(result), sections=sections)
+
+
+def candidate_sections(result: ReviewResult, *, prefix: str = "", level: int = 2) -> tuple[Section, ...]:
+    """What is particular to one candidate: guardrails, overall deltas, forest plots, movers, support.
+
+    `prefix` keeps section ids and image names apart when several candidates share
+    a page (`simulator.report.candidates`); `level` is their heading level.
+    """
+    sections = (_guardrail_section(result), _overall_section(result), _forest_section(result, prefix),
+                _movers_section(result), _support_section(result))
+    return tuple(replace(s, id=f"{prefix}{s.id}", level=level) for s in sections)
 
 
 def _verdict_text(result: ReviewResult, allow_inconclusive: bool) -> str:
@@ -63,7 +71,8 @@ def _verdict_text(result: ReviewResult, allow_inconclusive: bool) -> str:
     return f"{VERDICT_TEXT[result.verdict]} — exit code {code}{' (--allow-inconclusive)' if allow_inconclusive else ''}"
 
 
-def _verdict_details(result: ReviewResult) -> tuple[str, ...]:
+def verdict_details(result: ReviewResult) -> tuple[str, ...]:
+    """The lines under a candidate's verdict: counts per outcome, failing checks, the multiple-testing rule."""
     counts = result.counts()
     total = sum(counts.values())
     lines = [f"{len(result.config.guardrails)} guardrails, {total} guardrail × segment checks: "
@@ -152,14 +161,14 @@ def _overall_section(result: ReviewResult) -> Section:
     return Section("overall", "Overall deltas", paragraphs=(paragraph,), tables=(table,))
 
 
-def _forest_section(result: ReviewResult) -> Section:
+def _forest_section(result: ReviewResult, prefix: str = "") -> Section:
     metrics = list(FOREST_METRICS) + [g.metric for g in result.config.guardrails if g.metric not in FOREST_METRICS]
     images = []
     for metric in dict.fromkeys(metrics):
         limits = [g.limit_value for g in result.config.guardrails if g.metric == metric and not g.relative]
         figure = forest_plot(result.results, metric, policy=result.candidate, top=25,
                              limit=limits[0] if len(limits) == 1 else None)
-        images.append(Image(f"forest_{metric}.png", f"forest plot of {metric} deltas by segment", figure_png(figure)))
+        images.append(Image(f"{prefix}forest_{metric}.png", f"forest plot of {metric} deltas by segment", figure_png(figure)))
     paragraph = ("Paired delta (candidate − baseline) and its interval in segment ALL and the 25 segments with the "
                  "largest absolute delta. Green: the interval is above 0; red: below; grey: contains 0; hollow: "
                  "flagged low_ess. Segments without support are not drawn (see Support).")
@@ -210,7 +219,8 @@ def _support_section(result: ReviewResult) -> Section:
     return Section("support", "Support and ESS warnings", paragraphs=paragraphs, tables=(table,) if rows else ())
 
 
-def _calibration_section(result: ReviewResult) -> Section:
+def calibration_section(result: ReviewResult) -> Section:
+    """Reliability of the logged scores (the same for every candidate: it reads the log, not a policy)."""
     curves = result.calibration
     if curves.is_empty():
         return Section("calibration", "Score calibration",
@@ -257,7 +267,8 @@ def _family_size(result: ReviewResult) -> int:
     return result.guardrails.filter((pl.col("outcome") != INSUFFICIENT) & (pl.col("segment") != ALL)).height
 
 
-def _provenance_section(result: ReviewResult) -> Section:
+def provenance_section(result: ReviewResult) -> Section:
+    """Config, data fingerprint, rows, as-of date, engine, timings and version."""
     s = result.summary
     data = s["data"]
     rows = (("config", s["config_source"]), ("data", data["path"]), ("data fingerprint (sha256)", data["fingerprint"]),

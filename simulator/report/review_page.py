@@ -45,6 +45,7 @@ class Section:
     figures: tuple[Image, ...] = ()
     code: str = ""  # preformatted text (e.g. the config)
     notes: tuple[str, ...] = field(default=())  # paragraphs after the tables and figures
+    level: int = 2  # heading level: 2 for a report's sections, 3 for parts of one candidate's section
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class Report:
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 2rem auto;
        max-width: 1150px; color: #1f2933; line-height: 1.45; padding: 0 1rem; }
-h1 { font-size: 1.6rem; margin-bottom: .3rem; } h2 { border-bottom: 1px solid #d9e2ec; padding-bottom: .2rem;
+h1 { font-size: 1.6rem; margin-bottom: .3rem; } h3 { font-size: 1.05rem; margin-top: 1.6rem; } h2 { border-bottom: 1px solid #d9e2ec; padding-bottom: .2rem;
        margin-top: 2.2rem; font-size: 1.25rem; }
 .verdict { border-radius: 8px; padding: 1rem 1.3rem; margin: 1rem 0 1.5rem; border: 2px solid; }
 .verdict .label { font-size: 1.7rem; font-weight: 700; letter-spacing: .04em; }
@@ -104,7 +105,8 @@ def _html_figure(figure: Image) -> str:
 
 def _html_section(section: Section) -> str:
     esc = html.escape
-    parts = [f'<section id="{esc(section.id)}"><h2>{esc(section.title)}</h2>']
+    heading = f"h{section.level}"
+    parts = [f'<section id="{esc(section.id)}"><{heading}>{esc(section.title)}</{heading}>']
     parts += [f"<p>{esc(p)}</p>" for p in section.paragraphs]
     parts += [_html_table(t) for t in section.tables]
     parts += [_html_figure(f) for f in section.figures]
@@ -147,7 +149,7 @@ def render_markdown(report: Report) -> str:
     parts = [f"# {report.title}", "", f"> ## {icon} {report.verdict_text}".rstrip()]
     parts += [f"> - {d}" for d in report.verdict_details]
     for section in report.sections:
-        parts += ["", f"## {section.title}", ""]
+        parts += ["", f"{'#' * section.level} {section.title}", ""]
         parts += [p + "\n" for p in section.paragraphs]
         parts += [_md_table(t) + "\n" for t in section.tables]
         parts += [f"![{f.alt}]({f.name})\n" for f in section.figures]

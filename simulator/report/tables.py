@@ -235,3 +235,23 @@ def guardrail_table(checks: pl.DataFrame) -> Table:
         style = "bold red" if r["fail"] else ("yellow" if r["inconclusive"] else "")
         table.add_row(r["name"], r["scope"], *(str(r[o]) for o in outcomes), style=style)
     return table
+
+
+def candidates_table(ranking: pl.DataFrame, policies: dict[str, str]) -> Table:
+    """Several reviewed candidates, ranked (simulator.decide.ranking.RANKING_SCHEMA): verdict, policy, rank bound.
+
+    Names, verdicts and bounds never wrap or truncate; the policy line wraps, so the table fits 80 columns.
+    """
+    metric = ranking["rank_metric"][0] if ranking.height else "net_value"
+    maximize = ranking["rank_sense"][0] == "maximize" if ranking.height else True
+    table = Table(title="candidates, ranked", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("candidate", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("policy", ratio=1)
+    table.add_column(f"{metric}\n{'lower' if maximize else 'upper'} end", justify="right", no_wrap=True)
+    styles = {"fail": "bold red", "inconclusive": "yellow", "pass": "green"}
+    for r in ranking.iter_rows(named=True):
+        table.add_row(str(r["rank"]), r["candidate"], r["verdict"].upper(), policies.get(r["candidate"], ""),
+                      compact(r["bound"], signed=True), style=styles.get(r["verdict"], ""))
+    return table

@@ -181,7 +181,16 @@ def _review(review: dict[str, Any] | None) -> None:
          "(did you mean 'max_increase'?)"),
         ({"candidate": "stricer"}, "review.candidate: unknown policy 'stricer'; known: other, stricter "
                                    "(did you mean 'stricter'?)"),
-        ({"guardrails": []}, "review.candidate"),
+        ({"guardrails": []}, "review.candidate: give exactly one of candidate = \"<policy name>\" and candidates = "
+                             "[\"<policy name>\", ...]; got neither"),
+        ({"candidate": "stricter", "candidates": ["other"]}, "review.candidate: give exactly one of candidate"),
+        ({"candidates": []}, "review.candidates: is empty; name at least one policy"),
+        ({"candidates": ["stricter", "stricer", "none"]},
+         "review.candidates[1]: unknown policy 'stricer'; known: other, stricter (did you mean 'stricter'?)"),
+        ({"candidates": ["stricter", "other", "stricter"]}, "review.candidates: names 'stricter' more than once"),
+        ({"candidate": "stricter", "rank_by": "net_value"}, "review.rank_by: ranks several candidates"),
+        ({"candidates": ["stricter"], "rank_by": "maximise net_valu"}, "review.rank_by: unknown metric 'net_valu'"),
+        ({"candidates": ["stricter"], "rank_by": "best net_value"}, "review.rank_by: write a metric, 'maximize METRIC'"),
         (None, "no [review] table"),
     ],
 )
@@ -201,3 +210,26 @@ def test_the_candidate_is_evaluated_alone_with_a_named_baseline() -> None:
     assert [p.name for p in candidate_config(config, "stricter").policies] == ["stricter", "other"]
     logged = parse_config(REVIEW_BASE | {"review": {"candidate": "stricter"}})
     assert [p.name for p in candidate_config(logged, "stricter").policies] == ["stricter"]
+
+
+def test_every_unknown_candidate_is_named_with_the_available_policies() -> None:
+    with pytest.raises(InvalidConfig) as error:
+        _review({"candidates": ["stricer", "other", "none"]})
+    message = str(error.value)
+    assert "review.candidates[0]: unknown policy 'stricer'; known: other, stricter" in message
+    assert "review.candidates[2]: unknown policy 'none'; known: other, stricter" in message
+
+
+def test_a_candidate_cannot_be_the_baseline() -> None:
+    with pytest.raises(InvalidConfig, match=re.escape("review.candidates[1]: 'other' is the baseline")):
+        parse_config(REVIEW_BASE | {"baseline": {"policy": "other"}, "review": {"candidates": ["stricter", "other"]}})
+
+
+def test_candidates_are_evaluated_together_with_a_named_baseline() -> None:
+    config = parse_config(REVIEW_BASE | {"review": {"candidates": ["other", "stricter"], "rank_by": "minimize fraud_loss"}})
+    assert config.review is not None and config.review.names == ("other", "stricter")
+    assert (config.review.rank_metric, config.review.rank_sense) == ("fraud_loss", "minimize")
+    assert [p.name for p in candidate_config(config, config.review.names).policies] == ["stricter", "other"]
+    single = parse_config(REVIEW_BASE | {"review": {"candidate": "stricter"}})
+    assert single.review is not None and single.review.names == ("stricter",) and not single.review.several
+    assert (single.review.rank_metric, single.review.rank_sense) == ("net_value", "maximize")
