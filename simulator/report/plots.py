@@ -71,7 +71,7 @@ def forest_plot(results: pl.DataFrame, metric: str, *, policy: str | None = None
         result = run(config, Path("data/transactions"), engine="local")
         forest_plot(result.results, "net_value", policy="stricter", segmentation="card_country", top=15)
     """
-    rows = forest_rows(results, metric, policy=policy, segmentation=segmentation, top=top)
+    rows = forest_rows(results, metric, policy=policy, segmentation=segmentation, top=top, min_rows=min_rows)
     height = 1.2 + 0.28 * max(rows.height, 1)
     labels = rows["segment"].to_list()
     label_inches = 0.3 + 0.062 * max((len(label) for label in labels), default=3)  # fontsize 8

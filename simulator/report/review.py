@@ -167,18 +167,29 @@ def _forest_section(result: ReviewResult, prefix: str = "") -> Section:
     for metric in dict.fromkeys(metrics):
         limits = [g.limit_value for g in result.config.guardrails if g.metric == metric and not g.relative]
         figure = forest_plot(result.results, metric, policy=result.candidate, top=25,
-                             limit=limits[0] if len(limits) == 1 else None)
+                             limit=limits[0] if len(limits) == 1 else None, min_rows=judged_rows(result), focus=True)
         images.append(Image(f"{prefix}forest_{metric}.png", f"forest plot of {metric} deltas by segment", figure_png(figure)))
     paragraph = ("Paired delta (candidate − baseline) and its interval in segment ALL and the 25 segments with the "
-                 "largest absolute delta. Green: the interval is above 0; red: below; grey: contains 0; hollow: "
-                 "flagged low_ess. Segments without support are not drawn (see Support).")
+                 f"largest absolute delta among those with at least {judged_rows(result):,} payments (smaller ones "
+                 "would set the scale with their wide intervals). Green: the interval is above 0; red: below; grey: "
+                 "contains 0; hollow: flagged. The axis stays on ALL, 0, the limit and the middle of the segments' "
+                 "intervals; an interval that runs off it is cut at the edge. Segments without support are not "
+                 "drawn (see Support).")
     return Section("forest", "Per-segment deltas", paragraphs=(paragraph,), figures=tuple(images))
+
+
+def judged_rows(result: ReviewResult) -> int:
+    """The smallest segment the report's plots and movers show: the guardrails' largest `min_rows`, at least 1,000.
+
+    A segment of a few dozen payments always "moves most", with an interval as wide as the page.
+    """
+    return max([1_000, *(g.min_rows for g in result.config.guardrails)])
 
 
 def _movers_section(result: ReviewResult) -> Section:
     metric = MOVERS_METRIC
     rows = result.results.filter((pl.col("metric") == metric) & (pl.col("segment") != ALL)
-                                 & pl.col("delta").is_not_null())
+                                 & pl.col("delta").is_not_null() & (pl.col("rows") >= judged_rows(result)))
     tables = []
     for caption, part in (("Largest gains", rows.filter(pl.col("delta") > 0).sort("delta", descending=True)),
                           ("Largest losses", rows.filter(pl.col("delta") < 0).sort("delta"))):
@@ -190,7 +201,8 @@ def _movers_section(result: ReviewResult) -> Section:
                             body, caption=f"{caption} in {metric} (top 10)",
                             numeric=(False, True, True, True, True, True, False)))
     return Section("movers", f"Segments that move most ({metric})",
-                   paragraphs=("Segments overlap across segmentations (a country and its country × brand cells).",),
+                   paragraphs=("Segments overlap across segmentations (a country and its country × brand cells). "
+                               f"Segments with fewer than {judged_rows(result):,} payments are left out.",),
                    tables=tuple(tables))
 
 
