@@ -1,6 +1,13 @@
-"""Check a review page as a reader sees it: render review.html in headless Chromium and inspect it.
+"""Check a report page as a reader sees it: render it in headless Chromium and inspect it.
 
     .venv/bin/python scripts/check_review_page.py /tmp/review-out/review.html [--screenshot shot.png]
+    .venv/bin/python scripts/check_review_page.py /tmp/run-out/report.html      # a run's report
+    .venv/bin/python scripts/check_review_page.py /tmp/sweep-out/frontier.html  # a sweep's frontier page
+
+The page's kind is read off the page. For a run's report: its sections
+(overall, changes, forest, diagnostics), at least three tables and three
+decoded plots; for a frontier page: plotly drew the chart and both frontier
+tables are there. For a review page:
 
 Two checks, both must pass (exit 0; 1 otherwise, listing what is missing):
 
@@ -64,8 +71,49 @@ def screenshot(browser: str, page: Path, target: Path, height: int) -> None:
                     page.resolve().as_uri()], capture_output=True, timeout=120, check=True)
 
 
+RUN_SECTIONS = ("overall", "changes", "forest", "diagnostics")
+
+
+def page_kind(dom: str) -> str:
+    """review (one or several candidates), run (report.html) or frontier (a sweep's frontier.html)."""
+    if 'class="verdict verdict-summary"' in dom:
+        return "run"
+    if "Frontier points, segment" in dom:
+        return "frontier"
+    return "review"
+
+
+def run_problems(dom: str) -> list[str]:
+    """report.html of `run`: its sections, tables and decoded plots."""
+    found = [f"no section '{s}'" for s in RUN_SECTIONS if f'<section id="{s}">' not in dom]
+    if dom.count("<table") < 3:
+        found.append(f"only {dom.count('<table')} tables (expected the overall, changes and diagnostics tables)")
+    sizes = re.search(r'data-image-sizes="([^"]*)"', dom)
+    decoded = [s for s in (sizes.group(1).split(",") if sizes and sizes.group(1) else []) if not s.startswith("0x")]
+    if len(decoded) < 3:
+        found.append(f"only {len(decoded)} plots decoded (expected at least the three forest plots of a candidate)")
+    return found
+
+
+def frontier_problems(dom: str) -> list[str]:
+    """frontier.html of `sweep`: plotly drew the chart (an svg per panel) and the frontier table is there."""
+    found = []
+    if dom.count('class="main-svg"') < 1:
+        found.append("plotly drew no chart")
+    if dom.count("<table") < 2:
+        found.append("no table of frontier points for both frontiers")
+    return found
+
+
 def problems_in(dom: str, source: str) -> list[str]:
     """What a reader would miss on the rendered page."""
+    kind = page_kind(dom)
+    if kind == "run":
+        return run_problems(dom) + (["the page references the network"]
+                                    if re.search(r'(src|href)="https?://', source) else [])
+    if kind == "frontier":  # plotly.js is inlined and mentions URLs in its code: look for what would load one
+        external = re.search(r"<script[^>]*\bsrc\s*=|<link\b", source, re.IGNORECASE)
+        return frontier_problems(dom) + (["the page loads a script or stylesheet"] if external else [])
     found = []
     verdict = re.search(r'<div id="verdict" class="verdict verdict-(\w+)">\s*<div class="label">([^<]+)<', dom)
     if not verdict:
@@ -101,7 +149,7 @@ def blank(png: Path) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("page", type=Path, help="review.html")
+    parser.add_argument("page", type=Path, help="review.html, report.html or frontier.html")
     parser.add_argument("--screenshot", type=Path, default=None, help="where to write the PNG (default: beside the page)")
     parser.add_argument("--height", type=int, default=4000, help="window height of the screenshot in pixels")
     args = parser.parse_args()
