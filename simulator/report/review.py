@@ -23,6 +23,7 @@ from simulator.report.plots import calibration_plot, figure_png, forest_plot
 from simulator.report.tables import KEY_METRICS
 from simulator.report.numbers import format_interval, format_relative, format_value
 from simulator.report.review_page import Image, Report, Section, Table, render_html, render_markdown
+from simulator.report.run_report import time_section
 from simulator.decide.guardrails import FAIL, INCONCLUSIVE, INSUFFICIENT, MULTIPLE_TESTING, OUTCOMES, PASS
 from simulator.workflows.review import ReviewResult
 from segments.labels import ALL
@@ -56,13 +57,15 @@ def build_report(result: ReviewResult, *, allow_inconclusive: bool = False) -> R
 
 
 def candidate_sections(result: ReviewResult, *, prefix: str = "", level: int = 2) -> tuple[Section, ...]:
-    """What is particular to one candidate: guardrails, overall deltas, forest plots, movers, support.
+    """What is particular to one candidate: guardrails, overall deltas, forest plots, deltas per time window
+    (with `[segments] time`), movers, support.
 
     `prefix` keeps section ids and image names apart when several candidates share
     a page (`simulator.report.candidates`); `level` is their heading level.
     """
+    time = time_section(result.results, [result.candidate], prefix)  # with [segments] time: does it hold every window?
     sections = (_guardrail_section(result), _overall_section(result), _forest_section(result, prefix),
-                _movers_section(result), _support_section(result))
+                *((time,) if time is not None else ()), _movers_section(result), _support_section(result))
     return tuple(replace(s, id=f"{prefix}{s.id}", level=level) for s in sections)
 
 

@@ -61,7 +61,7 @@ def build_run_report(result: RunResult, *, min_rows: int | None = None) -> Repor
     floor = min_rows if min_rows is not None else max(1_000, int(MIN_ROWS_SHARE * total))
     names = candidates(result)
     sections = [_overall(result, names), _changes(result), _forest(result, names, floor)]
-    time = _time(result, names)
+    time = time_section(result.results, names)
     if time is not None:
         sections.append(time)
     sections += [_diagnostics(result, names)]
@@ -190,17 +190,22 @@ def _file_part(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
-def _time(result: RunResult, names: list[str]) -> Section | None:
-    windows = [s for s in result.results.get_column("segmentation").unique(maintain_order=True).to_list()
+def time_section(results: pl.DataFrame, names: list[str], prefix: str = "") -> Section | None:
+    """Each policy's deltas per time window with intervals and sign flips called out; None without windows.
+
+    Shared with the review report (`prefix` keeps image names apart when several candidates share a page).
+    """
+    windows = [s for s in results.get_column("segmentation").unique(maintain_order=True).to_list()
                if s is not None and window_unit(s) is not None]
     if not windows:
         return None
     segmentation = windows[0]
-    frame = result.results.filter(pl.col("segmentation") == segmentation).sort("segment")
+    frame = results.filter(pl.col("segmentation") == segmentation).sort("segment")
     images, notes = [], []
     for policy in names:
         figure, flips = _time_figure(frame.filter(pl.col("policy") == policy), policy, segmentation)
-        images.append(Image(f"time_{_file_part(policy)}.png", f"{policy}'s deltas per {segmentation}", figure_png(figure)))
+        images.append(Image(f"{prefix}time_{_file_part(policy)}.png", f"{policy}'s deltas per {segmentation}",
+                            figure_png(figure)))
         notes += [f"{policy}: {text}" for text in flips]
     paragraph = (f"Each candidate's delta per window of {segmentation} (UTC) with its interval; windows with no "
                  "delta (no support) are left out. A delta that holds in only some windows, or changes sign, is "

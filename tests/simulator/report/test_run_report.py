@@ -9,7 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from simulator import parse_config, run_frame
+from simulator import Execution, parse_config, run_frame
+from simulator.report.review import build_report
+from simulator.workflows.review import review
 from simulator.report.plots import forest_rows
 from simulator.report.run_report import _sign_flip, build_run_report, candidates, write_run_report
 from simulator.report.review_page import render_html, render_markdown
@@ -79,3 +81,14 @@ def test_without_time_windows_there_is_no_time_section() -> None:
     report = build_run_report(run)
     assert "time" not in [s.id for s in report.sections]
     assert render_html(report) and render_markdown(report)
+
+
+def test_a_review_with_time_windows_shows_the_candidates_deltas_per_window(tmp_path: Path) -> None:
+    log, _ = fresh_population(20_000, 7)
+    log.write_parquet(tmp_path / "log.parquet")
+    config = parse_config({"data": {"as_of": as_of()}, "policies": POLICIES[:1], "segments": {"time": "month"},
+                           "review": {"candidate": "strict",
+                                      "guardrails": [{"metric": "net_value", "min_delta": -1e9, "scope": "overall"}]}})
+    report = build_report(review(config, tmp_path / "log.parquet", execution=Execution(engine="local")))
+    time = next(s for s in report.sections if s.id == "time")
+    assert [f.name for f in time.figures] == ["time_strict.png"]
