@@ -11,7 +11,8 @@ figures as PNG files beside it. Sections, in the order an analyst reads them:
   payments of each transition;
 - per-segment forest plots that leave out segments below `min_rows` (their
   intervals would set the scale) and keep the axis on what the large segments
-  and ALL show;
+  and ALL show (for the candidates; the logging policy's exploration is in the
+  summary and the tables, not plotted per segment);
 - stability over time, when `[segments] time` adds windows: each candidate's
   delta per window with its interval, and a call-out when its sign flips
   (an effect that holds only in one week is not a launch win);
@@ -60,8 +61,9 @@ def build_run_report(result: RunResult, *, min_rows: int | None = None) -> Repor
     total = _all_rows(result)
     floor = min_rows if min_rows is not None else max(1_000, int(MIN_ROWS_SHARE * total))
     names = candidates(result)
-    sections = [_overall(result, names), _changes(result), _forest(result, names, floor)]
-    time = time_section(result.results, names)
+    chosen = [n for n in names if n != LOGGED]  # per-segment and per-window plots: the candidates, not exploration
+    sections = [_overall(result, names), _changes(result), _forest(result, chosen, floor)]
+    time = time_section(result.results, chosen)
     if time is not None:
         sections.append(time)
     sections += [_diagnostics(result, names)]
