@@ -223,8 +223,9 @@ def run_command(
         write_run_outputs(result, cfg, path, str(config), out, overwrite=overwrite)
     if not quiet:
         print_run(result, chosen)
-        console.print(f"wrote {out / 'results.parquet'} and {out / 'summary.json'} "
-                      f"({result.results.height:,} rows, {result.timings['total_s']:.1f} s on {result.engine})")
+        console.print(f"wrote {out / 'results.parquet'}, changes.parquet, examples.parquet, report.html, report.md "
+                      f"and summary.json ({result.results.height:,} rows, {result.timings['total_s']:.1f} s on "
+                      f"{result.engine})")
 
 
 ObjectiveOpt = Annotated[

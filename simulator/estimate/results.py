@@ -341,11 +341,12 @@ def metric_columns(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
     few = own.few_events | paired.few_events
     stratified = estimator_kind(evaluation.estimation.estimator).stratified
     method = "t" if stratified else "clt"
-    low, high = intervals.student(estimate, se, _df(own), confidence)
-    scored = np.zeros(np.shape(estimate), dtype=bool)
     if stratified and not exact:  # shares of 0/1 outcomes: score limits, asymmetric where the share is near 0 or 1
         low, high, scored = _score(metric.estimate, se, _df(own), evaluation)
         method = "t; score limits for 0/1 shares"
+    else:
+        low, high = intervals.student(estimate, se, _df(own), confidence)
+        scored = np.zeros(np.shape(estimate), dtype=bool)
     if plan.finite and not metric.signed and not exact and not stratified:
         event = _event(metric, totals, plan)
         low, high = intervals.gamma(estimate, se**2, event, confidence)
