@@ -138,7 +138,7 @@ def score_bounds(estimate: Estimate, variance: np.ndarray, q: np.ndarray, z: flo
     replaced, down, up = np.zeros(shape), np.zeros(shape), np.zeros(shape)
     # A share is scored alone where no other of its kind reads its rows (a stratum's size and its Hájek mean are
     # uncorrelated: the mean is centred within the stratum).
-    for s in [*_alone(hajek, explored, tiny, plan), *_alone(sizes, [(z.rows, z.variance > tiny) for z in sizes], tiny, plan)]:
+    for s in [*_alone(hajek, explored, tiny, plan), *_alone(sizes, [(size.rows, size.variance > tiny) for size in sizes], tiny, plan)]:
         low, high = wilson(s.share, s.trials, z)
         below = np.where(s.weight > 0, s.share - low, high - s.share) * np.abs(s.weight)  # towards a lower estimate
         above = np.where(s.weight > 0, high - s.share, s.share - low) * np.abs(s.weight)
