@@ -34,7 +34,7 @@ from simulator.report.files import write_bytes, write_text
 from simulator.report.numbers import format_interval, format_relative, format_value, number
 from simulator.report.plots import DOWN, NEUTRAL, UP, figure_png, forest_plot
 from simulator.report.review_page import Image, Report, Section, Table, render_html, render_markdown
-from simulator.report.tables import FLAG_MEANINGS
+from simulator.report.tables import FLAG_MEANINGS, compared_policies
 from simulator.schema import LOGGED
 
 if TYPE_CHECKING:  # the run workflow writes this report: it imports this module, not the other way round
@@ -51,9 +51,7 @@ MIN_ROWS_SHARE = 0.01  # default min_rows: segments under 1 % of the payments (a
 
 def candidates(result: RunResult) -> list[str]:
     """The policies compared with the baseline, the logging policy (its exploration) last."""
-    names = result.results.get_column("policy").unique(maintain_order=True).to_list()
-    chosen = [n for n in names if n not in (result.plan.baseline, LOGGED)]
-    return chosen + ([LOGGED] if LOGGED in names and LOGGED != result.plan.baseline else [])
+    return compared_policies(result.results, result.plan.baseline)
 
 
 def build_run_report(result: RunResult, *, min_rows: int | None = None) -> Report:

@@ -75,7 +75,7 @@ def flags(text: str | None) -> list[str]:
     return [flag for flag in (text or "").split(";") if flag]
 
 
-def _candidates(results: pl.DataFrame, baseline: str) -> list[str]:
+def compared_policies(results: pl.DataFrame, baseline: str) -> list[str]:
     """Every policy compared with the baseline, in the results' order; the logging policy (context) last."""
     names = results.filter(pl.col("policy") != baseline)["policy"].unique(maintain_order=True).to_list()
     return sorted(names, key=lambda name: name == LOGGED)
@@ -91,7 +91,7 @@ def overall_table(results: pl.DataFrame, baseline: str, metrics: tuple[str, ...]
     order = {m: i for i, m in enumerate(metrics)}
     overall = overall.sort(pl.col("metric").replace_strict(order, return_dtype=pl.Int32), maintain_order=True)
     tables = []
-    for policy in _candidates(overall, baseline):
+    for policy in compared_policies(overall, baseline):
         rows = overall.filter(pl.col("policy") == policy)
         attempts = results.filter((pl.col("segment") == ALL) & (pl.col("policy") == policy))["rows"].max()
         table = _table(f"{policy} against {baseline}, overall ({compact(attempts)} rows)",
@@ -128,7 +128,7 @@ def segment_table(results: pl.DataFrame, baseline: str, segmentation: str, plan:
     chosen = chosen.sort(pl.col("segment").replace_strict(order, range(len(order)), return_dtype=pl.Int32),
                          maintain_order=True)
     tables = []
-    for policy in _candidates(chosen, baseline):
+    for policy in compared_policies(chosen, baseline):
         for metric in metrics:
             rows = chosen.filter((pl.col("policy") == policy) & (pl.col("metric") == metric))
             if rows.is_empty():
