@@ -24,11 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from segments.spec import SegmentSpec
 from segments.windows import window_unit
-from simulator.config_tables import ReviewConfig, SweepConfig
+from simulator.config_tables import ReviewConfig, SweepConfig, config_metrics
 from policies.registry import PolicyContext, build_policy
 from simulator.errors import (InvalidConfig, PolicysimError, TableProblems, UnknownName, problems_message,
                              validation_problems)
 from simulator.estimate.estimators import known_estimators
+from simulator.model.value import MetricTable, ValueModel, ValueSet, value_set
 from simulator.data.logging_policy import EXPLORATION, build_logging_policy
 from simulator.data.storage import is_uri
 from simulator.schema import (
@@ -163,19 +164,6 @@ class DataConfig(BaseModel):
         )
 
 
-class ValueModel(BaseModel):
-    """Money per payment (SPEC §3); rates are fractions of the amount."""
-
-    model_config = _FROZEN
-
-    margin_rate: float = Field(default=0.30, ge=0, le=1)
-    fee_rate: float = Field(default=0.029, ge=0, le=1)
-    fee_fixed: float = Field(default=0.30, ge=0)
-    dispute_fee: float = Field(default=15.0, ge=0)
-    challenge_cost: float = Field(default=0.05, ge=0)
-    liability_shift: bool = True
-
-
 class Estimation(BaseModel):
     """Which estimator, how sure, and the diagnostics thresholds."""
 
@@ -234,12 +222,23 @@ class RunConfig(BaseModel):
 
     data: DataConfig = DataConfig()
     value_model: ValueModel = ValueModel()
+    metrics: dict[str, MetricTable] = {}  # `[metrics.NAME]`: new or replaced metrics (SPEC §3)
     segments: SegmentSpec = SegmentSpec()
     estimation: Estimation = Estimation()
     baseline: Baseline = Baseline()
     policies: tuple[PolicyTable, ...] = ()
     sweep: SweepConfig | None = None
     review: ReviewConfig | None = None
+
+    @model_validator(mode="after")
+    def _value_set(self) -> RunConfig:
+        """The value model and the metrics fit together (ratios name sum metrics, values do not read in a cycle)."""
+        value_set(self.value_model, self.metrics)
+        return self
+
+    def values(self) -> ValueSet:
+        """The run's value columns and metrics (`simulator.model.value.ValueSet`)."""
+        return value_set(self.value_model, self.metrics)
 
     @field_validator("policies")
     @classmethod
@@ -305,8 +304,10 @@ def parse_config(table: Mapping[str, Any], source: str = "config") -> RunConfig:
     """
     problems: list[str] = []
     config = None
+    declared = table.get("metrics")
     try:
-        config = RunConfig.model_validate(dict(table))
+        with config_metrics(declared if isinstance(declared, Mapping) else ()):
+            config = RunConfig.model_validate(dict(table))
     except ValidationError as error:
         problems.extend(validation_problems(error, model=RunConfig))
     problems.extend(policy_problems(table))

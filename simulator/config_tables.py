@@ -13,6 +13,9 @@ An objective is written as a table or in the one-line grammar of `--objective`
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Literal
 
 import numpy as np
@@ -26,9 +29,24 @@ from simulator.report.numbers import number
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
+# Metrics a config adds with `[metrics.NAME]` tables, known while that config is validated (`config_metrics`).
+_CONFIG_METRICS: ContextVar[frozenset[str]] = ContextVar("config_metrics", default=frozenset())
+
+
+@contextmanager
+def config_metrics(names: Iterable[str]) -> Iterator[None]:
+    """Within the block, `[sweep]` and `[review]` may name these metrics too (a config's own `[metrics]`)."""
+    token = _CONFIG_METRICS.set(frozenset(names))
+    try:
+        yield
+    finally:
+        _CONFIG_METRICS.reset(token)
+
+
 def _known_metric(name: str) -> str:
-    if name not in METRIC_NAMES:
-        raise ValueError(str(UnknownName("metric", name, METRIC_NAMES)))
+    known = set(METRIC_NAMES) | _CONFIG_METRICS.get()
+    if name not in known:
+        raise ValueError(str(UnknownName("metric", name, known)))
     return name
 
 

@@ -33,7 +33,7 @@ from simulator.engine.shards import Shard
 from simulator.errors import PolicysimError
 from simulator.report.candidates import policy_lines, selection_warning
 from simulator.report.changes import changes_table
-from simulator.report.tables import (NOTE, candidates_table, exploration_cost, flag_legend, overall_table, segment_table, shown_rows,
+from simulator.report.tables import (KEY_METRICS, NOTE, candidates_table, exploration_cost, flag_legend, overall_table, segment_table, shown_rows,
                                      top_points_table)
 from simulator.workflows.review import CandidatesReview
 from simulator.workflows.run import RunResult, label_text
@@ -159,7 +159,7 @@ def print_run(result: RunResult, segmentations: Sequence[str] = ()) -> None:
     """The overall table, each chosen segmentation's table, a legend of the flags shown, the decision changes,
     what the exploration cost, and the plan's warnings (e.g. about the baseline)."""
     out, baseline = stdout(), result.plan.baseline
-    out.print(overall_table(result.results, baseline))
+    out.print(overall_table(result.results, baseline, KEY_METRICS + result.plan.values.own_metrics))
     for name in segmentations:
         out.print(segment_table(result.results, baseline, name, result.plan.segments))
     print_legend(shown_rows(result.results, baseline, segmentations))

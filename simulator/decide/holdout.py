@@ -12,6 +12,7 @@ no scaling. The in-sample numbers stay in `holdout["in_sample"]` for comparison.
 from __future__ import annotations
 
 from dataclasses import asdict, replace
+from collections.abc import Iterable
 from typing import Any
 
 import polars as pl
@@ -19,21 +20,19 @@ import polars as pl
 from segments.labels import ALL
 from simulator.config_tables import Objective
 from simulator.decide.objective import Recommendation, choose_from, feasibility
-from simulator.model.value import SUM_METRICS
 from simulator.report.numbers import number, signed_number
 
 SCALED = ("estimate", "se", "ci_low", "ci_high", "baseline", "delta", "delta_se", "delta_ci_low", "delta_ci_high")
-_SUMS = frozenset(m.name for m in SUM_METRICS)
 
 
-def scale_to_whole(report: pl.DataFrame, whole_rows: pl.DataFrame) -> pl.DataFrame:
-    """Report-part results with sum metrics scaled by (rows in the whole log) / (rows in the report part).
+def scale_to_whole(report: pl.DataFrame, whole_rows: pl.DataFrame, sums: Iterable[str]) -> pl.DataFrame:
+    """Report-part results with the sum metrics `sums` scaled by (rows in the whole log) / (rows in the report part).
 
     `whole_rows` has `segment`, `metric` and `whole_rows`: each metric's rows in the whole log.
     """
     factor = (pl.col("whole_rows") / pl.col("rows")).fill_nan(None)
     scaled = report.join(whole_rows, on=["segment", "metric"], how="left").with_columns(
-        pl.when(pl.col("metric").is_in(list(_SUMS)) & (pl.col("rows") > 0)).then(factor).otherwise(1.0).alias("_f"))
+        pl.when(pl.col("metric").is_in(list(sums)) & (pl.col("rows") > 0)).then(factor).otherwise(1.0).alias("_f"))
     return scaled.with_columns([(pl.col(c) * pl.col("_f")).alias(c) for c in SCALED]).drop("whole_rows", "_f")
 
 

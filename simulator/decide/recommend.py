@@ -25,15 +25,15 @@ from simulator.decide.objective import Recommendation, choice_frequency, choose_
 from simulator.plan.compiled import Plan
 from simulator.schema import LOGGED
 from simulator.stats.shard import Stats
-from simulator.model.value import RATIO_METRICS, SUM_METRICS, Weighting
+from simulator.model.value import ValueSet, Weighting
 
 
-def metric_population(metric: str) -> str:
+def metric_population(metric: str, values: ValueSet) -> str:
     """The rows a metric is computed over: "one" (every row) or "mature" (mature fraud labels)."""
-    for m in SUM_METRICS:
+    for m in values.sums:
         if m.name == metric:
             return m.population
-    return next(r.numerator.population for r in RATIO_METRICS if r.name == metric)
+    return next(r.numerator.population for r in values.ratios if r.name == metric)
 
 
 class ReplicateChoices:
@@ -68,7 +68,7 @@ class ReplicateChoices:
         """Segments a constraint applies to: ALL, or every segment with at least `min_rows` rows."""
         if scope == "overall":
             return np.arange(len(totals.labels)) == 0
-        if metric_population(metric) == "mature":
+        if metric_population(metric, totals.plan.values) == "mature":
             rows = totals.total(Term(LOGGED, Weighting.TARGET, "mature"))
         else:
             rows = totals.rows

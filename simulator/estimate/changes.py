@@ -41,7 +41,7 @@ from simulator.estimate.results import FLAG_LABELS, NO_SUPPORT, UNIDENTIFIED, Ev
     metric_columns, segmentation_name
 from simulator.estimate.strata import looked_at, stratified_total, stratum_value, zero
 from simulator.estimate.totals import SegmentTotals
-from simulator.model.value import RATIO_METRICS, SIGNED_VALUES, SUM_METRICS, RatioMetric, SumMetric, Weighting
+from simulator.model.value import RatioMetric, SumMetric, Weighting
 from simulator.plan.compiled import Plan
 from simulator.plan.moments import ONE, Term, linear_column, ratio_terms, sum_terms
 from simulator.plan.strata import Members, stratifiable
@@ -169,11 +169,11 @@ def ratio_delta(metric: RatioMetric, transition: Transition, totals: SegmentTota
 
 def transition_metrics(transition: Transition, totals: SegmentTotals) -> list[MetricEstimate]:
     """Every metric's delta carried by one transition, as results' `MetricEstimate`s (sums, then ratios)."""
-    policy = transition.policy
+    policy, values = transition.policy, totals.plan.values
     out = [MetricEstimate(m.name, sum_delta(m, transition, totals), sum_terms(m, policy).main, m.population,
-                          m.value in SIGNED_VALUES) for m in SUM_METRICS]
+                          m.value in values.signed) for m in values.sums]
     out += [MetricEstimate(r.name, ratio_delta(r, transition, totals), ratio_terms(r, policy)[0],
-                           r.numerator.population, False, r.proportion) for r in RATIO_METRICS]
+                           r.numerator.population, False, r.proportion) for r in values.ratios]
     return out
 
 
@@ -235,7 +235,7 @@ def _with_deltas(keys: pl.DataFrame, transition: Transition, evaluation: Evaluat
     """One row per metric of every segment in `keys`, with the transition's delta columns (or the reason for none)."""
     plan = evaluation.plan
     reason = not_split(transition.policy, plan, evaluation.estimation.estimator)
-    metrics = [m.name for m in SUM_METRICS] + [r.name for r in RATIO_METRICS]
+    metrics = list(plan.values.metric_names)
     if reason is not None:
         empty = pl.DataFrame({"metric": metrics}).with_columns(
             *(pl.lit(None, dtype=pl.Float64).alias(k) for k in (*NUMBERS, "delta_explored", "delta_ess")),

@@ -138,7 +138,7 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
             + mean**2 * totals.cross(part.norm, part.norm)
         within = scale**2 * np.maximum(squares, 0.0)
         explored = totals.total(part.explored)
-        shape = outcomes(plan.value_model, plan.actions, part.action, part.value)
+        shape = outcomes(plan.values, plan.actions, part.action, part.value)
         floor = _floor(part, shape, size, explored, totals)
         events = totals.total(part.events) if shape.fraud else np.full_like(within, np.inf)
         ess = np.nan_to_num(divide(norm**2, totals.cross(part.norm, part.norm)))

@@ -18,7 +18,7 @@ import polars as pl
 from segments.labels import ALL
 from simulator.estimate import intervals
 from simulator.stats.bootstrap import Replicates
-from simulator.config import Estimation, ValueModel
+from simulator.config import Estimation
 from simulator.estimate.estimators import Covariance, Estimate, SumEstimator, estimator_kind, ratio, ratio_of, variance
 from simulator.plan.moments import DIRECT, Term, ratio_terms, sum_terms, term_basis, uses_direct
 from simulator.plan.compiled import Plan
@@ -30,7 +30,7 @@ from simulator.estimate.strata import HajekPart
 from simulator.estimate.score import score_bounds
 from simulator.plan.strata import disjoint_rows, stratifiable
 from simulator.stats.units import value_table
-from simulator.model.value import RATIO_METRICS, SIGNED_VALUES, SUM_METRICS, VALUES, RatioMetric, Weighting, event_size
+from simulator.model.value import RATIO_METRICS, SUM_METRICS, RatioMetric, ValueSet, Weighting, event_size
 
 NO_SUPPORT = "no_support"
 LOW_ESS = "low_ess"
@@ -113,13 +113,13 @@ def metric_estimates(policy: str, totals: Totals, estimator_name: str) -> list[M
     estimator = policy_estimator(policy, totals.plan, estimator_name)
     out = [
         MetricEstimate(m.name, estimator.total(m, policy, totals.total), sum_terms(m, policy).main, m.population,
-                       m.value in SIGNED_VALUES)
-        for m in SUM_METRICS
+                       m.value in totals.plan.values.signed)
+        for m in totals.plan.values.sums
     ]
     out += [
         MetricEstimate(r.name, estimator.ratio(r, policy, totals.total), ratio_terms(r, policy)[0],
                        r.numerator.population, False, r.proportion)
-        for r in RATIO_METRICS
+        for r in totals.plan.values.ratios
     ]
     return out
 
@@ -127,8 +127,8 @@ def metric_estimates(policy: str, totals: Totals, estimator_name: str) -> list[M
 def metric_values(policy: str, plan: Plan, estimator_name: str, total: Callable[[Term], np.ndarray]) -> dict[str, np.ndarray]:
     """Every metric's value (no gradient) from any totals, e.g. a bootstrap replicate's."""
     estimator = policy_estimator(policy, plan, estimator_name)
-    out = {m.name: estimator.total(m, policy, total).value for m in SUM_METRICS}
-    out |= {r.name: estimator.ratio(r, policy, total).value for r in RATIO_METRICS}
+    out = {m.name: estimator.total(m, policy, total).value for m in plan.values.sums}
+    out |= {r.name: estimator.ratio(r, policy, total).value for r in plan.values.ratios}
     return out
 
 
@@ -303,14 +303,14 @@ def bootstrap_bounds(reps: dict[str, np.ndarray], base_reps: dict[str, np.ndarra
 
 
 @lru_cache(maxsize=16)
-def structural_zeros(model: ValueModel, actions: tuple[str, ...]) -> frozenset[str]:
+def structural_zeros(values: ValueSet, actions: tuple[str, ...]) -> frozenset[str]:
     """Value columns that are 0 whatever the action and outcome, e.g. `challenged` when the action set has no challenge.
 
     Their estimates are exactly 0: a rare-event interval would wrongly allow one event.
     """
-    table = value_table(model, actions)  # (actions, patterns, values, 2)
+    table = value_table(values, actions)  # (actions, patterns, values, 2); NaN (a row value) is not 0
     zero = ~np.any(table != 0, axis=(0, 1, 3))
-    return frozenset(v for v, z in zip(VALUES, zero, strict=True) if z)
+    return frozenset(v for v, z in zip(values.names, zero, strict=True) if z)
 
 
 def metric_columns(policy: str, metric: MetricEstimate, base: MetricEstimate, evaluation: Evaluation,
@@ -323,7 +323,7 @@ def metric_columns(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
     plan, totals, confidence = evaluation.plan, evaluation.totals, evaluation.estimation.confidence
     estimate, baseline = metric.estimate.value, base.estimate.value
     delta = metric.estimate.minus(base.estimate)
-    if metric.main.value in structural_zeros(plan.value_model, plan.actions):  # e.g. challenges without a challenge action
+    if metric.main.value in structural_zeros(plan.values, plan.actions):  # e.g. challenges without a challenge action
         zero = np.zeros_like(estimate + baseline)
         return {"estimate": estimate, "se": zero, "ci_low": estimate, "ci_high": estimate, "baseline": baseline,
                 "delta": delta.value, "delta_se": zero, "delta_ci_low": delta.value, "delta_ci_high": delta.value,
@@ -408,7 +408,7 @@ def _event(metric: MetricEstimate, totals: Totals, plan: Plan) -> np.ndarray:
     """One more row of typical size at the largest weight, on the estimate's scale."""
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_amount = totals.total(Term(LOGGED, Weighting.TARGET, "amount")) / totals.rows
-    size = event_size(metric.main.value, plan.value_model, mean_amount)
+    size = event_size(metric.main.value, plan.values, plan.actions, mean_amount)
     scale = np.abs(metric.estimate.grad.get(metric.main, np.ones_like(mean_amount)))
     return np.nan_to_num(scale * totals.max_weight(metric.main) * size)
 

@@ -52,11 +52,10 @@ import numpy as np
 from scipy import special
 from scipy import stats as sps
 
-from simulator.config import ValueModel
 from simulator.estimate.linearised import Estimate, divide
 from simulator.estimate.rare import PartDiagnostics
 from simulator.estimate.strata import HajekPart
-from simulator.model.value import VALUES
+from simulator.model.value import ValueSet
 from simulator.plan.compiled import Plan
 from simulator.plan.moments import Term, stratum_term
 from simulator.plan.strata import Stratum, disjoint_rows
@@ -81,10 +80,10 @@ class Share:
 
 
 @lru_cache(maxsize=256)
-def two_values(model: ValueModel, actions: tuple[str, ...], action: int, value: str) -> tuple[float, float] | None:
+def two_values(values: ValueSet, actions: tuple[str, ...], action: int, value: str) -> tuple[float, float] | None:
     """(lo, hi) when a value column under an action takes exactly two values whatever the amount, else None."""
-    table = value_table(model, actions)[action, :, VALUES.index(value)]  # (patterns, 2): c0, c1
-    if np.any(table[:, 1] != 0):
+    table = value_table(values, actions)[action, :, values.names.index(value)]  # (patterns, 2): c0, c1 (NaN: a row value)
+    if not np.all(table[:, 1] == 0):
         return None
     distinct = np.unique(table[:, 0])
     return (float(distinct[0]), float(distinct[1])) if len(distinct) == 2 else None
@@ -154,7 +153,7 @@ def _part_shares(estimate: Estimate, shape: tuple[int, ...], total: Callable[[Te
     out = []
     for factor, part in estimate.parts.values():
         factor = np.nan_to_num(np.broadcast_to(factor, shape))
-        levels = two_values(plan.value_model, plan.actions, part.action, part.value)  # type: ignore[attr-defined]
+        levels = two_values(plan.values, plan.actions, part.action, part.value)  # type: ignore[attr-defined]
         if not np.any(factor) or levels is None:
             continue
         d = parts(part)  # type: ignore[arg-type]  # parts are HajekParts by construction

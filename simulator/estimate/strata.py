@@ -41,10 +41,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from simulator.config import ValueModel
 from simulator.estimate.estimators import snipw_global
 from simulator.estimate.linearised import Estimate, Gradient, divide
-from simulator.model.value import RATIO_METRICS, SUM_METRICS, VALUES, SumMetric, Weighting
+from simulator.model.value import SumMetric, ValueSet, Weighting
 from simulator.plan.moments import Term, stratum_term
 from simulator.schema import BLOCK
 from simulator.stats.units import PATTERNS, value_table
@@ -96,7 +95,7 @@ def stratified_terms(plan: Plan) -> tuple[Term, ...]:
         seen.setdefault(term)
         return np.ones(1)
 
-    metrics = [*SUM_METRICS, *(m for r in RATIO_METRICS for m in (r.numerator, r.denominator))]
+    metrics = [*plan.values.sums, *(m for r in plan.values.ratios for m in (r.numerator, r.denominator))]
     for planned in plan.policies:
         for metric in metrics:
             stratified_total(metric, planned.name, record, plan=plan)
@@ -137,7 +136,7 @@ def stratum_value(metric: SumMetric, members: Members, action: int | None, total
     """V(k, a): the total of the metric's value over stratum k had every row got action a."""
     if action is None:  # e.g. the blocked weighting where the policy does not block
         return zero()
-    fixed = fixed_values(plan.value_model, plan.actions).get((action, metric.value))
+    fixed = fixed_values(plan.values, plan.actions).get((action, metric.value))
     if fixed is not None:
         return fixed_value(fixed, members, total)
     # Block quality reads the blocked rows' outcomes through explored allowed rows of the same stratum;
@@ -202,22 +201,22 @@ def hajek(part: HajekPart, members: Members, total: TotalFn, *, borrow: bool = T
 
 
 @lru_cache(maxsize=16)
-def fixed_values(model: ValueModel, actions: tuple[str, ...]) -> dict[tuple[int, str], tuple[float, float]]:
+def fixed_values(values: ValueSet, actions: tuple[str, ...]) -> dict[tuple[int, str], tuple[float, float]]:
     """Value columns fixed by the action, whatever the outcome: (action, value) → (c0 if immature, c0 if mature).
 
     Such a value needs no exploration: its total over a stratum is exact from the
     stratum's row counts. A blocked payment has no outcome (validation enforces it),
     so under block every value is fixed.
     """
-    table = value_table(model, actions)  # (actions, patterns, values, 2)
+    table = value_table(values, actions)  # (actions, patterns, values, 2); NaN for row values: never fixed
     out: dict[tuple[int, str], tuple[float, float]] = {}
     patterns = np.arange(PATTERNS)
     for a, name in enumerate(actions):
         possible = patterns[(patterns & 7) == 0] if name == BLOCK else patterns
-        for j, value in enumerate(VALUES):
+        for j, value in enumerate(values.names):
             c0, c1 = table[a, possible, j, 0], table[a, possible, j, 1]
             mature = (possible & 8) > 0
-            if np.any(c1 != 0):
+            if not np.all(c1 == 0) or not np.all(np.isfinite(c0)):
                 continue
             immature_c0, mature_c0 = np.unique(c0[~mature]), np.unique(c0[mature])
             if len(immature_c0) <= 1 and len(mature_c0) <= 1:
@@ -246,9 +245,9 @@ class Outcomes:
 
 
 @lru_cache(maxsize=256)
-def outcomes(model: ValueModel, actions: tuple[str, ...], action: int, value: str) -> Outcomes:
-    """How a value depends on the outcome under an action (see `Outcomes`)."""
-    table = value_table(model, actions)[action, :, VALUES.index(value)]  # (patterns, 2)
+def outcomes(values: ValueSet, actions: tuple[str, ...], action: int, value: str) -> Outcomes:
+    """How a value depends on the outcome under an action (see `Outcomes`); all 0 for a row value (no floor)."""
+    table = np.nan_to_num(value_table(values, actions)[action, :, values.names.index(value)])  # (patterns, 2)
     declined, authorized, lost = table[0b1000], table[0b1001], table[0b1111]  # mature: + authorized, + fraud, + lost
     return Outcomes(a0=float(authorized[0] - declined[0]), a1=float(authorized[1] - declined[1]),
                     f0=float(lost[0] - authorized[0]), f1=float(lost[1] - authorized[1]))

@@ -23,9 +23,8 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
-from simulator.config import ValueModel
 from simulator.model.crossfit import FOLD, FOLDS, crossfit_table, fold_expr, row_folds
-from simulator.model.value import VALUES, value_exprs
+from simulator.model.value import ValueSet
 from simulator.schema import ACTION
 
 BIN = "_dm_bin"
@@ -37,7 +36,8 @@ class DirectMethod:
 
     scores: tuple[str, ...]
     edges: tuple[tuple[float, ...], ...]  # interior quantile edges of each score
-    table: np.ndarray  # (folds, bins, actions, len(VALUES)): fold f's rows are predicted by table[f]
+    table: np.ndarray  # (folds, bins, actions, len(values)): fold f's rows are predicted by table[f]
+    values: tuple[str, ...]  # the value columns of the table's last axis
 
     @property
     def bins(self) -> int:
@@ -55,7 +55,7 @@ class DirectMethod:
     def predictions(self, keys: np.ndarray, value: str) -> np.ndarray:
         """`(len(keys), actions)`: m̂ of `value` under every action for rows with these (fold, bin) keys."""
         flat = self.table.reshape(self.keys, *self.table.shape[2:])
-        return flat[keys, :, VALUES.index(value)]
+        return flat[keys, :, self.values.index(value)]
 
 
 def bin_expr(scores: tuple[str, ...], edges: tuple[tuple[float, ...], ...]) -> pl.Expr:
@@ -76,31 +76,31 @@ def _edges(data: pl.LazyFrame, scores: tuple[str, ...], bins: int) -> tuple[tupl
 
 def fit_direct_method(
     data: pl.LazyFrame, scores: tuple[str, ...], bins: tuple[int, ...], actions: tuple[str, ...],
-    model: ValueModel, cutoff: datetime | None, develop: pl.Expr | None = None,
+    values: ValueSet, cutoff: datetime | None, develop: pl.Expr | None = None,
 ) -> DirectMethod:
     """Fit the cross-fitted m̂ with one lazy pass per (fold, bin, action) (plus one for the quantile edges).
 
-    `develop`: the fraud labels' weights when they are developed (see `value_exprs`).
+    `develop`: the fraud labels' weights when they are developed (see `ValueSet.exprs`).
     """
     edges = tuple(e for s, b in zip(scores, bins, strict=True) for e in _edges(data, (s,), b))
-    values = value_exprs(model, cutoff, develop=develop)
+    names = values.names
+    keyed = data.with_columns(bin_expr(scores, edges), fold_expr(), pl.col(ACTION).cast(pl.String))
     grouped = (
-        data.with_columns(bin_expr(scores, edges), fold_expr(), pl.col(ACTION).cast(pl.String))
-        .select(FOLD, BIN, ACTION, *values)
+        values.evaluate(keyed, cutoff, develop=develop, keep=(FOLD, BIN, ACTION))
         .group_by(FOLD, BIN, ACTION)
-        .agg(pl.len().alias("_n"), *[pl.col(v).sum() for v in VALUES])
+        .agg(pl.len().alias("_n"), *[pl.col(v).sum() for v in names])
         .collect()
     )
     n_bins = int(np.prod([len(e) + 1 for e in edges]))
-    sums = np.zeros((FOLDS, n_bins, len(actions), len(VALUES)))
+    sums = np.zeros((FOLDS, n_bins, len(actions), len(names)))
     counts = np.zeros((FOLDS, n_bins, len(actions)))
     action_index = {a: i for i, a in enumerate(actions)}
     f = grouped[FOLD].to_numpy()
     b = grouped[BIN].to_numpy()
     a = np.array([action_index[x] for x in grouped[ACTION].to_list()], dtype=np.int64)
     counts[f, b, a] = grouped["_n"].to_numpy()
-    sums[f, b, a] = grouped.select(VALUES).to_numpy()
-    return DirectMethod(scores=scores, edges=edges, table=crossfit_table(counts, sums))
+    sums[f, b, a] = grouped.select(names).to_numpy()
+    return DirectMethod(scores=scores, edges=edges, table=crossfit_table(counts, sums), values=names)
 
 
 def model_keys(frame: pl.DataFrame, model: DirectMethod) -> np.ndarray:

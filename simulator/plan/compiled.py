@@ -18,7 +18,7 @@ from policies.base import Policy
 from policies.registry import PolicyContext, build_policy
 from segments.plan import SegmentPlan, plan_segments
 from segments.spec import required_columns
-from simulator.config import RunConfig, ValueModel
+from simulator.config import RunConfig
 from simulator.model.direct import DirectMethod, fit_direct_method
 from simulator.errors import InvalidConfig, InvalidData, UnknownName
 from simulator.estimate.estimators import estimator_kind, estimator_warnings
@@ -38,7 +38,7 @@ from simulator.schema import (
     logging_prob_column,
 )
 from simulator.model.maturity import Development, develop_labels
-from simulator.model.value import maturity_cutoff
+from simulator.model.value import ValueSet, maturity_cutoff
 from simulator.plan.changes import Changes
 from simulator.plan.moments import Term
 
@@ -89,7 +89,7 @@ class Plan:
     policies: tuple[PlannedPolicy, ...]  # the logging policy first, production when it is the baseline, then the config's
     baseline: str  # resolved: a policy of `policies`
     segments: SegmentPlan
-    value_model: ValueModel
+    values: ValueSet  # the value columns and metrics (`simulator.model.value`)
     as_of: datetime
     label_maturity_days: int
     cutoff: datetime | None  # None: every row's fraud label counts as mature
@@ -167,7 +167,7 @@ def _direct_method(config: RunConfig, data: pl.LazyFrame, names: set[str], cutof
         raise UnknownName("DR score column", missing[0], sorted(names))
     bins = tuple([estimation.dr_bins] + [max(2, estimation.dr_bins // 4)] * (len(estimation.dr_scores) - 1))
     develop = None if development is None else development.weight_expr()
-    return fit_direct_method(data, estimation.dr_scores, bins, config.data.actions, config.value_model, cutoff, develop)
+    return fit_direct_method(data, estimation.dr_scores, bins, config.data.actions, config.values(), cutoff, develop)
 
 
 NO_PRODUCTION = (
@@ -194,8 +194,11 @@ def compile_plan(config: RunConfig, data: pl.LazyFrame, *, as_of: datetime | Non
     `as_of` is the data's as-of date when the caller already knows it (validation
     computes it); otherwise the config's, or one more scan of the timestamps.
     """
-    names = set(data.collect_schema().names())
+    schema = data.collect_schema()
+    names = set(schema.names())
     actions = config.data.actions
+    values = config.values()
+    values.check(schema)
     context = PolicyContext(actions=actions, columns=frozenset(names), score_ranges=config.data.schema().score_ranges)
     empty = data.head(0).collect()
     logging_probs = all(logging_prob_column(a) in names for a in actions)
@@ -212,7 +215,7 @@ def compile_plan(config: RunConfig, data: pl.LazyFrame, *, as_of: datetime | Non
         as_of = as_of.replace(tzinfo=UTC)
     mode, development, cutoff, label_warnings = label_maturity(config, data, names, as_of)
     warnings = warnings + label_warnings + estimator_warnings(config.estimation.estimator)
-    columns = set(BASE_COLUMNS) | required_columns(config.segments)
+    columns = set(BASE_COLUMNS) | required_columns(config.segments) | values.reads()
     for p in planned:
         columns |= p.policy.columns
     if logging_probs:
@@ -227,7 +230,7 @@ def compile_plan(config: RunConfig, data: pl.LazyFrame, *, as_of: datetime | Non
         baseline=baseline,
         warnings=warnings,
         segments=segment_plan,
-        value_model=config.value_model,
+        values=values,
         as_of=as_of,
         label_maturity_days=config.data.label_maturity_days,
         cutoff=cutoff,

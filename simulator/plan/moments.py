@@ -27,7 +27,7 @@ import numpy as np
 
 from simulator.schema import ALLOW, BLOCK, LOGGED
 from simulator.plan.strata import RARE, Stratum
-from simulator.model.value import RATIO_METRICS, SUM_METRICS, RatioMetric, SumMetric, Weighting
+from simulator.model.value import RatioMetric, SumMetric, ValueSet, Weighting
 
 if TYPE_CHECKING:  # the plan uses this module's names; this module only reads plans
     from simulator.plan.compiled import Plan
@@ -176,11 +176,11 @@ def uses_direct(policy: str, plan: Plan) -> bool:
 def metric_terms(policy: str, plan: Plan) -> Iterator[tuple[str, tuple[Term, ...]]]:
     """Every metric's name and the terms its estimate uses."""
     direct = uses_direct(policy, plan)
-    for metric in SUM_METRICS:
+    for metric in plan.values.sums:
         terms = sum_terms(metric, policy)
         extra = doubly_robust(terms.main) if direct else ()
         yield metric.name, (terms.main, terms.norm, terms.count, *extra)
-    for ratio in RATIO_METRICS:
+    for ratio in plan.values.ratios:
         num, den = ratio_terms(ratio, policy)
         extra = (*doubly_robust(num), *doubly_robust(den)) if direct else ()
         yield ratio.name, (num, den, *extra)
@@ -202,7 +202,7 @@ def needed_sums(plan: Plan) -> Needs:
     quadratic: set[tuple[str, str, str]] = set()
     names = [p.name for p in (*plan.policies, *plan.codings)]  # a coding's totals are read by whoever added it
     base = dict(metric_terms(plan.baseline, plan))
-    strata = stratified_items() if plan.stratified else {}
+    strata = stratified_items(plan.values) if plan.stratified else {}
     strata_quadratic: set[tuple[str, str, str]] = set()
     direct_values: set[str] = set()
     from simulator.plan.direct_terms import direct_quadratic  # it builds on this module's names
@@ -236,7 +236,7 @@ def needed_sums(plan: Plan) -> Needs:
     )
 
 
-def stratified_items() -> dict[str, set[tuple[str, str]]]:
+def stratified_items(values: ValueSet) -> dict[str, set[tuple[str, str]]]:
     """Per metric, the (basis, value) sums the stratified estimator reads (`simulator.estimate.strata`).
 
     Hájek sums of the value and its population over explored rows (basis inv_p), stratum
@@ -249,8 +249,8 @@ def stratified_items() -> dict[str, set[tuple[str, str]]]:
         return {(ONE, "one"), (ONE, "mature"), (INV_P, metric.value), (INV_P, metric.population),
                 (ONE, metric.population), (ONE, metric.value)}
 
-    out = {m.name: items(m) for m in SUM_METRICS}
-    out |= {r.name: items(r.numerator) | items(r.denominator) for r in RATIO_METRICS}
+    out = {m.name: items(m) for m in values.sums}
+    out |= {r.name: items(r.numerator) | items(r.denominator) for r in values.ratios}
     return out
 
 

@@ -141,7 +141,8 @@ def _p(value: float | None) -> str:
 
 def _metric_order(metrics: list[str]) -> list[str]:
     key = [m for m in KEY_METRICS if m in metrics]
-    return key + [m for m in METRIC_NAMES if m in metrics and m not in key]
+    ordered = key + [m for m in METRIC_NAMES if m in metrics and m not in key]
+    return ordered + [m for m in metrics if m not in ordered]  # a config's own metrics last
 
 
 def _overall_section(result: ReviewResult) -> Section:

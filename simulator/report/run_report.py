@@ -110,7 +110,7 @@ def _overall(result: RunResult, names: list[str]) -> Section:
     tables = []
     for policy in names:
         rows, classes = [], []
-        for metric in OVERALL_METRICS:
+        for metric in OVERALL_METRICS + result.plan.values.own_metrics:
             r = _row(result, policy, metric)
             if r is None:
                 continue

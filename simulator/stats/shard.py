@@ -39,10 +39,11 @@ from simulator.plan.moments import (
 )
 from simulator.plan.compiled import Plan
 from simulator.schema import ACTION, ALLOW, AMOUNT, BLOCK, PROPENSITY, logging_prob_column
-from simulator.stats.units import Units, build_units, development_codes, outcome_pattern, unit_values
+from simulator.stats.units import (RowValues, Units, build_units, contradicted, development_codes, outcome_pattern,
+                                   row_coefficients, unit_values)
 from simulator.model.direct import model_keys
 from simulator.plan.direct_terms import direct_values, mixed_value, predicted_value
-from simulator.model.value import VALUES, Weighting
+from simulator.model.value import Weighting
 
 ACTION_KEY = "action"
 SUPPORT_KEY = "support"
@@ -219,6 +220,9 @@ class _Layout:
     """How a shard's rows group: into units, units into cells, cells into finest segments."""
 
     units: Units
+    rows: RowValues | None  # the row values' coefficients, per row (`simulator.stats.units.row_coefficients`)
+    pattern: np.ndarray  # each row's outcome pattern
+    weight: np.ndarray | None  # each row's fraud label weight, when labels are developed
     cells: Grouping  # rows -> cells (first: a row of each cell)
     finest: Grouping  # rows -> finest segments
     segs: list[SegmentCodes]
@@ -234,8 +238,12 @@ def _layout(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str
     pattern = outcome_pattern(batch, plan.cutoff)
     dm_bin = model_keys(batch, plan.direct) if plan.direct is not None else None  # (fold, bin): units share predictions
     develop = None if plan.development is None else development_codes(batch, pattern, plan.development)
-    units = build_units(batch, prefix, action, pattern, _logged_block(batch, plan), dm_bin, per_row=bool(plan.per_row),
-                        develop=develop)
+    weight = None if plan.development is None else plan.development.weight_expr()
+    row_values = row_coefficients(batch, plan.values, plan.cutoff, weight)
+    affine = row_values is None or row_values.affine
+    units = build_units(batch, prefix, action, pattern, _logged_block(batch, plan), dm_bin,
+                        per_row=bool(plan.per_row) or not affine, develop=develop,
+                        extra=row_values.codes() if row_values is not None and affine else ())
     first = units.grouping.first
     cells = group_rows([(values[first], size) for values, size in prefix], len(first))
     finest = group_rows([(s.codes[first], len(s.labels)) for s in segs], len(first))
@@ -253,7 +261,9 @@ def _layout(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str
     keys[SUPPORT_KEY] = pl.Series(SUPPORT_KEY, support[row_cells.first], dtype=pl.Int16)
     for name, code in codes.items():
         keys[code_key(name)] = pl.Series(code_key(name), code[row_cells.first], dtype=pl.Int32)
-    return _Layout(units=units, cells=row_cells, finest=rows(finest), segs=segs, keys=keys)
+    return _Layout(units=units, rows=row_values, pattern=pattern,
+                   weight=None if develop is None or plan.development is None else plan.development.levels[develop[0]],
+                   cells=row_cells, finest=rows(finest), segs=segs, keys=keys)
 
 
 Linear = tuple[np.ndarray, np.ndarray]  # (c0, c1): a value column is c0 + c1·amount
@@ -347,6 +357,36 @@ def _direct(plan: Plan, needs: Needs, units: Units, cells: int, values: dict[str
     return out, extra
 
 
+def gap_column(value: str) -> str:
+    """Per cell: 1 when some row's value contradicts its table (`simulator.stats.units.contradicted`), else 0."""
+    return f"max|gap|{value}"
+
+
+def _contradictions(batch: pl.DataFrame, plan: Plan, layout: _Layout, action: np.ndarray) -> dict[str, np.ndarray]:
+    if layout.rows is None or not plan.values.tabulable:
+        return {}
+    amount = batch[AMOUNT].cast(pl.Float64).to_numpy()
+    found = contradicted(plan.values, plan.actions, layout.rows, action, layout.pattern, layout.weight, amount)
+    out = {}
+    for name, rows in found.items():
+        top = np.zeros(layout.cells.size)
+        np.maximum.at(top, layout.cells.ids, rows.astype(np.float64))
+        out[gap_column(name)] = top
+    return out
+
+
+def verified_plan(plan: Plan, stats: Stats) -> Plan:
+    """The plan whose value set knows which tabulable values the data contradicted (`ValueSet.unverified`).
+
+    Estimators read a value's shape from its table only where every row of the data agreed with it.
+    """
+    if not plan.values.tabulable or stats.cells.is_empty():
+        return plan
+    wrong = frozenset(v for v in plan.values.tabulable
+                      if gap_column(v) in stats.cells.columns and stats.cells[gap_column(v)].max() > 0)
+    return replace(plan, values=replace(plan.values, unverified=wrong))
+
+
 def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
     """Statistics of one batch of rows (canonical columns, as validated)."""
     if batch.height == 0:
@@ -357,8 +397,8 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
     layout = _layout(batch, plan, action, codes, support)
     units, cells = layout.units, layout.cells
     levels = None if plan.development is None else plan.development.levels
-    table = unit_values(plan.value_model, plan.actions, units, levels)  # (units, values, 2)
-    values: dict[str, Linear] = {v: (table[:, j, 0], table[:, j, 1]) for j, v in enumerate(VALUES)}
+    table = unit_values(plan.values, plan.actions, units, levels, layout.rows)  # (units, values, 2)
+    values: dict[str, Linear] = {v: (table[:, j, 0], table[:, j, 1]) for j, v in enumerate(plan.values.names)}
     probs = row_probabilities(batch, plan)
     direct, predicted = _direct(plan, needs, units, cells.size, values, batch, cells, probs)
     row_basis_weights = bases(batch, plan, action, probs) if plan.per_row or plan.bootstrap else None
@@ -367,6 +407,7 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
     else:
         basis = unit_bases(plan, units.action, units.propensity, units.logged_block)
     sums = _sums(units, cells.size, values | predicted, basis, needs) | _masses(cells, plan, support, probs) | direct
+    sums |= _contradictions(batch, plan, layout, action)
     examples = None
     if plan.changes is not None:  # decision changes, in the same pass (simulator.stats.changes)
         members = {name: memberships(name, plan, action, codes, probs) for name in (plan.baseline, *changing(plan))}

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from simulator.stats.cells import Grouping, group_rows
-from simulator.config import ValueModel
 from simulator.schema import (
     ACTION,
     AMOUNT,
@@ -37,8 +37,10 @@ from simulator.schema import (
     DISPUTE_LOST,
     FRAUD_DISPUTE,
     PROPENSITY,
+    TRANSACTION_ID,
 )
-from simulator.model.value import VALUES, value_exprs
+from simulator.errors import InvalidData
+from simulator.model.value import ValueSet
 
 if TYPE_CHECKING:
     from simulator.model.maturity import Development
@@ -56,11 +58,18 @@ def outcome_pattern(batch: pl.DataFrame, cutoff: datetime | None) -> np.ndarray:
     return batch.select(expr.alias("p")).to_series().to_numpy()
 
 
-def value_table(model: ValueModel, actions: tuple[str, ...], develop: float = 1.0) -> np.ndarray:
-    """(actions, patterns, values, 2): c0 and c1 of every value column, from the value model itself.
+def value_table(values: ValueSet, actions: tuple[str, ...], develop: float = 1.0) -> np.ndarray:
+    """(actions, patterns, values, 2): c0 and c1 of every tabulated value column, from the value model itself.
 
-    `develop` is the fraud label's weight (see `value_exprs`); 1 is the raw label.
+    `develop` is the fraud label's weight (see `ValueSet.exprs`); 1 is the raw label. Values
+    without a table (`ValueSet.untabulated`: the config's expressions may read any column) are
+    NaN here; the shards evaluate every row value on the rows (`row_coefficients`).
     """
+    return _value_table(values, actions, develop)
+
+
+@lru_cache(maxsize=64)
+def _value_table(values: ValueSet, actions: tuple[str, ...], develop: float) -> np.ndarray:
     action, pattern = np.meshgrid(np.arange(len(actions)), np.arange(PATTERNS), indexing="ij")
     action, pattern = action.ravel(), pattern.ravel()
     frame = pl.DataFrame({
@@ -70,25 +79,117 @@ def value_table(model: ValueModel, actions: tuple[str, ...], develop: float = 1.
         DISPUTE_LOST: (pattern & 4).astype(bool),
         "_mature": ((pattern & _MATURE_BIT) > 0).astype(np.float64),
     })
-    at = {x: frame.with_columns(pl.lit(float(x)).alias(AMOUNT)).select(value_exprs(model, None, pl.col("_mature"), pl.lit(develop))).to_numpy()
+    tabulated = tuple(n for n in values.names if n not in values.untabulated)
+    at = {x: values.evaluate(frame.with_columns(pl.lit(float(x)).alias(AMOUNT)), None, pl.col("_mature"), pl.lit(develop),
+                             names=tabulated).to_numpy()
           for x in (0.0, 1.0)}
-    table = np.stack([at[0.0], at[1.0] - at[0.0]], axis=-1)  # (rows, values, 2)
-    return table.reshape(len(actions), PATTERNS, len(VALUES), 2)
+    table = np.full((len(action), len(values.names), 2), np.nan)
+    columns = [values.names.index(n) for n in tabulated]
+    table[:, columns] = np.stack([at[0.0], at[1.0] - at[0.0]], axis=-1)  # (rows, values, 2)
+    table.flags.writeable = False
+    return table.reshape(len(actions), PATTERNS, len(values.names), 2)
 
 
-def unit_values(model: ValueModel, actions: tuple[str, ...], units: Units, levels: np.ndarray | None) -> np.ndarray:
+def unit_values(values: ValueSet, actions: tuple[str, ...], units: Units, levels: np.ndarray | None,
+                rows: RowValues | None = None) -> np.ndarray:
     """(units, values, 2): c0 and c1 of every value column of each unit.
 
     With developed labels (`levels`: the weight of each development code, see
     `simulator.model.maturity.Development`) a unit's fraud weight w is one number,
-    and every value column is affine in it: c = c(w=0) + w · (c(w=1) − c(w=0)).
+    and every tabulated value column is affine in it: c = c(w=0) + w · (c(w=1) − c(w=0)).
+    Row values come from `rows`, at each unit's first row (units never mix their coefficients).
     """
-    raw = value_table(model, actions)[units.action, units.pattern]
-    if levels is None or units.develop is None:
-        return raw
-    undeveloped = value_table(model, actions, develop=0.0)[units.action, units.pattern]
-    weight = levels[units.develop][:, None, None]
-    return undeveloped + weight * (raw - undeveloped)
+    raw = value_table(values, actions)[units.action, units.pattern]
+    if levels is not None and units.develop is not None:
+        undeveloped = value_table(values, actions, develop=0.0)[units.action, units.pattern]
+        weight = levels[units.develop][:, None, None]
+        raw = undeveloped + weight * (raw - undeveloped)
+    if rows is not None:
+        first = units.grouping.first
+        for j, name in enumerate(rows.names):
+            raw[:, values.names.index(name)] = np.stack([rows.c0[first, j], rows.c1[first, j]], axis=-1)
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class RowValues:
+    """Per row, c0 and c1 of each row value (`ValueSet.row_values`): its value is c0 + c1·amount.
+
+    `affine` is False when some row's value is not affine in its amount (an expression such as
+    `CASE WHEN amount > 100 ...`): c0 is then the value itself, c1 is 0, and every row must be
+    its own unit.
+    """
+
+    names: tuple[str, ...]
+    c0: np.ndarray  # (rows, names)
+    c1: np.ndarray
+    affine: bool
+
+    def codes(self) -> tuple[tuple[np.ndarray, int], ...]:
+        """Unit key components: rows share a unit only if every row value has the same c0 and c1."""
+        return tuple(dense_codes(c[:, j]) for j in range(len(self.names)) for c in (self.c0, self.c1))
+
+
+def row_coefficients(batch: pl.DataFrame, values: ValueSet, cutoff: datetime | None,
+                     develop: pl.Expr | None) -> RowValues | None:
+    """Evaluate the row values on the batch at amount 0, 1 and its own amount (None when there are none).
+
+    Raises `InvalidData` naming the expression when a row's value is null or not finite (a column the
+    expression reads is null there, say): nothing is dropped silently.
+    """
+    names = tuple(n for n in values.names if n in values.row_values)
+    if not names:
+        return None
+    amount = batch[AMOUNT].cast(pl.Float64).to_numpy()
+
+    def at(frame: pl.DataFrame) -> np.ndarray:
+        return values.evaluate(frame, cutoff, develop=develop, names=names).to_numpy().astype(np.float64)
+
+    actual = at(batch)
+    _check_finite(batch, values, names, actual)
+    c0 = at(batch.with_columns(pl.lit(0.0).alias(AMOUNT)))
+    c1 = at(batch.with_columns(pl.lit(1.0).alias(AMOUNT))) - c0
+    fitted = c0 + c1 * amount[:, None]
+    affine = bool(np.all(np.abs(actual - fitted) <= 1e-9 * (np.abs(c0) + np.abs(c1 * amount[:, None])) + 1e-12))
+    if not affine:
+        return RowValues(names, actual, np.zeros_like(actual), affine=False)
+    return RowValues(names, c0, c1, affine=True)
+
+
+def contradicted(values: ValueSet, actions: tuple[str, ...], rows: RowValues, action: np.ndarray, pattern: np.ndarray,
+                 weight: np.ndarray | None, amount: np.ndarray) -> dict[str, np.ndarray]:
+    """Per tabulable row value (`ValueSet.tabulable`), the rows where it is not its table's c0 + c1·amount.
+
+    `weight`: each row's fraud label weight when labels are developed (the table is affine in it).
+    """
+    out: dict[str, np.ndarray] = {}
+    raw = value_table(values, actions)
+    undeveloped = None if weight is None else value_table(values, actions, develop=0.0)
+    for j, name in enumerate(rows.names):
+        if name not in values.tabulable:
+            continue
+        k = values.names.index(name)
+        c = raw[action, pattern, k]  # (rows, 2)
+        if undeveloped is not None and weight is not None:
+            u = undeveloped[action, pattern, k]
+            c = u + weight[:, None] * (c - u)
+        expected = c[:, 0] + c[:, 1] * amount
+        actual = rows.c0[:, j] + rows.c1[:, j] * amount
+        scale = np.abs(actual) + np.abs(c[:, 0]) + np.abs(c[:, 1] * amount)
+        out[name] = np.abs(actual - expected) > 1e-9 * scale + 1e-12
+    return out
+
+
+def _check_finite(batch: pl.DataFrame, values: ValueSet, names: tuple[str, ...], actual: np.ndarray) -> None:
+    bad = ~np.isfinite(actual)
+    if not bad.any():
+        return
+    j = int(np.flatnonzero(bad.any(axis=0))[0])
+    row = int(np.flatnonzero(bad[:, j])[0])
+    text = dict(values.custom).get(names[j], "a built-in formula reading the config's values")
+    example = batch[TRANSACTION_ID][row] if TRANSACTION_ID in batch.columns else f"row {row}"
+    raise InvalidData(f"value {names[j]!r} = {text!r}: {int(bad[:, j].sum())} rows evaluate to null or a non-finite "
+                      f"number, e.g. transaction_id {example!r}; make the expression total (COALESCE, CASE) or fix the data")
 
 
 def dense_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
@@ -149,13 +250,13 @@ class Units:
 def build_units(
     batch: pl.DataFrame, prefix: list[tuple[np.ndarray, int]], action: np.ndarray, pattern: np.ndarray,
     logged_block: np.ndarray | None, dm_bin: np.ndarray | None, per_row: bool,
-    develop: tuple[np.ndarray, int] | None = None,
+    develop: tuple[np.ndarray, int] | None = None, extra: tuple[tuple[np.ndarray, int], ...] = (),
 ) -> Units:
     """Group rows into units: the cell key `prefix` first, then what a unit's sums depend on.
 
     Every row is its own unit when `per_row`. `Units.cell` is left for the caller to fill.
     `develop` is each row's development code and how many there are: nonzero only on
-    developed fraud rows, so it splits few units.
+    developed fraud rows, so it splits few units. `extra`: more key components (row values' coefficients).
     """
     propensity = batch[PROPENSITY].cast(pl.Float64).to_numpy()
     amount = batch[AMOUNT].cast(pl.Float64).to_numpy()
@@ -163,7 +264,7 @@ def build_units(
         rows = np.arange(batch.height)
         grouping = Grouping(ids=rows, first=rows, size=batch.height)
     else:
-        components = [*prefix, dense_codes(propensity), (pattern, PATTERNS)]
+        components = [*prefix, dense_codes(propensity), (pattern, PATTERNS), *extra]
         if logged_block is not None:
             components.append(dense_codes(logged_block))
         if dm_bin is not None:

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from simulator.config import ValueModel
-from simulator.model.value import RATIO_METRICS, SUM_METRICS, VALUES, maturity_cutoff, value_exprs
+from simulator.model.value import ValueModel
+from simulator.model.value import RATIO_METRICS, SUM_METRICS, VALUES, ValueSet, maturity_cutoff
 from simulator.synthetic.generate import GenerateSpec
 from simulator.synthetic.log import simulate_chunk
 from simulator.synthetic.model import build_model
@@ -115,7 +115,7 @@ def value_matrix(frame: pl.DataFrame, world_seed: int = 0, value_model: ValueMod
                  labels: Labels = EXCLUDE) -> np.ndarray:
     """(rows, len(VALUES)) value columns of the engine's value model at each row's action."""
     cutoff = maturity_cutoff(as_of(world_seed), labels.maturity_days)
-    return frame.select(value_exprs(value_model or ValueModel(), cutoff)).to_numpy().astype(np.float64)
+    return ValueSet(value_model or ValueModel()).evaluate(frame, cutoff).to_numpy().astype(np.float64)
 
 
 def counterfactual_values(log: pl.DataFrame, truth: pl.DataFrame, world_seed: int = 0,

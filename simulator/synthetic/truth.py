@@ -32,7 +32,7 @@ from simulator.schema import (
     TRANSACTION_ID,
     logging_prob_column,
 )
-from simulator.model.value import RATIO_METRICS, SUM_METRICS, VALUES, SumMetric, Weighting, value_exprs
+from simulator.model.value import SumMetric, ValueSet, Weighting
 
 
 def counterfactual_log(log: pl.DataFrame, truth: pl.DataFrame, action: str, as_of: datetime,
@@ -77,8 +77,8 @@ def relog(log: pl.DataFrame, truth: pl.DataFrame, seed: int, as_of: datetime, ac
     return frame.select(log.columns)
 
 
-def _values(frame: pl.DataFrame, config: RunConfig, cutoff: datetime | None) -> np.ndarray:
-    return frame.select(value_exprs(config.value_model, cutoff)).to_numpy()
+def _values(frame: pl.DataFrame, values: ValueSet, cutoff: datetime | None) -> np.ndarray:
+    return values.evaluate(frame, cutoff).to_numpy()
 
 
 def true_totals(config: RunConfig, log: pl.DataFrame, truth: pl.DataFrame, *, eventual: bool | None = None) -> pl.DataFrame:
@@ -92,7 +92,7 @@ def true_totals(config: RunConfig, log: pl.DataFrame, truth: pl.DataFrame, *, ev
     plan = compile_plan(config, log.lazy())
     actions = plan.actions
     censored = plan.development is None if eventual is None else not eventual
-    by_action = {a: _values(counterfactual_log(log, truth, a, plan.as_of, censored), config, plan.cutoff) for a in actions}
+    by_action = {a: _values(counterfactual_log(log, truth, a, plan.as_of, censored), plan.values, plan.cutoff) for a in actions}
     allow = by_action[ALLOW]
     segs = [(ALL, np.zeros(log.height, dtype=np.int64), (ALL,))]
     for index, seg in enumerate(segment_codes(log, plan.segments)):
@@ -106,20 +106,20 @@ def true_totals(config: RunConfig, log: pl.DataFrame, truth: pl.DataFrame, *, ev
         blocked = probs[:, actions.index(BLOCK), None] * allow
         weighted = {Weighting.TARGET: target, Weighting.BLOCKED: blocked, Weighting.ALLOWED: allow}
         for name, codes, labels in segs:
-            sums = {w: np.stack([np.bincount(codes, m[:, j], minlength=len(labels)) for j in range(len(VALUES))], axis=1)
+            sums = {w: np.stack([np.bincount(codes, m[:, j], minlength=len(labels)) for j in range(m.shape[1])], axis=1)
                     for w, m in weighted.items()}
-            totals = _metric_totals(sums)
+            totals = _metric_totals(sums, plan.values)
             for metric, per_segment in totals.items():
                 rows += [(planned.name, name, label, metric, float(v)) for label, v in zip(labels, per_segment, strict=True)]
     return pl.DataFrame(rows, schema=["policy", "segmentation", "segment", "metric", "truth"], orient="row")
 
 
-def _metric_totals(sums: dict[Weighting, np.ndarray]) -> dict[str, np.ndarray]:
+def _metric_totals(sums: dict[Weighting, np.ndarray], values: ValueSet) -> dict[str, np.ndarray]:
     def total(metric: SumMetric) -> np.ndarray:
-        return sums[metric.weighting][:, VALUES.index(metric.value)]
+        return sums[metric.weighting][:, values.names.index(metric.value)]
 
-    out = {m.name: total(m) for m in SUM_METRICS}
+    out = {m.name: total(m) for m in values.sums}
     with np.errstate(divide="ignore", invalid="ignore"):
-        for r in RATIO_METRICS:
+        for r in values.ratios:
             out[r.name] = r.scale * total(r.numerator) / total(r.denominator)
     return out

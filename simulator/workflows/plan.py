@@ -26,12 +26,10 @@ from simulator.engine.execution import Execution
 from simulator.errors import InvalidConfig, InvalidData
 from simulator.estimate.results import FEW_EVENTS, LOW_ESS
 from simulator.estimate.sizing import delta_variance_sources
-from simulator.model.value import RATIO_METRICS
 from simulator.schema import LOGGED, PRODUCTION
 from simulator.workflows.run import RunResult, resolve_data, run, run_summary
 
 DEFAULT_METRICS: tuple[str, ...] = ("net_value", "auth_rate", "fraud_rate_bps")
-_RATIOS = frozenset(r.name for r in RATIO_METRICS)
 
 CHECK_SCHEMA: dict[str, type[pl.DataType]] = {
     "policy": pl.String, "guardrail": pl.Int32, "name": pl.String, "metric": pl.String, "scope": pl.String,
@@ -147,7 +145,7 @@ def current_state(wanted: pl.DataFrame, result: RunResult, config: RunConfig) ->
         .otherwise(pl.col("delta") - pl.col("ci_low"))
     return joined.with_columns(limit.alias("limit"), pl.lit(config.estimation.min_ess).alias("min_ess")).with_columns(
         facing.alias("half_width"), (pl.col("delta") - pl.col("limit")).abs().alias("distance"),
-        pl.col("metric").is_in(list(_RATIOS)).alias("ratio"),
+        pl.col("metric").is_in([r.name for r in config.values().ratios]).alias("ratio"),
         pl.when(split).then(pl.col("var_explored")).otherwise(total).alias("var_explored"),
         pl.when(split).then(pl.col("var_usual")).otherwise(0.0).alias("var_usual"),
         pl.when(split).then((total - pl.col("var_explored") - pl.col("var_usual")).clip(0.0))

@@ -32,7 +32,7 @@ from simulator.report.files import parquet_footer_digest, write_json, write_parq
 from simulator.report.folders import staged_folder
 from simulator.report.run_report import write_run_report
 from simulator.schema import Schema
-from simulator.stats.shard import Stats, shard_stats
+from simulator.stats.shard import Stats, shard_stats, verified_plan
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,7 @@ def evaluate(config: RunConfig, validated: ValidatedData, execution: Execution, 
         plan = replace(plan, rows=rows)
     compiled = time.perf_counter() - start
     executed = execute(plan, validated.source, validated.schema, execution)
+    plan = verified_plan(plan, executed.stats)
     mark = time.perf_counter()
     results = with_development_uncertainty(finalize(executed.stats, plan, config.estimation), plan,
                                            config.estimation.confidence)
@@ -179,6 +180,7 @@ def run_frame(config: RunConfig, frame: pl.DataFrame, *, examples: int = DEFAULT
         )
     plan = _with_changes(compile_plan(config, frame.lazy()), config, frame.columns, schema, examples)
     stats = shard_stats(frame.select(sorted(plan.columns)), plan, needed_sums(plan))
+    plan = verified_plan(plan, stats)
     results = with_development_uncertainty(finalize(stats, plan, config.estimation), plan, config.estimation.confidence)
     return RunResult(results=results, plan=plan, stats=stats, data=None,
                      timings={"total_s": time.perf_counter() - start},

@@ -55,7 +55,7 @@ from simulator.plan.compiled import Plan, compile_plan
 from simulator.plan.grid import ThresholdGrid, grid_plan, grid_values, threshold_grid
 from simulator.plan.holdout import Holdout, holdout
 from simulator.schema import Schema
-from simulator.stats.shard import Stats
+from simulator.stats.shard import Stats, verified_plan
 from simulator.workflows.run import RunResult, ValidatedData, evaluate, run, validated_data
 
 HELD_OUT = "recommended"  # the chosen point, evaluated alone on the report rows
@@ -126,6 +126,7 @@ def sweep(config: RunConfig, data: str | Path | None = None, *, objective: Objec
     compiled = time.perf_counter() - start - validate_s
     with shared_cluster(execution) as execution:
         executed = execute(plan, validated.source, validated.schema, execution)
+        plan = verified_plan(plan, executed.stats)
         mark = time.perf_counter()
         honest = objective is not None and settings.holdout != "none"
         choices = None if objective is None or not plan.bootstrap else ReplicateChoices(objective, grid.points, plan.bootstrap)
@@ -172,6 +173,7 @@ def _held_out_choice(config: RunConfig, settings: SweepConfig, objective: Object
     split = holdout(settings.holdout, settings.holdout_share, lazy, seed=config.estimation.seed)
     chooser = replace(plan, rows=split.select)
     selected = execute(chooser, validated.source, validated.schema, execution)
+    chooser = verified_plan(chooser, selected.stats)
     chosen_on = with_development_uncertainty(
         finalize_grid(selected.stats, chooser, config.estimation, grid, on_block=choices), chooser,
         config.estimation.confidence)
@@ -185,11 +187,16 @@ def _held_out_choice(config: RunConfig, settings: SweepConfig, objective: Object
     point_config = _against_baseline(config, [alone], "[sweep] holdout")
     reported = evaluate(point_config, validated, execution, rows=split.report)
     columns = table.filter(pl.col("point") == point).select("point", *THRESHOLDS).head(1)
-    report = scale_to_whole(reported.results.filter(pl.col("policy") == HELD_OUT), whole_rows(table)).join(
+    report = scale_to_whole(reported.results.filter(pl.col("policy") == HELD_OUT), whole_rows(table), _sums(config)).join(
         columns, how="cross")
     described = split.describe(selected=selected.stats.rows, reported=reported.stats.rows)
     return HeldOut(replace(choice, recommendation=held_out(choice.recommendation, report, objective, described)),
                    chosen_on, split, described)
+
+
+def _sums(config: RunConfig) -> list[str]:
+    """The config's sum metrics (scaled from the report part to the whole log)."""
+    return [m.name for m in config.values().sums]
 
 
 def whole_rows(table: pl.DataFrame) -> pl.DataFrame:
@@ -240,7 +247,7 @@ def _by_segment(table: pl.DataFrame, config: RunConfig, column: str, score: str,
     rows = None if held is None else held.split.report
     results = evaluate(combined, validated, execution, rows=rows).results.filter(pl.col("policy") == COMBINED)
     if held is not None:
-        results = scale_to_whole(results, whole_rows(table)).select(results.columns)
+        results = scale_to_whole(results, whole_rows(table), _sums(config)).select(results.columns)
     return BySegment(column=column, choices=choices, policy=policy, results=results,
                      holdout=None if held is None else held.described)
 

@@ -26,7 +26,7 @@ def test_a_misspelt_table_suggests_the_table(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[segment]\nby = [["card_country"]]\n')
     with pytest.raises(InvalidConfig, match=re.escape("segment: unknown key 'segment'; known: baseline, data, "
-                                                      "estimation, policies, review, segments, sweep, value_model "
+                                                      "estimation, metrics, policies, review, segments, sweep, value_model "
                                                       "(did you mean 'segments'?)")):
         load_config(path)
 

@@ -28,7 +28,7 @@ from simulator import parse_config, run, run_frame, sweep
 from simulator.config import RunConfig
 from simulator.engine.execution import Execution
 from simulator.estimate.estimators import estimator_kind, known_estimators
-from simulator.model.value import RATIO_METRICS, SUM_METRICS, VALUES, Weighting, value_exprs
+from simulator.model.value import RATIO_METRICS, SUM_METRICS, VALUES, Weighting
 from simulator.synthetic.generate import GenerateSpec, generate
 from simulator.schema import logging_prob_column
 from simulator.synthetic.truth import counterfactual_log, relog, true_totals
@@ -110,7 +110,7 @@ def _observed(config: RunConfig, frame: pl.DataFrame, plan: Any) -> dict[str, fl
     """Observed totals of the log: Σ over rows of each TARGET sum metric's value (fraud developed as the
     plan says), and their ratios."""
     develop = None if plan.development is None else plan.development.weight_expr()
-    values = frame.select(value_exprs(config.value_model, plan.cutoff, develop=develop)).to_numpy().sum(axis=0)
+    values = plan.values.evaluate(frame, plan.cutoff, develop=develop).to_numpy().sum(axis=0)
     sums = {v: float(values[i]) for i, v in enumerate(VALUES)}
     out = {m.name: sums[m.value] for m in SUM_METRICS if m.weighting is Weighting.TARGET}
     for ratio in RATIO_METRICS:
@@ -241,9 +241,8 @@ def _ipw_sd(config: RunConfig, population: Population, plan: Any, metrics: list[
     mu = log.select([logging_prob_column(a) for a in plan.actions]).to_numpy()
     by_name = {m.name: m for m in SUM_METRICS}
     columns = [VALUES.index(by_name[m].value) for m in metrics]
-    y = np.stack([counterfactual_log(log, truth, a, plan.as_of, plan.development is None)
-                  .select(value_exprs(config.value_model, plan.cutoff))
-                  .to_numpy()[:, columns] for a in plan.actions], axis=1)  # (rows, actions, metrics)
+    y = np.stack([plan.values.evaluate(counterfactual_log(log, truth, a, plan.as_of, plan.development is None),
+                                       plan.cutoff).to_numpy()[:, columns] for a in plan.actions], axis=1)  # (rows, actions, metrics)
     second = (pi[:, :, None] ** 2 * y**2 / mu[:, :, None]).sum(axis=1)
     first = (pi[:, :, None] * y).sum(axis=1)
     return pl.DataFrame({"metric": metrics, "ipw_sd": np.sqrt((second - first**2).sum(axis=0))})

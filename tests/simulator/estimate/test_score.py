@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from simulator import parse_config, run_frame
-from simulator.config import ValueModel
+from simulator.model.value import ValueModel, ValueSet
 from simulator.estimate.score import two_values, wilson
 from simulator.synthetic.fresh import as_of, fresh_population
 
@@ -62,7 +62,7 @@ def test_a_share_seen_only_as_zero_still_has_an_upper_limit() -> None:
 
 def test_the_two_valued_columns_of_the_default_value_model() -> None:
     actions = ("allow", "challenge", "block")
-    model = ValueModel()
+    model = ValueSet(ValueModel())
     assert two_values(model, actions, 0, "authorized") == (0.0, 1.0)
     assert two_values(model, actions, 1, "authorized") == (0.0, 1.0)
     assert two_values(model, actions, 0, "fraud") == (0.0, 1.0)

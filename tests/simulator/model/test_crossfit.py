@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from simulator.config import ValueModel
+from simulator.model.value import ValueModel, ValueSet
 from simulator.model.crossfit import FOLD_SEED, FOLDS, SHRINKAGE, crossfit_table, out_of_fold, row_folds, shrunk_means
 from simulator.model.direct import fit_direct_method, model_keys
 from simulator.model.value import VALUES
@@ -70,7 +70,7 @@ def test_fit_predicts_each_row_from_the_other_folds() -> None:
         "dispute_lost": [None, None, None, None],
         "score": [0.1, 0.2, 0.8, 0.9],
     })
-    model = fit_direct_method(frame.lazy(), ("score",), (2,), ACTIONS, ValueModel(), None)
+    model = fit_direct_method(frame.lazy(), ("score",), (2,), ACTIONS, ValueSet(ValueModel()), None)
     assert model.table.shape == (FOLDS, 2, len(ACTIONS), len(VALUES))
     keys = model_keys(frame, model)
     np.testing.assert_array_equal(keys, [2 * 2 + 0, 3 * 2 + 0, 2 * 2 + 1, 3 * 2 + 1])  # fold · bins + bin

@@ -11,7 +11,6 @@ import pytest
 
 from simulator.config import parse_config
 from simulator.engine.execution import Execution
-from simulator.model.value import value_exprs
 from simulator.workflows.run import run, run_frame, write_run_outputs
 from tests.factories import make_transactions, write_parquet
 
@@ -64,7 +63,7 @@ def test_engine_totals_are_the_developed_value_columns(bootstrap: int) -> None:
     config = parse_config({"policies": [THRESHOLD, PER_ROW], "estimation": {"bootstrap": bootstrap}})
     result = run_frame(config, FRAME)
     plan = result.plan
-    values = FRAME.select(value_exprs(config.value_model, plan.cutoff, develop=plan.development.weight_expr()))
+    values = plan.values.evaluate(FRAME, plan.cutoff, develop=plan.development.weight_expr())
     overall = result.overall()
 
     def estimate(policy: str, metric: str) -> float:

@@ -64,7 +64,7 @@ def test_sum_metrics_are_scaled_to_the_whole_log_and_ratios_are_not() -> None:
                            "ci_high": [5.0, 16.0], "baseline": [2.0, 10.0], "delta": [1.0, 2.0],
                            "delta_se": [0.5, 1.0], "delta_ci_low": [0.0, 0.0], "delta_ci_high": [2.0, 4.0]})
     whole = pl.DataFrame({"segment": ["ALL", "ALL"], "metric": ["fraud_count", "fraud_rate_bps"], "whole_rows": [100, 100]})
-    scaled = scale_to_whole(report, whole)
+    scaled = scale_to_whole(report, whole, sums=["fraud_count"])
     count, rate = scaled.row(0, named=True), scaled.row(1, named=True)
     # 100 mature rows in the whole log, 40 in the report part: totals × 2.5
     assert (count["estimate"], count["ci_high"], count["delta"], count["rows"]) == (7.5, 12.5, 2.5, 40)
