@@ -80,9 +80,6 @@ class DataConfig(BaseModel):
     def _actions(cls, actions: tuple[str, ...]) -> tuple[str, ...]:
         if len(actions) < 2 or len(set(actions)) != len(actions):
             raise ValueError(f"needs at least two distinct actions, got {list(actions)}")
-        if "block" not in actions or "allow" not in actions:
-            raise ValueError(f"must contain 'allow' and 'block' (name the values your files use in "
-                             f"[data.action_values]), got {list(actions)}")
         return actions
 
     @field_validator("columns")
@@ -233,12 +230,12 @@ class RunConfig(BaseModel):
     @model_validator(mode="after")
     def _value_set(self) -> RunConfig:
         """The value model and the metrics fit together (ratios name sum metrics, values do not read in a cycle)."""
-        value_set(self.value_model, self.metrics)
+        value_set(self.value_model, self.metrics, self.data.actions)
         return self
 
     def values(self) -> ValueSet:
         """The run's value columns and metrics (`simulator.model.value.ValueSet`)."""
-        return value_set(self.value_model, self.metrics)
+        return value_set(self.value_model, self.metrics, self.data.actions)
 
     @field_validator("policies")
     @classmethod

@@ -30,7 +30,7 @@ from simulator.estimate.strata import HajekPart
 from simulator.estimate.score import score_bounds
 from simulator.plan.strata import disjoint_rows, stratifiable
 from simulator.stats.units import value_table
-from simulator.model.value import RATIO_METRICS, SUM_METRICS, RatioMetric, ValueSet, Weighting, event_size
+from simulator.model.value import BLOCK_QUALITY, RatioMetric, ValueSet, Weighting, event_size
 
 NO_SUPPORT = "no_support"
 LOW_ESS = "low_ess"
@@ -270,10 +270,6 @@ def policy_columns(policy: str, evaluation: Evaluation, baseline: dict[str, Metr
 
 Bounds = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]  # ci low, high; delta low, high
 
-# How well blocks hit fraud, seen through explored rows the logging policy allowed in the policy's block region:
-# every metric over the blocked weighting (blocked_fraud_count, blocked_legit_count, block_precision, block_recall).
-BLOCK_QUALITY = frozenset({m.name for m in SUM_METRICS if m.weighting is Weighting.BLOCKED}
-                          | {r.name for r in RATIO_METRICS if r.numerator.weighting is Weighting.BLOCKED})
 
 
 def blocks_unseen(values: dict[str, np.ndarray]) -> np.ndarray:
@@ -282,6 +278,8 @@ def blocks_unseen(values: dict[str, np.ndarray]) -> np.ndarray:
     Then none of the block-quality metrics is identified: the blocked fraud count and the recall would
     read 0 although the data says nothing about them, so all four are flagged `unidentified` together.
     """
+    if "block_precision" not in values:  # an action set without allow or block: no block-quality metric
+        return np.zeros(np.shape(next(iter(values.values()))), dtype=bool)
     with np.errstate(invalid="ignore"):
         return (values["blocked_count"] > 0) & ~np.isfinite(values["block_precision"])
 

@@ -41,11 +41,13 @@ from simulator.errors import TableProblems, unknown_message
 from simulator.model.expressions import NAME, check_against, dependency_levels, parse, reads
 from simulator.schema import (
     ACTION,
+    ALLOW,
     AMOUNT,
     AUTHORIZED,
     BLOCK,
     CHALLENGE,
     CREATED_AT,
+    DEFAULT_ACTIONS,
     DISPUTE_LOST,
     FRAUD_DISPUTE,
     OUTCOME_COLUMNS,
@@ -240,6 +242,11 @@ RATIO_METRICS: tuple[RatioMetric, ...] = (
 )
 
 METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in SUM_METRICS) + tuple(r.name for r in RATIO_METRICS)
+# How well blocks hit fraud, seen through explored rows the logging policy allowed in the policy's block region:
+# every metric over the blocked or allowed weighting (blocked_fraud_count, blocked_legit_count, block_precision,
+# block_recall). They need both allow and block in the action set.
+BLOCK_QUALITY = frozenset({m.name for m in SUM_METRICS if m.weighting is not Weighting.TARGET}
+                          | {r.name for r in RATIO_METRICS if r.numerator.weighting is not Weighting.TARGET})
 
 
 def maturity_cutoff(as_of: datetime, label_maturity_days: int) -> datetime:
@@ -289,9 +296,7 @@ def _builtin_exprs(model: ValueModel, mature: pl.Expr, develop: pl.Expr | None) 
 # authorisation and fraud events of the rare-event floor): a config adds values beside them, never replaces them.
 FIXED_VALUES = frozenset({"one", "amount", "mature", "authorized", "fraud", "fraud_volume"})
 # Metrics whose definition is not an expression (their weighting) or that diagnostics read by name.
-FIXED_METRICS = frozenset({"attempts", "blocked_count"}
-                          | {m.name for m in SUM_METRICS if m.weighting is not Weighting.TARGET}
-                          | {r.name for r in RATIO_METRICS if r.numerator.weighting is not Weighting.TARGET})
+FIXED_METRICS = frozenset({"attempts", "blocked_count"}) | BLOCK_QUALITY
 METRIC_VALUE_PREFIX = "metric."  # the value column of a config's `[metrics.NAME] sum` (not an SQL identifier)
 _FRAUD_READERS = frozenset({"mature", "fraud", FRAUD_DISPUTE, DISPUTE_LOST})
 
@@ -468,7 +473,22 @@ def reads_labels(values: ValueSet, name: str) -> bool:
     return False
 
 
-def value_set(model: ValueModel, metrics: Mapping[str, MetricTable] | None = None) -> ValueSet:
+def has_blocks(actions: tuple[str, ...]) -> bool:
+    """Whether block quality is defined: blocked payments seen through allowed ones needs both actions."""
+    return ALLOW in actions and BLOCK in actions
+
+
+def needed_actions(name: str) -> frozenset[str]:
+    """The actions a built-in metric's definition needs (SPEC §3: without them it is left out, not 0)."""
+    if name in BLOCK_QUALITY:
+        return frozenset({ALLOW, BLOCK})
+    return _NEEDS.get(name, frozenset())
+
+
+_NEEDS = {"blocked_count": frozenset({BLOCK}), "block_rate": frozenset({BLOCK}),
+          "challenged_count": frozenset({CHALLENGE})}
+def value_set(model: ValueModel, metrics: Mapping[str, MetricTable] | None = None,
+              actions: tuple[str, ...] = DEFAULT_ACTIONS) -> ValueSet:
     """The run's `ValueSet` from `[value_model]` and `[metrics]`; `TableProblems` (paths below the config) if it cannot be.
 
     A `[metrics.NAME]` sum adds the value column `metric.NAME`, its rows are the mature ones when it
@@ -485,8 +505,8 @@ def value_set(model: ValueModel, metrics: Mapping[str, MetricTable] | None = Non
         values.levels()
     except ValueError as error:
         raise TableProblems([("value_model.values", str(error))]) from None
-    sums = {m.name: m for m in SUM_METRICS}
-    ratios = {r.name: r for r in RATIO_METRICS}
+    sums = {m.name: m for m in SUM_METRICS if needed_actions(m.name) <= set(actions)}
+    ratios = {r.name: r for r in RATIO_METRICS if needed_actions(r.name) <= set(actions)}
     for name, m in metrics.items():
         kind, other = ("sum", ratios) if m.sum is not None else ("ratio", sums)
         if name in other:
@@ -501,7 +521,11 @@ def value_set(model: ValueModel, metrics: Mapping[str, MetricTable] | None = Non
             continue
         parts = [sums.get(part) for part in m.ratio]
         for side, part_name, part in zip(("numerator", "denominator"), m.ratio, parts, strict=True):
-            if part is None:
+            missing = sorted(needed_actions(part_name) - set(actions))
+            if part is None and missing:
+                problems.append((f"metrics.{name}.ratio", f"the {side} {part_name!r} needs action {missing[0]!r}, "
+                                                          f"which the action set ({', '.join(actions)}) lacks"))
+            elif part is None:
                 head = f"the {side} {part_name!r} is not a sum metric"
                 problems.append((f"metrics.{name}.ratio", unknown_message(head, part_name, sorted(sums))))
         if None not in parts:

@@ -119,7 +119,7 @@ def threshold_grid(score: str, challenge: tuple[float, ...] | None, block: tuple
     if challenge is None and block is None:
         raise InvalidConfig(f"{where}: needs block_above and/or challenge_above (a list or {{start, stop, num}})")
     for action, values, key in ((CHALLENGE, challenge, "challenge_above"), (BLOCK, block, "block_above")):
-        if values is not None and action not in actions:
+        if (values is not None or action == ALLOW) and action not in actions:
             raise InvalidConfig(f"{where}.{key}: needs action {action!r}, which is not in the action set ({', '.join(actions)})")
     pairs = list(product(block if block is not None else (np.nan,), challenge if challenge is not None else (np.nan,)))
     b = np.array([p[0] for p in pairs], dtype=np.float64)

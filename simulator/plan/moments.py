@@ -112,9 +112,8 @@ def coefficients(term: Term, plan: Plan, cells: Cells) -> np.ndarray:
     size = cells.action.shape[0]
     if term.stratum is not None:
         return stratum_coefficients(term.stratum, plan, cells)
-    allow = (cells.action == plan.actions.index(ALLOW)).astype(np.float64)
     if term.weighting is Weighting.ALLOWED:
-        return allow
+        return (cells.action == plan.actions.index(ALLOW)).astype(np.float64)
     planned = plan.policy(term.policy)
     if not planned.coded:
         return np.ones(size)
@@ -123,7 +122,7 @@ def coefficients(term: Term, plan: Plan, cells: Cells) -> np.ndarray:
     code = cells.codes[term.policy]
     if term.weighting is Weighting.TARGET:
         return table[code, cells.action]
-    return allow * table[code, plan.actions.index(BLOCK)]
+    return (cells.action == plan.actions.index(ALLOW)) * table[code, plan.actions.index(BLOCK)]
 
 
 def stratum_coefficients(stratum: Stratum, plan: Plan, cells: Cells) -> np.ndarray:
@@ -220,7 +219,8 @@ def needed_sums(plan: Plan) -> Needs:
                 (quadratic if both else strata_quadratic).add((*sorted((ba, bb)), product(va, vb)))
     linear |= {(ONE, "one"), (ONE, "amount")}
     if plan.stratified:
-        linear |= {(ONE, v) for v in RARE.values()} | {(ONE, "fraud_volume")}
+        # the rare-event floor's counts (`simulator.estimate.rare`), whichever metrics the action set keeps
+        linear |= {(ONE, v) for v in (*RARE.values(), "fraud_volume", "authorized", "mature_authorized")}
         strata_quadratic |= {(ONE, ONE, "amount*amount"), (ONE, ONE, "amount*fraud_volume")}
     design: set[tuple[str, str, str]] = set()
     if plan.finite:

@@ -43,7 +43,7 @@ from simulator.stats.units import (RowValues, Units, build_units, contradicted, 
                                    row_coefficients, unit_values)
 from simulator.model.direct import model_keys
 from simulator.plan.direct_terms import direct_values, mixed_value, predicted_value
-from simulator.model.value import Weighting
+from simulator.model.value import Weighting, has_blocks
 
 ACTION_KEY = "action"
 SUPPORT_KEY = "support"
@@ -151,10 +151,12 @@ def bases(batch: pl.DataFrame, plan: Plan, action: np.ndarray, probs: dict[str, 
     """Per-row basis weights (see `simulator.plan.moments`)."""
     propensity = batch[PROPENSITY].cast(pl.Float64).to_numpy()
     out = unit_bases(plan, action, propensity, _logged_block(batch, plan))
-    inv_p, allow, block = out[INV_P], action == plan.actions.index(ALLOW), plan.actions.index(BLOCK)
+    inv_p = out[INV_P]
     for name, target_probs in probs.items():
         out[row_basis(name)] = target_probs[np.arange(batch.height), action] * inv_p
-        out[row_block_basis(name)] = allow * target_probs[:, block] * inv_p
+        if has_blocks(plan.actions):
+            allow, block = action == plan.actions.index(ALLOW), plan.actions.index(BLOCK)
+            out[row_block_basis(name)] = allow * target_probs[:, block] * inv_p
     return out
 
 
@@ -168,7 +170,7 @@ def unit_bases(plan: Plan, action: np.ndarray, propensity: np.ndarray, logged_bl
 
 
 def _logged_block(batch: pl.DataFrame, plan: Plan) -> np.ndarray | None:
-    if not plan.logging_probs:
+    if not plan.logging_probs or not has_blocks(plan.actions):
         return None
     return batch[logging_prob_column(BLOCK)].cast(pl.Float64).to_numpy()
 
@@ -331,7 +333,6 @@ def _direct(plan: Plan, needs: Needs, units: Units, cells: int, values: dict[str
     model = plan.direct
     if model is None or units.dm_bin is None:
         return {}, {}
-    allow, block = plan.actions.index(ALLOW), plan.actions.index(BLOCK)
     wanted = direct_values(needs.quadratic)
     out: dict[str, np.ndarray] = {}
     extra: dict[str, Linear] = {}
@@ -348,9 +349,11 @@ def _direct(plan: Plan, needs: Needs, units: Units, cells: int, values: dict[str
         for name, target_probs in probs.items():
             for value in needs.direct:
                 predicted = model.predictions(keys, value)
-                mixed = (target_probs * predicted).sum(axis=1)
-                blocked = target_probs[:, block] * predicted[:, allow]
-                for weighting, per_row in ((Weighting.TARGET, mixed), (Weighting.BLOCKED, blocked)):
+                mixed = [(Weighting.TARGET, (target_probs * predicted).sum(axis=1))]
+                if has_blocks(plan.actions):
+                    allow, block = plan.actions.index(ALLOW), plan.actions.index(BLOCK)
+                    mixed.append((Weighting.BLOCKED, target_probs[:, block] * predicted[:, allow]))
+                for weighting, per_row in mixed:
                     out[row_direct_column(name, weighting, value)] = group_sum(row_cells, per_row)
                     if mixed_value(plan, name, weighting, value) in wanted:
                         extra[mixed_value(plan, name, weighting, value)] = (per_row, zeros)

@@ -93,7 +93,7 @@ def true_totals(config: RunConfig, log: pl.DataFrame, truth: pl.DataFrame, *, ev
     actions = plan.actions
     censored = plan.development is None if eventual is None else not eventual
     by_action = {a: _values(counterfactual_log(log, truth, a, plan.as_of, censored), plan.values, plan.cutoff) for a in actions}
-    allow = by_action[ALLOW]
+    allow = by_action.get(ALLOW)
     segs = [(ALL, np.zeros(log.height, dtype=np.int64), (ALL,))]
     for index, seg in enumerate(segment_codes(log, plan.segments)):
         segs.append(("|".join(plan.segments.segmentations[index]), seg.codes, seg.labels))
@@ -103,8 +103,9 @@ def true_totals(config: RunConfig, log: pl.DataFrame, truth: pl.DataFrame, *, ev
             continue
         probs = planned.policy.probabilities(log)
         target = sum(probs[:, i, None] * by_action[a] for i, a in enumerate(actions))
-        blocked = probs[:, actions.index(BLOCK), None] * allow
-        weighted = {Weighting.TARGET: target, Weighting.BLOCKED: blocked, Weighting.ALLOWED: allow}
+        weighted = {Weighting.TARGET: target}
+        if allow is not None and BLOCK in actions:
+            weighted |= {Weighting.BLOCKED: probs[:, actions.index(BLOCK), None] * allow, Weighting.ALLOWED: allow}
         for name, codes, labels in segs:
             sums = {w: np.stack([np.bincount(codes, m[:, j], minlength=len(labels)) for j in range(m.shape[1])], axis=1)
                     for w, m in weighted.items()}
