@@ -33,7 +33,7 @@ from pydantic import model_validator
 
 from policies.base import Actions, Coded, column_values, one_hot, require_columns, score_values
 from policies.registry import PolicyContext, PolicyParams, register_policy
-from policies.threshold import Cutoffs, as_cutoff, choose, note_score_range, require_cutoff_actions
+from policies.threshold import Cutoffs, choose, note_score_range, require_cutoff_actions
 from simulator.errors import toml_path
 
 
@@ -52,15 +52,15 @@ class SegmentThresholdParams(PolicyParams):
 class SegmentThresholdPolicy:
     """Threshold policy whose cutoffs depend on one segment column.
 
-    `challenge_above[i]` and `block_above[i]` are the cutoffs of `values[i]`; the
-    last entry (one past `values`) is the default. Unset cutoffs are +inf.
+    `ladder[action][i]` is the threshold of `values[i]` for that action and `below[i]` the action under
+    every threshold; the last entry (one past `values`) is the default. Unset cutoffs are +inf.
     """
 
     score: str
     column: str
     values: tuple[str, ...]
-    challenge_above: tuple[float, ...]
-    block_above: tuple[float, ...]
+    ladder: tuple[tuple[str, tuple[float, ...]], ...]
+    below: tuple[str, ...]
     actions: Actions
     where: str
     deterministic: ClassVar[bool] = True
@@ -75,9 +75,9 @@ class SegmentThresholdPolicy:
         """Code = index of the chosen action."""
         score = score_values(batch, self.score, where=self.where)
         segment = self._segment_index(batch)
-        challenge = np.asarray(self.challenge_above)[segment]
-        block = np.asarray(self.block_above)[segment]
-        return one_hot(choose(score, challenge, block, self.actions), len(self.actions))
+        ladder = {action: np.asarray(cuts)[segment] for action, cuts in self.ladder}
+        below = np.array([self.actions.index(b) for b in self.below], dtype=np.int32)[segment]
+        return one_hot(choose(score, ladder, below, self.actions), len(self.actions))
 
     def probabilities(self, batch: pl.DataFrame) -> np.ndarray:
         """One-hot rows on the chosen action."""
@@ -106,8 +106,9 @@ def segment_threshold_policy(
         score=params.score,
         column=params.column,
         values=tuple(params.thresholds),
-        challenge_above=tuple(as_cutoff(c.challenge_above) for c in ordered),
-        block_above=tuple(as_cutoff(c.block_above) for c in ordered),
+        ladder=tuple((action, tuple(c.ladder().get(action, np.inf) for c in ordered))
+                     for action in dict.fromkeys(a for c in ordered for a in c.ladder())),
+        below=tuple(c.below for c in ordered),
         actions=context.actions,
         where=where,
     )

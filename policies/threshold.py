@@ -1,9 +1,16 @@
-"""`threshold`: one score, `challenge_above` and/or `block_above` (SPEC §4).
+"""`threshold`: one score, `challenge_above` and/or `block_above` (SPEC §4), or a ladder over any action set.
 
 Per row: block if `score >= block_above`, else challenge if
 `score >= challenge_above`, else allow. Thresholds are inclusive: a score
 exactly on a threshold takes the stricter action. A threshold left out never
 fires. Deterministic; coded by the chosen action (table = identity).
+
+With an action set of its own (SPEC §3), `above` maps any action to its
+threshold and `below` names the action under every threshold (default
+`allow`): a score takes the action of the highest threshold at or below it.
+`challenge_above` and `block_above` are `above.challenge` and `above.block`.
+For the action set `["approve", "review", "decline"]`:
+`below = "approve"`, `above = { review = 0.3, decline = 0.8 }`.
 
 Example::
 
@@ -27,7 +34,7 @@ from pydantic import ValidationInfo, ValidatorFunctionWrapHandler, field_validat
 
 from policies.base import Actions, Coded, one_hot, require_columns, score_values
 from policies.registry import PolicyContext, PolicyParams, register_policy
-from simulator.errors import InvalidConfig
+from simulator.errors import InvalidConfig, TableProblems
 from simulator.schema import ALLOW, BLOCK, CHALLENGE, UNIT_RANGE
 
 SCORE_RANGE = "score_range"  # validation context: (low, high, score) of the score being thresholded
@@ -55,20 +62,28 @@ class Cutoffs(PolicyParams):
 
     challenge_above: float | None = None
     block_above: float | None = None
+    above: dict[str, float] = {}  # any action → its inclusive threshold
+    below: str = ALLOW  # the action of a score under every threshold
 
     @field_validator("challenge_above", "block_above", mode="wrap")
     @classmethod
     def _in_range(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> float | None:
         number = handler(value)
-        if number is None:
-            return None
-        low, high, score = (info.context or {}).get(SCORE_RANGE, (*UNIT_RANGE, None))
-        declared = "" if score is None else f" ({score} is declared on [{low:g}, {high:g}] in [data.score_range])"
-        if number > high:
-            raise ValueError(f"must be <= {high:g}{declared}, got {value!r}")
-        if number < low:
-            raise ValueError(f"must be >= {low:g}{declared}, got {value!r}")
-        return float(number)
+        return None if number is None else in_score_range(number, value, info)
+
+    @field_validator("above", mode="wrap")
+    @classmethod
+    def _ladder_in_range(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> dict[str, float]:
+        ladder = handler(value)
+        problems = []
+        for action, number in ladder.items():
+            try:
+                in_score_range(number, number, info)
+            except ValueError as error:
+                problems.append((action, str(error)))
+        if problems:
+            raise TableProblems(problems)
+        return {action: float(number) for action, number in ladder.items()}
 
     @field_validator("block_above")
     @classmethod
@@ -80,9 +95,38 @@ class Cutoffs(PolicyParams):
 
     @model_validator(mode="after")
     def _at_least_one(self) -> Self:
-        if self.challenge_above is None and self.block_above is None:
-            raise ValueError("needs challenge_above and/or block_above")
+        if self.challenge_above is None and self.block_above is None and not self.above:
+            raise ValueError("needs challenge_above and/or block_above (or an `above` table of action thresholds)")
+        given = {CHALLENGE: self.challenge_above, BLOCK: self.block_above}
+        twice = [a for a in self.above if given.get(a) is not None]
+        if twice:
+            raise ValueError(f"{twice[0]!r} has a threshold in `above` and in {twice[0]}_above: give it once")
+        cuts = list(self.ladder().values())
+        if len(set(cuts)) != len(cuts):
+            raise ValueError(f"two actions share a threshold ({sorted(cuts)}): each must be distinct")
+        if self.below in self.ladder():
+            raise ValueError(f"below = {self.below!r} also has a threshold: the action under every threshold is another")
         return self
+
+    def ladder(self) -> dict[str, float]:
+        """Every thresholded action and its threshold, lowest first."""
+        out = dict(self.above)
+        if self.challenge_above is not None:
+            out[CHALLENGE] = self.challenge_above
+        if self.block_above is not None:
+            out[BLOCK] = self.block_above
+        return dict(sorted(out.items(), key=lambda item: item[1]))
+
+
+def in_score_range(number: float, value: Any, info: ValidationInfo) -> float:
+    """A threshold checked against its score's range: [0, 1], or the range `[data.score_range]` declares."""
+    low, high, score = (info.context or {}).get(SCORE_RANGE, (*UNIT_RANGE, None))
+    declared = "" if score is None else f" ({score} is declared on [{low:g}, {high:g}] in [data.score_range])"
+    if number > high:
+        raise ValueError(f"must be <= {high:g}{declared}, got {value!r}")
+    if number < low:
+        raise ValueError(f"must be >= {low:g}{declared}, got {value!r}")
+    return float(number)
 
 
 class ThresholdParams(Cutoffs):
@@ -95,9 +139,10 @@ class ThresholdParams(Cutoffs):
 
 def require_cutoff_actions(cutoffs: Cutoffs, actions: Actions, *, where: str) -> None:
     """Every action the cutoffs can choose must be in the configured action set."""
-    needed = [(ALLOW, "")]
+    needed = [(cutoffs.below, "" if cutoffs.below == ALLOW else ".below")]
     needed += [(CHALLENGE, ".challenge_above")] if cutoffs.challenge_above is not None else []
     needed += [(BLOCK, ".block_above")] if cutoffs.block_above is not None else []
+    needed += [(action, f".above.{action}") for action in cutoffs.above]
     for action, field in needed:
         if action not in actions:
             raise InvalidConfig(
@@ -105,30 +150,29 @@ def require_cutoff_actions(cutoffs: Cutoffs, actions: Actions, *, where: str) ->
             )
 
 
-def choose(
-    score: np.ndarray, challenge_above: np.ndarray | float, block_above: np.ndarray | float, actions: Actions
-) -> np.ndarray:
-    """Index of the chosen action per row; thresholds are per row, +inf where unset.
+def choose(score: np.ndarray, ladder: Mapping[str, np.ndarray | float], below: np.ndarray | int,
+           actions: Actions) -> np.ndarray:
+    """Index of the chosen action per row: the action of the highest threshold at or below the score, else `below`.
 
-    An unset threshold is +inf, so its action (which may be absent from the
-    action set, index -1) is never chosen: scores are finite.
+    Thresholds (and `below`, an action index) may be per row; +inf where a row's cutoffs leave the action
+    out, so it is never chosen: scores are finite.
     """
-    allow, challenge, block = (actions.index(a) if a in actions else -1 for a in (ALLOW, CHALLENGE, BLOCK))
-    return np.where(score >= block_above, block, np.where(score >= challenge_above, challenge, allow)).astype(np.int32)
-
-
-def as_cutoff(value: float | None) -> float:
-    """A threshold as a number; unset means never (+inf)."""
-    return np.inf if value is None else value
+    chosen = np.broadcast_to(np.asarray(below, dtype=np.int32), score.shape).copy()
+    best = np.full(score.shape, -np.inf)
+    for action, cut in ladder.items():
+        hit = (score >= cut) & (cut > best)
+        chosen = np.where(hit, actions.index(action), chosen).astype(np.int32)
+        best = np.where(hit, cut, best)
+    return chosen
 
 
 @dataclass(frozen=True, slots=True)
 class ThresholdPolicy:
-    """Block / challenge / allow by one score against two inclusive thresholds."""
+    """An action by one score against inclusive thresholds (block / challenge / allow by default)."""
 
     score: str
-    challenge_above: float | None
-    block_above: float | None
+    ladder: tuple[tuple[str, float], ...]  # (action, inclusive threshold), lowest first
+    below: str
     actions: Actions
     where: str
     deterministic: ClassVar[bool] = True
@@ -142,7 +186,7 @@ class ThresholdPolicy:
     def coded(self, batch: pl.DataFrame) -> Coded:
         """Code = index of the chosen action."""
         score = score_values(batch, self.score, where=self.where)
-        chosen = choose(score, as_cutoff(self.challenge_above), as_cutoff(self.block_above), self.actions)
+        chosen = choose(score, dict(self.ladder), self.actions.index(self.below), self.actions)
         return one_hot(chosen, len(self.actions))
 
     def probabilities(self, batch: pl.DataFrame) -> np.ndarray:
@@ -157,8 +201,8 @@ def threshold_policy(params: ThresholdParams, context: PolicyContext, *, where: 
     require_cutoff_actions(params, context.actions, where=where)
     return ThresholdPolicy(
         score=params.score,
-        challenge_above=params.challenge_above,
-        block_above=params.block_above,
+        ladder=tuple(params.ladder().items()),
+        below=params.below,
         actions=context.actions,
         where=where,
     )

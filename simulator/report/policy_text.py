@@ -23,9 +23,12 @@ def describe_policy(params: Mapping[str, Any]) -> str:
 
 
 def _cutoffs(params: Mapping[str, Any]) -> str:
-    parts = [f"{action} ≥ {params[key]:g}" for action, key in (("challenge", "challenge_above"),
-                                                              ("block", "block_above")) if params.get(key) is not None]
-    return ", ".join(parts)
+    ladder = dict(params.get("above") or {})
+    ladder |= {action: params[key] for action, key in (("challenge", "challenge_above"), ("block", "block_above"))
+               if params.get(key) is not None}
+    parts = [f"{action} ≥ {cut:g}" for action, cut in sorted(ladder.items(), key=lambda item: item[1])]
+    below = params.get("below")
+    return ", ".join(parts) + (f", else {below}" if below else "")
 
 
 def _threshold(params: Mapping[str, Any]) -> str:

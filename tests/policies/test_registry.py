@@ -45,7 +45,7 @@ def test_missing_parameter(build: Build) -> None:
 def test_unknown_parameter_suggests_the_closest(build: Build) -> None:
     message = (
         "policies[0].blok_above: unknown parameter 'blok_above' for policy kind 'threshold'; "
-        "known: block_above, challenge_above, score (did you mean 'block_above'?)"
+        "known: above, below, block_above, challenge_above, score (did you mean 'block_above'?)"
     )
     with pytest.raises(InvalidConfig, match=re.escape(message)):
         build({"kind": "threshold", "score": "fraud_score", "blok_above": 0.8})
@@ -81,7 +81,7 @@ def test_nested_paths(build: Build) -> None:
     assert str(raised.value).splitlines() == [
         "policies[0].base.thresholds.FR.block_above: must be <= 1, got 1.5",
         "policies[0].base.thresholds.\"a b\".extra: unknown parameter 'extra' for policy kind 'segment_threshold'; "
-        "known: block_above, challenge_above",
+        "known: above, below, block_above, challenge_above",
     ]
 
 

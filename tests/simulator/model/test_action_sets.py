@@ -83,3 +83,45 @@ def test_a_threshold_needs_the_actions_it_names() -> None:
     with pytest.raises(InvalidConfig, match=r"policies\[0\]: needs action .allow., which is not in the action set"):
         parse_config({"data": {"actions": ACTIONS},
                       "policies": [{"name": "t", "kind": "threshold", "score": "fraud_score", "block_above": 0.5}]})
+
+
+def test_a_threshold_ladder_works_on_any_action_set() -> None:
+    """`below` and `above` give a threshold (and a segment threshold) any actions; on the renamed log the ladder
+    equal to the usual thresholds gives the usual estimates."""
+    ladder = {"kind": "threshold", "score": "fraud_score", "below": "accept", "above": {"step_up": 0.4, "decline": 0.8}}
+    segment = {"kind": "segment_threshold", "score": "fraud_score", "column": "card_funding",
+               "default": {"below": "accept", "above": {"step_up": 0.4, "decline": 0.8}},
+               "thresholds": {"prepaid": {"below": "accept", "above": {"decline": 0.3}}}}
+    other = run_frame(parse_config({"data": {"actions": ACTIONS}, "estimation": {"population": "finite"},
+                                    "policies": [{"name": "ladder", **ladder}, {"name": "seg", **segment}]}),
+                      renamed_log()).results
+    usual = run_frame(parse_config({"estimation": {"population": "finite"}, "policies": [
+        {"name": "ladder", "kind": "threshold", "score": "fraud_score", "challenge_above": 0.4, "block_above": 0.8},
+        {"name": "seg", "kind": "segment_threshold", "score": "fraud_score", "column": "card_funding",
+         "default": {"challenge_above": 0.4, "block_above": 0.8}, "thresholds": {"prepaid": {"block_above": 0.3}}}]}),
+        make_transactions(n=600, seed=5)).results
+    for policy in ("ladder", "seg"):
+        a = usual.filter(pl.col("policy") == policy, pl.col("metric").is_in(["attempts", "authorized_count", "revenue"]))
+        b = other.filter(pl.col("policy") == policy, pl.col("metric").is_in(["attempts", "authorized_count", "revenue"]))
+        assert np.allclose(a.sort("segment", "metric")["estimate"].to_numpy(),
+                           b.sort("segment", "metric")["estimate"].to_numpy(), rtol=1e-9), policy
+
+
+@pytest.mark.parametrize(("cutoffs", "message"), [
+    ({"below": "accept", "above": {"step_up": 0.4, "decline": 0.4}}, "share a threshold"),
+    ({"below": "accept", "above": {"step_up": 1.4}}, r"above\.step_up: must be <= 1"),
+    ({"below": "accept", "above": {"approve": 0.4}}, r"above\.approve: needs action 'approve'"),
+    ({"below": "allow", "above": {"step_up": 0.4}}, r"needs action 'allow'"),
+])
+def test_a_ladder_is_checked_when_the_config_loads(cutoffs: dict, message: str) -> None:
+    with pytest.raises(InvalidConfig, match=message):
+        parse_config({"data": {"actions": ACTIONS},
+                      "policies": [{"name": "t", "kind": "threshold", "score": "fraud_score", **cutoffs}]})
+
+
+def test_a_ladder_reads_in_one_line() -> None:
+    from simulator.report.policy_text import describe_policy
+
+    text = describe_policy({"kind": "threshold", "score": "fraud_score", "below": "accept",
+                            "above": {"decline": 0.8, "step_up": 0.4}})
+    assert text == "threshold fraud_score: step_up ≥ 0.4, decline ≥ 0.8, else accept"
