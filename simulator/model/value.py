@@ -314,7 +314,7 @@ class ValueSet:
     pattern they are c0 + c1·amount (`simulator.stats.units`), and that table tells the
     estimators their shape (0/1 shares, values fixed by the action, the rare-event floor). The
     others are *row values*, evaluated on the rows themselves, so their sums are exact for any
-    expression. A row value that reads only the action, the amount and the outcomes is
+    expression (a unit's sums of them are sums over its rows, `simulator.stats.shard`). A row value that reads only the action, the amount and the outcomes is
     *tabulable*: its table holds unless the data shows a row where it does not (an amount
     tier, say); the shards check every row, and `unverified` lists those the data contradicted
     (`simulator.stats.shard.verified_plan`). Other row values get no shape: t intervals only.

@@ -40,7 +40,7 @@ from simulator.plan.moments import (
 from simulator.plan.compiled import Plan
 from simulator.schema import ACTION, ALLOW, AMOUNT, BLOCK, PROPENSITY, logging_prob_column
 from simulator.stats.units import (RowValues, Units, build_units, contradicted, development_codes, outcome_pattern,
-                                   row_coefficients, unit_values)
+                                   row_values, unit_values)
 from simulator.model.direct import model_keys
 from simulator.plan.direct_terms import direct_values, mixed_value, predicted_value
 from simulator.model.value import Weighting, has_blocks
@@ -222,7 +222,7 @@ class _Layout:
     """How a shard's rows group: into units, units into cells, cells into finest segments."""
 
     units: Units
-    rows: RowValues | None  # the row values' coefficients, per row (`simulator.stats.units.row_coefficients`)
+    rows: RowValues | None  # the row values of every row (`simulator.stats.units.row_values`)
     pattern: np.ndarray  # each row's outcome pattern
     weight: np.ndarray | None  # each row's fraud label weight, when labels are developed
     cells: Grouping  # rows -> cells (first: a row of each cell)
@@ -241,11 +241,9 @@ def _layout(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str
     dm_bin = model_keys(batch, plan.direct) if plan.direct is not None else None  # (fold, bin): units share predictions
     develop = None if plan.development is None else development_codes(batch, pattern, plan.development)
     weight = None if plan.development is None else plan.development.weight_expr()
-    row_values = row_coefficients(batch, plan.values, plan.cutoff, weight)
-    affine = row_values is None or row_values.affine
-    units = build_units(batch, prefix, action, pattern, _logged_block(batch, plan), dm_bin,
-                        per_row=bool(plan.per_row) or not affine, develop=develop,
-                        extra=row_values.codes() if row_values is not None and affine else ())
+    rows_evaluated = row_values(batch, plan.values, plan.cutoff, weight)
+    units = build_units(batch, prefix, action, pattern, _logged_block(batch, plan), dm_bin, per_row=bool(plan.per_row),
+                        develop=develop)
     first = units.grouping.first
     cells = group_rows([(values[first], size) for values, size in prefix], len(first))
     finest = group_rows([(s.codes[first], len(s.labels)) for s in segs], len(first))
@@ -263,7 +261,7 @@ def _layout(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str
     keys[SUPPORT_KEY] = pl.Series(SUPPORT_KEY, support[row_cells.first], dtype=pl.Int16)
     for name, code in codes.items():
         keys[code_key(name)] = pl.Series(code_key(name), code[row_cells.first], dtype=pl.Int32)
-    return _Layout(units=units, rows=row_values, pattern=pattern,
+    return _Layout(units=units, rows=rows_evaluated, pattern=pattern,
                    weight=None if develop is None or plan.development is None else plan.development.levels[develop[0]],
                    cells=row_cells, finest=rows(finest), segs=segs, keys=keys)
 
@@ -271,9 +269,14 @@ def _layout(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str
 Linear = tuple[np.ndarray, np.ndarray]  # (c0, c1): a value column is c0 + c1·amount
 
 
-def _sums(units: Units, cells: int, values: dict[str, Linear], basis: dict[str, np.ndarray], needs: Needs) -> dict[str, np.ndarray]:
-    """Every needed sum per cell, evaluated per unit (see `simulator.stats.units`)."""
+def _sums(units: Units, cells: int, values: dict[str, Linear], basis: dict[str, np.ndarray], needs: Needs,
+          rows: RowValues | None = None, amount: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every needed sum per cell, evaluated per unit (see `simulator.stats.units`).
+
+    A row value's sums over a unit are sums over its rows (`rows`, with each row's `amount`).
+    """
     n, s1, s2 = units.n, units.s1, units.s2
+    per_unit = _RowSums(units, rows, amount)
 
     def per_cell(weights: np.ndarray) -> np.ndarray:
         return np.bincount(units.cell, weights=weights, minlength=cells)
@@ -286,6 +289,8 @@ def _sums(units: Units, cells: int, values: dict[str, Linear], basis: dict[str, 
         return flat[name]
 
     def second(left: str, right: str) -> np.ndarray:  # Σ over a unit of v·v'
+        if per_unit.has(left) or per_unit.has(right):
+            return per_unit.product(left, right, values)
         (a0, a1), (b0, b1) = values[left], values[right]
         # the same sums with the terms that are exactly 0 left out (bit-identical, several times fewer passes)
         if is_flat(left) and is_flat(right):
@@ -298,6 +303,9 @@ def _sums(units: Units, cells: int, values: dict[str, Linear], basis: dict[str, 
 
     out: dict[str, np.ndarray] = {ROWS: per_cell(n)}
     for b, v in needs.linear:
+        if per_unit.has(v):
+            out[linear_column(b, v)] = per_cell(basis[b] * per_unit.first(v))
+            continue
         c0, c1 = values[v]
         out[linear_column(b, v)] = per_cell(basis[b] * (c0 * n + c1 * s1))
     for a, b, prod in needs.quadratic:
@@ -310,6 +318,39 @@ def _sums(units: Units, cells: int, values: dict[str, Linear], basis: dict[str, 
         np.maximum.at(top, units.cell, weights)
         out[max_column(b)] = top
     return out
+
+
+class _RowSums:
+    """Sums over each unit's rows of row values, their products with the amount and with each other (memoised)."""
+
+    def __init__(self, units: Units, rows: RowValues | None, amount: np.ndarray | None) -> None:
+        self.units, self.rows, self.amount = units, rows, amount
+        self.memo: dict[tuple[str, ...], np.ndarray] = {}
+
+    def has(self, name: str) -> bool:
+        return self.rows is not None and name in self.rows.names
+
+    def _sum(self, key: tuple[str, ...], per_row: np.ndarray) -> np.ndarray:
+        if key not in self.memo:
+            grouping = self.units.grouping
+            self.memo[key] = np.bincount(grouping.ids, weights=per_row, minlength=grouping.size)
+        return self.memo[key]
+
+    def first(self, name: str) -> np.ndarray:
+        """Σ v over each unit."""
+        assert self.rows is not None
+        return self._sum((name,), self.rows.column(name))
+
+    def product(self, left: str, right: str, values: dict[str, Linear]) -> np.ndarray:
+        """Σ v·v' over each unit, for a row value and any value (c0 + c1·amount per unit) or two row values."""
+        assert self.rows is not None and self.amount is not None
+        if self.has(left) and self.has(right):
+            key = tuple(sorted((left, right)))
+            return self._sum(key, self.rows.column(left) * self.rows.column(right))
+        row, other = (left, right) if self.has(left) else (right, left)
+        b0, b1 = values[other]
+        with_amount = self._sum((row, "*amount"), self.rows.column(row) * self.amount)
+        return b0 * self.first(row) + b1 * with_amount
 
 
 def _masses(grouping: Grouping, plan: Plan, support: np.ndarray, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -400,7 +441,7 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
     layout = _layout(batch, plan, action, codes, support)
     units, cells = layout.units, layout.cells
     levels = None if plan.development is None else plan.development.levels
-    table = unit_values(plan.values, plan.actions, units, levels, layout.rows)  # (units, values, 2)
+    table = unit_values(plan.values, plan.actions, units, levels)  # (units, values, 2); NaN for row values
     values: dict[str, Linear] = {v: (table[:, j, 0], table[:, j, 1]) for j, v in enumerate(plan.values.names)}
     probs = row_probabilities(batch, plan)
     direct, predicted = _direct(plan, needs, units, cells.size, values, batch, cells, probs)
@@ -409,7 +450,9 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
         basis = row_basis_weights
     else:
         basis = unit_bases(plan, units.action, units.propensity, units.logged_block)
-    sums = _sums(units, cells.size, values | predicted, basis, needs) | _masses(cells, plan, support, probs) | direct
+    amount = batch[AMOUNT].cast(pl.Float64).to_numpy()
+    sums = _sums(units, cells.size, values | predicted, basis, needs, layout.rows, amount)
+    sums |= _masses(cells, plan, support, probs) | direct
     sums |= _contradictions(batch, plan, layout, action)
     examples = None
     if plan.changes is not None:  # decision changes, in the same pass (simulator.stats.changes)
@@ -420,12 +463,13 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
     replicates = None
     if plan.bootstrap > 0:
         rows = units.grouping.ids
-        amount = batch[AMOUNT].cast(pl.Float64).to_numpy()
-        row_values = {v: c0[rows] + c1[rows] * amount for v, (c0, c1) in values.items()}
+        per_row = {v: c0[rows] + c1[rows] * amount for v, (c0, c1) in values.items()}
+        if layout.rows is not None:
+            per_row |= {v: layout.rows.column(v) for v in layout.rows.names}
         cell_keys = Cells(action=action[cells.first], codes={k: v[cells.first] for k, v in codes.items()})
         binned = None if plan.binned is None else BinnedAccumulator(
             plan, plan.binned, cells, cell_keys.codes, cell_keys.action, layout.segs)
-        replicates = replicate_sums(batch, plan, cells, cell_keys, row_basis_weights, row_values,
+        replicates = replicate_sums(batch, plan, cells, cell_keys, row_basis_weights, per_row,
                                     layout.finest, layout.segs, sink=binned)
         if binned is not None:
             replicates = replace(replicates, binned=binned.result())

@@ -90,49 +90,43 @@ def _value_table(values: ValueSet, actions: tuple[str, ...], develop: float) -> 
     return table.reshape(len(actions), PATTERNS, len(values.names), 2)
 
 
-def unit_values(values: ValueSet, actions: tuple[str, ...], units: Units, levels: np.ndarray | None,
-                rows: RowValues | None = None) -> np.ndarray:
+def unit_values(values: ValueSet, actions: tuple[str, ...], units: Units, levels: np.ndarray | None) -> np.ndarray:
     """(units, values, 2): c0 and c1 of every value column of each unit.
 
     With developed labels (`levels`: the weight of each development code, see
     `simulator.model.maturity.Development`) a unit's fraud weight w is one number,
     and every tabulated value column is affine in it: c = c(w=0) + w · (c(w=1) − c(w=0)).
-    Row values come from `rows`, at each unit's first row (units never mix their coefficients).
+    Row values have no such coefficients (NaN): their sums are taken over the rows (`RowValues`).
     """
     raw = value_table(values, actions)[units.action, units.pattern]
     if levels is not None and units.develop is not None:
         undeveloped = value_table(values, actions, develop=0.0)[units.action, units.pattern]
         weight = levels[units.develop][:, None, None]
         raw = undeveloped + weight * (raw - undeveloped)
-    if rows is not None:
-        first = units.grouping.first
-        for j, name in enumerate(rows.names):
-            raw[:, values.names.index(name)] = np.stack([rows.c0[first, j], rows.c1[first, j]], axis=-1)
+    if values.row_values:
+        raw = raw.copy()
+        raw[:, [values.names.index(n) for n in values.row_values]] = np.nan
     return raw
 
 
 @dataclass(frozen=True, slots=True)
 class RowValues:
-    """Per row, c0 and c1 of each row value (`ValueSet.row_values`): its value is c0 + c1·amount.
+    """Each row's value of every row value (`ValueSet.row_values`), evaluated by polars on the rows.
 
-    `affine` is False when some row's value is not affine in its amount (an expression such as
-    `CASE WHEN amount > 100 ...`): c0 is then the value itself, c1 is 0, and every row must be
-    its own unit.
+    An expression may read any column and need not be c0 + c1·amount, so units do not summarise these
+    values: a unit's sums of them are sums over its rows (`simulator.stats.shard`).
     """
 
     names: tuple[str, ...]
-    c0: np.ndarray  # (rows, names)
-    c1: np.ndarray
-    affine: bool
+    values: np.ndarray  # (rows, names)
 
-    def codes(self) -> tuple[tuple[np.ndarray, int], ...]:
-        """Unit key components: rows share a unit only if every row value has the same c0 and c1."""
-        return tuple(dense_codes(c[:, j]) for j in range(len(self.names)) for c in (self.c0, self.c1))
+    def column(self, name: str) -> np.ndarray:
+        return self.values[:, self.names.index(name)]
 
 
-def row_coefficients(batch: pl.DataFrame, values: ValueSet, cutoff: datetime | None,
-                     develop: pl.Expr | None) -> RowValues | None:
-    """Evaluate the row values on the batch at amount 0, 1 and its own amount (None when there are none).
+def row_values(batch: pl.DataFrame, values: ValueSet, cutoff: datetime | None,
+               develop: pl.Expr | None) -> RowValues | None:
+    """The row values of every row of the batch (None when the value model has none).
 
     Raises `InvalidData` naming the expression when a row's value is null or not finite (a column the
     expression reads is null there, say): nothing is dropped silently.
@@ -140,20 +134,9 @@ def row_coefficients(batch: pl.DataFrame, values: ValueSet, cutoff: datetime | N
     names = tuple(n for n in values.names if n in values.row_values)
     if not names:
         return None
-    amount = batch[AMOUNT].cast(pl.Float64).to_numpy()
-
-    def at(frame: pl.DataFrame) -> np.ndarray:
-        return values.evaluate(frame, cutoff, develop=develop, names=names).to_numpy().astype(np.float64)
-
-    actual = at(batch)
+    actual = values.evaluate(batch, cutoff, develop=develop, names=names).to_numpy().astype(np.float64)
     _check_finite(batch, values, names, actual)
-    c0 = at(batch.with_columns(pl.lit(0.0).alias(AMOUNT)))
-    c1 = at(batch.with_columns(pl.lit(1.0).alias(AMOUNT))) - c0
-    fitted = c0 + c1 * amount[:, None]
-    affine = bool(np.all(np.abs(actual - fitted) <= 1e-9 * (np.abs(c0) + np.abs(c1 * amount[:, None])) + 1e-12))
-    if not affine:
-        return RowValues(names, actual, np.zeros_like(actual), affine=False)
-    return RowValues(names, c0, c1, affine=True)
+    return RowValues(names, actual)
 
 
 def contradicted(values: ValueSet, actions: tuple[str, ...], rows: RowValues, action: np.ndarray, pattern: np.ndarray,
@@ -174,7 +157,7 @@ def contradicted(values: ValueSet, actions: tuple[str, ...], rows: RowValues, ac
             u = undeveloped[action, pattern, k]
             c = u + weight[:, None] * (c - u)
         expected = c[:, 0] + c[:, 1] * amount
-        actual = rows.c0[:, j] + rows.c1[:, j] * amount
+        actual = rows.values[:, j]
         scale = np.abs(actual) + np.abs(c[:, 0]) + np.abs(c[:, 1] * amount)
         out[name] = np.abs(actual - expected) > 1e-9 * scale + 1e-12
     return out
@@ -250,13 +233,13 @@ class Units:
 def build_units(
     batch: pl.DataFrame, prefix: list[tuple[np.ndarray, int]], action: np.ndarray, pattern: np.ndarray,
     logged_block: np.ndarray | None, dm_bin: np.ndarray | None, per_row: bool,
-    develop: tuple[np.ndarray, int] | None = None, extra: tuple[tuple[np.ndarray, int], ...] = (),
+    develop: tuple[np.ndarray, int] | None = None,
 ) -> Units:
     """Group rows into units: the cell key `prefix` first, then what a unit's sums depend on.
 
     Every row is its own unit when `per_row`. `Units.cell` is left for the caller to fill.
     `develop` is each row's development code and how many there are: nonzero only on
-    developed fraud rows, so it splits few units. `extra`: more key components (row values' coefficients).
+    developed fraud rows, so it splits few units.
     """
     propensity = batch[PROPENSITY].cast(pl.Float64).to_numpy()
     amount = batch[AMOUNT].cast(pl.Float64).to_numpy()
@@ -264,7 +247,7 @@ def build_units(
         rows = np.arange(batch.height)
         grouping = Grouping(ids=rows, first=rows, size=batch.height)
     else:
-        components = [*prefix, dense_codes(propensity), (pattern, PATTERNS), *extra]
+        components = [*prefix, dense_codes(propensity), (pattern, PATTERNS)]
         if logged_block is not None:
             components.append(dense_codes(logged_block))
         if dm_bin is not None:

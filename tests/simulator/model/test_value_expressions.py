@@ -206,3 +206,23 @@ def test_the_pricing_example_runs_from_the_cli_and_a_bad_expression_exits_2(gene
     assert failed.exit_code == 2
     assert "value_model.values.cost" in failed.output and "unknown column 'card_fundin'" in failed.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_row_values_do_not_depend_on_shards_or_the_engine_path(tmp_path: Path) -> None:
+    """Row values are summed per unit over its rows: one shard or many, and the per-row path of a python
+    policy (every row its own unit) give the same results."""
+    from simulator import run
+    from simulator.engine.execution import Execution
+
+    frame = make_transactions(n=900, seed=7)
+    path = tmp_path / "log.parquet"
+    frame.write_parquet(path)
+    config = parse_config({"policies": [POLICY], "segments": SEGMENTS, "value_model": {"values": {
+        "cost": "CASE WHEN amount > 80 THEN 1.0 ELSE 0.5 END * authorized + 0.3 * (1 - blocked)"}},
+        "metrics": {"by_funding": {"sum": "CASE WHEN card_funding = 'debit' THEN amount ELSE -amount END * authorized"}}})
+    one = run(config, path, execution=Execution(engine="local", shard_rows=10_000)).results
+    many = run(config, path, execution=Execution(engine="local", shard_rows=97)).results
+    assert one.select("policy", "segment", "metric").equals(many.select("policy", "segment", "metric"))
+    for column in ("estimate", "delta", "ci_low", "ci_high", "delta_ci_low", "delta_ci_high"):
+        np.testing.assert_allclose(many[column].to_numpy(), one[column].to_numpy(), rtol=1e-9, atol=1e-9,
+                                   equal_nan=True, err_msg=column)
