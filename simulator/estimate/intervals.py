@@ -44,8 +44,9 @@ def student(estimate: np.ndarray, se: np.ndarray, df: np.ndarray, confidence: fl
 def t_quantile(df: np.ndarray, confidence: float) -> np.ndarray:
     """The upper quantile of a two-sided interval from a t on `df` degrees of freedom (∞: the normal's)."""
     df = np.asarray(df, dtype=np.float64)
-    return np.where(np.isfinite(df), sps.t.ppf(_tails(confidence)[1], np.maximum(np.nan_to_num(df, posinf=1e9), 1.0)),
-                    sps.norm.ppf(_tails(confidence)[1]))
+    upper = _tails(confidence)[1]  # scipy's t.ppf and norm.ppf are these functions behind argument checks
+    return np.where(np.isfinite(df), special.stdtrit(np.maximum(np.nan_to_num(df, posinf=1e9), 1.0), upper),
+                    special.ndtri(upper))
 
 
 def gamma(

@@ -19,7 +19,7 @@ module lists exactly the sums a plan needs and computes the coefficients.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations_with_replacement
 from typing import TYPE_CHECKING
 
@@ -53,11 +53,22 @@ class Term:
     weighting: Weighting
     value: str
     stratum: Stratum | None = None
+    # A total order on terms, for stable layouts; and the hash, computed once: finalize looks terms up
+    # in memo tables hundreds of thousands of times, and a stratum's nested tuples are slow to hash.
+    key: tuple[object, ...] = field(init=False, repr=False, compare=False)
+    _hash: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> tuple[object, ...]:
-        """A total order on terms, for stable layouts."""
-        return (self.policy, self.weighting.value, self.value, () if self.stratum is None else self.stratum.key)
+    def __post_init__(self) -> None:
+        key = (self.policy, self.weighting.value, self.value, () if self.stratum is None else self.stratum.key)
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "_hash", hash((self.policy, self.weighting, self.value, self.stratum)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[Term], tuple[object, ...]]:
+        """Rebuilt (and re-hashed) where it is unpickled: string hashes differ between processes."""
+        return (Term, (self.policy, self.weighting, self.value, self.stratum))
 
 
 def stratum_term(value: str, stratum: Stratum) -> Term:
