@@ -99,7 +99,7 @@ class GenerateSpec:
     The default thresholds on fraud_score (a calibrated fraud probability)
     challenge ~2.5 % and block ~0.25 % of the traffic before exploration.
     `scenario="review"` adds the review action: the logging policy reviews
-    [review_above, block_above) (default review_above 0.15, ~0.7 % of the
+    [review_above, block_above) (default review_above 0.15, ~0.6 % of the
     traffic) and challenges [challenge_above, review_above); `review` sets the
     reviewer's parameters (default `ReviewParams()`). Both are refused in the
     `cards` scenario, where they would do nothing.
