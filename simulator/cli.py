@@ -82,9 +82,10 @@ Overwrite = Annotated[bool, typer.Option(
                         "new or empty.")]
 
 
-def _generate(rows: int, out: Path, seed: int, files: int, exploration: float, quiet: bool, overwrite: bool) -> None:
+def _generate(rows: int, out: Path, seed: int, files: int, exploration: float, quiet: bool, overwrite: bool,
+              scenario: str = "cards") -> None:
     try:
-        spec = GenerateSpec(rows=rows, files=files, seed=seed, exploration=exploration)
+        spec = GenerateSpec(rows=rows, files=files, seed=seed, exploration=exploration, scenario=scenario)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     with progress_bar(quiet) as progress:
@@ -98,6 +99,13 @@ def _generate(rows: int, out: Path, seed: int, files: int, exploration: float, q
         )
 
 
+class ScenarioName(str, Enum):
+    """The generator's scenarios (`GenerateSpec.scenario`)."""
+
+    cards = "cards"
+    review = "review"
+
+
 @app.command("generate")
 def generate_command(
     rows: Annotated[int, typer.Option("--rows", help="Number of payment attempts.")],
@@ -107,12 +115,16 @@ def generate_command(
     exploration: Annotated[
         float, typer.Option("--exploration", help="Share of rows where the logging policy explores.")
     ] = 0.05,
+    scenario: Annotated[
+        ScenarioName, typer.Option("--scenario", help="cards: allow / challenge / block; review: also a manual-review "
+                                                      "action (docs/data.md).")
+    ] = ScenarioName.cards,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
     """Realistic synthetic logged transactions with known propensities, plus ground truth."""
     with user_errors():
-        _generate(rows, out, seed, files, exploration, quiet, overwrite)
+        _generate(rows, out, seed, files, exploration, quiet, overwrite, scenario.value)
 
 
 @app.command("validate")

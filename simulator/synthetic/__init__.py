@@ -5,5 +5,7 @@
 - `log` — the logging policy with exploration, timestamps and censored disputes;
 - `tables` — Arrow tables of a simulated chunk;
 - `generate` — `policysim generate`: chunked, seeded, the same bytes for any number of files;
-- `truth` — the true counterfactual value of a policy on generated data.
+  two scenarios, `cards` (allow / challenge / block, the default) and `review` (a fourth,
+  manual-review action);
+- `truth` — the true counterfactual value of a policy on generated data, for any action set.
 """

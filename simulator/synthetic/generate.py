@@ -5,10 +5,23 @@ Writes, under `out_dir`:
 - `transactions/part-00000.parquet` ... : the log, columns of SPEC §2 plus
   scores, logging probabilities and segment columns;
 - `ground_truth/part-00000.parquet` ... : every action's outcome for the same
-  rows in the same order (`synthetic_tables.GROUND_TRUTH_COLUMNS`);
-- `generation.json`: the spec, the extract time `as_of`, the logging policy,
-  the model parameters, the ground-truth column descriptions and the realised
-  rates.
+  rows in the same order (`synthetic_tables.ground_truth_columns`);
+- `generation.json`: the spec, the scenario and its action set, the extract
+  time `as_of`, the logging policy, the model parameters, the ground-truth
+  column descriptions and the realised rates.
+
+Scenarios (`GenerateSpec.scenario`):
+
+- `cards` (the default): actions allow, challenge (3-D Secure), block;
+- `review`: the same payments with a fourth action, `review` (a human reviewer
+  catches most fraud, declines a few good payments, and the wait loses a few
+  shoppers; `simulator.synthetic.model.ReviewParams`), logged by a ladder on
+  fraud_score (allow, challenge from `challenge_above`, review from
+  `review_above`, block from `block_above`) with exploration over the four
+  actions. Its rows are the default scenario's rows (same features, scores,
+  fraud and outcomes under allow and challenge); the reviewer's draws come
+  from a stream of their own, so the default scenario's data are unchanged by
+  the scenario's existence.
 
 File k holds the k-th of `files` near-equal contiguous slices of the rows,
 and rows are in created_at order, so files are consecutive time partitions.
@@ -44,13 +57,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from simulator.report.folders import staged_folder
-from simulator.synthetic.log import LoggingPolicy, Timeline, simulate_chunk
-from simulator.synthetic.model import BLOCK_ROWS, Model, build_model
+from simulator.synthetic.log import REVIEW, LoggingPolicy, Timeline, simulate_chunk
+from simulator.synthetic.model import BLOCK_ROWS, Model, ReviewParams, build_model
 from simulator.synthetic.tables import (
-    GROUND_TRUTH_COLUMNS,
     GROUND_TRUTH_NOTE,
     ID_DIGITS,
     Tally,
+    ground_truth_columns,
     ground_truth_table,
     realised_rates,
     tally,
@@ -61,6 +74,9 @@ from simulator.synthetic.tables import (
 TRANSACTIONS, GROUND_TRUTH, METADATA = "transactions", "ground_truth", "generation.json"
 MAX_FILES = 100_000  # part-00000 .. part-99999
 MAX_CHUNK_ROWS = 100_000_000  # string offsets of one chunk stay within int32
+CARDS, REVIEW_SCENARIO = "cards", "review"
+SCENARIOS = (CARDS, REVIEW_SCENARIO)
+DEFAULT_REVIEW_ABOVE = 0.15  # the review scenario's ladder: review in [0.15, block_above)
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
@@ -78,10 +94,15 @@ def _check_unit(name: str, value: object) -> None:
 
 @dataclass(frozen=True, slots=True)
 class GenerateSpec:
-    """What to generate. Defaults: a year of data, 5 % exploration.
+    """What to generate. Defaults: a year of data, 5 % exploration, the `cards` scenario.
 
     The default thresholds on fraud_score (a calibrated fraud probability)
     challenge ~2.5 % and block ~0.25 % of the traffic before exploration.
+    `scenario="review"` adds the review action: the logging policy reviews
+    [review_above, block_above) (default review_above 0.15, ~0.6 % of the
+    traffic) and challenges [challenge_above, review_above); `review` sets the
+    reviewer's parameters (default `ReviewParams()`). Both are refused in the
+    `cards` scenario, where they would do nothing.
     """
 
     rows: int
@@ -93,6 +114,9 @@ class GenerateSpec:
     start: datetime = datetime(2025, 10, 1, tzinfo=UTC)
     days: int = 365
     chunk_rows: int = 1_000_000
+    scenario: str = CARDS
+    review_above: float | None = None
+    review: ReviewParams | None = None
 
     def __post_init__(self) -> None:
         _check_int("rows", self.rows, 1, 10**ID_DIGITS)
@@ -108,6 +132,42 @@ class GenerateSpec:
             )
         if not isinstance(self.start, datetime) or self.start.utcoffset() is None:
             raise ValueError(f"start: must be a timezone-aware datetime, got {self.start!r}")
+        self._check_scenario()
+
+    def _check_scenario(self) -> None:
+        """The scenario is known, and review settings appear only in (and fit the ladder of) the review scenario."""
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"scenario: must be one of {', '.join(SCENARIOS)}, got {self.scenario!r}")
+        if self.scenario == CARDS:
+            for name in ("review_above", "review"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name}: only the {REVIEW_SCENARIO!r} scenario has a review action, "
+                                     f"got {getattr(self, name)!r} with scenario {CARDS!r}")
+            return
+        if self.review_above is not None:
+            _check_unit("review_above", self.review_above)
+        if not self.challenge_above <= self.ladder_review_above <= self.block_above:
+            raise ValueError(f"review_above: must be in [challenge_above, block_above] = [{self.challenge_above!r}, "
+                             f"{self.block_above!r}], got {self.ladder_review_above!r}")
+        if self.review is not None and not isinstance(self.review, ReviewParams):
+            raise ValueError(f"review: must be a ReviewParams, got {self.review!r}")
+
+    @property
+    def ladder_review_above(self) -> float:
+        """The review threshold of the review scenario's ladder (`review_above`, default 0.15)."""
+        return DEFAULT_REVIEW_ABOVE if self.review_above is None else self.review_above
+
+    @property
+    def review_params(self) -> ReviewParams | None:
+        """The reviewer's parameters in the review scenario, None in the cards scenario."""
+        if self.scenario != REVIEW_SCENARIO:
+            return None
+        return self.review or ReviewParams()
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """The scenario's action set, in the logging ladder's order."""
+        return self.logging_policy().actions
 
     @property
     def as_of(self) -> datetime:
@@ -121,6 +181,8 @@ class GenerateSpec:
 
     def logging_policy(self) -> LoggingPolicy:
         """The logging policy whose decisions the log records."""
+        if self.scenario == REVIEW_SCENARIO:
+            return LoggingPolicy(self.challenge_above, self.block_above, self.exploration, self.ladder_review_above)
         return LoggingPolicy(self.challenge_above, self.block_above, self.exploration)
 
 
@@ -179,7 +241,7 @@ def _chunk_tables(
     The simulated arrays die on return, so only the tables stay in memory while written.
     """
     timeline = spec.timeline()
-    chunk = simulate_chunk(model, spec.logging_policy(), timeline, lo, hi)
+    chunk = simulate_chunk(model, spec.logging_policy(), timeline, lo, hi, spec.review_params)
     tx = transactions_table(chunk)
     tables = (tx, ground_truth_table(chunk, tx.column(0)))
     span = (int(chunk.created_at_us[0]), int(chunk.created_at_us[-1]))
@@ -224,27 +286,65 @@ def _write_file(
     return total, {"rows": rows[1] - rows[0], "first_row": rows[0], "created_at": span}
 
 
-def _metadata(spec: GenerateSpec, model: Model, totals: Tally, files: list[dict[str, object]]) -> dict[str, object]:
-    """The content of generation.json: everything needed to interpret the files."""
-    policy = spec.logging_policy()
-    return {
-        "generator": "policysim generate",
-        "spec": {**asdict(spec), "start": spec.start.isoformat()},
-        "as_of": spec.as_of.isoformat(),
-        "files": files,
-        "logging_policy": {
+def _logging_policy_metadata(policy: LoggingPolicy) -> dict[str, object]:
+    """The logging policy as generation.json records it.
+
+    The default scenario's is a `threshold` policy table; the review
+    scenario's ladder is also written as the `rules` policy table that
+    `[data.logging_policy]` would declare for it.
+    """
+    n_actions = len(policy.actions)
+    probabilities = {
+        "exploration": policy.exploration,
+        "base_action_prob": 1.0 - (n_actions - 1) * policy.exploration / n_actions,
+        "other_action_prob": policy.exploration / n_actions,
+    }
+    if policy.review_above is None:
+        return {
             "kind": "threshold",
             "score": "fraud_score",
             "challenge_above": policy.challenge_above,
             "block_above": policy.block_above,
-            "exploration": policy.exploration,
-            "base_action_prob": 1.0 - 2.0 * policy.exploration / 3.0,
-            "other_action_prob": policy.exploration / 3.0,
+            **probabilities,
+        }
+    rungs = list(zip(policy.actions[1:], policy.cuts, strict=True))[::-1]  # strictest first: first match wins
+    return {
+        "kind": "ladder",
+        "score": "fraud_score",
+        "actions": list(policy.actions),
+        "challenge_above": policy.challenge_above,
+        "review_above": policy.review_above,
+        "block_above": policy.block_above,
+        **probabilities,
+        "policy_table": {
+            "kind": "rules",
+            "rules": [{"when": f"fraud_score >= {cut!r}", "action": action} for action, cut in rungs],
+            "fallback": policy.actions[0],
         },
-        "model": {**asdict(model.params), "fraud_intercept": model.fraud_intercept, "block_rows": BLOCK_ROWS},
-        "ground_truth_columns": GROUND_TRUTH_COLUMNS,
+    }
+
+
+def _metadata(spec: GenerateSpec, model: Model, totals: Tally, files: list[dict[str, object]]) -> dict[str, object]:
+    """The content of generation.json: everything needed to interpret the files."""
+    policy = spec.logging_policy()
+    review = spec.review_params
+    return {
+        "generator": "policysim generate",
+        "spec": {**asdict(spec), "start": spec.start.isoformat()},
+        "scenario": spec.scenario,
+        "actions": list(policy.actions),
+        "as_of": spec.as_of.isoformat(),
+        "files": files,
+        "logging_policy": _logging_policy_metadata(policy),
+        "model": {
+            **asdict(model.params),
+            "fraud_intercept": model.fraud_intercept,
+            "block_rows": BLOCK_ROWS,
+            **({} if review is None else {REVIEW: asdict(review)}),
+        },
+        "ground_truth_columns": ground_truth_columns(policy.actions),
         "ground_truth_note": GROUND_TRUTH_NOTE,
-        "realised": realised_rates(totals),
+        "realised": realised_rates(totals, policy.actions),
     }
 
 

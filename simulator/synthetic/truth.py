@@ -6,6 +6,10 @@ the value column of row i had action a been taken, labels censored exactly as
 in the log (a dispute counts only if it arrived by the as-of date) or, for
 developed labels, every eventual dispute. Estimates
 of a run on that log are checked against these numbers.
+
+Any action set works: an action other than block reads its outcomes from the
+ground truth's `authorized_<a>`, `fraud_dispute_<a>` and `dispute_lost_<a>`
+(e.g. `review` in the generator's review scenario); block has none.
 """
 
 from __future__ import annotations
