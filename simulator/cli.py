@@ -46,6 +46,7 @@ from simulator.workflows.sweep import sweep
 from simulator.report.sweep import write_sweep_outputs
 from simulator.synthetic.generate import GenerateSpec, generate
 from simulator.schema import Schema
+from simulator.data.load import open_source, scan_dataset
 from simulator.data.validate import check_dataset
 
 app = typer.Typer(
@@ -140,9 +141,12 @@ def validate_command(
         if config is None:
             summary = check_dataset(data, Schema())
         else:
-            settings = load_config(config).data
+            loaded = load_config(config)
+            settings = loaded.data
             summary = check_dataset(data, settings.schema(), as_of=settings.as_of,
                                     label_maturity_days=settings.label_maturity_days)
+            schema = settings.schema()  # the config's value expressions read these columns: check them too
+            loaded.values().check(scan_dataset(open_source(data, schema), schema).collect_schema())
     if not quiet:
         stdout().print(summary_table(summary))
 

@@ -206,6 +206,8 @@ def test_the_pricing_example_runs_from_the_cli_and_a_bad_expression_exits_2(gene
     assert failed.exit_code == 2
     assert "value_model.values.cost" in failed.output and "unknown column 'card_fundin'" in failed.output
     assert not (tmp_path / "bad").exists()
+    checked = CliRunner().invoke(app, ["validate", data, "--config", str(bad), "--quiet"])
+    assert checked.exit_code == 2 and "unknown column 'card_fundin'" in checked.output  # validate says it too
 
 
 def test_row_values_do_not_depend_on_shards_or_the_engine_path(tmp_path: Path) -> None:
