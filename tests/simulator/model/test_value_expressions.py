@@ -228,3 +228,27 @@ def test_row_values_do_not_depend_on_shards_or_the_engine_path(tmp_path: Path) -
     for column in ("estimate", "delta", "ci_low", "ci_high", "delta_ci_low", "delta_ci_high"):
         np.testing.assert_allclose(many[column].to_numpy(), one[column].to_numpy(), rtol=1e-9, atol=1e-9,
                                    equal_nan=True, err_msg=column)
+
+
+GOLDEN = Path(__file__).parent / "data" / "default_preset.parquet"
+
+
+def test_the_default_preset_reproduces_the_results_from_before_it_was_configurable() -> None:
+    """tests/simulator/model/data/default_preset.parquet was written by the code before the value model became
+    configuration (a846d1a): the six numbers alone give the same results (bit for bit on one machine, checked
+    when it was written; within 1e-12 here, as numpy's SIMD sums may differ between CPUs)."""
+    golden = pl.read_parquet(GOLDEN)
+    policies = [{"name": "a", "kind": "threshold", "score": "fraud_score", "challenge_above": 0.3, "block_above": 0.7},
+                {"name": "r", "kind": "rules", "fallback": "allow",
+                 "rules": [{"when": "amount >= 200 AND fraud_score >= 0.4", "action": "block"}]}]
+    frames = []
+    for estimation in ({}, {"population": "finite"}, {"estimator": "ipw"}):
+        config = parse_config({"policies": policies, "segments": {"by": [["card_funding"]]}, "estimation": estimation})
+        results = run_frame(config, make_transactions(n=3000, seed=21)).results
+        frames.append(results.with_columns(pl.lit(str(estimation)).alias("estimation")).select(golden.columns))
+    now = pl.concat(frames)
+    assert now.select("estimation", "policy", "segment", "metric").equals(
+        golden.select("estimation", "policy", "segment", "metric"))
+    for column in ("estimate", "ci_low", "ci_high", "delta", "delta_ci_low", "delta_ci_high"):
+        np.testing.assert_allclose(now[column].to_numpy(), golden[column].to_numpy(), rtol=1e-12, atol=1e-9,
+                                   equal_nan=True, err_msg=column)
