@@ -6,7 +6,10 @@ reported metric is then a weighted total of one value column (a sum metric) or
 a ratio of two weighted totals (a ratio metric). Policies only change the
 weights, so these columns are computed once per row whatever is evaluated.
 
-Formulas (A = amount, auth/fraud/lost = the logged outcomes as 0/1, s = 1 when
+The value model is configuration (`ValueModel`, `MetricTable`, compiled into a
+`ValueSet`): every value column and metric below is a default that an SQL
+expression of the config can replace, and new ones can be added. The default
+formulas (A = amount, auth/fraud/lost = the logged outcomes as 0/1, s = 1 when
 the row's fraud label is mature, see `maturity_mask`):
 
 - revenue      = margin_rate · A · auth            (the merchant's margin on approved sales)
@@ -314,9 +317,10 @@ class ValueSet:
     pattern they are c0 + c1·amount (`simulator.stats.units`), and that table tells the
     estimators their shape (0/1 shares, values fixed by the action, the rare-event floor). The
     others are *row values*, evaluated on the rows themselves, so their sums are exact for any
-    expression (a unit's sums of them are sums over its rows, `simulator.stats.shard`). A row value that reads only the action, the amount and the outcomes is
-    *tabulable*: its table holds unless the data shows a row where it does not (an amount
-    tier, say); the shards check every row, and `unverified` lists those the data contradicted
+    expression (a unit's sums of them are sums over its rows, `simulator.stats.shard`). A row
+    value that reads only the action, the amount and the outcomes is *tabulable*: its table
+    holds unless the data shows a row where it does not (an amount tier, say); the shards check
+    every row, and `unverified` lists those the data contradicted
     (`simulator.stats.shard.verified_plan`). Other row values get no shape: t intervals only.
     """
 
@@ -487,6 +491,8 @@ def needed_actions(name: str) -> frozenset[str]:
 
 _NEEDS = {"blocked_count": frozenset({BLOCK}), "block_rate": frozenset({BLOCK}),
           "challenged_count": frozenset({CHALLENGE})}
+
+
 def value_set(model: ValueModel, metrics: Mapping[str, MetricTable] | None = None,
               actions: tuple[str, ...] = DEFAULT_ACTIONS) -> ValueSet:
     """The run's `ValueSet` from `[value_model]` and `[metrics]`; `TableProblems` (paths below the config) if it cannot be.
@@ -551,7 +557,7 @@ DEFAULT_VALUES = ValueSet(ValueModel())
 
 
 _PER_AMOUNT = {"authorized_volume", "fraud_volume", "mature_authorized_volume", "amount"}
-SIGNED_VALUES = frozenset({"net_value"})  # the only value column that can be negative
+SIGNED_VALUES = frozenset({"net_value"})  # the only built-in value column that can be negative
 
 
 def event_size(value: str, values: ValueSet, actions: tuple[str, ...], mean_amount: np.ndarray) -> np.ndarray:
