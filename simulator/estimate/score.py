@@ -50,7 +50,6 @@ from functools import lru_cache
 
 import numpy as np
 from scipy import special
-from scipy import stats as sps
 
 from simulator.estimate.linearised import Estimate, divide
 from simulator.estimate.rare import PartDiagnostics
@@ -103,12 +102,25 @@ def wilson(share: np.ndarray, n: np.ndarray, q: float | np.ndarray) -> tuple[np.
         half = q / (1 + z2n) * np.sqrt(share * (1 - share) / n + z2n / (4 * n))
         low, high = centre - half, centre + half
         few = np.where(n <= 50, 2.0, 3.0)  # x* of the modification
-        tail = sps.norm.sf(q)  # α/2
+        tail = special.ndtr(-q)  # α/2 (the normal's upper tail: scipy's norm.sf without its argument checks)
         events, misses = share * n, (1 - share) * n
         few = few * (1 + 1e-9)  # an integer count read off reassociated sums must not flip the choice
-        low = np.where((events > 1e-9) & (events <= few), _poisson_low(events, tail) / n, low)
-        high = np.where((misses > 1e-9) & (misses <= few), 1 - _poisson_low(misses, tail) / n, high)
+        low = _where_few(events, few, tail, n, low, upper=False)
+        high = _where_few(misses, few, tail, n, high, upper=True)
     return np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
+
+
+def _where_few(count: np.ndarray, few: np.ndarray, tail: np.ndarray, n: np.ndarray, limit: np.ndarray, *,
+               upper: bool) -> np.ndarray:
+    """`limit`, replaced by Garwood's exact Poisson limit where `count` is one to `few` (only there computed)."""
+    count, few, tail, n = np.broadcast_arrays(count, few, tail, n)
+    where = (count > 1e-9) & (count <= few)
+    if not where.any():
+        return limit
+    out = np.array(np.broadcast_to(limit, where.shape), dtype=np.float64)
+    poisson = _poisson_low(count[where], tail[where]) / n[where]
+    out[where] = 1 - poisson if upper else poisson
+    return out
 
 
 def _poisson_low(events: np.ndarray, tail: np.ndarray) -> np.ndarray:

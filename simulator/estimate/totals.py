@@ -31,11 +31,13 @@ from simulator.plan.moments import (
     direct_column,
     linear_column,
     max_column,
+    pair,
     product,
     quadratic_column,
     row_direct_column,
     term_basis,
 )
+from simulator.plan.strata import Stratum
 from simulator.schema import ALLOW, BLOCK
 from simulator.stats.shard import ACTION_KEY, ROWS, code_key, segment_key
 
@@ -98,7 +100,7 @@ class SegmentTotals:
     member: sparse.csr_matrix = field(init=False)
     _indices: list[tuple[int, np.ndarray]] = field(init=False)  # per segmentation: (first segment, cell -> segment)
     keys: Cells = field(init=False)
-    _coef: dict[Term, np.ndarray] = field(init=False, default_factory=dict)
+    _coef: dict[Term | Stratum, np.ndarray] = field(init=False, default_factory=dict)
     _total: dict[Term, np.ndarray] = field(init=False, default_factory=dict)
     _cross: dict[tuple[Term, Term], np.ndarray] = field(init=False, default_factory=dict)
     _design: dict[tuple[Term, Term], np.ndarray] = field(init=False, default_factory=dict)
@@ -139,9 +141,11 @@ class SegmentTotals:
         return self.by_segment(self.column(ROWS))
 
     def coef(self, term: Term) -> np.ndarray:
-        if term not in self._coef:
-            self._coef[term] = coefficients(term, self.plan, self.keys)
-        return self._coef[term]
+        """Per-cell coefficient of the term's basis (memoised per stratum: many values share one)."""
+        key: Term | Stratum = term if term.stratum is None else term.stratum
+        if key not in self._coef:
+            self._coef[key] = coefficients(term, self.plan, self.keys)
+        return self._coef[key]
 
     def total(self, term: Term) -> np.ndarray:
         """Σ_i weight_i · value_i per segment (NaN when the data cannot support the term)."""
@@ -172,7 +176,7 @@ class SegmentTotals:
 
     def cross(self, a: Term, b: Term) -> np.ndarray:
         """Σ_i z_ia · z_ib per segment, where z = weight · value."""
-        key = (a, b) if a.key <= b.key else (b, a)
+        key = pair(a, b)
         if key not in self._cross:
             ba, bb = term_basis(a, self.plan), term_basis(b, self.plan)
             if ba is None or bb is None:
@@ -189,7 +193,7 @@ class SegmentTotals:
 
         Zero when either term is the logging policy's own (observed, so known exactly).
         """
-        key = (a, b) if a.key <= b.key else (b, a)
+        key = pair(a, b)
         if key not in self._design:
             ba, bb = term_basis(a, self.plan), term_basis(b, self.plan)
             if ba is None or bb is None:

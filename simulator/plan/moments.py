@@ -71,6 +71,11 @@ class Term:
         return (Term, (self.policy, self.weighting, self.value, self.stratum))
 
 
+def pair(a: Term, b: Term) -> tuple[Term, Term]:
+    """The two terms in a canonical order, for memo keys of symmetric sums (by hash first: cheap to compare)."""
+    return (a, b) if (a._hash, a.key) <= (b._hash, b.key) else (b, a)
+
+
 def stratum_term(value: str, stratum: Stratum) -> Term:
     """The total of a value column over a stratum."""
     return Term("", Weighting.TARGET, value, stratum)
