@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
 from simulator.cli import app
 from tests.conftest import LOCAL
 
 RUNNER = CliRunner()
+CONFIGS = Path(__file__).parents[2] / "configs"
 
 
 def invoke(*args: str):
@@ -56,20 +59,37 @@ def test_validate_bad_data_exits_2_naming_column_count_and_example(data: Path, t
     assert "Traceback" not in result.output
 
 
-def test_run_writes_results_and_summary(data: Path, tmp_path: Path) -> None:
-    config = Path(__file__).parents[2] / "configs" / "thresholds.toml"
-    result = invoke("run", str(config), "--data", str(data / "transactions"), "--out", str(tmp_path / "out"),
-                    "--engine", "local")
+@pytest.fixture(scope="module")
+def ran(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], tuple[Result, Path]]:
+    """`ran(config)`: `policysim run CONFIG --engine local` on the module's log, once per config (not quiet).
+
+    The tests below only read what a run printed and wrote, so one run of thresholds.toml serves both the
+    example-config check and the check of its outputs.
+    """
+    done: dict[Path, tuple[Result, Path]] = {}
+
+    def ran_(config: Path) -> tuple[Result, Path]:
+        if config not in done:
+            out = tmp_path_factory.mktemp(f"run-{config.stem}") / "out"
+            done[config] = invoke("run", str(config), "--data", str(data / "transactions"), "--out", str(out),
+                                  "--engine", "local"), out
+        return done[config]
+
+    return ran_
+
+
+def test_run_writes_results_and_summary(ran: Callable[[Path], tuple[Result, Path]]) -> None:
+    result, out = ran(CONFIGS / "thresholds.toml")
     assert result.exit_code == 0, result.output
-    results = pl.read_parquet(tmp_path / "out" / "results.parquet")
+    results = pl.read_parquet(out / "results.parquet")
     spec_columns = ["policy", "segment", "metric", "estimate", "ci_low", "ci_high", "baseline", "delta",
                     "delta_ci_low", "delta_ci_high", "rows", "ess", "flag"]
     assert set(spec_columns) <= set(results.columns)
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
     assert summary["as_of"] and summary["data"]["fingerprint"] and summary["rows"] == 20000
     assert summary["labels"]["immature_labels"] == "develop" and "fraud labels developed from" in result.output
     assert "block_more" in result.output and "net_value" in result.output
-    assert not list((tmp_path / "out").glob(".*tmp"))  # atomic writes leave no temporary files
+    assert not list(out.glob(".*tmp"))  # atomic writes leave no temporary files
 
 
 def test_run_bad_config_exits_2(data: Path, tmp_path: Path) -> None:
@@ -82,12 +102,11 @@ def test_run_bad_config_exits_2(data: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("config", sorted((Path(__file__).parents[2] / "configs").glob("*.toml")), ids=lambda p: p.name)
-def test_every_example_config_runs_on_demo_data(config: Path, data: Path, tmp_path: Path) -> None:
-    result = invoke("run", str(config), "--data", str(data / "transactions"), "--out", str(tmp_path), "--quiet",
-                    "--engine", "local")
+@pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.name)
+def test_every_example_config_runs_on_demo_data(config: Path, ran: Callable[[Path], tuple[Result, Path]]) -> None:
+    result, out = ran(config)
     assert result.exit_code == 0, result.output
-    assert pl.read_parquet(tmp_path / "results.parquet").height > 0
+    assert pl.read_parquet(out / "results.parquet").height > 0
 
 
 def test_run_on_ray_by_default(ray_cluster, data: Path, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from simulator.engine import ray_engine
 from simulator.engine.address import UnreachableCluster, check_reachable
 from simulator.engine.execution import Execution
 from simulator.errors import InvalidConfig
+from tests.simulator.conftest import CliRun
 
 ROOT = Path(__file__).resolve().parents[2]
 THRESHOLDS = ROOT / "configs" / "thresholds.toml"
@@ -236,8 +237,8 @@ def test_a_segmentation_that_would_explode_exits_2_before_any_shard(data: Path, 
     assert not (tmp_path / "out").exists()
 
 
-def test_the_first_line_says_which_engine_runs(data: Path, tmp_path: Path) -> None:
-    result = invoke("run", str(THRESHOLDS), "--data", str(data), "--out", str(tmp_path / "out"), "--engine", "local")
+def test_the_first_line_says_which_engine_runs(thresholds_cli_run: CliRun) -> None:
+    result = thresholds_cli_run  # `run configs/thresholds.toml --engine local` on the generated log
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == "engine: local (this process)"
 

@@ -25,11 +25,18 @@ def _zoned(frame: pl.DataFrame, zone: str | None) -> pl.DataFrame:
     return frame.with_columns(pl.col(c).dt.convert_time_zone(zone) for c in stamps)
 
 
-@pytest.mark.parametrize("zone", [None, "Europe/Paris", "America/Sao_Paulo"])
-def test_zones_do_not_change_results(generated: Path, tmp_path: Path, zone: str | None) -> None:
+@pytest.fixture(scope="module")
+def utc(generated: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The generated log (UTC) and its results, computed once for every zone below."""
     frame = pl.read_parquet(generated / "transactions")
-    frame.write_parquet(tmp_path / "utc.parquet")  # one file, like the zoned copy: the same summation order
-    expected = run(parse_config(CONFIG), tmp_path / "utc.parquet", execution=LOCAL).results.select(COLUMNS)
+    path = tmp_path_factory.mktemp("utc") / "utc.parquet"
+    frame.write_parquet(path)  # one file, like the zoned copy: the same summation order
+    return frame, run(parse_config(CONFIG), path, execution=LOCAL).results.select(COLUMNS)
+
+
+@pytest.mark.parametrize("zone", [None, "Europe/Paris", "America/Sao_Paulo"])
+def test_zones_do_not_change_results(utc: tuple[pl.DataFrame, pl.DataFrame], tmp_path: Path, zone: str | None) -> None:
+    frame, expected = utc
     path = tmp_path / "zoned.parquet"
     _zoned(frame, zone).write_parquet(path)
     assert run(parse_config(CONFIG), path, execution=LOCAL).results.select(COLUMNS).equals(expected)

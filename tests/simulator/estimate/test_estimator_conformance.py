@@ -29,6 +29,7 @@ from simulator.config import RunConfig
 from simulator.engine.execution import Execution
 from simulator.estimate.estimators import estimator_kind, known_estimators
 from simulator.model.value import RATIO_METRICS, SUM_METRICS, VALUES, Weighting
+from simulator.plan.compiled import compile_plan
 from simulator.synthetic.generate import GenerateSpec, generate
 from simulator.schema import logging_prob_column
 from simulator.synthetic.truth import counterfactual_log, relog, true_totals
@@ -255,7 +256,7 @@ def _relogged_errors(population: Population, name: str, relogs: int,
     config = parse_config({"data": {"as_of": as_of}, "policies": [TRUTH_CANDIDATE],
                            "estimation": _estimation(name, "finite")})
     expected = true_totals(config, log, truth).filter(pl.col("segment") == "ALL")
-    plan = run_frame(config, log).plan
+    plan = compile_plan(config, log.lazy())  # the plan a run compiles, without running it once more
     expected = expected.join(_ipw_sd(config, population, plan, metrics), on="metric")
     frames = []
     for seed in range(relogs):

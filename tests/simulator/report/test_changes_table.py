@@ -6,13 +6,12 @@ from pathlib import Path
 
 import polars as pl
 from rich.console import Console
-from typer.testing import CliRunner
 
-from simulator.cli import app
 from simulator.config import parse_config
 from simulator.report.changes import changes_table
 from simulator.workflows.run import run
 from tests.conftest import LOCAL
+from tests.simulator.conftest import CliRun
 
 CONFIG = {
     "segments": {"by": [["card_country"]]},
@@ -37,16 +36,14 @@ def test_the_table_fits_80_columns_without_cutting_anything(generated: Path) -> 
     assert printed == {"logged", "a_rather_long_policy_name", "share"}
 
 
-def test_cli_run_writes_both_files_and_prints_the_transitions(generated: Path, tmp_path: Path) -> None:
-    config = Path(__file__).parents[3] / "configs" / "thresholds.toml"
-    result = CliRunner().invoke(app, ["run", str(config), "--data", str(generated / "transactions"),
-                                      "--out", str(tmp_path / "out"), "--engine", "local"], env={"COLUMNS": "80"})
+def test_cli_run_writes_both_files_and_prints_the_transitions(thresholds_cli_run: CliRun) -> None:
+    result = thresholds_cli_run  # configs/thresholds.toml on the generated log, local engine, 80 columns
     assert result.exit_code == 0, result.output
     assert "decision changes against 'production' (ALL)" in result.output
-    changes = pl.read_parquet(tmp_path / "out" / "changes.parquet")
-    examples = pl.read_parquet(tmp_path / "out" / "examples.parquet")
+    changes = pl.read_parquet(result.out / "changes.parquet")
+    examples = pl.read_parquet(result.out / "examples.parquet")
     keys = ["policy", "segment", "from_action", "to_action"]
     assert set(keys + ["rows", "volume", "metric", "delta", "delta_ci_low", "delta_ci_high", "flag"]) <= set(changes.columns)
     assert set(keys + ["transaction_id", "amount", "fraud_score"]) <= set(examples.columns)
-    results = pl.read_parquet(tmp_path / "out" / "results.parquet")
+    results = pl.read_parquet(result.out / "results.parquet")
     assert set(changes["segment"]) <= set(results["segment"])

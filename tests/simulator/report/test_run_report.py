@@ -29,8 +29,13 @@ def result():  # noqa: ANN201 - a RunResult
     return run_frame(config, log)
 
 
-def test_every_section_is_there_in_reading_order(result) -> None:  # noqa: ANN001
-    report = build_run_report(result)
+@pytest.fixture(scope="module")
+def report(result):  # noqa: ANN001, ANN201 - a Report
+    """The report of `result`, built (its 8 figures rendered) once for the tests that only read it."""
+    return build_run_report(result)
+
+
+def test_every_section_is_there_in_reading_order(result, report) -> None:  # noqa: ANN001
     assert [s.id for s in report.sections] == ["overall", "changes", "forest", "time", "diagnostics"]
     assert candidates(result) == ["strict", "lax", "logged"]  # the logging policy's exploration last
     assert len(report.verdict_details) == 3 and report.verdict_details[0].startswith("strict: net_value ")
@@ -50,8 +55,7 @@ def test_the_page_is_self_contained_and_the_markdown_names_its_figures(result, t
         assert f"{flag}: " in markdown
 
 
-def test_decision_changes_and_examples_are_in_the_report(result) -> None:  # noqa: ANN001
-    report = build_run_report(result)
+def test_decision_changes_and_examples_are_in_the_report(report) -> None:  # noqa: ANN001
     changes = next(s for s in report.sections if s.id == "changes")
     table = changes.tables[0]
     strict = [r for r in table.rows if r[0] == "strict"]
