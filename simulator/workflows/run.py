@@ -21,7 +21,7 @@ import polars as pl
 from segments.labels import ALL
 from simulator import __version__
 from simulator.config import RunConfig
-from simulator.data.load import Source, dataset_files, in_utc, open_source, scan_dataset
+from simulator.data.load import Source, dataset_files, in_utc, latest_timestamp, open_source, scan_dataset
 from simulator.data.storage import absolute
 from simulator.data.logging_policy import derived_columns, with_logging_columns
 from simulator.data.shard_checks import FoldedChecks, fold_checks
@@ -156,7 +156,9 @@ def _evaluate(config: RunConfig, source: Source, schema: Schema, execution: Exec
     folded: FoldedChecks | None = None
     try:
         scan = scan_dataset(source, schema)
-        plan = compile_plan(config, scan, as_of=None if summary is None else summary.as_of)
+        # the default as-of date: from the Parquet footers when they can say, else compile_plan reads the timestamps
+        as_of = latest_timestamp(source, schema) if summary is None else summary.as_of
+        plan = compile_plan(config, scan, as_of=as_of)
         plan = _with_changes(plan, config, scan.collect_schema().names(), schema, examples)
         if summary is None:
             folded = fold_checks(source, schema, as_of=plan.as_of,
