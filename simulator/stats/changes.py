@@ -141,93 +141,115 @@ def shard_examples(batch: pl.DataFrame, plan: Plan, members: dict[str, Membershi
                    segs: Sequence[SegmentCodes]) -> Examples | None:
     """The shard's own top rows of every transition, in every segment of every segmentation (ALL first).
 
-    Only candidate rows are gathered, labelled and sorted exactly (`top`): a row can be among the
-    `keep` largest of a (policy, transition, segment) only if it is among them, ties included, in
-    its group of at least one grouping, which `_candidates` finds on integer keys. Ten policies
-    change millions of rows on 10 M; their candidates are tens of thousands.
+    Two steps, both on integer keys. `_candidates` keeps, per policy, the changed rows that are
+    among the `keep` largest of their (transition, segment) group in some grouping, ties at the
+    boundary included: ten policies change millions of rows on 10 M, their candidates are tens of
+    thousands. Those alone are gathered and sorted in the exact order (amount, then
+    transaction_id, then the policies' order: a payment can change under several), and each
+    grouping keeps the first `keep` of each of its groups (`_first_in_groups`) — what `top` does,
+    without a window over string keys per grouping.
     """
     changes = plan.changes
     if changes is None or changes.examples == 0:
         return None
-    actions = np.asarray(plan.actions, dtype=object)
+    keep, n_actions = changes.examples, len(plan.actions)
     base = members[plan.baseline].chosen()
     amount = batch[AMOUNT].cast(pl.Float64).to_numpy()
-    order = np.argsort(-amount)  # largest first; `_candidates` keeps every row tied at a group's boundary
-    by_amount = _ByAmount(order=order, amount=amount[order], base=base[order],
-                          segments=[(s.codes[order], len(s.labels)) for s in segs], actions=len(plan.actions))
-    parts = []
-    for name in changing(plan):
-        target = members[name].chosen()
-        rows = np.sort(order[_candidates(by_amount, target[order], changes.examples)])
-        if rows.size:
-            parts.append(pl.DataFrame({POLICY: pl.repeat(name, rows.size, dtype=pl.String, eager=True),
-                                       FROM: pl.Series(actions[base[rows]], dtype=pl.String),
-                                       TO: pl.Series(actions[target[rows]], dtype=pl.String),
-                                       "_row": rows}))
-    if not parts:
+    by_amount = _by_amount(amount)
+    names = changing(plan)
+    found = [(index, target[rows], rows) for index, target in
+             ((index, members[name].chosen()) for index, name in enumerate(names))
+             for rows in (_candidates(by_amount, base, target, segs, keep, n_actions),) if rows.size]
+    if not found:
         return None
-    changed = pl.concat(parts)
-    rows = changed["_row"].to_numpy()
-    labels = {f"_seg{i}": pl.Series(np.asarray(s.labels, dtype=object)[s.codes[rows]], dtype=pl.String)
-              for i, s in enumerate(segs)}
-    changed = pl.concat([changed.drop("_row"), batch.select(changes.columns)[rows]], how="horizontal")
-    changed = top(changed.with_columns(**labels), changes.examples, (POLICY, FROM, TO, *labels))  # no group needs more
-    frames = [_keyed(changed, ALL, pl.lit(ALL), changes.examples, labels)]
-    for index, columns in enumerate(plan.segments.segmentations):
-        frames.append(_keyed(changed, "|".join(columns), pl.col(f"_seg{index}"), changes.examples, labels))
-    return Examples(frame=pl.concat(frames), keep=changes.examples)
+    policy = np.concatenate([np.full(len(rows), index) for index, _, rows in found])
+    target = np.concatenate([targets for _, targets, _ in found])
+    rows = np.concatenate([rows for _, _, rows in found])
+    actions = np.asarray(plan.actions, dtype=object)
+    changed = pl.concat([
+        pl.DataFrame({POLICY: pl.Series(np.asarray(names, dtype=object)[policy], dtype=pl.String),
+                      FROM: pl.Series(actions[base[rows]], dtype=pl.String),
+                      TO: pl.Series(actions[target], dtype=pl.String)}),
+        batch.select(changes.columns)[rows]], how="horizontal")
+    order = changed.select(pl.int_range(pl.len()).sort_by([AMOUNT, TRANSACTION_ID], descending=[True, False],
+                                                           maintain_order=True)).to_series().to_numpy()
+    changed, policy, rows = changed[order], policy[order], rows[order]
+    transition = (policy * n_actions + base[rows]) * n_actions + target[order]
+    groupings = [(ALL, None, transition)]
+    groupings += [("|".join(columns), seg, transition * len(seg.labels) + seg.codes[rows])
+                  for columns, seg in zip(plan.segments.segmentations, segs, strict=True)]
+    frames = []
+    for segmentation, seg, key in groupings:
+        kept = _first_in_groups(key, keep)
+        segment = (pl.lit(ALL) if seg is None else
+                   pl.Series(np.asarray(seg.labels, dtype=object)[seg.codes[rows[kept]]], dtype=pl.String))
+        frames.append(changed.filter(kept).select(
+            POLICY, pl.lit(segmentation).alias(SEGMENTATION), segment.alias(SEGMENT), FROM, TO, *changes.columns))
+    return Examples(frame=pl.concat(frames), keep=keep)
 
 
 @dataclass(frozen=True, slots=True)
 class _ByAmount:
-    """A shard's rows in descending order of amount: what every policy's candidate search shares."""
+    """A shard's rows ranked by descending amount: what every policy's candidate search shares."""
 
-    order: np.ndarray  # row index of each position
-    amount: np.ndarray  # amount at each position
-    base: np.ndarray  # the baseline's chosen action at each position
-    segments: list[tuple[np.ndarray, int]]  # each segmentation's codes at each position, and how many codes
-    actions: int
+    rank: np.ndarray  # (n,) each row's position in descending order of amount
+    amount: np.ndarray  # (n,) the amounts in that order
+    bits: int  # bits that hold a rank
 
 
-def _candidates(rows: _ByAmount, target: np.ndarray, keep: int) -> np.ndarray:
-    """Positions (in `rows`' order) of the rows whose action changes that may be among the `keep` largest of a group.
+def _by_amount(amount: np.ndarray) -> _ByAmount:
+    """Rank the rows by descending amount (ties in any order: candidates keep every tie at a boundary)."""
+    order = np.argsort(-amount)
+    rank = np.empty(len(amount), dtype=np.int64)
+    rank[order] = np.arange(len(amount))
+    return _ByAmount(rank=rank, amount=amount[order], bits=max(int(len(amount) - 1).bit_length(), 1))
 
-    Groups are (transition, segment) of every segmentation, and (transition) for ALL; a row is a
-    candidate when its amount is at least its group's `keep`-th largest, so rows tied there are kept
-    and the exact order (amount, then transaction_id) is left to `top`.
+
+def _candidates(by_amount: _ByAmount, base: np.ndarray, target: np.ndarray, segs: Sequence[SegmentCodes], keep: int,
+                actions: int) -> np.ndarray:
+    """The rows (ascending) whose action changes that may be among the `keep` largest of a group.
+
+    Groups are (transition) for ALL and (transition, segment) of every segmentation; a row is a
+    candidate when its amount is at least its group's `keep`-th largest in one of them, so rows
+    tied there are kept and the exact order (amount, then transaction_id) is decided on the
+    candidates alone.
     """
-    changed = np.flatnonzero(rows.base != target)
+    changed = np.flatnonzero(base != target)
     if changed.size <= keep:
         return changed
-    amount = rows.amount[changed]
-    transition = rows.base[changed].astype(np.int64) * rows.actions + target[changed]
-    chosen = _top_in_groups(transition, rows.actions * rows.actions, amount, keep)
-    for codes, size in rows.segments:
-        key = transition * size + codes[changed]
-        chosen |= _top_in_groups(key, rows.actions * rows.actions * size, amount, keep)
+    rank = by_amount.rank[changed]
+    transition = base[changed].astype(np.int64) * actions + target[changed]
+    chosen = _top_in_groups(transition, rank, by_amount, keep)
+    for seg in segs:
+        chosen |= _top_in_groups(transition * len(seg.labels) + seg.codes[changed], rank, by_amount, keep)
     return changed[chosen]
 
 
-def _top_in_groups(key: np.ndarray, size: int, amount: np.ndarray, keep: int) -> np.ndarray:
-    """Whether each row's amount (rows in descending amount) is at least the `keep`-th largest of its `key` group.
+def _top_in_groups(key: np.ndarray, rank: np.ndarray, by_amount: _ByAmount, keep: int) -> np.ndarray:
+    """Whether each row's amount is at least the `keep`-th largest of its `key` group (`rank`: its amount rank).
 
-    One stable sort by key keeps each group's rows in amount order; it is a radix sort when the
-    keys fit in 16 bits (a few milliseconds per million rows).
+    One value sort of (key, rank) packed in an int64 puts each group's rows in amount order
+    (np.sort is several times faster than an argsort); the `keep`-th of a group sets its threshold.
     """
-    counts = np.bincount(key, minlength=size)
+    counts = np.bincount(key)
     large = np.flatnonzero(counts > keep)
     if large.size == 0:
         return np.ones(len(key), dtype=bool)
-    by_key = np.argsort(key.astype(np.uint16 if size <= 1 << 16 else np.int64, copy=False), kind="stable")
+    packed = key << by_amount.bits
+    packed |= rank
+    packed.sort()
     starts = np.cumsum(counts) - counts
-    threshold = np.full(size, -np.inf)
-    threshold[large] = amount[by_key[starts[large] + keep - 1]]
-    return amount >= threshold[key]
+    threshold = np.full(len(counts), -np.inf)
+    threshold[large] = by_amount.amount[packed[starts[large] + keep - 1] & ((1 << by_amount.bits) - 1)]
+    return by_amount.amount[rank] >= threshold[key]
 
 
-def _keyed(changed: pl.DataFrame, segmentation: str, segment: pl.Expr, keep: int, labels: dict[str, pl.Series]
-           ) -> pl.DataFrame:
-    """One segmentation's top rows with the example keys first."""
-    keyed = changed.with_columns(pl.lit(segmentation).alias(SEGMENTATION), segment.alias(SEGMENT)).drop(list(labels))
-    keyed = top(keyed, keep)
-    return keyed.select(*EXAMPLE_KEYS, pl.exclude(EXAMPLE_KEYS))
+def _first_in_groups(key: np.ndarray, keep: int) -> np.ndarray:
+    """Whether each row is among the first `keep` of its `key` group, in the rows' order."""
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    position = np.arange(len(key)) - np.repeat(starts, np.diff(np.append(starts, len(key))))
+    kept = np.empty(len(key), dtype=bool)
+    kept[order] = position < keep
+    return kept
