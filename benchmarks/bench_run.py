@@ -17,7 +17,8 @@ three. Then, best of `--repeats`:
   summed over shards (stage functions wrapped with timers; inclusive times).
 
     .venv/bin/policysim generate --rows 10000000 --files 8 --out /tmp/bench10m
-    .venv/bin/python benchmarks/bench_run.py /tmp/bench10m/transactions --bootstrap 200
+    .venv/bin/python benchmarks/bench_run.py /tmp/bench10m/transactions                       # (a)
+    .venv/bin/python benchmarks/bench_run.py /tmp/bench10m/transactions --no-mcc --bootstrap 200  # (b)
 
 `--tree DIR` runs the command and the stages from another checkout of the code
 (an exported older commit, on `PYTHONPATH`), for before/after figures in one run.
@@ -43,6 +44,10 @@ SEGMENTS = {
     "by": [["card_country"], ["card_country", "card_brand"], ["mcc"], ["amount"]],
     "bands": {"amount": {"edges": [0, 10, 50, 200, 1000]}},
 }
+# The earlier config, without `mcc`: with it, `bootstrap = 200` keeps replicates per finest segment
+# (country × brand × mcc × band: 11,414 on 1 M rows) × 1,329 terms × 200 in each shard, 22.6 GiB
+# (simulator/stats/bootstrap.py), so the bootstrap ratio is measured on this one (`--no-mcc`).
+SEGMENTS_NO_MCC = {"by": [["card_country"], ["card_country", "card_brand"], ["amount"]], "bands": SEGMENTS["bands"]}
 
 
 def policies() -> list[dict]:
@@ -63,9 +68,10 @@ def policies() -> list[dict]:
     return out
 
 
-def config_table(bootstrap: int, estimator: str = "snipw") -> dict[str, Any]:
-    """The benchmark's config as a table (`parse_config` input)."""
-    return {"segments": SEGMENTS, "policies": policies(), "estimation": {"bootstrap": bootstrap, "estimator": estimator}}
+def config_table(bootstrap: int, estimator: str = "snipw", *, mcc: bool = True) -> dict[str, Any]:
+    """The benchmark's config as a table (`parse_config` input); `mcc=False`: the earlier segments."""
+    return {"segments": SEGMENTS if mcc else SEGMENTS_NO_MCC, "policies": policies(),
+            "estimation": {"bootstrap": bootstrap, "estimator": estimator}}
 
 
 def toml_text(table: dict[str, Any]) -> str:
@@ -117,10 +123,11 @@ def startup_seconds(tree: Path | None) -> float:
     return min(_wall([*_command(tree), "--version"], _environment(tree)) for _ in range(3))
 
 
-def command_seconds(data: Path, bootstrap: int, tree: Path | None, estimator: str, folder: Path) -> tuple[float, dict]:
+def command_seconds(data: Path, bootstrap: int, tree: Path | None, estimator: str, folder: Path, mcc: bool = True
+                    ) -> tuple[float, dict]:
     """Wall time of `policysim run CONFIG --data DATA --engine local --quiet`, and its summary.json timings."""
     config = folder / f"bench_b{bootstrap}.toml"
-    config.write_text(toml_text(config_table(bootstrap, estimator)))
+    config.write_text(toml_text(config_table(bootstrap, estimator, mcc=mcc)))
     out = folder / f"out_b{bootstrap}"
     seconds = _wall([*_command(tree), "run", str(config), "--data", str(data), "--out", str(out), "--engine", "local",
                      "--quiet", "--overwrite"], _environment(tree))
@@ -186,13 +193,14 @@ def timed_stages() -> Iterator[dict[str, float]]:
             setattr(module, name, original)
 
 
-def stage_seconds(data: Path, bootstrap: int, estimator: str, folder: Path) -> tuple[float, dict[str, float], dict]:
+def stage_seconds(data: Path, bootstrap: int, estimator: str, folder: Path, mcc: bool = True
+                  ) -> tuple[float, dict[str, float], dict]:
     """One run and its outputs in this process, with every stage timed; (total, stages, run timings)."""
     from simulator.config import parse_config
     from simulator.engine.execution import Execution
     from simulator.workflows import run as workflow
 
-    config = parse_config(config_table(bootstrap, estimator))
+    config = parse_config(config_table(bootstrap, estimator, mcc=mcc))
     with timed_stages() as seconds:
         start = time.perf_counter()
         result = workflow.run(config, data, execution=Execution(engine="local"))
@@ -201,7 +209,7 @@ def stage_seconds(data: Path, bootstrap: int, estimator: str, folder: Path) -> t
     return total, dict(seconds), result.timings
 
 
-def read_seconds(data: Path, bootstrap: int, estimator: str) -> tuple[float, list[str], int]:
+def read_seconds(data: Path, bootstrap: int, estimator: str, mcc: bool = True) -> tuple[float, list[str], int]:
     """Polars reading the plan's columns from the same files (best of three), the columns, and the rows."""
     import polars as pl
 
@@ -210,7 +218,7 @@ def read_seconds(data: Path, bootstrap: int, estimator: str) -> tuple[float, lis
     from simulator.plan.compiled import compile_plan
     from simulator.plan.changes import with_changes
 
-    config = parse_config(config_table(bootstrap, estimator))
+    config = parse_config(config_table(bootstrap, estimator, mcc=mcc))
     schema = config.data.schema()
     scan = scan_dataset(open_source(str(data), schema), schema)
     names = scan.collect_schema().names()
@@ -228,37 +236,42 @@ def read_seconds(data: Path, bootstrap: int, estimator: str) -> tuple[float, lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
-    parser.add_argument("--bootstrap", type=int, default=200)
+    parser.add_argument("--bootstrap", type=int, default=0, help="also time B replicates (with --no-mcc: see SEGMENTS_NO_MCC)")
     parser.add_argument("--estimator", default="snipw")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each command; the best counts")
     parser.add_argument("--tree", type=Path, help="run another checkout's code (on PYTHONPATH), e.g. an older commit")
     parser.add_argument("--no-stages", action="store_true", help="skip the in-process per-stage run")
+    parser.add_argument("--bootstrap-stages", action="store_true", help="also time the stages with the bootstrap")
+    parser.add_argument("--no-mcc", action="store_true", help="the earlier segments, without mcc (see SEGMENTS_NO_MCC)")
     args = parser.parse_args()
     if args.tree is not None:  # the stages run in this process: import that tree's modules
         sys.path.insert(0, str(args.tree))
     data = args.data.resolve()
-    read, columns, rows = read_seconds(data, 0, args.estimator)
+    mcc = not args.no_mcc
+    if args.bootstrap and mcc:
+        parser.error("--bootstrap needs --no-mcc: with mcc a shard's replicates take ~23 GiB (see SEGMENTS_NO_MCC)")
+    read, columns, rows = read_seconds(data, 0, args.estimator, mcc)
     print(f"rows {rows:,}; {len(columns)} columns ({', '.join(columns)}); polars read {read:.3f} s (best of 3)")
     startup = startup_seconds(args.tree)
     print(f"start-up (policysim --version, fresh process): {startup:.2f} s")
     with tempfile.TemporaryDirectory(prefix="bench_run_") as tmp:
         folder = Path(tmp)
-        runs = {0: [command_seconds(data, 0, args.tree, args.estimator, folder) for _ in range(args.repeats)]}
+        runs = {0: [command_seconds(data, 0, args.tree, args.estimator, folder, mcc) for _ in range(args.repeats)]}
         analytic, timings = min(runs[0], key=lambda r: r[0])
         net = analytic - startup
         print(f"analytic command: {analytic:.2f} s wall ({', '.join(f'{t:.2f}' for t, _ in runs[0])}), "
               f"minus start-up {net:.2f} s = {net / read:.1f}x the read (target <= 3x)")
         print("  summary.json timings: " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
         if args.bootstrap:
-            boot = [command_seconds(data, args.bootstrap, args.tree, args.estimator, folder)
+            boot = [command_seconds(data, args.bootstrap, args.tree, args.estimator, folder, mcc)
                     for _ in range(args.repeats)]
             best, btimings = min(boot, key=lambda r: r[0])
             print(f"bootstrap={args.bootstrap} command: {best:.2f} s wall, minus start-up {best - startup:.2f} s = "
                   f"{(best - startup) / net:.2f}x the analytic command (target <= 5x)")
             print("  summary.json timings: " + ", ".join(f"{k} {v:.2f}" for k, v in btimings.items()))
         if not args.no_stages:
-            for bootstrap in (0, args.bootstrap) if args.bootstrap else (0,):
-                total, stages, _ = stage_seconds(data, bootstrap, args.estimator, folder)
+            for bootstrap in (0, args.bootstrap) if args.bootstrap and args.bootstrap_stages else (0,):
+                total, stages, _ = stage_seconds(data, bootstrap, args.estimator, folder, mcc)
                 print(f"stages in this process, bootstrap={bootstrap}: total {total:.2f} s (run + outputs)")
                 for label, _, _ in STAGES:
                     if label in stages:
