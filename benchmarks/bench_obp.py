@@ -139,8 +139,9 @@ def policysim_seconds(data: Path, table: dict) -> tuple[float, int, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
-    parser.add_argument("--obp-python", required=True, help="python of a throwaway venv with obp 0.5.7")
+    parser.add_argument("--obp-python", help="python of a throwaway venv with obp 0.5.7 (needed unless --policysim-only)")
     parser.add_argument("--segments-of-run", action="store_true", help="also time the issue's 10-policy run config")
+    parser.add_argument("--policysim-only", action="store_true", help="time policysim alone (e.g. another --tree's)")
     args = parser.parse_args()
     same = {"segments": {"by": [[column] for column in SEGMENT_COLUMNS]}, "policies": [POLICY],
             "estimation": {"bootstrap": BOOTSTRAP}}
@@ -151,6 +152,8 @@ def main() -> None:
         wide, wide_results, wide_timings = policysim_seconds(args.data, config_table(BOOTSTRAP, mcc=False))
         print(f"policysim, the issue's run config without mcc (10 policies x 3 segmentations), B={BOOTSTRAP}: {wide:.1f} s "
               f"({wide_results:,} result rows; " + ", ".join(f"{k} {v:.1f}" for k, v in wide_timings.items()) + ")")
+    if args.policysim_only:
+        return
     with tempfile.TemporaryDirectory(prefix="bench_obp_") as tmp:
         rows = obp_inputs(args.data, Path(tmp))
         obp = run_obp(args.obp_python, Path(tmp))

@@ -109,7 +109,8 @@ def _environment(tree: Path | None) -> dict[str, str]:
 
 def _command(tree: Path | None) -> list[str]:
     """`policysim`, from the installed code or from `tree` (its modules first on the path)."""
-    return [sys.executable, "-c", "import sys; from simulator.cli import main; sys.argv[0] = 'policysim'; main()"]
+    # -P: `python -c` would put the working directory first on the path, ahead of PYTHONPATH's tree
+    return [sys.executable, "-P", "-c", "import sys; from simulator.cli import main; sys.argv[0] = 'policysim'; main()"]
 
 
 def _wall(args: list[str], env: dict[str, str]) -> float:
@@ -243,6 +244,8 @@ def main() -> None:
     parser.add_argument("--no-stages", action="store_true", help="skip the in-process per-stage run")
     parser.add_argument("--bootstrap-stages", action="store_true", help="also time the stages with the bootstrap")
     parser.add_argument("--no-mcc", action="store_true", help="the earlier segments, without mcc (see SEGMENTS_NO_MCC)")
+    parser.add_argument("--against", type=Path, help="another checkout: its command and this one's alternate, "
+                                                     "each after a read of its own (before/after under one load)")
     args = parser.parse_args()
     if args.tree is not None:  # the stages run in this process: import that tree's modules
         sys.path.insert(0, str(args.tree))
@@ -254,6 +257,8 @@ def main() -> None:
     print(f"rows {rows:,}; {len(columns)} columns ({', '.join(columns)}); polars read {read:.3f} s (best of 3)")
     startup = startup_seconds(args.tree)
     print(f"start-up (policysim --version, fresh process): {startup:.2f} s")
+    if args.against is not None:
+        return alternate(data, args, mcc)
     with tempfile.TemporaryDirectory(prefix="bench_run_") as tmp:
         folder = Path(tmp)
         runs = {0: [command_seconds(data, 0, args.tree, args.estimator, folder, mcc) for _ in range(args.repeats)]}
@@ -276,6 +281,36 @@ def main() -> None:
                 for label, _, _ in STAGES:
                     if label in stages:
                         print(f"  {label:<30} {stages[label]:7.2f} s  {stages[label] / read:6.1f}x read")
+
+
+def alternate(data: Path, args: argparse.Namespace, mcc: bool) -> None:
+    """This code's command and `args.against`'s, alternately, each next to a read and a start-up of its own.
+
+    On a shared machine the load moves by 2-3x within minutes: a pair measured back to back is
+    the comparison that holds (each ratio to its own read, and the two commands' ratio).
+    """
+    import polars as pl
+
+    from simulator.data.load import dataset_files
+
+    files, columns = dataset_files(data), read_seconds(data, 0, args.estimator, mcc)[1]
+
+    def read() -> float:
+        start = time.perf_counter()
+        pl.scan_parquet(files).select(columns).collect()
+        return time.perf_counter() - start
+
+    trees: dict[str, Path | None] = {"this": None, "against": args.against}
+    with tempfile.TemporaryDirectory(prefix="bench_run_") as tmp:
+        for round_ in range(args.repeats):
+            for label, tree in trees.items():
+                baseline = min(read() for _ in range(2))
+                startup = startup_seconds(tree)
+                seconds, timings = command_seconds(data, args.bootstrap, tree, args.estimator, Path(tmp), mcc)
+                net = seconds - startup
+                print(f"round {round_ + 1} {label:>7}: read {baseline:.2f} s, start-up {startup:.2f} s, "
+                      f"command {seconds:.2f} s, minus start-up {net:.2f} s = {net / baseline:.1f}x the read; "
+                      + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()), flush=True)
 
 
 if __name__ == "__main__":
