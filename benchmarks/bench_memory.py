@@ -22,9 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_run import SEGMENTS, policies  # noqa: E402
 
 from simulator.config import parse_config  # noqa: E402
-from simulator.data.load import open_source  # noqa: E402
+from simulator.data.load import latest_timestamp, open_source, scan_dataset  # noqa: E402
+from simulator.data.shard_checks import fold_checks  # noqa: E402
 from simulator.engine.shards import Job, OrderedMerge, plan_shards, run_shard  # noqa: E402
-from simulator.data.load import scan_dataset  # noqa: E402
+from simulator.plan.changes import with_changes  # noqa: E402
 from simulator.plan.moments import needed_sums  # noqa: E402
 from simulator.plan.compiled import compile_plan  # noqa: E402
 from simulator.engine.ray_engine import cluster  # noqa: E402
@@ -46,8 +47,13 @@ def main() -> None:
     config = parse_config({"segments": SEGMENTS, "policies": policies()})
     schema = config.data.schema()
     source = open_source(args.data, schema)
-    plan = compile_plan(config, scan_dataset(source, schema))
-    job = Job(plan=plan, needs=needed_sums(plan), schema=schema, source=source)
+    scan = scan_dataset(source, schema)
+    names = scan.collect_schema().names()
+    plan = compile_plan(config, scan, as_of=latest_timestamp(source, schema))
+    plan = with_changes(plan, names, schema.resolved_scores(names), config.segments)  # as `run`: decision changes
+    folded = fold_checks(source, schema, as_of=plan.as_of, label_maturity_days=config.data.label_maturity_days)
+    job = Job(plan=plan, needs=needed_sums(plan), schema=schema, source=source,
+              checks=None if folded is None else folded.shard)  # as `run`: the shards validate their rows
     shards = plan_shards(source)
     import ray
 
@@ -56,12 +62,12 @@ def main() -> None:
         task = ray.remote(max_retries=3)(shard_with_peak)
         job_ref = ray.put(job)
         refs = {task.remote(s, job_ref): s for s in shards}
-        merge, workers = OrderedMerge(shards), {}
+        merge, workers = OrderedMerge(shards, job.checks), {}
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             shard = refs.pop(done[0])
-            stats, worker_peak, pid = ray.get(done[0])
-            merge.add(shard.id, stats)
+            result, worker_peak, pid = ray.get(done[0])
+            merge.add(shard.id, result.stats, result.checked)
             workers[pid] = max(workers.get(pid, 0.0), worker_peak)
         total = merge.result()
     rows = sum(s.rows for s in shards)

@@ -61,21 +61,29 @@ def logging_distribution(batch: pl.DataFrame, actions: Actions, where: str, what
 
     `what` names what needs them and `why` ends the message (e.g. what to do without them).
     """
+    return np.column_stack(logging_columns(batch, actions, where, what, why))
+
+
+def logging_columns(batch: pl.DataFrame, actions: Actions, where: str, what: str, why: str = "") -> list[np.ndarray]:
+    """The `logging_prob_<action>` columns, one float64 array each, checked as `logging_distribution` checks them.
+
+    Column by column: a row-major `(n, n_actions)` copy is what most callers do not need.
+    """
     names = [logging_prob_column(action) for action in actions]
     missing = [name for name in names if name not in batch.columns]
     if missing:
         raise PolicysimError(
             f"{where}: {what} needs the columns {', '.join(names)}; the data lacks {', '.join(missing)}{why}"
         )
-    probs = batch.select(pl.col(names).cast(pl.Float64)).to_numpy()
-    bad = ~np.isfinite(probs)
-    if bad.any():
-        columns = ", ".join(name for name, column_bad in zip(names, bad.any(axis=0), strict=True) if column_bad)
+    columns = [batch.get_column(name).cast(pl.Float64).to_numpy() for name in names]
+    bad = [~np.isfinite(column) for column in columns]
+    if any(column_bad.any() for column_bad in bad):
+        rows = np.logical_or.reduce(bad)
+        named = ", ".join(name for name, column_bad in zip(names, bad, strict=True) if column_bad.any())
         raise PolicysimError(
-            f"{where}: {int(bad.any(axis=1).sum())} rows with a null or NaN in {columns}, "
-            f"e.g. row {int(np.argmax(bad.any(axis=1)))}"
+            f"{where}: {int(rows.sum())} rows with a null or NaN in {named}, e.g. row {int(np.argmax(rows))}"
         )
-    return probs
+    return columns
 
 
 @register_policy("logged", params=LoggedParams)

@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from policies.base import Actions, Coded, one_hot
-from policies.logged import logging_distribution
+from policies.logged import logging_columns
 from policies.registry import PolicyContext, PolicyParams, register_policy
 from simulator.errors import InvalidConfig
 from simulator.schema import PRODUCTION, logging_prob_column
@@ -52,9 +52,18 @@ class ProductionPolicy:
         return frozenset(logging_prob_column(action) for action in self.actions)
 
     def coded(self, batch: pl.DataFrame) -> Coded:
-        """Code = the index of the logging policy's most likely action (first on ties)."""
-        probs = logging_distribution(batch, self.actions, self.where, "production")
-        return one_hot(np.argmax(probs, axis=1), len(self.actions))
+        """Code = the index of the logging policy's most likely action (first on ties, as `np.argmax`).
+
+        Column by column, a running maximum: an argmax along the rows of an `(n, n_actions)` copy
+        cost three times more.
+        """
+        columns = logging_columns(batch, self.actions, self.where, "production")
+        chosen = np.zeros(batch.height, dtype=np.int32)
+        best = columns[0]
+        for index, column in enumerate(columns[1:], start=1):
+            chosen = np.where(column > best, np.int32(index), chosen)  # strictly: a tie keeps the earlier action
+            best = np.maximum(best, column)  # the columns are finite (checked)
+        return one_hot(chosen, len(self.actions))
 
     def probabilities(self, batch: pl.DataFrame) -> np.ndarray:
         return self.coded(batch).probabilities()

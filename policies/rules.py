@@ -144,9 +144,15 @@ class RulesPolicy:
         return batch.select(columns).filter(pl.Series(unmatched))
 
     def _first_match(self, batch: pl.DataFrame) -> np.ndarray:
-        """Per row, the index of the first rule whose condition is true, or -1."""
-        matches = np.column_stack([self._holds(batch, i) for i in range(len(self.conditions))])
-        return np.where(matches.any(axis=1), matches.argmax(axis=1), -1)
+        """Per row, the index of the first rule whose condition is true, or -1.
+
+        From the last rule to the first, each match overwrites the later ones': no `(n, rules)`
+        array and no argmax along its rows.
+        """
+        first = np.full(batch.height, -1, dtype=np.int64)
+        for i in reversed(range(len(self.conditions))):
+            first = np.where(self._holds(batch, i), i, first)
+        return first
 
     def _holds(self, batch: pl.DataFrame, i: int) -> np.ndarray:
         """Rule i's condition per row as bool; null counts as false."""

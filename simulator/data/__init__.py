@@ -9,5 +9,7 @@ The stages, in the order a run meets them:
 - `logging_policy` — a declared `[data.logging_policy]`: propensities derived from it, and the audit of logged ones;
 - `load` — a dataset's `Source` (files, format, types), its canonical scan, and one shard's rows;
 - `validate` (with `problems`) — every rule of the data contract, each problem with its column, count and an example id;
-- `summary` — what a valid dataset holds (rows, time span, as-of date, label maturity, the propensity audit).
+- `summary` — what a valid dataset holds (rows, time span, as-of date, label maturity, the propensity audit);
+- `shard_checks` — the same checks and summary run by each shard on the rows it reads for its statistics,
+  merged on the driver (how `run` validates: no pass of its own).
 """

@@ -20,18 +20,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
 from simulator.data.logging_policy import derived_columns, logging_inputs
 from simulator.data.mapping import bullets, file_columns, in_utc, renames, schema_name, to_canonical
-from simulator.data.readers import csv_header, file_schema, find_unreadable, read_errors, scan_files
+from simulator.data.readers import csv_header, file_schema, find_unreadable, parquet_int64_max, read_errors, scan_files
 from simulator.data.storage import CSV, PARQUET, absolute, data_format, list_files
 from simulator.errors import InvalidData, first_line
-from simulator.schema import Schema
+from simulator.schema import CREATED_AT, DISPUTED_AT, Schema
 
-__all__ = ["Source", "dataset_files", "in_utc", "open_source", "read_rows", "reading_source", "scan_dataset"]
+__all__ = ["Source", "dataset_files", "in_utc", "latest_timestamp", "open_source", "read_rows", "reading_source",
+           "scan_dataset"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,43 @@ def read_rows(source: Source, file: str, *, offset: int, rows: int, columns: Ite
         wanted = file_columns(columns, schema, scan.collect_schema())
         frame = scan.select(wanted).slice(offset, rows).collect()
     return to_canonical(frame, schema)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))  # the tzinfo polars gives UTC timestamps
+_UNITS = {"us": "microseconds", "ms": "milliseconds"}  # units a Python datetime holds exactly
+
+
+def latest_timestamp(source: Source, schema: Schema) -> datetime | None:
+    """The latest `created_at` or `disputed_at` of a Parquet dataset, from its footers; None when they cannot say.
+
+    This is the default as-of date, which `compile_plan` otherwise finds by reading both
+    columns of every row on the driver (0.15 s on 10 M rows; at a billion rows a
+    single-process pass). Exact: an INT64 timestamp's statistics are its own extreme
+    values, stored as instants, which the canonical column holds in UTC (a naive
+    timestamp is read as UTC). Anything else (CSV, timestamps parsed from text,
+    nanoseconds, a hive key, a row group without statistics) returns None.
+    """
+    if source.format != PARQUET or not source.file_types:
+        return None
+    names = {CREATED_AT: schema.file_name(CREATED_AT), DISPUTED_AT: schema.file_name(DISPUTED_AT)}
+    latest: datetime | None = None
+    for file, types in zip(source.files, source.file_types, strict=True):
+        wanted: dict[str, str] = {}
+        for canonical, name in names.items():
+            dtype = types.get(name)
+            if (dtype is None and canonical == DISPUTED_AT) or (dtype is not None and dtype == pl.Null):
+                continue  # no dispute dates in this file, or none set
+            if not isinstance(dtype, pl.Datetime) or dtype.time_unit not in _UNITS:
+                return None
+            wanted[name] = dtype.time_unit
+        stored = parquet_int64_max(file, list(wanted))
+        if stored is None:
+            return None
+        for name, raw in stored.items():
+            if raw is not None:
+                moment = _EPOCH + timedelta(**{_UNITS[wanted[name]]: raw})
+                latest = moment if latest is None else max(latest, moment)
+    return latest
 
 
 @contextmanager

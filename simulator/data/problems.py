@@ -9,6 +9,7 @@ user's files do (`Schema.label`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,17 +96,36 @@ def evaluate(
         side = {**side, "_duplicate_candidates": frame.select(_duplicate_candidates(pl.col(TRANSACTION_ID)))}
     main, *others = pl.collect_all([frame.with_columns(flags).select(exprs), *side.values()], engine="streaming")
     values = main.row(0, named=True) | {name: other.item() for name, other in zip(side, others, strict=True)}
-    problems = [] if values["rows"] else [Problem(DATASET, "empty", 0, None, None, "has no rows")]
-    if has_id and values["_duplicate_candidates"]:
-        problems += _duplicates(frame)
+    duplicates = duplicated_ids(frame) if has_id and values["_duplicate_candidates"] else []
+    counts = [values[f"_count{i}"] for i in range(len(checks))]
+    examples = {i: values[f"_example{i}"] for i, count in enumerate(counts) if count}
+    return problems_found(values["rows"], duplicates, checks, counts, examples, schema), values
+
+
+def example_expr(check: Check, has_id: bool) -> pl.Expr:
+    """The first row breaking `check`, as a struct of its id (`id`) and the values the check shows (`shown<j>`)."""
+    row_id = pl.col(TRANSACTION_ID) if has_id else pl.lit(None)
+    fields = [row_id.alias("id"), *(expr.alias(f"shown{j}") for j, (_, expr) in enumerate(check.shown))]
+    return pl.struct(fields).filter(check.condition.fill_null(False)).first()
+
+
+def problems_found(rows: int, duplicates: list[Problem], checks: Sequence[Check], counts: Sequence[int],
+                   examples: Mapping[int, Mapping[str, Any]], schema: Schema = Schema()) -> list[Problem]:
+    """The problems, in the order they are reported: no rows, duplicated ids, then every check that rows break.
+
+    `counts[i]` is how many rows break `checks[i]`; `examples[i]` its first such row (see
+    `example_expr`), for every check with a count.
+    """
+    problems = [] if rows else [Problem(DATASET, "empty", 0, None, None, "has no rows")]
+    problems += duplicates
     for i, check in enumerate(checks):
-        if count := values[f"_count{i}"]:
-            example = values[f"_example{i}"]
+        if count := counts[i]:
+            example = examples[i]
             shown = [example[f"shown{j}"] for j in range(len(check.shown))]
             example_id = None if example["id"] is None else _show(example["id"])
             problems.append(Problem(check.column, check.rule, count, example_id, _example(check, shown, schema),
                                     check.detail))
-    return problems, values
+    return problems
 
 
 def _duplicate_candidates(ids: pl.Expr) -> pl.Expr:
@@ -113,13 +133,13 @@ def _duplicate_candidates(ids: pl.Expr) -> pl.Expr:
 
     Sorting hashes is several times faster than grouping 10 million strings, so
     the valid path stays cheap; a non-zero count (a real duplicate, two null ids,
-    or a rare hash collision) triggers the exact check in `_duplicates`.
+    or a rare hash collision) triggers the exact check in `duplicated_ids`.
     """
     hashes = ids.hash().sort()
     return (hashes == hashes.shift(1)).sum()
 
 
-def _duplicates(frame: pl.LazyFrame) -> list[Problem]:
+def duplicated_ids(frame: pl.LazyFrame) -> list[Problem]:
     """The exact duplicate check; count = every row involved, example = the first such id in file order.
 
     Two passes over `transaction_id` alone: the hashes seen twice, then the ids

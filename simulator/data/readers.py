@@ -121,6 +121,37 @@ def parquet_row_groups(file: str) -> list[int]:
         return [metadata.row_group(index).num_rows for index in range(metadata.num_row_groups)]
 
 
+def parquet_int64_max(file: str, columns: Sequence[str]) -> dict[str, int | None] | None:
+    """Each column's largest stored value (INT64), from the footer's row-group statistics, without reading a row.
+
+    A column whose every value is null maps to None. Returns None when any row group
+    lacks exact statistics for a column, or a column is not stored as INT64: the caller
+    then reads the column instead.
+    """
+    import pyarrow.parquet as pq
+
+    with reading(file):
+        metadata = pq.ParquetFile(open_input(file)).metadata
+    paths = {metadata.schema.column(index).path: index for index in range(metadata.num_columns)}
+    if any(name not in paths for name in columns):
+        return None
+    out: dict[str, int | None] = {}
+    for name in columns:
+        largest: int | None = None
+        for group in range(metadata.num_row_groups):
+            chunk = metadata.row_group(group).column(paths[name])
+            stats = chunk.statistics
+            if chunk.physical_type != "INT64" or stats is None:
+                return None
+            if not stats.has_min_max:
+                if stats.has_null_count and stats.null_count == chunk.num_values:
+                    continue  # every value of this row group is null
+                return None
+            largest = stats.max_raw if largest is None else max(largest, stats.max_raw)
+        out[name] = largest
+    return out
+
+
 def csv_rows(file: str, types: Mapping[str, pl.DataType]) -> int:
     """The number of data rows of a CSV file (one pass that splits lines, parsing no value)."""
     with reading(file):

@@ -9,10 +9,10 @@ evaluated in the validator's pass over the data (`summary_exprs`,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
@@ -244,6 +244,59 @@ def summary_queries(
     if DECLARED in columns:
         queries |= audit_by_segment(frame, segment_columns(columns, schema))
     return queries
+
+
+SummaryMerge = Literal["sum", "min", "max"]
+
+
+def shard_summary_exprs(columns: pl.Schema, schema: Schema, as_of: datetime, maturity_days: int
+                        ) -> dict[str, tuple[pl.Expr, SummaryMerge]]:
+    """The summary's aggregations over one shard, each with how shards' values combine (`merge_summary_parts`).
+
+    The same aggregations as `summary_exprs` and the immature rows of `summary_queries`, in a
+    mergeable form: a mean is kept as its sum and count, and the immature rows are counted
+    against `as_of`, which a run knows before it reads the rows. The distinct counts of
+    segment columns are the caller's (sets of values, `simulator.data.shard_checks`).
+    """
+    parts: dict[str, tuple[pl.Expr, SummaryMerge]] = {}
+    for name, expr in summary_exprs(columns, schema, as_of).items():
+        if name.startswith("mean:"):
+            score = pl.col(name.removeprefix("mean:")).cast(pl.Float64)
+            parts[f"sum:{name.removeprefix('mean:')}"] = (score.sum(), "sum")
+            parts[f"count:{name.removeprefix('mean:')}"] = (score.count(), "sum")
+        elif name.startswith("audit:"):
+            raise ValueError("the propensity audit is not summarised per shard")  # a bug: callers check DECLARED
+        elif name.endswith("_min") or name.startswith("min:"):
+            parts[name] = (expr, "min")
+        elif name.endswith("_max") or name.startswith("max:") or name == "as_of":
+            parts[name] = (expr, "max")
+        else:  # counts and volumes
+            parts[name] = (expr, "sum")
+    created = utc_timestamp(CREATED_AT, columns)
+    parts["immature_rows"] = ((created > _as_of(columns, as_of) - pl.duration(days=maturity_days)).sum(), "sum")
+    return parts
+
+
+def merge_summary_parts(parts: Sequence[Mapping[str, Any]], rules: Mapping[str, SummaryMerge]) -> dict[str, Any]:
+    """The values `summarise` reads, from every shard's `shard_summary_exprs` values (nulls ignored by min and max).
+
+    Sums of floats are added in shard order, so a volume can differ from the one-pass
+    validator's in its last bits.
+    """
+    out: dict[str, Any] = {}
+    for name, rule in rules.items():
+        values = [part[name] for part in parts]
+        if rule == "sum":
+            out[name] = sum(value for value in values if value is not None)
+        else:
+            present = [value for value in values if value is not None]
+            out[name] = (min(present) if rule == "min" else max(present)) if present else None
+    for name in [n for n in rules if n.startswith("sum:")]:
+        score = name.removeprefix("sum:")
+        count = out.pop(f"count:{score}")
+        total = out.pop(name)
+        out[f"mean:{score}"] = total / count if count else None
+    return out
 
 
 def _as_of(columns: pl.Schema, as_of: datetime | None) -> pl.Expr:

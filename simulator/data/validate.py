@@ -79,9 +79,9 @@ def find_problems(frame: pl.LazyFrame | pl.DataFrame, schema: Schema, origin: Or
     """Every problem of `frame` (canonical column names) against SPEC §2, in one pass over it."""
     frame = frame.lazy()
     columns = frame.collect_schema()
-    schema_problems, usable = _schema_problems(columns, schema, origin)
-    value_problems, _ = evaluate(frame, _value_checks(columns, usable, schema, origin), {}, {}, schema)
-    return schema_problems + value_problems
+    broken, usable = schema_problems(columns, schema, origin)
+    value_problems, _ = evaluate(frame, value_checks(columns, usable, schema, origin), {}, {}, schema)
+    return broken + value_problems
 
 
 def check_dataset(
@@ -105,16 +105,16 @@ def check_dataset(
     frame = scan_dataset(source, schema, audit=True)
     columns = frame.collect_schema()
     origin = origin_of(source, schema)
-    schema_problems, usable = _schema_problems(columns, schema, origin)
+    broken, usable = schema_problems(columns, schema, origin)
     # The summary's aggregations assume well-typed columns: only run them on a sound schema.
-    summary = {} if schema_problems else summary_exprs(columns, schema, as_of)
-    queries = {} if schema_problems else summary_queries(frame, columns, schema, as_of, label_maturity_days)
+    summary = {} if broken else summary_exprs(columns, schema, as_of)
+    queries = {} if broken else summary_queries(frame, columns, schema, as_of, label_maturity_days)
     with reading_source(source):
-        value_problems, values = evaluate(frame, _value_checks(columns, usable, schema, origin), summary, queries,
+        value_problems, values = evaluate(frame, value_checks(columns, usable, schema, origin), summary, queries,
                                            schema)
-    problems = schema_problems + value_problems
+    problems = broken + value_problems
     if problems:
-        raise InvalidData(_describe(source.location, problems, schema), problems=tuple(problems))
+        raise InvalidData(describe_problems(source.location, problems, schema), problems=tuple(problems))
     return summarise(values, columns, schema, files=len(source.files), label_maturity_days=label_maturity_days,
                      derived=origin.derived)
 
@@ -131,7 +131,7 @@ def origin_of(source: Source, schema: Schema) -> Origin:
     return Origin(derived=derived_columns(schema, present), parsed=parsed)
 
 
-def _describe(location: str, problems: list[Problem], schema: Schema) -> str:
+def describe_problems(location: str, problems: list[Problem], schema: Schema) -> str:
     """The `InvalidData` message: one line per problem, then what to do."""
     count = f"{len(problems)} {'problem' if len(problems) == 1 else 'problems'}"
     lines = [f"{location}: {count} with the logged transactions (docs/data.md):"]
@@ -204,7 +204,7 @@ def _missing(name: str, columns: pl.Schema, schema: Schema, present_probs: list[
     return "missing column"
 
 
-def _schema_problems(columns: pl.Schema, schema: Schema, origin: Origin = Origin()) -> tuple[list[Problem], set[str]]:
+def schema_problems(columns: pl.Schema, schema: Schema, origin: Origin = Origin()) -> tuple[list[Problem], set[str]]:
     """Missing and mistyped columns, and the set of checked columns present with a usable type."""
     expected = {name: EXPECTED_TYPES[name] for name in REQUIRED_COLUMNS}
     if DISPUTED_AT in columns:
@@ -238,7 +238,7 @@ def _null_detail(name: str, origin: Origin) -> str:
     return "null"
 
 
-def _value_checks(columns: pl.Schema, usable: set[str], schema: Schema, origin: Origin = Origin()) -> list[Check]:
+def value_checks(columns: pl.Schema, usable: set[str], schema: Schema, origin: Origin = Origin()) -> list[Check]:
     """Every row-level check whose columns are usable, in the order the problems are reported."""
     probs = [logging_prob_column(action) for action in schema.actions]
     never_null = (TRANSACTION_ID, CREATED_AT, AMOUNT, ACTION, PROPENSITY)

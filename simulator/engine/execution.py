@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from simulator.data.load import Source, open_source
+from simulator.data.shard_checks import CheckMerge, ShardChecks
 from simulator.data.storage import storage_environment
 from simulator.engine.ray_engine import Cluster, cluster, run_ray
 from simulator.engine.shards import DEFAULT_SHARD_ROWS, Job, Shard, plan_shards, run_local
@@ -92,21 +93,28 @@ class Executed:
     stats: Stats
     engine: str  # "local", or e.g. "ray (started 127.0.0.1:6379, 2 CPUs)"
     timings: dict[str, float]  # plan_s (cutting shards), cluster_start_s (ray only), stats_s
+    checked: CheckMerge | None = None  # every shard's checks, when asked for (`execute(..., checks=)`)
 
 
-def execute(plan: Plan, data: str | Path | Source, schema: Schema, execution: Execution) -> Executed:
-    """Merged statistics of every shard of the data (a location or an opened `Source`) on the chosen engine."""
+def execute(plan: Plan, data: str | Path | Source, schema: Schema, execution: Execution, *,
+            checks: ShardChecks | None = None) -> Executed:
+    """Merged statistics of every shard of the data (a location or an opened `Source`) on the chosen engine.
+
+    With `checks`, every shard also validates its rows in the same read (`simulator.data.shard_checks`);
+    `Executed.checked` holds them, merged, for the caller to finish before it trusts the statistics.
+    """
     mark = time.perf_counter()
     source = open_source(data, schema)
-    job = Job(plan=plan, needs=needed_sums(plan), schema=schema, source=source)
+    job = Job(plan=plan, needs=needed_sums(plan), schema=schema, source=source, checks=checks)
     shards = plan_shards(source, execution.shard_rows)
     if execution.on_plan is not None:
         execution.on_plan(shards)
     timings = {"plan_s": time.perf_counter() - mark}
     mark = time.perf_counter()
     if execution.engine == "local":
-        stats = run_local(shards, job, execution.on_shard)
-        return Executed(stats=stats, engine="local", timings=timings | {"stats_s": time.perf_counter() - mark})
+        merged = run_local(shards, job, execution.on_shard)
+        return Executed(stats=merged.result(), engine="local", timings=timings | {"stats_s": time.perf_counter() - mark},
+                        checked=merged.checked)
     with cluster(execution.address, execution.num_cpus) as used:
         timings["cluster_start_s"] = time.perf_counter() - mark
         mark = time.perf_counter()
@@ -114,10 +122,10 @@ def execute(plan: Plan, data: str | Path | Source, schema: Schema, execution: Ex
             execution.on_cluster(used)
         # a cluster this process did not start has its own environment: give its workers the storage credentials
         environment = {} if used.started else storage_environment(source.files)
-        stats = run_ray(shards, job, execution.on_shard, environment=environment)
+        merged = run_ray(shards, job, execution.on_shard, environment=environment)
+        stats = merged.result()
         timings["stats_s"] = time.perf_counter() - mark
-    return Executed(stats=stats, engine=used.label(),
-                    timings=timings)
+    return Executed(stats=stats, engine=used.label(), timings=timings, checked=merged.checked)
 
 
 @contextmanager

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 
 from simulator.engine.address import UnreachableCluster, check_reachable
 from simulator.errors import PolicysimError, first_line
-from simulator.engine.shards import Job, OrderedMerge, Shard, run_shard
-from simulator.stats.shard import Stats
+from simulator.engine.shards import Job, OrderedMerge, Shard, ShardResult, run_shard
 
 MAX_RETRIES = 3
 # One thread per task: Ray already runs one task per CPU, and polars' or BLAS's own
@@ -124,8 +123,8 @@ def _connect(ray, address: str | None, num_cpus: int | None):  # type: ignore[no
 
 
 def run_ray(shards: Sequence[Shard], job: Job, on_shard: Callable[[Shard], None] | None = None, *,
-            environment: Mapping[str, str] | None = None) -> Stats:
-    """Run every shard as a Ray task on the connected cluster; merge in shard-id order.
+            environment: Mapping[str, str] | None = None) -> OrderedMerge:
+    """Run every shard as a Ray task on the connected cluster; merge in shard-id order (statistics and checks).
 
     `environment`: variables the tasks need that the cluster's workers may lack
     (object-storage credentials of a joined cluster); they get a runtime
@@ -138,22 +137,23 @@ def run_ray(shards: Sequence[Shard], job: Job, on_shard: Callable[[Shard], None]
         task = task.options(runtime_env={"env_vars": {**TASK_ENV, **environment}})
     job_ref = ray.put(job)  # shipped once, shared by every task
     pending = {task.remote(shard, job_ref): shard for shard in shards}
-    merge = OrderedMerge(shards)
+    merge = OrderedMerge(shards, job.checks)
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             shard = pending.pop(done[0])
-            merge.add(shard.id, _get(ray, done[0]))
+            result = _get(ray, done[0])
+            merge.add(shard.id, result.stats, result.checked)
             if on_shard is not None:
                 on_shard(shard)
     except BaseException:  # Ctrl-C or a failed shard: stop the rest before leaving
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
-    return merge.result()
+    return merge
 
 
-def _get(ray, ref) -> Stats:  # type: ignore[no-untyped-def]
+def _get(ray, ref) -> ShardResult:  # type: ignore[no-untyped-def]
     """A task's result; a policysim error raised inside a task surfaces as itself."""
     try:
         return ray.get(ref)

@@ -2,7 +2,10 @@
 
 `run_shard(shard, job)` reads only the columns the plan needs from one shard
 and returns its `Stats`; engines differ only in where they call it. Results
-are merged in shard-id order so reruns are bit-identical.
+are merged in shard-id order so reruns are bit-identical. A job with `checks`
+also validates its rows in the same read (`simulator.data.shard_checks`): the
+shard returns its checks beside its statistics, and computes statistics only
+when its rows are sound.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import polars as pl
 
 from simulator.data.load import Source, read_rows
 from simulator.data.readers import csv_rows, parquet_row_groups
+from simulator.data.shard_checks import CheckedShard, CheckMerge, ShardChecks, check_shard
 from simulator.data.storage import CSV
 from simulator.plan.moments import Needs
 from simulator.plan.compiled import Plan
@@ -40,6 +44,18 @@ class Job:
     needs: Needs
     schema: Schema
     source: Source  # the dataset's format, hive flag and column types (every task reads alike)
+    checks: ShardChecks | None = None  # validate the rows in the same read (`simulator.data.shard_checks`)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardResult:
+    """What a shard task returns: its statistics and, when the job checks its rows, their checks.
+
+    A shard whose rows break a check has empty statistics: bad input never produces numbers.
+    """
+
+    stats: Stats
+    checked: CheckedShard | None = None
 
 
 DEFAULT_SHARD_ROWS = 1_000_000
@@ -70,17 +86,29 @@ def plan_shards(source: Source, shard_rows: int = DEFAULT_SHARD_ROWS) -> list[Sh
 
 
 def read_shard(shard: Shard, job: Job) -> pl.DataFrame:
-    """The plan's columns of one shard, canonical (`simulator.data.load.read_rows`)."""
-    return read_rows(job.source, shard.path, offset=shard.offset, rows=shard.rows, columns=sorted(job.plan.columns),
+    """The plan's columns of one shard (and those its checks read), canonical (`simulator.data.load.read_rows`)."""
+    columns = job.plan.columns | (job.checks.columns if job.checks is not None else frozenset())
+    return read_rows(job.source, shard.path, offset=shard.offset, rows=shard.rows, columns=sorted(columns),
                      schema=job.schema)
 
 
-def run_shard(shard: Shard, job: Job) -> Stats:
-    """Statistics of one shard: a pure function of (shard, job)."""
+def shard_checks(frame: pl.DataFrame, checks: ShardChecks) -> CheckedShard:
+    """The checks of one shard's rows (`simulator.data.shard_checks.check_shard`)."""
+    return check_shard(frame, checks)
+
+
+def run_shard(shard: Shard, job: Job) -> ShardResult:
+    """Statistics of one shard, and the checks of its rows when the job asks: a pure function of (shard, job)."""
     frame = read_shard(shard, job)
+    checked = None
+    if job.checks is not None:
+        checked = shard_checks(frame, job.checks)
+        if not checked.sound:
+            return ShardResult(Stats.empty(), checked)
+        frame = frame.select(sorted(job.plan.columns))  # the statistics see what they would have read alone
     if job.plan.rows is not None:
         frame = frame.filter(job.plan.rows)
-    return shard_stats(frame, job.plan, job.needs)
+    return ShardResult(shard_stats(frame, job.plan, job.needs), checked)
 
 
 class OrderedMerge:
@@ -94,20 +122,25 @@ class OrderedMerge:
 
     BATCH = 16
 
-    def __init__(self, shards: Sequence[Shard]) -> None:
+    def __init__(self, shards: Sequence[Shard], checks: ShardChecks | None = None) -> None:
         self._ids = sorted(s.id for s in shards)
         self._next = 0
-        self._early: dict[int, Stats] = {}
+        self._early: dict[int, tuple[Stats, CheckedShard | None]] = {}
         self._done: list[Stats] = []
         self._total = Stats.empty()
         self._replicates: Replicates | None = None
+        self.checked = None if checks is None else CheckMerge(checks)  # every shard's checks, merged in order
 
-    def add(self, shard_id: int, stats: Stats) -> None:
+    def add(self, shard_id: int, stats: Stats, checked: CheckedShard | None = None) -> None:
         if shard_id not in self._ids or shard_id in self._early or shard_id in self._ids[: self._next]:
             raise RuntimeError(f"unexpected or repeated result for shard {shard_id}")  # a bug, not bad input
-        self._early[shard_id] = stats
+        if (checked is None) != (self.checked is None):
+            raise RuntimeError(f"shard {shard_id}: checks {'missing' if checked is None else 'not asked for'}")
+        self._early[shard_id] = (stats, checked)
         while self._next < len(self._ids) and self._ids[self._next] in self._early:
-            part = self._early.pop(self._ids[self._next])
+            part, part_checked = self._early.pop(self._ids[self._next])
+            if self.checked is not None and part_checked is not None:
+                self.checked.add(part_checked)
             if part.replicates is not None:
                 self._replicates = part.replicates if self._replicates is None else self._replicates.merge(part.replicates)
             self._done.append(replace(part, replicates=None))
@@ -121,11 +154,12 @@ class OrderedMerge:
         return replace(merge_all([self._total, *self._done]), replicates=self._replicates)
 
 
-def run_local(shards: Sequence[Shard], job: Job, on_shard: Callable[[Shard], None] | None = None) -> Stats:
-    """Run every shard in this process."""
-    merge = OrderedMerge(shards)
+def run_local(shards: Sequence[Shard], job: Job, on_shard: Callable[[Shard], None] | None = None) -> OrderedMerge:
+    """Run every shard in this process; the merge holds the statistics (`result()`) and the checks (`checked`)."""
+    merge = OrderedMerge(shards, job.checks)
     for shard in shards:
-        merge.add(shard.id, run_shard(shard, job))
+        done = run_shard(shard, job)
+        merge.add(shard.id, done.stats, done.checked)
         if on_shard is not None:
             on_shard(shard)
-    return merge.result()
+    return merge

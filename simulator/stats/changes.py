@@ -50,20 +50,48 @@ def cell_constant(name: str, plan: Plan) -> bool:
     return planned.logging or planned.coded
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Membership:
+    """A policy's probability of each action on each row of a shard, without the `(n, n_actions)` array when it can.
+
+    A coded policy (and the logging policy, coded by the logged action) is `table[codes]`: its columns
+    and its chosen actions are gathers from a table of a few rows, so the dense array, 24 bytes a row
+    and policy, is never built. A per-row policy keeps its dense `probs`.
+    """
+
+    codes: np.ndarray | None  # (n,) index into `table`, or None for a per-row policy
+    table: np.ndarray | None  # (n_codes, n_actions)
+    probs: np.ndarray | None = None  # (n, n_actions), per-row policies only
+
+    def column(self, action: int) -> np.ndarray:
+        """(n,) the probability of `action` on each row."""
+        if self.probs is not None:
+            return self.probs[:, action]
+        assert self.codes is not None and self.table is not None
+        return self.table[:, action][self.codes]
+
+    def chosen(self) -> np.ndarray:
+        """(n,) the action each row most likely takes (the first of equals, as `np.argmax` of the dense rows)."""
+        if self.probs is not None:
+            return np.argmax(self.probs, axis=1)
+        assert self.codes is not None and self.table is not None
+        return np.argmax(self.table, axis=1)[self.codes]
+
+
 def memberships(name: str, plan: Plan, action: np.ndarray, codes: dict[str, np.ndarray],
-                probs: dict[str, np.ndarray]) -> np.ndarray:
-    """(n, n_actions): each row's probability of each action under the policy (the logging policy: the logged one)."""
+                probs: dict[str, np.ndarray]) -> Membership:
+    """Each row's probability of each action under the policy (the logging policy: the logged one)."""
     planned = plan.policy(name)
     if planned.logging:
-        return np.eye(len(plan.actions))[action]
+        return Membership(codes=action, table=np.eye(len(plan.actions)))
     if planned.coded:
         assert planned.table is not None  # coded policies carry their table
-        return planned.table[codes[name]]
-    return probs[name]
+        return Membership(codes=codes[name], table=planned.table)
+    return Membership(codes=None, table=None, probs=probs[name])
 
 
 def transition_sums(plan: Plan, cells: Grouping, amount: np.ndarray,
-                    members: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+                    members: dict[str, Membership]) -> dict[str, np.ndarray]:
     """Per-cell rows and volume of every transition of a pair that is not constant within cells."""
     out: dict[str, np.ndarray] = {}
     base = members[plan.baseline]
@@ -74,7 +102,7 @@ def transition_sums(plan: Plan, cells: Grouping, amount: np.ndarray,
             for c in range(len(plan.actions)):
                 if b == c:
                     continue
-                joint = base[:, b] * members[name][:, c]
+                joint = base.column(b) * members[name].column(c)
                 out[transition_column(name, b, c, volume=False)] = group_sum(cells, joint)
                 out[transition_column(name, b, c, volume=True)] = group_sum(cells, joint * amount)
     return out
@@ -109,40 +137,119 @@ def top(frame: pl.DataFrame, keep: int, keys: Sequence[str] = EXAMPLE_KEYS) -> p
     return ranked.filter(pl.int_range(pl.len()).over(list(keys)) < keep)
 
 
-def shard_examples(batch: pl.DataFrame, plan: Plan, members: dict[str, np.ndarray],
+def shard_examples(batch: pl.DataFrame, plan: Plan, members: dict[str, Membership],
                    segs: Sequence[SegmentCodes]) -> Examples | None:
-    """The shard's own top rows of every transition, in every segment of every segmentation (ALL first)."""
+    """The shard's own top rows of every transition, in every segment of every segmentation (ALL first).
+
+    Two steps, both on integer keys. `_candidates` keeps, per policy, the changed rows that are
+    among the `keep` largest of their (transition, segment) group in some grouping, ties at the
+    boundary included: ten policies change millions of rows on 10 M, their candidates are tens of
+    thousands. Those alone are gathered and sorted in the exact order (amount, then
+    transaction_id, then the policies' order: a payment can change under several), and each
+    grouping keeps the first `keep` of each of its groups (`_first_in_groups`) — what `top` does,
+    without a window over string keys per grouping.
+    """
     changes = plan.changes
     if changes is None or changes.examples == 0:
         return None
-    actions = np.asarray(plan.actions, dtype=object)
-    base = np.argmax(members[plan.baseline], axis=1)
-    parts = []
-    for name in changing(plan):
-        target = np.argmax(members[name], axis=1)
-        rows = np.flatnonzero(base != target)
-        if rows.size:
-            parts.append(pl.DataFrame({POLICY: pl.repeat(name, rows.size, dtype=pl.String, eager=True),
-                                       FROM: pl.Series(actions[base[rows]], dtype=pl.String),
-                                       TO: pl.Series(actions[target[rows]], dtype=pl.String),
-                                       "_row": rows}))
-    if not parts:
+    keep, n_actions = changes.examples, len(plan.actions)
+    base = members[plan.baseline].chosen()
+    amount = batch[AMOUNT].cast(pl.Float64).to_numpy()
+    by_amount = _by_amount(amount)
+    names = changing(plan)
+    found = [(index, target[rows], rows) for index, target in
+             ((index, members[name].chosen()) for index, name in enumerate(names))
+             for rows in (_candidates(by_amount, base, target, segs, keep, n_actions),) if rows.size]
+    if not found:
         return None
-    changed = pl.concat(parts)
-    rows = changed["_row"].to_numpy()
-    labels = {f"_seg{i}": pl.Series(np.asarray(s.labels, dtype=object)[s.codes[rows]], dtype=pl.String)
-              for i, s in enumerate(segs)}
-    changed = pl.concat([changed.drop("_row"), batch.select(changes.columns)[rows]], how="horizontal")
-    changed = top(changed.with_columns(**labels), changes.examples, (POLICY, FROM, TO, *labels))  # no group needs more
-    frames = [_keyed(changed, ALL, pl.lit(ALL), changes.examples, labels)]
-    for index, columns in enumerate(plan.segments.segmentations):
-        frames.append(_keyed(changed, "|".join(columns), pl.col(f"_seg{index}"), changes.examples, labels))
-    return Examples(frame=pl.concat(frames), keep=changes.examples)
+    policy = np.concatenate([np.full(len(rows), index) for index, _, rows in found])
+    target = np.concatenate([targets for _, targets, _ in found])
+    rows = np.concatenate([rows for _, _, rows in found])
+    actions = np.asarray(plan.actions, dtype=object)
+    changed = pl.concat([
+        pl.DataFrame({POLICY: pl.Series(np.asarray(names, dtype=object)[policy], dtype=pl.String),
+                      FROM: pl.Series(actions[base[rows]], dtype=pl.String),
+                      TO: pl.Series(actions[target], dtype=pl.String)}),
+        batch.select(changes.columns)[rows]], how="horizontal")
+    order = changed.select(pl.int_range(pl.len()).sort_by([AMOUNT, TRANSACTION_ID], descending=[True, False],
+                                                           maintain_order=True)).to_series().to_numpy()
+    changed, policy, rows = changed[order], policy[order], rows[order]
+    transition = (policy * n_actions + base[rows]) * n_actions + target[order]
+    groupings = [(ALL, None, transition)]
+    groupings += [("|".join(columns), seg, transition * len(seg.labels) + seg.codes[rows])
+                  for columns, seg in zip(plan.segments.segmentations, segs, strict=True)]
+    frames = []
+    for segmentation, seg, key in groupings:
+        kept = _first_in_groups(key, keep)
+        segment = (pl.lit(ALL) if seg is None else
+                   pl.Series(np.asarray(seg.labels, dtype=object)[seg.codes[rows[kept]]], dtype=pl.String))
+        frames.append(changed.filter(kept).select(
+            POLICY, pl.lit(segmentation).alias(SEGMENTATION), segment.alias(SEGMENT), FROM, TO, *changes.columns))
+    return Examples(frame=pl.concat(frames), keep=keep)
 
 
-def _keyed(changed: pl.DataFrame, segmentation: str, segment: pl.Expr, keep: int, labels: dict[str, pl.Series]
-           ) -> pl.DataFrame:
-    """One segmentation's top rows with the example keys first."""
-    keyed = changed.with_columns(pl.lit(segmentation).alias(SEGMENTATION), segment.alias(SEGMENT)).drop(list(labels))
-    keyed = top(keyed, keep)
-    return keyed.select(*EXAMPLE_KEYS, pl.exclude(EXAMPLE_KEYS))
+@dataclass(frozen=True, slots=True)
+class _ByAmount:
+    """A shard's rows ranked by descending amount: what every policy's candidate search shares."""
+
+    rank: np.ndarray  # (n,) each row's position in descending order of amount
+    amount: np.ndarray  # (n,) the amounts in that order
+    bits: int  # bits that hold a rank
+
+
+def _by_amount(amount: np.ndarray) -> _ByAmount:
+    """Rank the rows by descending amount (ties in any order: candidates keep every tie at a boundary)."""
+    order = np.argsort(-amount)
+    rank = np.empty(len(amount), dtype=np.int64)
+    rank[order] = np.arange(len(amount))
+    return _ByAmount(rank=rank, amount=amount[order], bits=max(int(len(amount) - 1).bit_length(), 1))
+
+
+def _candidates(by_amount: _ByAmount, base: np.ndarray, target: np.ndarray, segs: Sequence[SegmentCodes], keep: int,
+                actions: int) -> np.ndarray:
+    """The rows (ascending) whose action changes that may be among the `keep` largest of a group.
+
+    Groups are (transition) for ALL and (transition, segment) of every segmentation; a row is a
+    candidate when its amount is at least its group's `keep`-th largest in one of them, so rows
+    tied there are kept and the exact order (amount, then transaction_id) is decided on the
+    candidates alone.
+    """
+    changed = np.flatnonzero(base != target)
+    if changed.size <= keep:
+        return changed
+    rank = by_amount.rank[changed]
+    transition = base[changed].astype(np.int64) * actions + target[changed]
+    chosen = _top_in_groups(transition, rank, by_amount, keep)
+    for seg in segs:
+        chosen |= _top_in_groups(transition * len(seg.labels) + seg.codes[changed], rank, by_amount, keep)
+    return changed[chosen]
+
+
+def _top_in_groups(key: np.ndarray, rank: np.ndarray, by_amount: _ByAmount, keep: int) -> np.ndarray:
+    """Whether each row's amount is at least the `keep`-th largest of its `key` group (`rank`: its amount rank).
+
+    One value sort of (key, rank) packed in an int64 puts each group's rows in amount order
+    (np.sort is several times faster than an argsort); the `keep`-th of a group sets its threshold.
+    """
+    counts = np.bincount(key)
+    large = np.flatnonzero(counts > keep)
+    if large.size == 0:
+        return np.ones(len(key), dtype=bool)
+    packed = key << by_amount.bits
+    packed |= rank
+    packed.sort()
+    starts = np.cumsum(counts) - counts
+    threshold = np.full(len(counts), -np.inf)
+    threshold[large] = by_amount.amount[packed[starts[large] + keep - 1] & ((1 << by_amount.bits) - 1)]
+    return by_amount.amount[rank] >= threshold[key]
+
+
+def _first_in_groups(key: np.ndarray, keep: int) -> np.ndarray:
+    """Whether each row is among the first `keep` of its `key` group, in the rows' order."""
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    position = np.arange(len(key)) - np.repeat(starts, np.diff(np.append(starts, len(key))))
+    kept = np.empty(len(key), dtype=bool)
+    kept[order] = position < keep
+    return kept

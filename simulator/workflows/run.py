@@ -1,7 +1,12 @@
 """`run`: evaluate a config's policies on logged transactions (SPEC §5, §9).
 
-Validates the data, compiles the plan, computes shard statistics on the chosen
-engine, and finalizes estimates on the driver, which never holds rows.
+Compiles the plan, computes shard statistics on the chosen engine, and finalizes
+estimates on the driver, which never holds rows. The data is validated in the
+same read as the statistics (`simulator.data.shard_checks`): every shard checks
+its own rows, and the merged checks raise `InvalidData` before anything is
+finalized. Data the shards cannot validate alone (schema problems, the
+propensity audit of a declared logging policy) is validated first, in a pass of
+its own (`check_dataset`), as `sweep` and `review` always do.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import polars as pl
 from segments.labels import ALL
 from simulator import __version__
 from simulator.config import RunConfig
-from simulator.data.load import Source, dataset_files, in_utc, open_source, scan_dataset
+from simulator.data.load import Source, dataset_files, in_utc, latest_timestamp, open_source, scan_dataset
 from simulator.data.storage import absolute
 from simulator.data.logging_policy import derived_columns, with_logging_columns
+from simulator.data.shard_checks import FoldedChecks, fold_checks
 from simulator.data.validate import DataSummary, Origin, check_dataset, find_problems
 from simulator.engine.execution import Execution, execute
 from simulator.errors import InvalidConfig, InvalidData
@@ -96,11 +102,22 @@ def run(config: RunConfig, data: str | Path | None = None, *, execution: Executi
         result.transitions()                                        # rows and volume that change decision
     """
     start = time.perf_counter()
-    validated = validated_data(config, data)
-    result = evaluate(config, validated, execution, examples=examples)
+    path = resolve_data(config, data)
+    schema = config.data.schema()
+    source = open_source(path, schema)
+    try:
+        result, checking = _evaluate(config, source, schema, execution, summary=None, examples=examples)
+    except _NotFolded:  # the data needs the one-pass validator: validate first, then evaluate
+        validated = validated_data(config, source)
+        result, checking = _evaluate(config, source, schema, execution, summary=validated.summary, examples=examples)
     total = time.perf_counter() - start
-    timings = {**result.timings, "validate_s": total - result.timings["total_s"], "total_s": total}
+    # validate_s: validation outside the shard pass (its checks inside the shards count in stats_s)
+    timings = {**result.timings, "validate_s": total - result.timings["total_s"] + checking, "total_s": total}
     return replace(result, timings=timings)
+
+
+class _NotFolded(Exception):
+    """The data cannot be validated in the shards' read (`fold_checks`): the caller validates it first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +136,50 @@ def evaluate(config: RunConfig, validated: ValidatedData, execution: Execution, 
 
     `rows` keeps only the matching rows in the statistics (the plan is the whole log's).
     """
+    result, _ = _evaluate(config, validated.source, validated.schema, execution, summary=validated.summary, rows=rows,
+                          examples=examples)
+    return result
+
+
+def _evaluate(config: RunConfig, source: Source, schema: Schema, execution: Execution, *,
+              summary: DataSummary | None, rows: pl.Expr | None = None, examples: int = DEFAULT_EXAMPLES,
+              ) -> tuple[RunResult, float]:
+    """Plan, statistics, finalize; and the seconds spent finishing the shards' checks (0 on validated data).
+
+    Without a `summary` the data has not been validated: the shards check their rows in
+    the same read (`fold_checks`), and their merged checks raise `InvalidData` or give the
+    summary before anything is finalized. Raises `_NotFolded` when the shards cannot
+    validate it alone. A failure before the checks are in may be the data's (an empty log
+    has no as-of date): the one-pass validator then says what is wrong, or the failure stands.
+    """
     start = time.perf_counter()
-    scan = scan_dataset(validated.source, validated.schema)
-    plan = compile_plan(config, scan, as_of=validated.summary.as_of)
-    plan = _with_changes(plan, config, scan.collect_schema().names(), validated.schema, examples)
-    if rows is not None:
-        plan = replace(plan, rows=rows)
-    compiled = time.perf_counter() - start
-    executed = execute(plan, validated.source, validated.schema, execution)
+    folded: FoldedChecks | None = None
+    try:
+        scan = scan_dataset(source, schema)
+        # the default as-of date: from the Parquet footers when they can say, else compile_plan reads the timestamps
+        as_of = latest_timestamp(source, schema) if summary is None else summary.as_of
+        plan = compile_plan(config, scan, as_of=as_of)
+        plan = _with_changes(plan, config, scan.collect_schema().names(), schema, examples)
+        if summary is None:
+            folded = fold_checks(source, schema, as_of=plan.as_of,
+                                 label_maturity_days=config.data.label_maturity_days)
+            if folded is None:
+                raise _NotFolded
+        if rows is not None:
+            plan = replace(plan, rows=rows)
+        compiled = time.perf_counter() - start
+        executed = execute(plan, source, schema, execution, checks=None if folded is None else folded.shard)
+    except _NotFolded:
+        raise
+    except Exception:
+        if summary is None:
+            check_dataset(source, schema, as_of=config.data.as_of, label_maturity_days=config.data.label_maturity_days)
+        raise
+    mark = time.perf_counter()
+    if folded is not None:
+        assert executed.checked is not None  # asked for with `checks`
+        summary = executed.checked.finish(folded)  # InvalidData here: no estimate was computed
+    checking = time.perf_counter() - mark
     plan = verified_plan(plan, executed.stats)
     mark = time.perf_counter()
     results = with_development_uncertainty(finalize(executed.stats, plan, config.estimation), plan,
@@ -136,9 +189,10 @@ def evaluate(config: RunConfig, validated: ValidatedData, execution: Execution, 
     timings = {**executed.timings, "plan_s": compiled + executed.timings["plan_s"],  # compiling + cutting shards
                "finalize_s": finalized, "changes_s": time.perf_counter() - mark - finalized,
                "total_s": time.perf_counter() - start}
-    return RunResult(results=results, plan=plan, stats=executed.stats, data=validated.summary, timings=timings,
-                     engine=executed.engine, source=validated.source, changes=changes,
-                     examples=finalize_examples(executed.stats, plan))
+    result = RunResult(results=results, plan=plan, stats=executed.stats, data=summary, timings=timings,
+                       engine=executed.engine, source=source, changes=changes,
+                       examples=finalize_examples(executed.stats, plan))
+    return result, checking
 
 
 def _with_changes(plan: Plan, config: RunConfig, names: list[str], schema: Schema, examples: int) -> Plan:
@@ -146,9 +200,9 @@ def _with_changes(plan: Plan, config: RunConfig, names: list[str], schema: Schem
     return with_changes(plan, names, schema.resolved_scores(names), config.segments, examples=examples)
 
 
-def validated_data(config: RunConfig, data: str | Path | None) -> ValidatedData:
+def validated_data(config: RunConfig, data: str | Path | Source | None) -> ValidatedData:
     """The data location, its files, its schema and its validated summary; bad data raises `InvalidData`."""
-    path = resolve_data(config, data)
+    path = data.location if isinstance(data, Source) else resolve_data(config, data)
     schema = config.data.schema()
     source = open_source(path, schema)
     summary = check_dataset(

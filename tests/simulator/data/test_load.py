@@ -136,3 +136,54 @@ def test_a_mapping_to_a_missing_column_is_an_error_not_a_silent_fallback(tmp_pat
     pl.DataFrame({"transaction_id": ["a"], "amount": [1.0]}).write_parquet(tmp_path / "t.parquet")
     with pytest.raises(InvalidData, match="maps it to 'amt_usd', which is not in the data"):
         scan_dataset(tmp_path / "t.parquet", Schema(rename={"amount": "amt_usd"}))
+
+
+def _as_of_by_reading(path: Path, schema: Schema = Schema()) -> object:
+    """The latest created_at or disputed_at, read from every row as `compile_plan` does without footers."""
+    from simulator.plan.compiled import data_as_of
+
+    scan = scan_dataset(path, schema)
+    return data_as_of(scan, set(scan.collect_schema().names()))
+
+
+@pytest.mark.parametrize("zone", ["UTC", None, "America/Sao_Paulo"])
+def test_latest_timestamp_from_footers_equals_reading_every_row(tmp_path: Path, zone: str | None) -> None:
+    from simulator.data.load import latest_timestamp, open_source
+
+    frame = make_transactions(n=400)
+    for name in ("created_at", "disputed_at"):
+        stamp = pl.col(name).dt.replace_time_zone(None)
+        frame = frame.with_columns(stamp if zone is None else stamp.dt.replace_time_zone(zone))
+    write_parquet(frame.head(150), tmp_path / "a.parquet")
+    frame.tail(250).write_parquet(tmp_path / "b.parquet", row_group_size=60)
+    latest = latest_timestamp(open_source(tmp_path, Schema()), Schema())
+    assert latest is not None and latest == _as_of_by_reading(tmp_path)
+    assert latest.isoformat() == _as_of_by_reading(tmp_path).isoformat()
+
+
+def test_latest_timestamp_counts_dispute_dates_and_skips_all_null_ones(tmp_path: Path) -> None:
+    from simulator.data.load import latest_timestamp, open_source
+
+    frame = make_transactions(n=300)
+    later = frame["created_at"].max() + pl.duration(days=30)
+    disputed = frame.with_columns(pl.when(pl.int_range(pl.len()) == 7).then(later).otherwise(None).alias("disputed_at"))
+    write_parquet(disputed, tmp_path / "late" / "a.parquet")
+    write_parquet(frame.with_columns(pl.lit(None, pl.Datetime("us", "UTC")).alias("disputed_at")),
+                  tmp_path / "none" / "a.parquet")
+    for folder in ("late", "none"):
+        latest = latest_timestamp(open_source(tmp_path / folder, Schema()), Schema())
+        assert latest == _as_of_by_reading(tmp_path / folder)
+
+
+def test_latest_timestamp_gives_up_where_footers_cannot_say(tmp_path: Path) -> None:
+    from simulator.data.load import latest_timestamp, open_source
+
+    frame = make_transactions(n=50)
+    nanoseconds = write_parquet(frame.with_columns(pl.col("created_at").dt.cast_time_unit("ns")), tmp_path / "ns.parquet")
+    text = write_parquet(frame.with_columns(pl.col("created_at").dt.to_string("%Y-%m-%dT%H:%M:%S%.f")),
+                         tmp_path / "text" / "a.parquet")
+    frame.write_csv(tmp_path / "a.csv")
+    no_stats = tmp_path / "no_stats.parquet"
+    frame.write_parquet(no_stats, statistics=False)
+    for path in (nanoseconds, text, tmp_path / "a.csv", no_stats):
+        assert latest_timestamp(open_source(path, Schema()), Schema()) is None
