@@ -406,10 +406,9 @@ def gap_column(value: str) -> str:
     return f"max|gap|{value}"
 
 
-def _contradictions(batch: pl.DataFrame, plan: Plan, layout: _Layout, action: np.ndarray) -> dict[str, np.ndarray]:
+def _contradictions(plan: Plan, layout: _Layout, action: np.ndarray, amount: np.ndarray) -> dict[str, np.ndarray]:
     if layout.rows is None or not plan.values.tabulable:
         return {}
-    amount = batch[AMOUNT].cast(pl.Float64).to_numpy()
     found = contradicted(plan.values, plan.actions, layout.rows, action, layout.pattern, layout.weight, amount)
     out = {}
     for name, rows in found.items():
@@ -453,7 +452,7 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
     amount = batch[AMOUNT].cast(pl.Float64).to_numpy()
     sums = _sums(units, cells.size, values | predicted, basis, needs, layout.rows, amount)
     sums |= _masses(cells, plan, support, probs) | direct
-    sums |= _contradictions(batch, plan, layout, action)
+    sums |= _contradictions(plan, layout, action, amount)
     examples = None
     if plan.changes is not None:  # decision changes, in the same pass (simulator.stats.changes)
         members = {name: memberships(name, plan, action, codes, probs) for name in (plan.baseline, *changing(plan))}

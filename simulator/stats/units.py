@@ -58,18 +58,14 @@ def outcome_pattern(batch: pl.DataFrame, cutoff: datetime | None) -> np.ndarray:
     return batch.select(expr.alias("p")).to_series().to_numpy()
 
 
+@lru_cache(maxsize=64)
 def value_table(values: ValueSet, actions: tuple[str, ...], develop: float = 1.0) -> np.ndarray:
     """(actions, patterns, values, 2): c0 and c1 of every tabulated value column, from the value model itself.
 
     `develop` is the fraud label's weight (see `ValueSet.exprs`); 1 is the raw label. Values
     without a table (`ValueSet.untabulated`: the config's expressions may read any column) are
-    NaN here; the shards evaluate every row value on the rows (`row_coefficients`).
+    NaN here; the shards evaluate every row value on the rows (`row_values`).
     """
-    return _value_table(values, actions, develop)
-
-
-@lru_cache(maxsize=64)
-def _value_table(values: ValueSet, actions: tuple[str, ...], develop: float) -> np.ndarray:
     action, pattern = np.meshgrid(np.arange(len(actions)), np.arange(PATTERNS), indexing="ij")
     action, pattern = action.ravel(), pattern.ravel()
     frame = pl.DataFrame({

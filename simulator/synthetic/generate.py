@@ -58,7 +58,7 @@ import pyarrow.parquet as pq
 
 from simulator.report.folders import staged_folder
 from simulator.synthetic.log import REVIEW, LoggingPolicy, Timeline, simulate_chunk
-from simulator.synthetic.model import BLOCK_ROWS, Model, ReviewParams, build_model
+from simulator.synthetic.model import BLOCK_ROWS, Model, ReviewParams, build_model, check_probability
 from simulator.synthetic.tables import (
     GROUND_TRUTH_NOTE,
     ID_DIGITS,
@@ -83,13 +83,6 @@ def _check_int(name: str, value: object, low: int, high: int) -> None:
     """Raise ValueError unless `value` is a Python int (not a bool) in [low, high]."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValueError(f"{name}: must be an integer in [{low}, {high}], got {value!r}")
-
-
-def _check_unit(name: str, value: object) -> None:
-    """Raise ValueError unless `value` is a finite int or float in [0, 1]."""
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not number or not 0.0 <= value <= 1.0:  # type: ignore[operator]  # NaN fails the range test too
-        raise ValueError(f"{name}: must be a number in [0, 1], got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +118,7 @@ class GenerateSpec:
         _check_int("days", self.days, 1, 36_500)
         _check_int("chunk_rows", self.chunk_rows, 1, MAX_CHUNK_ROWS)
         for name in ("exploration", "challenge_above", "block_above"):
-            _check_unit(name, getattr(self, name))
+            check_probability(name, getattr(self, name))
         if self.challenge_above > self.block_above:
             raise ValueError(
                 f"challenge_above: must be <= block_above ({self.block_above!r}), got {self.challenge_above!r}"
@@ -145,7 +138,7 @@ class GenerateSpec:
                                      f"got {getattr(self, name)!r} with scenario {CARDS!r}")
             return
         if self.review_above is not None:
-            _check_unit("review_above", self.review_above)
+            check_probability("review_above", self.review_above)
         if not self.challenge_above <= self.ladder_review_above <= self.block_above:
             raise ValueError(f"review_above: must be in [challenge_above, block_above] = [{self.challenge_above!r}, "
                              f"{self.block_above!r}], got {self.ladder_review_above!r}")

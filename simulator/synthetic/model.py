@@ -107,7 +107,7 @@ class ModelParams:
     delay_sigma: float = 0.64
 
 
-def _check_probability(name: str, value: object) -> None:
+def check_probability(name: str, value: object) -> None:
     """Raise ValueError unless `value` is a finite int or float in [0, 1]."""
     number = isinstance(value, int | float) and not isinstance(value, bool)
     if not number or not 0.0 <= value <= 1.0:  # type: ignore[operator]  # NaN fails the range test too
@@ -132,7 +132,7 @@ class ReviewParams:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            _check_probability(f.name, getattr(self, f.name))
+            check_probability(f.name, getattr(self, f.name))
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,7 @@ COEF = st.floats(-50, 50, allow_nan=False).map(lambda x: round(x, 3))
 TEMPLATES = (
     "{a} * amount * authorized + {b}",  # affine, can be negative
     "CASE WHEN card_funding = 'debit' THEN {a} ELSE {b} END * amount * authorized",  # another column
-    "CASE WHEN amount > 80 THEN {a} ELSE {b} END",  # not affine in the amount: every row its own unit
+    "CASE WHEN amount > 80 THEN {a} ELSE {b} END",  # not linear in the amount: its table is contradicted
     "CASE WHEN action = 'challenge' THEN {a} WHEN fraud_dispute THEN {b} ELSE 0 END",
     "{a} * LN(amount + 1) - {b} * authorized",
 )
