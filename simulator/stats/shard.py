@@ -468,8 +468,7 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
         cell_keys = Cells(action=action[cells.first], codes={k: v[cells.first] for k, v in codes.items()})
         binned = None if plan.binned is None else BinnedAccumulator(
             plan, plan.binned, cells, cell_keys.codes, cell_keys.action, layout.segs)
-        replicates = replicate_sums(batch, plan, cells, cell_keys, row_basis_weights, per_row,
-                                    layout.finest, layout.segs, sink=binned)
+        replicates = replicate_sums(batch, plan, cells, cell_keys, row_basis_weights, per_row, layout.segs, sink=binned)
         if binned is not None:
             replicates = replace(replicates, binned=binned.result())
     return Stats(cells=frame.sort(list(layout.keys)), replicates=replicates, rows=batch.height, examples=examples)
