@@ -13,8 +13,12 @@ across shards and turns them into percentile intervals.
   policy's observed totals do not vary.
 
 Weights are drawn once per row and shared by every policy, segment and metric:
-rows are summed per cell with one matrix product (`W_cᵀ · M_c`, replicates ×
-moments), and cell totals are combined with the policies' cell coefficients.
+rows are summed per cell in pieces of a few rows (`M_pᵀ · W_p`, moments ×
+replicates, one stacked product per piece size). Each chunk of piece sums is
+summed per (segment, weight class) of every segmentation and weighted by the
+classes' coefficients in one sparse product, so a shard holds its result
+(Σ segments × terms × replicates) and one chunk, never the cross of the
+segmentations (see `replicate_sums`).
 """
 
 from __future__ import annotations
@@ -126,7 +130,7 @@ _ROW_ELEMENTS = 1 << 23  # replicate weights (rows × replicates) drawn at once:
 # thread, which on a loaded machine costs milliseconds: cell-sized products ran at 0.3-0.4 GFMA/s with
 # two threads against 5.9 on one (2-core machine, load ~6). Rows are summed in pieces below the limit.
 _SINGLE_THREAD_PRODUCT = 1 << 18
-_MAX_PIECE = 64
+_MAX_PIECE = 64  # rows per piece at most, whatever the limit allows
 
 
 def replicate_sums(
@@ -259,12 +263,20 @@ class _Target:
         per_pair = (member @ sums.reshape(len(slot), -1)).reshape(len(pairs), *sums.shape[1:])
         segments, pair_segment = np.unique(pairs // self.weights.count, return_inverse=True)
         combine = self.weights.combination(pair_segment, pairs % self.weights.count, len(segments))
-        part = (combine @ per_pair.reshape(-1, sums.shape[2])).reshape(len(segments), *self.values.shape[1:])
-        if segments[-1] - segments[0] + 1 == len(segments):  # consecutive: add in place
-            self.values[segments[0] : segments[-1] + 1] += part
-        else:
-            self.values[segments] += part
+        self._weigh(segments, combine, per_pair.reshape(-1, sums.shape[2]))
         return _PairSums(slot=pairs // self.weights.count, cls=pairs % self.weights.count, sums=per_pair)
+
+    def _weigh(self, segments: np.ndarray, combine: sparse.csr_matrix, per_pair: np.ndarray) -> None:
+        """Add `combine @ per_pair` to `values[segments]`, a block of segments at a time (≤ one chunk of floats)."""
+        terms = self.values.shape[1]
+        step = max(1, _BLOCK_ELEMENTS // (terms * self.values.shape[2]))
+        for lo in range(0, len(segments), step):
+            block = segments[lo : lo + step]
+            part = (combine[lo * terms : (lo + len(block)) * terms] @ per_pair).reshape(len(block), *self.values.shape[1:])
+            if block[-1] - block[0] + 1 == len(block):  # consecutive: add in place
+                self.values[block[0] : block[-1] + 1] += part
+            else:
+                self.values[block] += part
 
 
 @dataclass(frozen=True, slots=True)
