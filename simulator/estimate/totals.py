@@ -132,6 +132,8 @@ class SegmentTotals:
     _nonzero: dict[Term | Stratum, Support] = field(init=False, default_factory=dict)
     _finite: dict[str, bool] = field(init=False, default_factory=dict)
     _segment_of: np.ndarray = field(init=False)  # (segmentations + 1, cells): each cell's segment, ALL first
+    _groups: list[tuple[np.ndarray, np.ndarray]] = field(init=False, default_factory=list)  # see `_grouped`
+    _rows: np.ndarray | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         n = self.cells.height
@@ -166,7 +168,11 @@ class SegmentTotals:
 
     @property
     def rows(self) -> np.ndarray:
-        return self.by_segment(self.column(ROWS))
+        """Rows of each segment (memoised and read-only: every metric reads it)."""
+        if self._rows is None:
+            self._rows = self.by_segment(self.column(ROWS))
+            self._rows.flags.writeable = False
+        return self._rows
 
     def coef(self, term: Term) -> np.ndarray:
         """Per-cell coefficient of the term's basis (memoised per stratum: many values share one)."""
@@ -213,9 +219,7 @@ class SegmentTotals:
         sparse = [s.cells for s in supports if s.cells is not None]
         if column is None or not sparse or not all(s.finite for s in supports):
             return self.by_segment(_product([self.coef(t) for t in terms]) * self.column(name))
-        cells = min(sparse, key=len)
-        for term in terms:  # the cells where every coefficient is nonzero, from the sparsest support
-            cells = cells[self.coef(term)[cells] != 0]
+        cells = min(sparse, key=len)  # the other terms' zeros there add ±0 too: no need to leave them out
         return self._sparse_sum(cells, _product([self.coef(t)[cells] for t in terms]) * column[cells])
 
     def total(self, term: Term) -> np.ndarray:
@@ -281,9 +285,18 @@ class SegmentTotals:
         if basis is None:
             return np.full(len(self.labels), np.nan)
         per_cell = np.abs(self.coef(term)) * self.column(max_column(basis))
-        for _, segment in self._indices:
-            np.maximum.at(out, segment, per_cell)
-        return out
+        # a maximum is the same in any order: reduce each segment's cells as one run (np.maximum.at is ~20x slower)
+        grouped = np.concatenate([np.maximum.reduceat(per_cell[order], starts) for order, starts in self._grouped()])
+        return np.maximum(out, grouped)  # from 0, as a running maximum over the cells
+
+    def _grouped(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per segmentation (ALL first): the cells ordered by segment, and where each segment's run starts."""
+        if not self._groups:
+            for first, segment in self._indices:
+                order = np.argsort(segment, kind="stable")
+                counts = np.bincount(segment - first)  # every segment has a cell: its label came from one
+                self._groups.append((order, np.cumsum(counts) - counts))
+        return self._groups
 
     def unsupported_mass(self, policy: str) -> np.ndarray:
         """Share of the policy's mass, per segment, on actions the logging policy never explored."""
