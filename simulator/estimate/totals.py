@@ -285,6 +285,8 @@ class SegmentTotals:
         out = np.zeros(len(self.labels))
         if basis is None:
             return np.full(len(self.labels), np.nan)
+        if self.cells.is_empty():  # no cell, no run to reduce: ALL's largest weight stays 0
+            return out
         per_cell = np.abs(self.coef(term)) * self.column(max_column(basis))
         # a maximum is the same in any order: reduce each segment's cells as one run (np.maximum.at is ~20x slower)
         grouped = np.concatenate([np.maximum.reduceat(per_cell[order], starts) for order, starts in self._grouped()])

@@ -57,7 +57,8 @@ def forest_figure(results: pl.DataFrame, metric: str, policies: Sequence[str], *
     columns = min(COLUMNS, len(panels))
     lines = [panels[i:i + columns] for i in range(0, len(panels), columns)]
     heights = [TITLE + ROW * max(rows.height for _, rows in line) + AXIS for line in lines]
-    width, height = 2 * MARGIN + columns * panel_width - GAP, 2 * MARGIN + HEAD + sum(heights) + GAP * (len(lines) - 1)
+    width = 2 * MARGIN + columns * panel_width - GAP + 16  # 16: room for the last tick label, centred on the edge
+    height = 2 * MARGIN + HEAD + sum(heights) + GAP * (len(lines) - 1)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
              f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" '
              f'font-size="{FONT}">', f'<rect width="{width:.0f}" height="{height:.0f}" fill="white"/>',
