@@ -38,7 +38,7 @@ from simulator.config import Estimation
 from simulator.estimate.estimators import Estimate, estimator_kind
 from simulator.estimate.linearised import Gradient, divide
 from simulator.estimate.results import FLAG_LABELS, NO_SUPPORT, UNIDENTIFIED, Evaluation, MetricEstimate, \
-    metric_columns, segmentation_name
+    metric_columns, segment_evaluation, segmentation_name
 from simulator.estimate.strata import looked_at, stratified_total, stratum_value, zero
 from simulator.estimate.totals import SegmentTotals
 from simulator.model.value import RatioMetric, SumMetric, Weighting
@@ -202,16 +202,20 @@ def estimated_columns(transition: Transition, evaluation: Evaluation) -> dict[st
     return out
 
 
-def finalize_changes(stats: Stats, plan: Plan, estimation: Estimation, results: pl.DataFrame) -> pl.DataFrame:
+def finalize_changes(stats: Stats, plan: Plan, estimation: Estimation, results: pl.DataFrame, *,
+                     evaluation: Evaluation | None = None) -> pl.DataFrame:
     """The `changes.parquet` table: every policy, segment, transition with rows, and metric.
 
     `results` is the run's results table: a transition inherits its policy's `no_support` and
     `unidentified` flags in the segment (e.g. block quality where no explored allowed row shows what blocks hit).
+    `evaluation`: the one `finalize` used (`segment_evaluation`), whose totals and cross sums are then read
+    from its memo tables instead of computed again.
     """
     if stats.cells.is_empty():
         return pl.DataFrame(schema=CHANGES_SCHEMA)
-    totals = SegmentTotals(plan=plan, cells=stats.cells)
-    evaluation = Evaluation.of(totals, estimation)
+    evaluation = evaluation or segment_evaluation(stats, plan, estimation)
+    assert evaluation is not None  # there are cells
+    totals: SegmentTotals = evaluation.totals  # type: ignore[assignment]  # a run's (a sweep has no changes)
     names = [segmentation_name(plan, i) for i in range(len(plan.segments.segmentations) + 1)]
     frames = []
     for transition in transitions(plan):

@@ -196,13 +196,28 @@ class Evaluation:
         return self.plan.finite and self.plan.policy(self.plan.baseline).logging
 
 
-def finalize(stats: Stats, plan: Plan, estimation: Estimation) -> pl.DataFrame:
-    """The results table of every policy, segment and metric."""
+def segment_evaluation(stats: Stats, plan: Plan, estimation: Estimation) -> Evaluation | None:
+    """The totals of a run's segments with their memo tables (None without cells).
+
+    `finalize` and the decision changes' `finalize_changes` read many of the same totals and
+    cross sums: given one evaluation, the second reads them from the first's memo tables.
+    """
+    if stats.cells.is_empty():
+        return None
+    return Evaluation.of(SegmentTotals(plan=plan, cells=stats.cells), estimation)
+
+
+def finalize(stats: Stats, plan: Plan, estimation: Estimation, *, evaluation: Evaluation | None = None) -> pl.DataFrame:
+    """The results table of every policy, segment and metric.
+
+    `evaluation`: the `segment_evaluation` of the same statistics, to share its totals (built here when None).
+    """
     columns: dict[str, list[np.ndarray]] = {name: [] for name in RESULT_SCHEMA}
     if stats.cells.is_empty():
         return pl.DataFrame(schema=RESULT_SCHEMA)
-    totals = SegmentTotals(plan=plan, cells=stats.cells)
-    evaluation = Evaluation.of(totals, estimation)
+    evaluation = evaluation or segment_evaluation(stats, plan, estimation)
+    assert evaluation is not None  # there are cells
+    totals = evaluation.totals
     baseline = {m.name: m for m in metric_estimates(plan.baseline, totals, estimation.estimator)}
     base_reps = None
     if stats.replicates is not None:

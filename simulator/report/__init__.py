@@ -5,6 +5,7 @@
 - `folders` — output folders: checked before any work, written whole and swapped in;
 - `tables` — rich renderables for the CLI and notebooks;
 - `plots` — matplotlib figures of results (forest plots, calibration);
+- `forest_svg` — the run report's forest plots, a panel per candidate, written directly as SVG;
 - `frontier_plots` — the sweep frontier as a PNG and a self-contained interactive page;
 - `calibration` — reliability curves of the logged scores, for the review report;
 - `review_page` — the review report as HTML and Markdown;

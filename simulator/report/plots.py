@@ -96,7 +96,7 @@ def forest_plot(results: pl.DataFrame, metric: str, *, policy: str | None = None
         axes.axvline(limit, color="#ef6c00", linestyle="--", linewidth=1, label=f"guardrail limit {limit:g}")
         axes.legend(loc="lower right", fontsize=8)
     if focus:
-        axes.set_xlim(*_focus(rows, limit))
+        axes.set_xlim(*focus_limits(rows, limit))
     axes.set_yticks(y, labels, fontsize=8)
     axes.set_xlabel(f"{metric}: candidate − baseline (paired delta, interval)")
     axes.set_title(f"{metric} by segment (ALL and the {rows.height - 1} largest moves)", fontsize=10)
@@ -104,7 +104,7 @@ def forest_plot(results: pl.DataFrame, metric: str, *, policy: str | None = None
     return figure
 
 
-def _focus(rows: pl.DataFrame, limit: float | None) -> tuple[float, float]:
+def focus_limits(rows: pl.DataFrame, limit: float | None) -> tuple[float, float]:
     """x limits: ALL's interval, 0, the limit and the 10th–90th percentiles of the segments' interval ends."""
     ends = np.concatenate([rows["delta_ci_low"].drop_nulls().to_numpy(), rows["delta_ci_high"].drop_nulls().to_numpy(),
                            rows["delta"].drop_nulls().to_numpy()])

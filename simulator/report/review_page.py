@@ -27,7 +27,7 @@ class Table:
 
 @dataclass(frozen=True)
 class Image:
-    """A rendered figure: its file name next to review.md, alt text and PNG bytes."""
+    """A rendered figure: its file name next to review.md, alt text and its bytes (SVG when the name ends in .svg)."""
 
     name: str
     alt: str
@@ -100,7 +100,8 @@ def _html_table(table: Table) -> str:
 
 def _html_figure(figure: Image) -> str:
     data = base64.b64encode(figure.png).decode("ascii")
-    return f'<img alt="{html.escape(figure.alt)}" src="data:image/png;base64,{data}">'
+    kind = "svg+xml" if figure.name.endswith(".svg") else "png"
+    return f'<img alt="{html.escape(figure.alt)}" src="data:image/{kind};base64,{data}">'
 
 
 def _html_section(section: Section) -> str:

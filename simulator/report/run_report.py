@@ -2,17 +2,20 @@
 
 Built from a `RunResult` into the review's page model (`simulator.report.review_page`)
 and rendered the same two ways: a self-contained HTML page and Markdown with its
-figures as PNG files beside it. Sections, in the order an analyst reads them:
+figures as files beside it (forest plots as SVG, time windows as PNG). Sections, in
+the order an analyst reads them:
 
 - a summary banner: each candidate's headline deltas against the baseline;
 - overall deltas per candidate, with intervals and flags;
 - decision changes in ALL: which payments change action, how many and how much
   volume, what each transition carries in net value, and the largest example
   payments of each transition;
-- per-segment forest plots that leave out segments below `min_rows` (their
-  intervals would set the scale) and keep the axis on what the large segments
-  and ALL show (for the candidates; the logging policy's exploration is in the
-  summary and the tables, not plotted per segment);
+- per-segment forest plots, one figure per metric with a panel per candidate
+  (`simulator.report.forest_svg`: written as SVG, ~1 ms a panel where matplotlib
+  took ~0.2 s), that leave out segments below `min_rows` (their intervals would
+  set the scale) and keep each panel's axis on what the large segments and ALL
+  show (for the candidates; the logging policy's exploration is in the summary
+  and the tables, not plotted per segment);
 - stability over time, when `[segments] time` adds windows: each candidate's
   delta per window with its interval, and a call-out when its sign flips
   (an effect that holds only in one week is not a launch win);
@@ -32,7 +35,8 @@ from segments.windows import window_unit
 from simulator.estimate.results import FLAG_NAMES
 from simulator.report.files import write_bytes, write_text
 from simulator.report.numbers import format_interval, format_relative, format_value, number
-from simulator.report.plots import DOWN, NEUTRAL, UP, figure_png, forest_plot
+from simulator.report.forest_svg import forest_figure
+from simulator.report.plots import DOWN, NEUTRAL, UP, figure_png
 from simulator.report.review_page import Image, Report, Section, Table, render_html, render_markdown
 from simulator.report.tables import FLAG_MEANINGS, compared_policies
 from simulator.schema import LOGGED
@@ -60,16 +64,17 @@ def build_run_report(result: RunResult, *, min_rows: int | None = None) -> Repor
     floor = min_rows if min_rows is not None else max(1_000, int(MIN_ROWS_SHARE * total))
     names = candidates(result)
     chosen = [n for n in names if n != LOGGED]  # per-segment and per-window plots: the candidates, not exploration
-    sections = [_overall(result, names), _changes(result), _forest(result, chosen, floor)]
+    overall = _overall_rows(result)
+    sections = [_overall(result, names, overall), _changes(result), _forest(result, chosen, floor, overall)]
     time = time_section(result.results, chosen)
     if time is not None:
         sections.append(time)
-    sections += [_diagnostics(result, names)]
+    sections += [_diagnostics(result, names, overall)]
     baseline = result.plan.baseline
     return Report(
         title=f"policysim run: {len(names)} polic{'y' if len(names) == 1 else 'ies'} against {baseline}",
         verdict="summary", verdict_text=f"{total:,} payments, deltas against {baseline}",
-        verdict_details=tuple(_headline(result, n) for n in names), sections=tuple(sections))
+        verdict_details=tuple(_headline(overall, n) for n in names), sections=tuple(sections))
 
 
 def write_run_report(result: RunResult, folder: Path, *, min_rows: int | None = None) -> list[Path]:
@@ -87,17 +92,19 @@ def _all_rows(result: RunResult) -> int:
     return int(rows.max() or 0) if rows.len() else 0
 
 
-def _row(result: RunResult, policy: str, metric: str, segment: str = ALL) -> dict[str, object] | None:
-    found = result.results.filter((pl.col("policy") == policy) & (pl.col("metric") == metric)
-                                  & (pl.col("segment") == segment))
-    return found.row(0, named=True) if found.height else None
+Overall = dict[tuple[str, str], dict[str, object]]  # (policy, metric) → that policy's ALL row of the metric
 
 
-def _headline(result: RunResult, policy: str) -> str:
+def _overall_rows(result: RunResult) -> Overall:
+    """Every ALL row by (policy, metric), read once: the sections look up hundreds of them."""
+    return {(row["policy"], row["metric"]): row for row in result.overall().iter_rows(named=True)}
+
+
+def _headline(overall: Overall, policy: str) -> str:
     """`stricter: net_value −16.9k [−23.7k, −10k]; auth_rate …` — the deltas a reader looks at first."""
     parts = []
     for metric in HEADLINE_METRICS:
-        row = _row(result, policy, metric)
+        row = overall.get((policy, metric))
         if row is not None:
             parts.append(f"{metric} {format_value(metric, row['delta'], delta=True)} "  # type: ignore[arg-type]
                          f"{format_interval(metric, row['delta_ci_low'], row['delta_ci_high'], delta=True)}"  # type: ignore[arg-type]
@@ -106,12 +113,12 @@ def _headline(result: RunResult, policy: str) -> str:
     return f"{label}: " + "; ".join(parts)
 
 
-def _overall(result: RunResult, names: list[str]) -> Section:
+def _overall(result: RunResult, names: list[str], overall: Overall) -> Section:
     tables = []
     for policy in names:
         rows, classes = [], []
         for metric in OVERALL_METRICS + result.plan.values.own_metrics:
-            r = _row(result, policy, metric)
+            r = overall.get((policy, metric))
             if r is None:
                 continue
             rows.append((metric, format_value(metric, r["baseline"]), format_value(metric, r["estimate"]),  # type: ignore[arg-type]
@@ -170,19 +177,20 @@ def _example_tables(result: RunResult) -> list[Table]:
     return tables
 
 
-def _forest(result: RunResult, names: list[str], min_rows: int) -> Section:
+def _forest(result: RunResult, names: list[str], min_rows: int, overall: Overall) -> Section:
+    """One SVG per metric with a panel per candidate (`simulator.report.forest_svg`)."""
     images = []
-    for policy in names:
-        for metric in FOREST_METRICS:
-            if _row(result, policy, metric) is None:
-                continue
-            figure = forest_plot(result.results, metric, policy=policy, top=20, min_rows=min_rows, focus=True)
-            images.append(Image(f"forest_{_file_part(policy)}_{metric}.png",
-                                f"forest plot of {policy}'s {metric} deltas by segment", figure_png(figure)))
+    for metric in FOREST_METRICS:
+        drawn = [policy for policy in names if (policy, metric) in overall]
+        svg = forest_figure(result.results, metric, drawn, top=20, min_rows=min_rows)
+        if svg is not None:
+            images.append(Image(f"forest_{metric}.svg",
+                                f"forest plots of {metric} deltas by segment, one panel per candidate", svg))
     paragraph = (f"Paired delta and its interval in ALL and the 20 segments with at least {min_rows:,} payments that "
-                 "move most. Green: the interval is above 0; red: below; grey: contains 0; hollow: flagged. Smaller "
-                 "segments are left out (their wide intervals would set the scale); the axis shows ALL and the "
-                 "middle of the segments' intervals, and an interval that runs off it is cut at the edge.")
+                 "move most, one panel per candidate. Green: the interval is above 0; red: below; grey: contains 0; "
+                 "hollow: flagged. Smaller segments are left out (their wide intervals would set the scale); each "
+                 "panel's axis shows ALL and the middle of the segments' intervals, and an interval that runs off it "
+                 "is cut at the edge. Panels do not share an axis: compare candidates by the numbers under each.")
     return Section("forest", "Per-segment deltas", paragraphs=(paragraph,), figures=tuple(images))
 
 
@@ -256,11 +264,11 @@ def _sign_flip(labels: list[str], low: np.ndarray, high: np.ndarray, delta: np.n
     return ""
 
 
-def _diagnostics(result: RunResult, names: list[str]) -> Section:
+def _diagnostics(result: RunResult, names: list[str], overall: Overall) -> Section:
     rows = []
     for policy in names:
         for metric in HEADLINE_METRICS:
-            r = _row(result, policy, metric)
+            r = overall.get((policy, metric))
             if r is None:
                 continue
             rows.append((policy, metric, _number(r.get("delta_ess")), _number(r.get("delta_explored")),

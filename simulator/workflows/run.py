@@ -12,7 +12,9 @@ its own (`check_dataset`), as `sweep` and `review` always do.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from simulator.engine.execution import Execution, execute
 from simulator.errors import InvalidConfig, InvalidData
 from simulator.estimate.changes import CHANGES_SCHEMA, finalize_changes, finalize_examples
 from simulator.estimate.development import with_development_uncertainty
-from simulator.estimate.results import finalize
+from simulator.estimate.results import finalize, segment_evaluation
 from simulator.plan.changes import DEFAULT_EXAMPLES, with_changes
 from simulator.plan.compiled import Plan, compile_plan
 from simulator.plan.moments import needed_sums
@@ -48,7 +50,9 @@ class RunResult:
     `changes` and `examples` are the decision changes (`changes.parquet`, `examples.parquet`,
     docs/cli.md): per policy, segment and transition from the baseline's action to the policy's,
     the rows and volume that change decision with the metric deltas they carry, and the largest
-    of those payments.
+    of those payments. `changes` is computed on first read from `changes_from` (`run` computes it
+    with the results, sharing their totals; `run_frame` and `evaluate` when it is read: most of
+    their callers, tests and sweeps, never read it).
     """
 
     results: pl.DataFrame
@@ -58,8 +62,14 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     engine: str = "local"
     source: Source | None = None  # the dataset's files and types, as opened once (None for an in-memory frame)
-    changes: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=CHANGES_SCHEMA))
+    changes_from: Callable[[], pl.DataFrame] = field(default=lambda: pl.DataFrame(schema=CHANGES_SCHEMA),
+                                                     repr=False, compare=False)
     examples: pl.DataFrame = field(default_factory=pl.DataFrame)
+
+    @cached_property
+    def changes(self) -> pl.DataFrame:
+        """The decision changes table (`changes.parquet`), computed once, when first read."""
+        return self.changes_from()
 
     def transitions(self) -> pl.DataFrame:
         """The ALL segment's transitions: one row per (policy, from_action, to_action), rows and volume."""
@@ -106,10 +116,12 @@ def run(config: RunConfig, data: str | Path | None = None, *, execution: Executi
     schema = config.data.schema()
     source = open_source(path, schema)
     try:
-        result, checking = _evaluate(config, source, schema, execution, summary=None, examples=examples)
+        result, checking = _evaluate(config, source, schema, execution, summary=None, examples=examples,
+                                     eager_changes=True)
     except _NotFolded:  # the data needs the one-pass validator: validate first, then evaluate
         validated = validated_data(config, source)
-        result, checking = _evaluate(config, source, schema, execution, summary=validated.summary, examples=examples)
+        result, checking = _evaluate(config, source, schema, execution, summary=validated.summary, examples=examples,
+                                     eager_changes=True)
     total = time.perf_counter() - start
     # validate_s: validation outside the shard pass (its checks inside the shards count in stats_s)
     timings = {**result.timings, "validate_s": total - result.timings["total_s"] + checking, "total_s": total}
@@ -134,7 +146,8 @@ def evaluate(config: RunConfig, validated: ValidatedData, execution: Execution, 
              rows: pl.Expr | None = None, examples: int = DEFAULT_EXAMPLES) -> RunResult:
     """`run` on data already validated (e.g. by a sweep that evaluates one more policy): plan, statistics, finalize.
 
-    `rows` keeps only the matching rows in the statistics (the plan is the whole log's).
+    `rows` keeps only the matching rows in the statistics (the plan is the whole log's). The decision
+    changes are computed when `result.changes` is first read.
     """
     result, _ = _evaluate(config, validated.source, validated.schema, execution, summary=validated.summary, rows=rows,
                           examples=examples)
@@ -143,8 +156,11 @@ def evaluate(config: RunConfig, validated: ValidatedData, execution: Execution, 
 
 def _evaluate(config: RunConfig, source: Source, schema: Schema, execution: Execution, *,
               summary: DataSummary | None, rows: pl.Expr | None = None, examples: int = DEFAULT_EXAMPLES,
-              ) -> tuple[RunResult, float]:
+              eager_changes: bool = False) -> tuple[RunResult, float]:
     """Plan, statistics, finalize; and the seconds spent finishing the shards' checks (0 on validated data).
+
+    `eager_changes`: finalize the decision changes now, on the results' totals, with their time in
+    `timings["changes_s"]` (what `run` and the CLI report); else when `changes` is first read.
 
     Without a `summary` the data has not been validated: the shards check their rows in
     the same read (`fold_checks`), and their merged checks raise `InvalidData` or give the
@@ -182,17 +198,26 @@ def _evaluate(config: RunConfig, source: Source, schema: Schema, execution: Exec
     checking = time.perf_counter() - mark
     plan = verified_plan(plan, executed.stats)
     mark = time.perf_counter()
-    results = with_development_uncertainty(finalize(executed.stats, plan, config.estimation), plan,
-                                           config.estimation.confidence)
+    evaluation = segment_evaluation(executed.stats, plan, config.estimation)  # shared by both finalizes
+    results = with_development_uncertainty(finalize(executed.stats, plan, config.estimation, evaluation=evaluation),
+                                           plan, config.estimation.confidence)
     finalized = time.perf_counter() - mark
-    changes = finalize_changes(executed.stats, plan, config.estimation, results)
+    changes_from = partial(finalize_changes, executed.stats, plan, config.estimation, results)
+    if eager_changes:  # computed now, on the totals finalize already has, and timed
+        changes = finalize_changes(executed.stats, plan, config.estimation, results, evaluation=evaluation)
+        changes_from = partial(_computed, changes)
+    changed = {"changes_s": time.perf_counter() - mark - finalized} if eager_changes else {}
     timings = {**executed.timings, "plan_s": compiled + executed.timings["plan_s"],  # compiling + cutting shards
-               "finalize_s": finalized, "changes_s": time.perf_counter() - mark - finalized,
-               "total_s": time.perf_counter() - start}
+               "finalize_s": finalized, **changed, "total_s": time.perf_counter() - start}
     result = RunResult(results=results, plan=plan, stats=executed.stats, data=summary, timings=timings,
-                       engine=executed.engine, source=source, changes=changes,
+                       engine=executed.engine, source=source, changes_from=changes_from,
                        examples=finalize_examples(executed.stats, plan))
     return result, checking
+
+
+def _computed(frame: pl.DataFrame) -> pl.DataFrame:
+    """A table computed already (a picklable `changes_from`, unlike a lambda)."""
+    return frame
 
 
 def _with_changes(plan: Plan, config: RunConfig, names: list[str], schema: Schema, examples: int) -> Plan:
@@ -214,7 +239,8 @@ def validated_data(config: RunConfig, data: str | Path | Source | None) -> Valid
 def run_frame(config: RunConfig, frame: pl.DataFrame, *, examples: int = DEFAULT_EXAMPLES) -> RunResult:
     """Evaluate on an in-memory frame (canonical column names), as one shard.
 
-    The frame is validated like a dataset; bad rows raise `InvalidData`.
+    The frame is validated like a dataset; bad rows raise `InvalidData`. The decision changes are
+    computed when `result.changes` is first read.
 
     Example::
 
@@ -238,7 +264,7 @@ def run_frame(config: RunConfig, frame: pl.DataFrame, *, examples: int = DEFAULT
     results = with_development_uncertainty(finalize(stats, plan, config.estimation), plan, config.estimation.confidence)
     return RunResult(results=results, plan=plan, stats=stats, data=None,
                      timings={"total_s": time.perf_counter() - start},
-                     changes=finalize_changes(stats, plan, config.estimation, results),
+                     changes_from=partial(finalize_changes, stats, plan, config.estimation, results),
                      examples=finalize_examples(stats, plan))
 
 

@@ -82,8 +82,9 @@ def test_overwrite_replaces_a_sweeps_outputs_whole(data: Path, tmp_path: Path) -
     result = run_local(data, tmp_path / "out", "--overwrite")
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert [n for n in names if not n.endswith(".png")] == ["changes.parquet", "examples.parquet", "report.html",
-                                                            "report.md", "results.parquet", "summary.json"]
+    figures = (".png", ".svg")
+    assert [n for n in names if not n.endswith(figures)] == ["changes.parquet", "examples.parquet", "report.html",
+                                                             "report.md", "results.parquet", "summary.json"]
     assert not {"recommendation.json", "by_segment.parquet"} & set(names)  # nothing of the sweep is left
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import polars as pl
@@ -17,6 +18,7 @@ from simulator.report.run_report import _sign_flip, build_run_report, candidates
 from simulator.report.review_page import render_html, render_markdown
 from simulator.synthetic.fresh import as_of, fresh_population
 
+SVG = "{http://www.w3.org/2000/svg}"
 POLICIES = [{"name": "strict", "kind": "threshold", "score": "fraud_score", "challenge_above": 0.05, "block_above": 0.3},
             {"name": "lax", "kind": "threshold", "score": "fraud_score", "challenge_above": 0.1, "block_above": 0.6}]
 
@@ -31,7 +33,7 @@ def result():  # noqa: ANN201 - a RunResult
 
 @pytest.fixture(scope="module")
 def report(result):  # noqa: ANN001, ANN201 - a Report
-    """The report of `result`, built (its 8 figures rendered) once for the tests that only read it."""
+    """The report of `result`, built (its 5 figures rendered) once for the tests that only read it."""
     return build_run_report(result)
 
 
@@ -44,10 +46,12 @@ def test_every_section_is_there_in_reading_order(result, report) -> None:  # noq
 def test_the_page_is_self_contained_and_the_markdown_names_its_figures(result, tmp_path: Path) -> None:  # noqa: ANN001
     written = write_run_report(result, tmp_path)
     names = {p.name for p in written}
-    assert {"report.html", "report.md", "forest_strict_net_value.png", "time_strict.png"} <= names
+    assert {"report.html", "report.md", "forest_net_value.svg", "forest_auth_rate.svg", "time_strict.png"} <= names
+    assert not any(n.startswith("forest_") and n.endswith(".png") for n in names)  # one SVG per metric, not per policy
     page = (tmp_path / "report.html").read_text()
     assert "<script" not in page and re.search(r"src=\"(?!data:)", page) is None  # nothing fetched
     assert page.count("data:image/png;base64,") == sum(n.endswith(".png") for n in names)
+    assert page.count("data:image/svg+xml;base64,") == sum(n.endswith(".svg") for n in names)
     markdown = (tmp_path / "report.md").read_text()
     for name in names - {"report.html", "report.md"}:
         assert f"]({name})" in markdown
@@ -68,6 +72,22 @@ def test_forest_plots_leave_out_segments_below_min_rows(result) -> None:  # noqa
     assert rows["segment"][0] == "ALL"
     assert (rows.filter(pl.col("segment") != "ALL")["rows"] >= 5_000).all()
     assert forest_rows(result.results, "net_value", policy="strict").height > rows.height
+
+
+def test_forest_figures_have_a_panel_per_candidate_with_all_and_the_largest_moves(result, report) -> None:  # noqa: ANN001
+    forest = next(s for s in report.sections if s.id == "forest")
+    assert [f.name for f in forest.figures] == ["forest_net_value.svg", "forest_fraud_rate_bps.svg",
+                                                "forest_auth_rate.svg"]
+    svg = ElementTree.fromstring(forest.figures[0].png)  # well-formed SVG
+    texts = ["".join(t.itertext()) for t in svg.iter(f"{SVG}text")]
+    titles = [t for t in texts if t.endswith("largest moves")]
+    assert [t.split(":")[0] for t in titles] == ["strict", "lax"]  # the candidates, not the logging policy
+    floor = max(1_000, int(0.01 * 20_000))  # the report's default min_rows
+    labels = [t.get("text-anchor") == "end" and "".join(t.itertext()) for t in svg.iter(f"{SVG}text")]
+    expected = [forest_rows(result.results, "net_value", policy=p, top=20, min_rows=floor)["segment"].to_list()
+                for p in ("strict", "lax")]
+    assert [label for label in labels if label] == expected[0] + expected[1]  # ALL first, then by |delta|
+    assert expected[0][0] == "ALL" and len(expected[0]) > 1
 
 
 def test_a_sign_flip_between_windows_is_called_out() -> None:

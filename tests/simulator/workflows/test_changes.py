@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import polars.testing
 import pytest
 
 from simulator.config import parse_config
@@ -123,6 +124,16 @@ def test_counts_are_the_logs_and_segments_add_up(local, rowgroups: Path) -> None
         parts = counts.filter(pl.col("segmentation") == segmentation).group_by("from_action", "to_action").agg(
             pl.col("rows").sum(), pl.col("volume").sum()).sort("from_action", "to_action")
         assert parts["rows"].to_list() == expected["rows"].to_list()
+
+
+def test_run_frame_computes_changes_once_when_read_and_equal_to_runs(local, rowgroups: Path) -> None:
+    """`run` finalizes the changes with the results (sharing their totals); `run_frame` when they are read."""
+    frame = run_frame(parse_config(CONFIG), pl.read_parquet(rowgroups))
+    assert "changes" not in vars(frame)  # not computed yet (a cached property)
+    first = frame.changes
+    assert frame.changes is first
+    assert "changes_s" in local.timings
+    pl.testing.assert_frame_equal(first, local.changes, check_exact=False, rel_tol=1e-12)  # shards: sums reassociate
 
 
 def test_every_segment_gets_its_transitions(local) -> None:
