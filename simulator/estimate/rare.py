@@ -12,8 +12,13 @@ auth ~ Bernoulli(p_A) and fraud ~ Bernoulli(p_F) (fraud only on authorized
 payments: p_F = p_A · q), each shrunk by half an event (Jeffreys:
 p_A = (authorized + ½)/(explored + 1), q = (frauds + ½)/(authorized + 1)), and the
 amount's moments taken from every row of the stratum (amounts are known for
-all rows), its second moment at least the segment's shape E[A²]/E[A]² times the
-stratum's mean squared. Then
+all rows), its second moment pulled up towards the segment's shape
+E[A²]/E[A]² times the stratum's mean squared with the weight of `TAIL_PRIOR`
+rows (a few rows understate a heavy tail; thousands do not). Authorisation is
+not independent of the amount (issuers decline large payments more): the
+authorisation part takes the amounts of approved payments, the stratum's
+moments times their ratio among the explored rows (`_approved_amounts`, shrunk
+to 1 with `APPROVED_PRIOR` approved rows). Then
 
     floor = N² / m · Var_model(y)
 
@@ -169,12 +174,14 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
         mean = np.nan_to_num(divide(totals.total(part.amount), rows))
         square = np.nan_to_num(divide(totals.cross(part.amount, part.amount), rows))
         tail, fraud_mean, fraud_square = segment_amounts()
-        square = np.maximum(square, mean**2 * tail)
+        # a few rows understate a heavy tail: the segment's shape, weighted as TAIL_PRIOR rows against the stratum's
+        square = np.maximum(square, (rows * square + TAIL_PRIOR * mean**2 * tail) / (rows + TAIL_PRIOR))
         trials = explored + 1.0
         authorized = totals.total(part.authorized)
         p_auth = (authorized + 0.5) / trials
         p_fraud = p_auth * (totals.total(part.events) + 0.5) / (authorized + 1.0)  # fraud only on authorized payments
-        moments = _Moments(mean, square)
+        first, second = _approved_amounts(part, totals)
+        moments = _Moments(mean * first, square * second)  # the amounts of approved payments
         # ... and, as for any amount, at least the segment's tail shape (a few dozen frauds understate it too)
         fraud = _Moments(np.maximum(mean, fraud_mean), np.maximum(np.maximum(square, fraud_square), fraud_mean**2 * tail))
         authorisation, fraud_part = moments.bernoulli(p_auth, shape.a0, shape.a1), fraud.bernoulli(p_fraud, shape.f0, shape.f1)
@@ -190,6 +197,31 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
         return size**2 / np.maximum(explored, 1.0) * np.maximum(variance, 0.0)
 
     return compute
+
+
+TAIL_PRIOR = 100.0  # rows of the stratum at which its own amounts' second moment gets half its weight
+APPROVED_PRIOR = 50.0  # approved explored rows at which their amounts' ratio to all amounts gets half its weight
+
+
+def _approved_amounts(part: HajekPart, totals: Totals) -> tuple[np.ndarray, np.ndarray]:
+    """How much larger the first and second moments of the amount are among approved payments than among all.
+
+    Issuers decline large payments more (and fraud-prone ones), so approved amounts are lighter-tailed than the
+    stratum's: taking approval independent of the amount overstates the authorisation part by up to 2×
+    (docs/estimation.md). Read off the part's explored rows, whose approvals are observed, as ratios of
+    authorised-row to all-row moments, shrunk towards 1 (independence) when few approved rows show them.
+    """
+    counted = part.explored.stratum
+    amount, approved = stratum_term("amount", counted), stratum_term("authorized_volume", counted)
+    rows, approvals = totals.total(stratum_term("one", counted)), totals.total(stratum_term("authorized", counted))
+    weight = approvals / (approvals + APPROVED_PRIOR)
+    out = []
+    for approved_moment, all_moment in ((totals.total(approved), totals.total(amount)),
+                                        (totals.cross(approved, amount), totals.cross(amount, amount))):
+        ratio = np.nan_to_num(divide(divide(approved_moment, approvals), divide(all_moment, rows)), nan=1.0,
+                              posinf=1.0, neginf=1.0)
+        out.append(1.0 + weight * (ratio - 1.0))
+    return out[0], out[1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -236,8 +236,10 @@ def needed_sums(plan: Plan) -> Needs:
     linear |= {(ONE, "one"), (ONE, "amount")}
     if plan.stratified:
         # the rare-event floor's counts (`simulator.estimate.rare`), whichever metrics the action set keeps
-        linear |= {(ONE, v) for v in (*RARE.values(), "fraud_volume", "authorized", "mature_authorized")}
-        strata_quadratic |= {(ONE, ONE, "amount*amount"), (ONE, ONE, "amount*fraud_volume")}
+        linear |= {(ONE, v) for v in (*RARE.values(), "fraud_volume", "authorized", "mature_authorized",
+                                      "authorized_volume")}
+        strata_quadratic |= {(ONE, ONE, product(a, b)) for a, b in
+                             (("amount", "amount"), ("amount", "fraud_volume"), ("amount", "authorized_volume"))}
     design: set[tuple[str, str, str]] = set()
     if plan.finite:
         design = {q for q in quadratic | strata_quadratic if ONE not in q[:2]}
