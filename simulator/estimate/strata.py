@@ -43,9 +43,9 @@ import numpy as np
 
 from simulator.estimate.estimators import snipw_global
 from simulator.estimate.linearised import Estimate, Gradient, divide
-from simulator.model.value import SumMetric, ValueSet, Weighting
+from simulator.model.value import SumMetric, ValueSet, Weighting, reads_any
 from simulator.plan.moments import Term, stratum_term
-from simulator.schema import BLOCK
+from simulator.schema import AUTHORIZED, BLOCK, DISPUTE_LOST, FRAUD_DISPUTE
 from simulator.stats.units import PATTERNS, value_table
 from simulator.plan.strata import (
     Members,
@@ -246,8 +246,31 @@ class Outcomes:
 
 @lru_cache(maxsize=256)
 def outcomes(values: ValueSet, actions: tuple[str, ...], action: int, value: str) -> Outcomes:
-    """How a value depends on the outcome under an action (see `Outcomes`); all 0 for a row value (no floor)."""
-    table = np.nan_to_num(value_table(values, actions)[action, :, values.names.index(value)])  # (patterns, 2)
-    declined, authorized, lost = table[0b1000], table[0b1001], table[0b1111]  # mature: + authorized, + fraud, + lost
+    """How a value depends on the outcome under an action (see `Outcomes`).
+
+    A value without a table (`ValueSet.untabulated`) takes the shape fitted on the data's rows
+    (`ValueSet.fitted`), all 0 (no floor) when none was fitted; an outcome no row logged with the
+    action shows moves it by nothing.
+    """
+    if value not in values.untabulated:
+        table = np.nan_to_num(value_table(values, actions)[action, :, values.names.index(value)])  # (patterns, 2)
+        return _moves(table[0b1000], table[0b1001], table[0b1111])  # mature: + authorized, + fraud, + lost
+    fitted = dict(values.fitted).get(value)
+    if fitted is None:
+        return Outcomes(0.0, 0.0, 0.0, 0.0)
+    table = np.asarray(fitted).reshape(len(actions), -1, 2)[action]
+    declined, authorized, lost = table[0b1000], table[0b1001], table[0b1111]
+    authorized = np.where(np.isnan(authorized), declined, authorized)
+    declined, lost = np.where(np.isnan(declined), authorized, declined), np.where(np.isnan(lost), authorized, lost)
+    # an expression that does not read an outcome does not move with it (whatever else its rows differ in)
+    if not reads_any(values, value, frozenset({AUTHORIZED})):
+        declined = authorized
+    if not reads_any(values, value, frozenset({FRAUD_DISPUTE, DISPUTE_LOST})):
+        lost = authorized
+    return _moves(*(np.nan_to_num(x) for x in (declined, authorized, lost)))
+
+
+def _moves(declined: np.ndarray, authorized: np.ndarray, lost: np.ndarray) -> Outcomes:
+    """`Outcomes` from a value's c0, c1 when declined, approved, and approved then lost to fraud."""
     return Outcomes(a0=float(authorized[0] - declined[0]), a1=float(authorized[1] - declined[1]),
                     f0=float(lost[0] - authorized[0]), f1=float(lost[1] - authorized[1]))

@@ -321,7 +321,8 @@ class ValueSet:
     value that reads only the action, the amount and the outcomes is *tabulable*: its table
     holds unless the data shows a row where it does not (an amount tier, say); the shards check
     every row, and `unverified` lists those the data contradicted
-    (`simulator.stats.shard.verified_plan`). Other row values get no shape: t intervals only.
+    (`simulator.stats.shard.verified_plan`). Other row values have no table: t intervals, and for
+    the rare-event floor only, the shape `fitted` on the data's rows (`simulator.stats.shapes`).
     """
 
     model: ValueModel
@@ -329,6 +330,8 @@ class ValueSet:
     sums: tuple[SumMetric, ...] = SUM_METRICS
     ratios: tuple[RatioMetric, ...] = RATIO_METRICS
     unverified: frozenset[str] = frozenset()
+    # per row value, its (actions, patterns, 2) c0, c1 fitted on the data's rows, flattened (`simulator.stats.shapes`)
+    fitted: tuple[tuple[str, tuple[float, ...]], ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -465,11 +468,16 @@ def _tabulable(values: ValueSet) -> frozenset[str]:
 
 def reads_labels(values: ValueSet, name: str) -> bool:
     """Whether a value column reads the fraud label or its maturity, directly or through other values."""
+    return reads_any(values, name, _FRAUD_READERS)
+
+
+def reads_any(values: ValueSet, name: str, columns: frozenset[str]) -> bool:
+    """Whether a value column reads any of `columns` (data columns or values), directly or through other values."""
     reads_of = _reads_of(values)
     seen, stack = {name}, [name]
     while stack:
         for dep in reads_of[stack.pop()]:
-            if dep in _FRAUD_READERS:
+            if dep in columns:
                 return True
             if dep in reads_of and dep not in seen:
                 seen.add(dep)
