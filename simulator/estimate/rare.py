@@ -50,8 +50,10 @@ import numpy as np
 
 from simulator.estimate.linearised import Estimate, divide
 from simulator.estimate.strata import HajekPart, Outcomes, outcomes
+from simulator.model.value import OUTCOMES, counterfactual_column
 from simulator.plan.moments import Term, stratum_term
 from simulator.plan.strata import Stratum
+from simulator.schema import BLOCK
 
 if TYPE_CHECKING:
     from simulator.estimate.totals import Totals
@@ -145,7 +147,8 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
         explored = totals.total(part.explored)
         shape = outcomes(plan.values, plan.actions, part.action, part.value)
         floor = _floor(part, shape, size, explored, totals)
-        events = totals.total(part.events) if shape.fraud else np.full_like(within, np.inf)
+        moves = _moves_with_fraud(part, shape)
+        events = np.where(moves, totals.total(part.events), np.inf) if np.any(moves) else np.full_like(within, np.inf)
         ess = np.nan_to_num(divide(norm**2, totals.cross(part.norm, part.norm)))
         unseen = (size > 0) & (explored <= 0)
         memo[part] = PartDiagnostics(within=within, floor=floor, explored=explored, events=events, ess=ess, unseen=unseen)
@@ -168,6 +171,9 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
                 np.nan_to_num(divide(totals.cross(amount, fraud_amount), frauds)))
 
     def _floor(part: HajekPart, shape: Outcomes, size: np.ndarray, explored: np.ndarray, totals: Totals) -> np.ndarray:
+        if shape.per_row:
+            variance = _per_row_variance(part, totals, explored)
+            return size**2 / np.maximum(explored, 1.0) * np.maximum(variance, 0.0)
         if not (shape.fraud or shape.a0 or shape.a1):
             return np.zeros_like(size)
         rows = totals.total(_rows(part))
@@ -195,6 +201,60 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
                 p_fraud * fraud.product(shape.a0, shape.a1, shape.f0, shape.f1)
                 - p_auth * p_fraud * moments.first(shape.a0, shape.a1) * fraud.first(shape.f0, shape.f1))
         return size**2 / np.maximum(explored, 1.0) * np.maximum(variance, 0.0)
+
+    def _moves_with_fraud(part: HajekPart, shape: Outcomes) -> np.ndarray | bool:
+        """Whether the value moves with fraud under the part's action: from its table, or for a value without
+        one, whether its rows' values when lost differ from when approved (liability shift: a challenge's do not)."""
+        if not shape.per_row or not shape.fraud:
+            return shape.fraud
+        action, everyone = plan.actions[part.action], Stratum(())
+        sums = [totals.total(stratum_term(counterfactual_column(part.value, action, o, squared=q), everyone))
+                for q in (False, True) for o in ("approved", "lost")]
+        return ~(np.isclose(sums[0], sums[1], rtol=1e-12, atol=0.0) & np.isclose(sums[2], sums[3], rtol=1e-12, atol=0.0))
+
+    def _per_row_variance(part: HajekPart, totals: Totals, explored: np.ndarray) -> np.ndarray:
+        """Var(y) of a value without a table over the stratum's rows, each row's value known under every outcome.
+
+        With approval at p_A and fraud at p_F (as for a table's value; none after a block), a row's value is its
+        declined, approved or lost counterpart with probabilities 1 − p_A, p_A − p_F and p_F: the mean over the
+        stratum's rows of Σ_o P(o)·v_o² minus the square of the mean of Σ_o P(o)·v_o. For the finite
+        estimand only the unexplored rows' outcomes are unknown (the factor 1 − m/N).
+
+        A few rows understate a heavy tail, and a value that only some rows carry (one brand's volume)
+        can be 0 on all of a small stratum's rows: each outcome's moments are pulled towards the
+        segment's, per unit of the stratum's amount and squared amount (its second moment pulled towards
+        the segment's shape), with the weight of `TAIL_PRIOR` rows, as for a table's amounts.
+        """
+        stratum, action = Stratum(_rows(part).stratum.members), plan.actions[part.action]  # type: ignore[union-attr]
+        rows = totals.total(_rows(part))
+        authorized = totals.total(part.authorized)
+        p_auth = (authorized + 0.5) / (explored + 1.0)
+        p_fraud = p_auth * (totals.total(part.events) + 0.5) / (authorized + 1.0)
+        chance = {"declined": 1.0 - p_auth, "approved": p_auth - p_fraud, "lost": p_fraud}
+        if action == BLOCK:  # no outcome follows a block: the value is each row's declined one
+            chance = {"declined": np.ones_like(p_auth), "approved": np.zeros_like(p_auth), "lost": np.zeros_like(p_auth)}
+        tail = segment_amounts()[0]
+        everyone = Stratum(())
+        amount, segment_amount = part.amount, stratum_term("amount", everyone)
+        amount_mean = np.nan_to_num(divide(totals.total(amount), rows))
+        amount_square = np.nan_to_num(divide(totals.cross(amount, amount), rows))
+        pulled = np.maximum(amount_square, amount_mean**2 * tail)  # the prior's amounts: the segment's shape at least
+        weight = rows / (rows + TAIL_PRIOR)
+
+        def moment(outcome: str, squared: bool) -> np.ndarray:
+            column = counterfactual_column(part.value, action, outcome, squared=squared)
+            own = np.nan_to_num(divide(totals.total(stratum_term(column, stratum)), rows))
+            per_amount = np.nan_to_num(divide(totals.total(stratum_term(column, everyone)),
+                                              totals.cross(segment_amount, segment_amount) if squared
+                                              else totals.total(segment_amount)))
+            return weight * own + (1.0 - weight) * per_amount * (pulled if squared else amount_mean)
+
+        first = sum(chance[o] * moment(o, False) for o in OUTCOMES)
+        second = sum(chance[o] * moment(o, True) for o in OUTCOMES)
+        variance = second - first**2
+        if plan.finite:
+            variance = variance * np.clip(1.0 - np.nan_to_num(divide(explored, totals.total(part.size))), 0.0, 1.0)
+        return variance
 
     return compute
 

@@ -321,8 +321,9 @@ class ValueSet:
     value that reads only the action, the amount and the outcomes is *tabulable*: its table
     holds unless the data shows a row where it does not (an amount tier, say); the shards check
     every row, and `unverified` lists those the data contradicted
-    (`simulator.stats.shard.verified_plan`). Other row values have no table: t intervals, and for
-    the rare-event floor only, the shape `fitted` on the data's rows (`simulator.stats.shapes`).
+    (`simulator.stats.shard.verified_plan`). Other row values have no table: t intervals, and a
+    rare-event floor read from each row's value under every action and outcome
+    (`counterfactual_columns`, `simulator.estimate.rare`).
     """
 
     model: ValueModel
@@ -330,8 +331,6 @@ class ValueSet:
     sums: tuple[SumMetric, ...] = SUM_METRICS
     ratios: tuple[RatioMetric, ...] = RATIO_METRICS
     unverified: frozenset[str] = frozenset()
-    # per row value, its (actions, patterns, 2) c0, c1 fitted on the data's rows, flattened (`simulator.stats.shapes`)
-    fitted: tuple[tuple[str, tuple[float, ...]], ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -483,6 +482,22 @@ def reads_any(values: ValueSet, name: str, columns: frozenset[str]) -> bool:
                 seen.add(dep)
                 stack.append(dep)
     return False
+
+
+# What the rare-event floor of a value without a table evaluates it at: (authorized, fraud_dispute, dispute_lost)
+OUTCOMES: dict[str, tuple[bool, bool, bool]] = {"declined": (False, False, False), "approved": (True, False, False),
+                                                "lost": (True, True, True)}
+
+
+def counterfactual_column(value: str, action: str, outcome: str, *, squared: bool = False) -> str:
+    """The row value `value` as it would be under `action` and `outcome` (mature), or its square."""
+    return f"{'cf2' if squared else 'cf'}:{value}@{action}:{outcome}"
+
+
+def counterfactual_columns(values: ValueSet, actions: tuple[str, ...]) -> tuple[str, ...]:
+    """Every counterfactual column of every row value (`counterfactual_column`): what the shards sum for the floor."""
+    return tuple(counterfactual_column(v, a, o, squared=sq) for v in values.names if v in values.row_values
+                 for a in actions for o in OUTCOMES for sq in (False, True))
 
 
 def has_blocks(actions: tuple[str, ...]) -> bool:

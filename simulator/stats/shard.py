@@ -20,7 +20,6 @@ from simulator.stats.binned import BinnedAccumulator
 from simulator.stats.changes import Examples, changing, memberships, merge_examples, shard_examples, transition_sums
 from simulator.stats.bootstrap import Replicates, replicate_sums
 from simulator.stats.cells import Grouping, group_rows, group_sum
-from simulator.stats.shapes import fitted_shapes, shape_sums
 from simulator.errors import PolicysimError
 from simulator.plan.moments import (
     INV_P,
@@ -40,8 +39,8 @@ from simulator.plan.moments import (
 )
 from simulator.plan.compiled import Plan
 from simulator.schema import ACTION, ALLOW, AMOUNT, BLOCK, PROPENSITY, logging_prob_column
-from simulator.stats.units import (RowValues, Units, build_units, contradicted, development_codes, outcome_pattern,
-                                   row_values, unit_values)
+from simulator.stats.units import (RowValues, Units, build_units, contradicted, counterfactual_values, development_codes,
+                                   outcome_pattern, row_values, unit_values)
 from simulator.model.direct import model_keys
 from simulator.plan.direct_terms import direct_values, mixed_value, predicted_value
 from simulator.model.value import Weighting, has_blocks
@@ -72,14 +71,12 @@ class Stats:
     """Sufficient statistics of some rows: per-cell sums, bootstrap replicate totals and example payments.
 
     `examples`: the largest payments that change decision (`simulator.stats.changes`), when the plan asks.
-    `shapes`: the sums that fit how row values move with the amount and outcome (`simulator.stats.shapes`).
     """
 
     cells: pl.DataFrame
     replicates: Replicates | None
     rows: int
     examples: Examples | None = None
-    shapes: np.ndarray | None = None
 
     @staticmethod
     def empty() -> Stats:
@@ -120,9 +117,8 @@ def merge_all(parts: Sequence[Stats]) -> Stats:
     for part in parts:
         replicates = _merge_optional(replicates, part.replicates)
     examples = merge_examples([p.examples for p in parts if p.examples is not None])
-    shapes = [p.shapes for p in parts if p.shapes is not None]
     return Stats(cells=pl.DataFrame([out[c] for c in columns]), replicates=replicates, rows=sum(p.rows for p in parts),
-                 examples=examples, shapes=np.sum(shapes, axis=0) if shapes else None)
+                 examples=examples)
 
 
 def _is_key(column: str) -> bool:
@@ -246,6 +242,8 @@ def _layout(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str
     develop = None if plan.development is None else development_codes(batch, pattern, plan.development)
     weight = None if plan.development is None else plan.development.weight_expr()
     rows_evaluated = row_values(batch, plan.values, plan.cutoff, weight)
+    if rows_evaluated is not None and plan.stratified:  # the rare-event floor of values without a table
+        rows_evaluated = rows_evaluated.plus(counterfactual_values(batch, plan.values, plan.actions, plan.cutoff, weight))
     units = build_units(batch, prefix, action, pattern, _logged_block(batch, plan), dm_bin, per_row=bool(plan.per_row),
                         develop=develop)
     first = units.grouping.first
@@ -423,20 +421,15 @@ def _contradictions(plan: Plan, layout: _Layout, action: np.ndarray, amount: np.
 
 
 def verified_plan(plan: Plan, stats: Stats) -> Plan:
-    """The plan whose value set knows which tabulable values the data contradicted (`ValueSet.unverified`)
-    and the shape of every row value fitted on the rows (`ValueSet.fitted`, `simulator.stats.shapes`).
+    """The plan whose value set knows which tabulable values the data contradicted (`ValueSet.unverified`).
 
-    Estimators read a value's shape from its table only where every row of the data agreed with it,
-    and the rare-event floor the fitted shape where it did not or there is no table.
+    Estimators read a value's shape from its table only where every row of the data agreed with it.
     """
-    values = plan.values
-    if stats.shapes is not None:
-        names = tuple(n for n in values.names if n in values.row_values)  # `row_values`' order
-        values = replace(values, fitted=fitted_shapes(stats.shapes, names, len(plan.actions)))
-    if values.tabulable and not stats.cells.is_empty():
-        values = replace(values, unverified=frozenset(
-            v for v in values.tabulable if gap_column(v) in stats.cells.columns and stats.cells[gap_column(v)].max() > 0))
-    return plan if values == plan.values else replace(plan, values=values)
+    if not plan.values.tabulable or stats.cells.is_empty():
+        return plan
+    wrong = frozenset(v for v in plan.values.tabulable
+                      if gap_column(v) in stats.cells.columns and stats.cells[gap_column(v)].max() > 0)
+    return replace(plan, values=replace(plan.values, unverified=wrong))
 
 
 def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
@@ -481,7 +474,4 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
                                     layout.finest, layout.segs, sink=binned)
         if binned is not None:
             replicates = replace(replicates, binned=binned.result())
-    shapes = None if layout.rows is None or not plan.stratified else \
-        shape_sums(units, layout.rows, amount, len(plan.actions))  # the floor's shape of values without a table
-    return Stats(cells=frame.sort(list(layout.keys)), replicates=replicates, rows=batch.height, examples=examples,
-                 shapes=shapes)
+    return Stats(cells=frame.sort(list(layout.keys)), replicates=replicates, rows=batch.height, examples=examples)

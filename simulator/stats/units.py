@@ -33,6 +33,7 @@ from simulator.schema import (
     ACTION,
     AMOUNT,
     AUTHORIZED,
+    BLOCK,
     CREATED_AT,
     DISPUTE_LOST,
     FRAUD_DISPUTE,
@@ -40,7 +41,7 @@ from simulator.schema import (
     TRANSACTION_ID,
 )
 from simulator.errors import InvalidData
-from simulator.model.value import ValueSet
+from simulator.model.value import OUTCOMES, ValueSet, counterfactual_columns
 
 if TYPE_CHECKING:
     from simulator.model.maturity import Development
@@ -119,6 +120,12 @@ class RowValues:
     def column(self, name: str) -> np.ndarray:
         return self.values[:, self.names.index(name)]
 
+    def plus(self, other: RowValues | None) -> RowValues:
+        """Both sets of columns, side by side."""
+        if other is None:
+            return self
+        return RowValues(self.names + other.names, np.hstack([self.values, other.values]))
+
 
 def row_values(batch: pl.DataFrame, values: ValueSet, cutoff: datetime | None,
                develop: pl.Expr | None) -> RowValues | None:
@@ -133,6 +140,39 @@ def row_values(batch: pl.DataFrame, values: ValueSet, cutoff: datetime | None,
     actual = values.evaluate(batch, cutoff, develop=develop, names=names).to_numpy().astype(np.float64)
     _check_finite(batch, values, names, actual)
     return RowValues(names, actual)
+
+
+def counterfactual_values(batch: pl.DataFrame, values: ValueSet, actions: tuple[str, ...],
+                          cutoff: datetime | None, develop: pl.Expr | None) -> RowValues | None:
+    """Every row value of every row as it would be under each action and outcome, and its square
+    (`simulator.model.value.counterfactual_columns`): the rare-event floor of a value without a table.
+
+    A value written as SQL may read any column (cost by card funding, volume of one brand), so how
+    it moves with approval and fraud differs row by row; the floor (`simulator.estimate.rare`) reads
+    these sums over a stratum's rows instead of a table's c0 + c1·amount. Evaluated as mature rows
+    with the raw fraud label, except under a block, whose only outcome (declined) is each row's
+    value as it stands (its own maturity): the stratified estimator's exact value of a block
+    (`simulator.estimate.strata.stratum_value`). Where an expression is not finite under an outcome
+    the row never had (a division by the authorisation, say), that outcome adds nothing to the floor.
+    """
+    names = tuple(n for n in values.names if n in values.row_values)
+    if not names:
+        return None
+    columns = []
+    kind = batch.schema[ACTION]
+    for action in actions:
+        for authorized, fraud, lost in OUTCOMES.values():
+            frame = batch.with_columns(pl.lit(action).cast(kind).alias(ACTION), pl.lit(authorized).alias(AUTHORIZED),
+                                       pl.lit(fraud).alias(FRAUD_DISPUTE), pl.lit(lost).alias(DISPUTE_LOST))
+            as_it_stands = action == BLOCK and not authorized
+            evaluated = values.evaluate(frame, cutoff, mature=None if as_it_stands else pl.lit(1.0),
+                                        develop=develop if as_it_stands else None, names=names).to_numpy()
+            evaluated = evaluated.astype(np.float64)
+            columns.append(np.nan_to_num(evaluated, nan=0.0, posinf=0.0, neginf=0.0))
+    stacked = np.stack(columns, axis=1)  # (rows, actions × outcomes, names)
+    order = counterfactual_columns(values, actions)  # per name, action, outcome: the value, then its square
+    out = np.stack([stacked, stacked**2], axis=-1).transpose(0, 2, 1, 3).reshape(batch.height, -1)
+    return RowValues(order, out)
 
 
 def contradicted(values: ValueSet, actions: tuple[str, ...], rows: RowValues, action: np.ndarray, pattern: np.ndarray,
