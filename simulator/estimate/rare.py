@@ -249,8 +249,11 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
                                               else totals.total(segment_amount)))
             return weight * own + (1.0 - weight) * per_amount * (pulled if squared else amount_mean)
 
-        first = sum(chance[o] * moment(o, False) for o in OUTCOMES)
-        second = sum(chance[o] * moment(o, True) for o in OUTCOMES)
+        # approved payments are lighter-tailed than all (issuers decline large ones more): as for a table's value,
+        # the approved and lost outcomes' moments take the explored rows' ratio of approved to all amounts
+        ratio = dict(zip((False, True), _approved_amounts(part, totals), strict=True))
+        first = sum(chance[o] * moment(o, False) * (1.0 if o == "declined" else ratio[False]) for o in OUTCOMES)
+        second = sum(chance[o] * moment(o, True) * (1.0 if o == "declined" else ratio[True]) for o in OUTCOMES)
         variance = second - first**2
         if plan.finite:
             variance = variance * np.clip(1.0 - np.nan_to_num(divide(explored, totals.total(part.size))), 0.0, 1.0)
