@@ -494,10 +494,15 @@ def counterfactual_column(value: str, action: str, outcome: str, *, squared: boo
     return f"{'cf2' if squared else 'cf'}:{value}@{action}:{outcome}"
 
 
+def counterfactual_outcomes(action: str) -> tuple[str, ...]:
+    """The outcomes that can follow an action: none but declined after a block."""
+    return ("declined",) if action == BLOCK else tuple(OUTCOMES)
+
+
 def counterfactual_columns(values: ValueSet, actions: tuple[str, ...]) -> tuple[str, ...]:
     """Every counterfactual column of every row value (`counterfactual_column`): what the shards sum for the floor."""
     return tuple(counterfactual_column(v, a, o, squared=sq) for v in values.names if v in values.row_values
-                 for a in actions for o in OUTCOMES for sq in (False, True))
+                 for a in actions for o in counterfactual_outcomes(a) for sq in (False, True))
 
 
 def has_blocks(actions: tuple[str, ...]) -> bool:

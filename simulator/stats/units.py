@@ -41,7 +41,7 @@ from simulator.schema import (
     TRANSACTION_ID,
 )
 from simulator.errors import InvalidData
-from simulator.model.value import OUTCOMES, ValueSet, counterfactual_columns
+from simulator.model.value import OUTCOMES, ValueSet, counterfactual_column, counterfactual_outcomes, maturity_mask
 
 if TYPE_CHECKING:
     from simulator.model.maturity import Development
@@ -114,17 +114,21 @@ class RowValues:
     values: a unit's sums of them are sums over its rows (`simulator.stats.shard`).
     """
 
-    names: tuple[str, ...]
-    values: np.ndarray  # (rows, names)
+    columns: dict[str, np.ndarray]  # name -> (rows,) contiguous
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.columns)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.columns
 
     def column(self, name: str) -> np.ndarray:
-        return self.values[:, self.names.index(name)]
+        return self.columns[name]
 
     def plus(self, other: RowValues | None) -> RowValues:
         """Both sets of columns, side by side."""
-        if other is None:
-            return self
-        return RowValues(self.names + other.names, np.hstack([self.values, other.values]))
+        return self if other is None else RowValues(self.columns | other.columns)
 
 
 def row_values(batch: pl.DataFrame, values: ValueSet, cutoff: datetime | None,
@@ -139,7 +143,7 @@ def row_values(batch: pl.DataFrame, values: ValueSet, cutoff: datetime | None,
         return None
     actual = values.evaluate(batch, cutoff, develop=develop, names=names).to_numpy().astype(np.float64)
     _check_finite(batch, values, names, actual)
-    return RowValues(names, actual)
+    return RowValues({name: np.ascontiguousarray(actual[:, j]) for j, name in enumerate(names)})
 
 
 def counterfactual_values(batch: pl.DataFrame, values: ValueSet, actions: tuple[str, ...],
@@ -158,21 +162,34 @@ def counterfactual_values(batch: pl.DataFrame, values: ValueSet, actions: tuple[
     names = tuple(n for n in values.names if n in values.row_values)
     if not names:
         return None
-    columns = []
-    kind = batch.schema[ACTION]
-    for action in actions:
-        for authorized, fraud, lost in OUTCOMES.values():
-            frame = batch.with_columns(pl.lit(action).cast(kind).alias(ACTION), pl.lit(authorized).alias(AUTHORIZED),
-                                       pl.lit(fraud).alias(FRAUD_DISPUTE), pl.lit(lost).alias(DISPUTE_LOST))
-            as_it_stands = action == BLOCK and not authorized
-            evaluated = values.evaluate(frame, cutoff, mature=None if as_it_stands else pl.lit(1.0),
-                                        develop=develop if as_it_stands else None, names=names).to_numpy()
-            evaluated = evaluated.astype(np.float64)
-            columns.append(np.nan_to_num(evaluated, nan=0.0, posinf=0.0, neginf=0.0))
-    stacked = np.stack(columns, axis=1)  # (rows, actions × outcomes, names)
-    order = counterfactual_columns(values, actions)  # per name, action, outcome: the value, then its square
-    out = np.stack([stacked, stacked**2], axis=-1).transpose(0, 2, 1, 3).reshape(batch.height, -1)
-    return RowValues(order, out)
+    # as mature rows, but a block's as it stands (its own maturity and label weight)
+    as_mature = pl.col(_AS_MATURE) > 0
+    mature = pl.when(as_mature).then(pl.lit(1.0)).otherwise(maturity_mask(cutoff))
+    weight = None if develop is None else pl.when(as_mature).then(pl.lit(1.0)).otherwise(develop)
+    read = set(values.reads()) | {ACTION, AMOUNT, AUTHORIZED, FRAUD_DISPUTE, DISPUTE_LOST}
+    read |= {c for e in (mature, weight) if e is not None for c in e.meta.root_names()}
+    narrow, kind = batch.select(sorted(read & set(batch.columns))), batch.schema[ACTION]
+    cases = [(action, outcome) for action in actions for outcome in counterfactual_outcomes(action)]
+    stacked = []  # every case's rows one after the other: one evaluation of the value model, not one per case
+    for action, outcome in cases:
+        authorized, fraud, lost = OUTCOMES[outcome]
+        stacked.append(narrow.with_columns(
+            pl.lit(action).cast(kind).alias(ACTION), pl.lit(authorized).alias(AUTHORIZED), pl.lit(fraud).alias(FRAUD_DISPUTE),
+            pl.lit(lost).alias(DISPUTE_LOST), pl.lit(float(action != BLOCK)).alias(_AS_MATURE)))
+    evaluated = values.evaluate(pl.concat(stacked), cutoff, mature=mature, develop=weight, names=names)
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        column = evaluated[name].to_numpy()
+        if not np.isfinite(column).all():
+            column = np.nan_to_num(column, nan=0.0, posinf=0.0, neginf=0.0)
+        for k, (action, outcome) in enumerate(cases):
+            value = column[k * batch.height:(k + 1) * batch.height]  # contiguous: no copy
+            out[counterfactual_column(name, action, outcome)] = value
+            out[counterfactual_column(name, action, outcome, squared=True)] = value * value
+    return RowValues(out)
+
+
+_AS_MATURE = "__as_mature"
 
 
 def contradicted(values: ValueSet, actions: tuple[str, ...], rows: RowValues, action: np.ndarray, pattern: np.ndarray,
@@ -184,7 +201,7 @@ def contradicted(values: ValueSet, actions: tuple[str, ...], rows: RowValues, ac
     out: dict[str, np.ndarray] = {}
     raw = value_table(values, actions)
     undeveloped = None if weight is None else value_table(values, actions, develop=0.0)
-    for j, name in enumerate(rows.names):
+    for name in rows.names:
         if name not in values.tabulable:
             continue
         k = values.names.index(name)
@@ -193,7 +210,7 @@ def contradicted(values: ValueSet, actions: tuple[str, ...], rows: RowValues, ac
             u = undeveloped[action, pattern, k]
             c = u + weight[:, None] * (c - u)
         expected = c[:, 0] + c[:, 1] * amount
-        actual = rows.values[:, j]
+        actual = rows.column(name)
         scale = np.abs(actual) + np.abs(c[:, 0]) + np.abs(c[:, 1] * amount)
         out[name] = np.abs(actual - expected) > 1e-9 * scale + 1e-12
     return out
