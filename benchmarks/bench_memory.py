@@ -7,6 +7,10 @@ on two sizes and compare: neither peak should grow with the number of rows.
 
     .venv/bin/python benchmarks/bench_memory.py /tmp/bench10m/transactions
     .venv/bin/python benchmarks/bench_memory.py /tmp/bench50m/transactions
+    .venv/bin/python benchmarks/bench_memory.py /tmp/bench10m/transactions --bootstrap 200  # replicates too
+
+With `--bootstrap B` a worker also holds its shard's replicate totals (Σ segments × terms × B floats,
+simulator/stats/bootstrap.py) and the chunk being summed; the driver, the merged replicates.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_run import SEGMENTS, policies  # noqa: E402
+from bench_run import config_table  # noqa: E402
 
 from simulator.config import parse_config  # noqa: E402
 from simulator.data.load import latest_timestamp, open_source, scan_dataset  # noqa: E402
@@ -43,8 +47,9 @@ def shard_with_peak(shard, job):  # type: ignore[no-untyped-def]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
+    parser.add_argument("--bootstrap", type=int, default=0, help="replicates (0: analytic intervals)")
     args = parser.parse_args()
-    config = parse_config({"segments": SEGMENTS, "policies": policies()})
+    config = parse_config(config_table(args.bootstrap))
     schema = config.data.schema()
     source = open_source(args.data, schema)
     scan = scan_dataset(source, schema)

@@ -18,7 +18,8 @@ three. Then, best of `--repeats`:
 
     .venv/bin/policysim generate --rows 10000000 --files 8 --out /tmp/bench10m
     .venv/bin/python benchmarks/bench_run.py /tmp/bench10m/transactions                       # (a)
-    .venv/bin/python benchmarks/bench_run.py /tmp/bench10m/transactions --no-mcc --bootstrap 200  # (b)
+    .venv/bin/python benchmarks/bench_run.py /tmp/bench10m/transactions --bootstrap 200 --no-stages  # (b)
+    .venv/bin/python benchmarks/bench_run.py /tmp/bench10m/transactions --bootstrap 200 --against /tmp/before --repeats 1
 
 `--tree DIR` runs the command and the stages from another checkout of the code
 (an exported older commit, on `PYTHONPATH`), for before/after figures in one run.
@@ -44,9 +45,8 @@ SEGMENTS = {
     "by": [["card_country"], ["card_country", "card_brand"], ["mcc"], ["amount"]],
     "bands": {"amount": {"edges": [0, 10, 50, 200, 1000]}},
 }
-# The earlier config, without `mcc`: with it, `bootstrap = 200` keeps replicates per finest segment
-# (country × brand × mcc × band: 11,414 on 1 M rows) × 1,329 terms × 200 in each shard, 22.6 GiB
-# (simulator/stats/bootstrap.py), so the bootstrap ratio is measured on this one (`--no-mcc`).
+# The earlier config, without `mcc` (`--no-mcc`): the bootstrap's figures before replicate totals were
+# kept per segment were measured on it, as with `mcc` a shard then needed 22.6 GiB (benchmarks/README.md).
 SEGMENTS_NO_MCC = {"by": [["card_country"], ["card_country", "card_brand"], ["amount"]], "bands": SEGMENTS["bands"]}
 
 
@@ -237,7 +237,7 @@ def read_seconds(data: Path, bootstrap: int, estimator: str, mcc: bool = True) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
-    parser.add_argument("--bootstrap", type=int, default=0, help="also time B replicates (with --no-mcc: see SEGMENTS_NO_MCC)")
+    parser.add_argument("--bootstrap", type=int, default=0, help="also time B replicates, against the analytic command")
     parser.add_argument("--estimator", default="snipw")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each command; the best counts")
     parser.add_argument("--tree", type=Path, help="run another checkout's code (on PYTHONPATH), e.g. an older commit")
@@ -251,8 +251,6 @@ def main() -> None:
         sys.path.insert(0, str(args.tree))
     data = args.data.resolve()
     mcc = not args.no_mcc
-    if args.bootstrap and mcc:
-        parser.error("--bootstrap needs --no-mcc: with mcc a shard's replicates take ~23 GiB (see SEGMENTS_NO_MCC)")
     read, columns, rows = read_seconds(data, 0, args.estimator, mcc)
     print(f"rows {rows:,}; {len(columns)} columns ({', '.join(columns)}); polars read {read:.3f} s (best of 3)")
     startup = startup_seconds(args.tree)
@@ -286,6 +284,9 @@ def main() -> None:
 def alternate(data: Path, args: argparse.Namespace, mcc: bool) -> None:
     """This code's command and `args.against`'s, alternately, each next to a read and a start-up of its own.
 
+    With `--bootstrap B`, each tree runs the analytic command and then the one with B replicates, and
+    the ratio of the two is printed per tree and round.
+
     On a shared machine the load moves by 2-3x within minutes: a pair measured back to back is
     the comparison that holds (each ratio to its own read, and the two commands' ratio).
     """
@@ -306,11 +307,17 @@ def alternate(data: Path, args: argparse.Namespace, mcc: bool) -> None:
             for label, tree in trees.items():
                 baseline = min(read() for _ in range(2))
                 startup = startup_seconds(tree)
-                seconds, timings = command_seconds(data, args.bootstrap, tree, args.estimator, Path(tmp), mcc)
-                net = seconds - startup
-                print(f"round {round_ + 1} {label:>7}: read {baseline:.2f} s, start-up {startup:.2f} s, "
-                      f"command {seconds:.2f} s, minus start-up {net:.2f} s = {net / baseline:.1f}x the read; "
-                      + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()), flush=True)
+                nets = []
+                for bootstrap in (0, args.bootstrap) if args.bootstrap else (0,):  # with B: its analytic run too
+                    seconds, timings = command_seconds(data, bootstrap, tree, args.estimator, Path(tmp), mcc)
+                    nets.append(seconds - startup)
+                    print(f"round {round_ + 1} {label:>7} bootstrap={bootstrap}: read {baseline:.2f} s, start-up "
+                          f"{startup:.2f} s, command {seconds:.2f} s, minus start-up {nets[-1]:.2f} s = "
+                          f"{nets[-1] / baseline:.1f}x the read; " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()),
+                          flush=True)
+                if args.bootstrap:
+                    print(f"round {round_ + 1} {label:>7}: bootstrap={args.bootstrap} / analytic = "
+                          f"{nets[1] / nets[0]:.2f}x (target <= 5x)", flush=True)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ class BinnedAccumulator:
     """Builds one shard's `BinnedReplicates` from blocks of per-cell replicate sums.
 
     It takes the per-cell replicate sums of `binned.moments` that
-    `simulator.stats.bootstrap.replicate_sums` hands to its sink, block by block.
+    `simulator.stats.bootstrap.replicate_sums` hands to its sink, a chunk of cell pieces at a time.
     """
 
     def __init__(self, plan: Plan, binned: Binned, grouping: Grouping, cell_codes: Mapping[str, np.ndarray],
@@ -97,17 +97,20 @@ class BinnedAccumulator:
             keys, inverse = np.unique(target, return_inverse=True)
             self.keys.append(keys)
             self.inverse.append(inverse)
-        self.sums = [np.zeros((len(k), plan.bootstrap, len(self.moments))) for k in self.keys]
+        self.sums = [np.zeros((len(k), len(self.moments), plan.bootstrap)) for k in self.keys]  # (keys, moments, B)
 
-    def add(self, lo: int, hi: int, totals: np.ndarray) -> None:
-        """Add cells `lo:hi`'s replicate sums `(hi − lo, replicates, moments)`."""
-        flat = totals.reshape(hi - lo, -1)
+    def add(self, cells: np.ndarray, totals: np.ndarray) -> None:
+        """Add replicate sums `(len(cells), moments, replicates)` over rows of `cells` (a cell may come in parts)."""
+        flat = totals.reshape(len(cells), -1)
         for keys, inverse, sums in zip(self.keys, self.inverse, self.sums, strict=True):
-            member = sparse.csr_matrix((np.ones(hi - lo), (inverse[lo:hi], np.arange(hi - lo))), shape=(len(keys), hi - lo))
+            member = sparse.csr_matrix((np.ones(len(cells)), (inverse[cells], np.arange(len(cells)))),
+                                       shape=(len(keys), len(cells)))
             sums += (member @ flat).reshape(sums.shape)
 
     def result(self) -> BinnedReplicates:
-        return BinnedReplicates(self.moments, self.width, self.outer, tuple(self.labels), tuple(self.keys), tuple(self.sums))
+        """The sums in `BinnedReplicates`' layout, `(keys, replicates, moments)`."""
+        sums = tuple(np.ascontiguousarray(s.transpose(0, 2, 1)) for s in self.sums)
+        return BinnedReplicates(self.moments, self.width, self.outer, tuple(self.labels), tuple(self.keys), sums)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,12 @@ across shards and turns them into percentile intervals.
   policy's observed totals do not vary.
 
 Weights are drawn once per row and shared by every policy, segment and metric:
-rows are summed per cell with one matrix product (`W_cᵀ · M_c`, replicates ×
-moments), and cell totals are combined with the policies' cell coefficients.
+rows are summed per cell in pieces of a few rows (`M_pᵀ · W_p`, moments ×
+replicates, one stacked product per piece size). Each chunk of piece sums is
+summed per (segment, weight class) of every segmentation and weighted by the
+classes' coefficients in one sparse product, so a shard holds its result
+(Σ segments × terms × replicates) and one chunk, never the cross of the
+segmentations (see `replicate_sums`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from scipy import stats as sps
 
 from segments.labels import ALL
 from segments.codes import SegmentCodes
-from simulator.stats.cells import Grouping
+from simulator.stats.cells import Grouping, group_rows
 from simulator.stats.binned import BinnedReplicates
 from simulator.plan.moments import DIRECT, INV_P, ONE, Cells, Term, coefficients, metric_terms, term_basis
 from simulator.plan.compiled import Plan
@@ -102,18 +106,31 @@ class Replicates:
 
 
 def _term_layout(plan: Plan, terms: Sequence[Term]) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """The distinct (basis, value column) moments of `terms`, sorted, and each term's moment index."""
     moments = sorted({(term_basis(t, plan) or "", t.value) for t in terms})
     index = {m: i for i, m in enumerate(moments)}
-    return moments, np.array([index[(term_basis(t, plan) or "", t.value)] for t in terms])
+    return moments, np.array([index[(term_basis(t, plan) or "", t.value)] for t in terms], dtype=np.int64)
 
 
 class CellSink(Protocol):
-    """Takes the per-cell replicate sums of some (basis, value column) moments, block by block."""
+    """Takes per-cell replicate sums of some (basis, value column) moments, part by part."""
 
     moments: tuple[tuple[str, str], ...]
 
-    def add(self, lo: int, hi: int, totals: np.ndarray) -> None:
-        """Cells `lo:hi`'s replicate sums, `(hi − lo, replicates, len(moments))`."""
+    def add(self, cells: np.ndarray, totals: np.ndarray) -> None:
+        """Replicate sums `(len(cells), len(moments), replicates)` over some rows of each of `cells`.
+
+        A cell's rows can come in several parts (ids repeat within and across calls); its parts add up.
+        """
+
+
+_BLOCK_ELEMENTS = 1 << 24  # piece totals (pieces × moments × replicates) held at once: 128 MiB of float64
+_ROW_ELEMENTS = 1 << 23  # replicate weights (rows × replicates) drawn at once: 64 MiB of float64
+# OpenBLAS runs a product on one thread while m·n·k ≤ 2^18. A threaded product hands off to a second
+# thread, which on a loaded machine costs milliseconds: cell-sized products ran at 0.3-0.4 GFMA/s with
+# two threads against 5.9 on one (2-core machine, load ~6). Rows are summed in pieces below the limit.
+_SINGLE_THREAD_PRODUCT = 1 << 18
+_MAX_PIECE = 64  # rows per piece at most, whatever the limit allows
 
 
 def replicate_sums(
@@ -123,78 +140,258 @@ def replicate_sums(
     cells: Cells,
     basis: dict[str, np.ndarray],
     values: dict[str, np.ndarray],
-    finest: Grouping,
     segs: Sequence[SegmentCodes],
     sink: CellSink | None = None,
 ) -> Replicates:
-    """Replicate totals per segment and term for one shard; `sink` also sees per-cell sums of its values."""
+    """Replicate totals per segment and term for one shard; `sink` also sees per-cell sums of its moments.
+
+    Rows are summed per cell in pieces of a few rows (`_pieces`), a chunk of pieces at a time, and each
+    chunk's sums go straight to every segmentation's segments (`_Target.add`). Nothing is kept per finest
+    segment (the cross of the segmentations): memory is the result, Σ segments × terms × replicates
+    floats, plus one chunk.
+    """
     terms = bootstrap_terms(plan)
     moments, moment_of = _term_layout(plan, terms)
     extra = () if sink is None else sink.moments
     moments += sorted(set(extra) - set(moments))
     extra_of = np.array([moments.index(m) for m in extra], dtype=np.int64)
-    matrix = np.empty((batch.height, len(moments)))
+    matrix = _moment_matrix(plan, moments, basis, values, batch.height)
+    weights = _WeightClasses.build(plan, terms, moment_of, len(moments), cells)
+    targets = [_Target.build(np.zeros(grouping.size, dtype=np.int64), (ALL,), weights, plan.bootstrap)]
+    targets = _nest(targets + [_Target.build(seg.codes[grouping.first], seg.labels, weights, plan.bootstrap) for seg in segs])
+    sequence = sorted(range(len(targets)), key=lambda i: (-len(targets[i].labels), i))
+    draw = _Draw(row_keys(batch[TRANSACTION_ID], plan.seed), replicate_multipliers(plan.bootstrap), plan)
+    order = np.argsort(grouping.ids, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(grouping.ids, minlength=grouping.size))])
+    largest = max(1, min(_MAX_PIECE, _SINGLE_THREAD_PRODUCT // (len(moments) * plan.bootstrap)))
+    pieces = _pieces(bounds, largest)
+    for chunk in _chunks(pieces, len(moments) * plan.bootstrap, plan.bootstrap):
+        cell, totals = _piece_totals(pieces, chunk, order, matrix, draw)
+        if sink is not None:
+            sink.add(cell, totals[:, extra_of])
+        _add_chunk(targets, sequence, cell, weights.of_cell[cell], totals)
+    return Replicates(terms=terms, labels=tuple(t.labels for t in targets), values=tuple(t.values for t in targets))
+
+
+def _moment_matrix(plan: Plan, moments: Sequence[tuple[str, str]], basis: dict[str, np.ndarray],
+                   values: dict[str, np.ndarray], rows: int) -> np.ndarray:
+    """(rows, moments): each row's basis × value column; in the design bootstrap, × √(1 − p) (0 for basis ONE)."""
+    matrix = np.empty((rows, len(moments)))
     spread = np.sqrt(np.clip(1.0 - 1.0 / basis[INV_P], 0.0, None)) if plan.finite else None
     for j, (b, v) in enumerate(moments):
         matrix[:, j] = basis[b] * values[v]
         if spread is not None:  # design multiplier bootstrap: (b − 1)·√(1 − p)·z; observed totals are exact
             matrix[:, j] *= spread if b != ONE else 0.0
-    weights = sorted({replace(t, value="one") for t in terms}, key=lambda t: t.key)  # terms differing only in value
-    slot = {w: i for i, w in enumerate(weights)}
-    weight_of = np.array([slot[replace(t, value="one")] for t in terms])
-    coef = np.column_stack([coefficients(w, plan, cells) for w in weights])  # (cells, weights)
-    keys = row_keys(batch[TRANSACTION_ID], plan.seed)
-    multipliers = replicate_multipliers(plan.bootstrap)
-    order = np.argsort(grouping.ids, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(grouping.ids, minlength=grouping.size))])
-    cell_finest = finest.ids[grouping.first]  # non-decreasing: cells are numbered finest-segment first
-    per_finest = np.zeros((finest.size, len(terms), plan.bootstrap))
-    step = max(1, _BLOCK_ELEMENTS // (plan.bootstrap * len(moments)))
-    for lo in range(0, grouping.size, step):
-        hi = min(grouping.size, lo + step)
-        rows = order[bounds[lo] : bounds[hi]]
-        totals = _cell_totals(rows, bounds[lo : hi + 1] - bounds[lo], keys, multipliers, matrix, plan)
-        if sink is not None:
-            sink.add(lo, hi, totals[:, :, extra_of])
-        runs = np.concatenate([np.flatnonzero(np.diff(cell_finest[lo:hi], prepend=-1)), [hi - lo]])
-        for a, b in zip(runs[:-1], runs[1:], strict=True):
-            # Σ over the finest segment's cells of coefficient × cell total, for every weight at once
-            combined = (coef[lo + a : lo + b].T @ totals[a:b].reshape(b - a, -1)).reshape(len(weights), plan.bootstrap, -1)
-            per_finest[cell_finest[lo + a]] += combined[weight_of, :, moment_of]
-    return _by_segment(per_finest, finest, segs, terms)
+    return matrix
 
 
-_BLOCK_ELEMENTS = 1 << 24  # cells × replicates × moments held at once (128 MiB of float64)
+@dataclass(frozen=True, slots=True)
+class _WeightClasses:
+    """Cells grouped by their coefficients: a term's weight in cell c is `coefficient[class[c], term] · basis`.
+
+    A cell is a finest segment × weight class (logged action, support, policy codes), yet few distinct
+    coefficient rows occur (57 for the benchmark's 10 policies and 1,329 terms, against 20 k cells), so
+    a segment's replicate totals are Σ over its classes of coefficient × (Σ of the class's cell sums).
+    Per class, the non-zero coefficients as a compressed row: `start[k]:start[k + 1]` indexes `term`, `value`.
+    """
+
+    of_cell: np.ndarray  # (cells,) class of each cell
+    count: int
+    start: np.ndarray  # (count + 1,)
+    term: np.ndarray  # term index of each non-zero coefficient
+    value: np.ndarray
+    moment_of: np.ndarray  # (terms,) each term's moment
+    moments: int
+
+    @staticmethod
+    def build(plan: Plan, terms: Sequence[Term], moment_of: np.ndarray, moments: int, cells: Cells) -> _WeightClasses:
+        """The classes of `cells`' coefficients for `terms` (terms differing only in value share a weight)."""
+        weights = sorted({replace(t, value=ONE) for t in terms}, key=lambda t: t.key)
+        slot = {w: i for i, w in enumerate(weights)}
+        weight_of = np.array([slot[replace(t, value=ONE)] for t in terms], dtype=np.int64)
+        # coefficients read only the logged action and the policy codes: compute them once per combination
+        keys = [(cells.action, len(plan.actions))] + [(code, int(code.max(initial=0)) + 1) for code in cells.codes.values()]
+        combination = group_rows(keys, len(cells.action))
+        first = Cells(action=cells.action[combination.first], codes={k: v[combination.first] for k, v in cells.codes.items()})
+        per_combination = np.column_stack([coefficients(w, plan, first) for w in weights])  # (combinations, weights)
+        rows, of_combination = np.unique(per_combination, axis=0, return_inverse=True)
+        of_cell = of_combination.reshape(-1)[combination.ids]
+        per_term = rows[:, weight_of]
+        nonzero = per_term != 0.0  # a 0 coefficient adds nothing: most are (deterministic policies, strata)
+        start = np.concatenate([[0], np.cumsum(nonzero.sum(axis=1))])
+        return _WeightClasses(of_cell=of_cell, count=len(rows), start=start, term=np.nonzero(nonzero)[1],
+                              value=per_term[nonzero], moment_of=moment_of, moments=moments)
+
+    def combination(self, pair_segment: np.ndarray, pair_class: np.ndarray, segments: int) -> sparse.csr_matrix:
+        """`(segments × terms, pairs × moments)`: row (s, t) takes coefficient × the (pair, moment of t) sums of s's pairs."""
+        counts = self.start[pair_class + 1] - self.start[pair_class]
+        pair = np.repeat(np.arange(len(pair_class)), counts)
+        at = np.repeat(self.start[pair_class] - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
+        term = self.term[at]
+        terms = len(self.moment_of)
+        return sparse.csr_matrix((self.value[at], (pair_segment[pair] * terms + term, pair * self.moments + self.moment_of[term])),
+                                 shape=(segments * terms, len(pair_class) * self.moments))
 
 
-def _cell_totals(
-    rows: np.ndarray, bounds: np.ndarray, keys: np.ndarray, multipliers: np.ndarray, matrix: np.ndarray, plan: Plan
-) -> np.ndarray:
-    """(cells, B, moments) Σ over each cell's rows of replicate weight (minus 1 when centred) × moment."""
-    weights = replicate_weights(keys[rows], multipliers, plan.bootstrap)  # (rows, B), drawn once per row
-    if plan.finite:
-        weights -= 1.0
-    block = matrix[rows]
-    out = np.empty((len(bounds) - 1, plan.bootstrap, matrix.shape[1]))
-    for cell in range(len(bounds) - 1):
-        a, b = bounds[cell], bounds[cell + 1]
-        out[cell] = weights[a:b].T @ block[a:b]
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """One segmentation's replicate totals, `values[segment, term, replicate]`, segments sorted by label.
+
+    With a `parent` (another target whose segments each lie in one of this one's), the target sums
+    the parent's per-(segment, class) sums of the chunk instead of the pieces: far fewer rows.
+    """
+
+    labels: tuple[str, ...]
+    slot_of_cell: np.ndarray  # (cells,) the cell's segment, an index into labels
+    weights: _WeightClasses
+    values: np.ndarray
+    parent: int | None = None  # index of the refining target
+    slot_of_parent: np.ndarray | None = None  # (parent's segments,) the segment of this target each lies in
+
+    @staticmethod
+    def build(code_of_cell: np.ndarray, labels: Sequence[str], weights: _WeightClasses, replicates: int) -> _Target:
+        present = sorted(np.unique(code_of_cell).tolist(), key=lambda c: labels[c])
+        slot = np.full(len(labels), -1, dtype=np.int64)
+        slot[present] = np.arange(len(present))
+        values = np.zeros((len(present), len(weights.moment_of), replicates))
+        return _Target(tuple(labels[c] for c in present), slot[code_of_cell], weights, values)
+
+    def add(self, slot: np.ndarray, cls: np.ndarray, sums: np.ndarray) -> _PairSums:
+        """Add sums `(n, moments, replicates)` of rows in segment `slot`, class `cls`: summed per pair, then weighted."""
+        pairs, pair_of = np.unique(slot * self.weights.count + cls, return_inverse=True)
+        member = sparse.csr_matrix((np.ones(len(slot)), (pair_of, np.arange(len(slot)))), shape=(len(pairs), len(slot)))
+        per_pair = (member @ sums.reshape(len(slot), -1)).reshape(len(pairs), *sums.shape[1:])
+        segments, pair_segment = np.unique(pairs // self.weights.count, return_inverse=True)
+        combine = self.weights.combination(pair_segment, pairs % self.weights.count, len(segments))
+        self._weigh(segments, combine, per_pair.reshape(-1, sums.shape[2]))
+        return _PairSums(slot=pairs // self.weights.count, cls=pairs % self.weights.count, sums=per_pair)
+
+    def _weigh(self, segments: np.ndarray, combine: sparse.csr_matrix, per_pair: np.ndarray) -> None:
+        """Add `combine @ per_pair` to `values[segments]`, a block of segments at a time (≤ one chunk of floats)."""
+        terms = self.values.shape[1]
+        step = max(1, _BLOCK_ELEMENTS // (terms * self.values.shape[2]))
+        for lo in range(0, len(segments), step):
+            block = segments[lo : lo + step]
+            part = (combine[lo * terms : (lo + len(block)) * terms] @ per_pair).reshape(len(block), *self.values.shape[1:])
+            if block[-1] - block[0] + 1 == len(block):  # consecutive: add in place
+                self.values[block[0] : block[-1] + 1] += part
+            else:
+                self.values[block] += part
+
+
+@dataclass(frozen=True, slots=True)
+class _PairSums:
+    """A chunk's sums per (segment, class) of one target: what a coarser target sums instead of the pieces."""
+
+    slot: np.ndarray
+    cls: np.ndarray
+    sums: np.ndarray  # (pairs, moments, replicates)
+
+
+def _nest(targets: list[_Target]) -> list[_Target]:
+    """Give each target the coarsest other target that refines it, if any (ALL: any segmentation).
+
+    Only a target with more segments (or as many and an earlier index) can be a parent, so there are
+    no cycles, and processing targets by segments, most first, sees every parent before its children.
+    """
+    out = []
+    for i, target in enumerate(targets):
+        size = len(target.labels)
+        best: tuple[int, np.ndarray] | None = None
+        for j, other in enumerate(targets):
+            bigger = len(other.labels) > size or (len(other.labels) == size and j < i)
+            if not bigger or (best is not None and len(other.labels) >= len(targets[best[0]].labels)):
+                continue
+            lookup = np.zeros(len(other.labels), dtype=np.int64)
+            lookup[other.slot_of_cell] = target.slot_of_cell
+            if np.array_equal(lookup[other.slot_of_cell], target.slot_of_cell):
+                best = (j, lookup)
+        out.append(target if best is None else replace(target, parent=best[0], slot_of_parent=best[1]))
     return out
 
 
-def _by_segment(per_finest: np.ndarray, finest: Grouping, segs: Sequence[SegmentCodes], terms: tuple[Term, ...]) -> Replicates:
-    flat = per_finest.reshape(finest.size, -1)
-    labels: list[tuple[str, ...]] = [(ALL,)]
-    values: list[np.ndarray] = [flat.sum(axis=0).reshape(1, *per_finest.shape[1:])]
-    for seg in segs:
-        code_of_finest = seg.codes[finest.first]
-        present = np.unique(code_of_finest)
-        order = sorted(present.tolist(), key=lambda c: seg.labels[c])
-        slot = np.full(len(seg.labels), -1)
-        slot[order] = np.arange(len(order))
-        member = sparse.csr_matrix(
-            (np.ones(finest.size), (slot[code_of_finest], np.arange(finest.size))), shape=(len(order), finest.size)
-        )
-        labels.append(tuple(seg.labels[c] for c in order))
-        values.append(np.asarray(member @ flat).reshape(len(order), *per_finest.shape[1:]))
-    return Replicates(terms=terms, labels=tuple(labels), values=tuple(values))
+def _add_chunk(targets: list[_Target], order: Sequence[int], cell: np.ndarray, cls: np.ndarray, totals: np.ndarray) -> None:
+    """Add one chunk's piece sums to every target, in `order` (parents first), children from their parent's pairs."""
+    kept: dict[int, _PairSums] = {}
+    parents = {t.parent for t in targets if t.parent is not None}
+    for i in order:
+        target = targets[i]
+        if target.parent is None:
+            pairs = target.add(target.slot_of_cell[cell], cls, totals)
+        else:
+            source = kept[target.parent]
+            assert target.slot_of_parent is not None  # set with the parent (internal invariant)
+            pairs = target.add(target.slot_of_parent[source.slot], source.cls, source.sums)
+        if i in parents:
+            kept[i] = pairs
+
+
+@dataclass(frozen=True, slots=True)
+class _Draw:
+    """Replicate weights of any rows of the shard (minus 1 in the design bootstrap, which centres them)."""
+
+    keys: np.ndarray
+    multipliers: np.ndarray
+    plan: Plan
+
+    def weights(self, rows: np.ndarray) -> np.ndarray:
+        """`(len(rows), replicates)` weights of `rows` (indices into the shard)."""
+        drawn = replicate_weights(self.keys[rows], self.multipliers, self.plan.bootstrap)
+        if self.plan.finite:
+            drawn -= 1.0
+        return drawn
+
+
+@dataclass(frozen=True, slots=True)
+class _Pieces:
+    """Every cell's rows cut into pieces of at most `largest` consecutive rows (of the rows sorted by cell)."""
+
+    cell: np.ndarray
+    start: np.ndarray  # position of the piece's first row in the sorted rows
+    size: np.ndarray
+
+
+def _pieces(bounds: np.ndarray, largest: int) -> _Pieces:
+    """Pieces of the cells whose sorted rows are `bounds[c]:bounds[c + 1]`, in cell order."""
+    sizes = np.diff(bounds)
+    count = -(-sizes // largest)
+    cell = np.repeat(np.arange(len(sizes)), count)
+    within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    start = bounds[cell] + within * largest
+    return _Pieces(cell=cell, start=start, size=np.minimum(largest, bounds[cell + 1] - start))
+
+
+def _chunks(pieces: _Pieces, per_piece: int, per_row: int) -> list[slice]:
+    """Consecutive pieces whose sums (`per_piece` floats each) and weights (`per_row` per row) fit the budgets."""
+    rows = np.concatenate([[0], np.cumsum(pieces.size)])
+    out, lo = [], 0
+    most = max(1, _BLOCK_ELEMENTS // per_piece)
+    while lo < len(pieces.cell):
+        hi = min(lo + most, int(np.searchsorted(rows, rows[lo] + max(1, _ROW_ELEMENTS // per_row), side="right")) - 1)
+        hi = max(hi, lo + 1)
+        out.append(slice(lo, hi))
+        lo = hi
+    return out
+
+
+def _piece_totals(pieces: _Pieces, chunk: slice, order: np.ndarray, matrix: np.ndarray, draw: _Draw
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The chunk's pieces' cells and `(pieces, moments, replicates)` sums of weight × moment over their rows.
+
+    Pieces of one size make one stacked product (`matmul` of `(k, moments, size) @ (k, size, replicates)`);
+    pieces come back sorted by size, so each size is one slice of the result.
+    """
+    by_size = np.argsort(pieces.size[chunk], kind="stable")
+    size, start = pieces.size[chunk][by_size], pieces.start[chunk][by_size]
+    totals = np.empty((len(size), matrix.shape[1], draw.plan.bootstrap))
+    edges = np.flatnonzero(np.diff(size)) + 1
+    for lo, hi in zip(np.concatenate([[0], edges]), np.concatenate([edges, [len(size)]]), strict=True):
+        width = int(size[lo])
+        rows = order[start[lo:hi, None] + np.arange(width)]  # (k, width) rows of the shard
+        moment = matrix[rows]  # (k, width, moments)
+        weight = draw.weights(rows.reshape(-1)).reshape(hi - lo, width, -1)
+        if width == 1:  # an outer product: matmul's inner dimension 1 takes a slow path
+            np.multiply(moment[:, 0, :, None], weight[:, 0, None, :], out=totals[lo:hi])
+        else:
+            np.matmul(moment.transpose(0, 2, 1), weight, out=totals[lo:hi])
+    return pieces.cell[chunk][by_size], totals

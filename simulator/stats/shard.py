@@ -219,20 +219,19 @@ def policy_codes(batch: pl.DataFrame, plan: Plan) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True, slots=True)
 class _Layout:
-    """How a shard's rows group: into units, units into cells, cells into finest segments."""
+    """How a shard's rows group: into units, and units into cells."""
 
     units: Units
     rows: RowValues | None  # the row values of every row (`simulator.stats.units.row_values`)
     pattern: np.ndarray  # each row's outcome pattern
     weight: np.ndarray | None  # each row's fraud label weight, when labels are developed
     cells: Grouping  # rows -> cells (first: a row of each cell)
-    finest: Grouping  # rows -> finest segments
     segs: list[SegmentCodes]
     keys: dict[str, pl.Series]  # cell key columns
 
 
 def _layout(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str, np.ndarray], support: np.ndarray) -> _Layout:
-    """One grouping of the rows (into units); cells and finest segments are groupings of units."""
+    """One grouping of the rows (into units); cells are a grouping of units."""
     segs = segment_codes(batch, plan.segments)
     prefix = [(s.codes, len(s.labels)) for s in segs]
     prefix += [(action, len(plan.actions)), (support, 1 << len(plan.actions))]
@@ -248,7 +247,6 @@ def _layout(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str
                         develop=develop)
     first = units.grouping.first
     cells = group_rows([(values[first], size) for values, size in prefix], len(first))
-    finest = group_rows([(s.codes[first], len(s.labels)) for s in segs], len(first))
     units = replace(units, cell=cells.ids)
 
     def rows(grouping: Grouping) -> Grouping:  # a grouping of units, as a grouping of rows
@@ -265,7 +263,7 @@ def _layout(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str
         keys[code_key(name)] = pl.Series(code_key(name), code[row_cells.first], dtype=pl.Int32)
     return _Layout(units=units, rows=rows_evaluated, pattern=pattern,
                    weight=None if develop is None or plan.development is None else plan.development.levels[develop[0]],
-                   cells=row_cells, finest=rows(finest), segs=segs, keys=keys)
+                   cells=row_cells, segs=segs, keys=keys)
 
 
 Linear = tuple[np.ndarray, np.ndarray]  # (c0, c1): a value column is c0 + c1·amount
@@ -470,8 +468,7 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
         cell_keys = Cells(action=action[cells.first], codes={k: v[cells.first] for k, v in codes.items()})
         binned = None if plan.binned is None else BinnedAccumulator(
             plan, plan.binned, cells, cell_keys.codes, cell_keys.action, layout.segs)
-        replicates = replicate_sums(batch, plan, cells, cell_keys, row_basis_weights, per_row,
-                                    layout.finest, layout.segs, sink=binned)
+        replicates = replicate_sums(batch, plan, cells, cell_keys, row_basis_weights, per_row, layout.segs, sink=binned)
         if binned is not None:
             replicates = replace(replicates, binned=binned.result())
     return Stats(cells=frame.sort(list(layout.keys)), replicates=replicates, rows=batch.height, examples=examples)
