@@ -57,6 +57,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 import numpy as np
+import polars as pl
 
 from simulator.estimate.linearised import Estimate, divide
 from simulator.estimate.strata import HajekPart, Outcomes, outcomes
@@ -108,21 +109,25 @@ def diagnose(estimate: Estimate, variance: np.ndarray, totals: Totals,
     sparse = np.zeros(shape, dtype=bool)  # a part whose floor binds rests on few explored events
     every: dict[object, tuple[np.ndarray, np.ndarray]] = {}  # (stratum, action) → (explored, ess): rows count once
     changed: dict[object, tuple[np.ndarray, np.ndarray]] = {}
+    groups: dict[object, list[tuple[np.ndarray, HajekPart, PartDiagnostics]]] = {}  # the same rows, several values
     for factor, part in estimate.parts.values():
         used = np.nan_to_num(factor) != 0
         if not np.any(used):
             continue
         d = part_diagnostics(part)  # type: ignore[arg-type]  # parts are HajekParts by construction
-        gap = np.maximum(d.floor - d.within, 0.0)
-        extra = extra + np.where(used, np.nan_to_num(factor) ** 2 * gap, 0.0)
         few = few | (used & d.unseen)
-        sparse = sparse | (used & (gap > 0) & (d.events < FEW))
         estimated = estimated | used
         key = (part.explored.stratum, part.action)  # type: ignore[attr-defined]
+        groups.setdefault(key, []).append((np.where(used, np.nan_to_num(factor), 0.0), part, d))  # type: ignore[arg-type]
         seen = (np.where(used, d.explored, 0.0), np.where(used, d.ess, 0.0))
         for table in (every, changed) if _paired(part) else (every,):
             old = table.get(key, (np.zeros(shape), np.zeros(shape)))
             table[key] = (np.maximum(old[0], seen[0]), np.maximum(old[1], seen[1]))
+    for group in groups.values():
+        gap = _group_gap(group, totals)
+        extra = extra + gap
+        for weight, _, d in group:
+            sparse = sparse | ((weight != 0) & (gap > 0) & (d.events < FEW))
     decides = extra > FLOOR_SHARE * np.nan_to_num(variance) * (1 + 1e-9)  # robust to reassociated sums
     few = few | (sparse & decides)
     explored, ess = (sum((v[i] for v in every.values()), np.zeros(shape)) for i in (0, 1))
@@ -132,6 +137,48 @@ def diagnose(estimate: Estimate, variance: np.ndarray, totals: Totals,
         explored, ess = np.where(has, only[0], explored), np.where(has, only[1], ess)
     return Diagnostics(extra_variance=extra, few_events=few, explored=explored, ess=ess, estimated=estimated,
                        floor_decides=decides)
+
+
+def _group_gap(group: list[tuple[np.ndarray, HajekPart, PartDiagnostics]], totals: Totals) -> np.ndarray:
+    """What the floor adds to Σ_v f_v·(N·ȳ_v) over Hájek means of one stratum's rows under one action.
+
+    One part: f²·max(0, floor − within). Several (a ratio's numerator and denominator read the same
+    rows): the floors' standard deviations combine with the correlation the rows show between the
+    values (none where the rows show no spread), so a ratio of values that move together (cost per
+    approved volume) is not floored as if its parts were independent — which made such intervals
+    3–4× too wide (docs/estimation.md).
+    """
+    if len(group) == 1:
+        weight, _, d = group[0]
+        return np.where(weight != 0, weight**2 * np.maximum(d.floor - d.within, 0.0), 0.0)
+    within = np.zeros_like(group[0][2].within)
+    floor = np.zeros_like(within)
+    for i, (wa, a, da) in enumerate(group):
+        for j, (wb, b, db) in enumerate(group):
+            if j < i:
+                continue
+            times = 1.0 if i == j else 2.0
+            if i == j:
+                covariance, rho = da.within, 1.0
+            else:
+                covariance = _within_covariance(a, b, totals)
+                rho = np.clip(np.nan_to_num(divide(covariance, np.sqrt(da.within * db.within))), -1.0, 1.0)
+            within = within + times * wa * wb * np.nan_to_num(covariance)
+            floor = floor + times * wa * wb * rho * np.sqrt(np.nan_to_num(da.floor) * np.nan_to_num(db.floor))
+    return np.maximum(floor - within, 0.0)
+
+
+def _within_covariance(a: HajekPart, b: HajekPart, totals: Totals) -> np.ndarray:
+    """The sample covariance of two Hájek contributions N·ȳ over the same rows (0 where the sums are not kept)."""
+    try:
+        cross = {(x, y): totals.cross(getattr(a, x), getattr(b, y)) for x in ("main", "norm") for y in ("main", "norm")}
+    except pl.exceptions.ColumnNotFoundError:
+        return np.zeros_like(totals.total(a.size))
+    mean_a, mean_b = (np.nan_to_num(divide(totals.total(p.main), totals.total(p.norm))) for p in (a, b))
+    scale_a, scale_b = (np.nan_to_num(divide(totals.total(p.size), totals.total(p.norm))) for p in (a, b))
+    centred = cross[("main", "main")] - mean_b * cross[("main", "norm")] - mean_a * cross[("norm", "main")] \
+        + mean_a * mean_b * cross[("norm", "norm")]
+    return scale_a * scale_b * centred
 
 
 def _paired(part: object) -> bool:

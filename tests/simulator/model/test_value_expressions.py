@@ -302,3 +302,20 @@ def test_a_value_that_varies_row_by_row_gets_a_floor_from_its_rows() -> None:
         share = log.filter(pl.col("card_brand") == "amex")["amount"].sum() / log["amount"].sum()
         ratio = row(result, "amex")["delta_se"] / row(result, "authorized_volume")["delta_se"] / np.sqrt(share)
         assert ratio > 0.5, (seed, ratio)
+
+
+def test_a_ratio_of_values_that_move_together_is_not_floored_as_if_they_did_not() -> None:
+    """Twice the approved volume over the approved volume is 2 on every row: no interval around it. The rare-event
+    floor of its numerator and denominator (the same rows) combines with the rows' correlation between them; added
+    as if independent it gave this ratio an interval of ±several units."""
+    from simulator.synthetic.fresh import as_of, fresh_population
+
+    log, _ = fresh_population(30_000, 1_000_003)
+    config = parse_config({
+        "data": {"as_of": as_of()}, "baseline": {"policy": "production"},
+        "policies": [{"name": "p", "kind": "threshold", "score": "fraud_score", "challenge_above": 0.02,
+                      "block_above": 0.2}],
+        "metrics": {"double": {"sum": "2 * amount * authorized"}, "two": {"ratio": ["double", "authorized_volume"]}}})
+    two = row(run_frame(config, log).overall().filter(pl.col("policy") == "p"), "two")
+    assert two["estimate"] == pytest.approx(2.0, rel=1e-12)
+    assert two["se"] < 1e-6 and two["delta_se"] < 1e-6, two
