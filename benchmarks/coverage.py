@@ -7,7 +7,10 @@ compares each estimate and paired delta with its truth: for `population =
 "superpopulation"` the value on future traffic (n x the per-row mean over a
 cached population of `--big` rows), for "finite" the value on this population's
 own payments. `--labels develop` runs `immature_labels = "develop"` against the
-eventual disputes of the rows old enough to develop.
+eventual disputes of the rows old enough to develop. `--config FILE` takes the
+`[value_model]` and `[metrics]` of a config (e.g. configs/pricing.toml): the
+truth is computed from the same expressions, so intervals of a value model
+written as SQL are checked too.
 
 Policies: baseline `production` = threshold challenge 0.05 / block 0.4 (the
 generator's logging policy without exploration); candidates `cand_a` =
@@ -43,6 +46,7 @@ from simulator.synthetic.fresh import (  # noqa: E402
     BASELINE, CANDIDATES, EXCLUDE, POLICIES, Labels, as_of, fresh_population, population_means, superpopulation_means,
     truth_table,
 )
+import tomllib  # noqa: E402
 
 from coverage_tables import class_table, markdown, metric_table  # noqa: E402
 
@@ -59,14 +63,24 @@ def policy_tables() -> list[dict[str, object]]:
             for k, (c, b) in POLICIES.items() if k != BASELINE]
 
 
-def config(estimator: str, population: str, bootstrap: int, seed: int, labels: str = "exclude"):  # noqa: ANN201
+def config(estimator: str, population: str, bootstrap: int, seed: int, labels: str = "exclude",  # noqa: ANN201
+           value_tables: dict[str, object] | None = None):
     return parse_config({
         "data": {"as_of": as_of(), "immature_labels": labels},  # the truth follows the same label mode
         "policies": policy_tables(),
         "baseline": {"policy": BASELINE},
         "estimation": {"estimator": estimator, "population": population, "min_ess": 0,
                        "bootstrap": bootstrap, "seed": seed},
+        **(value_tables or {}),
     })
+
+
+def value_tables(path: str | None) -> dict[str, object]:
+    """A config file's `[value_model]` and `[metrics]` tables (none: the built-in value model)."""
+    if path is None:
+        return {}
+    tables = tomllib.loads(Path(path).read_text())
+    return {k: tables[k] for k in ("value_model", "metrics") if k in tables}
 
 
 def truths(args: argparse.Namespace, result: RunResult, log: pl.DataFrame, ground: pl.DataFrame,
@@ -78,13 +92,15 @@ def truths(args: argparse.Namespace, result: RunResult, log: pl.DataFrame, groun
     """
     development = result.plan.development
     labels = EXCLUDE if development is None else Labels(development.min_age_days, eventual=True)
+    values = result.plan.values
     if labels not in cache:
-        cache[labels] = truth_table(superpopulation_means(args.big, labels=labels), args.rows)
-    return cache[labels], truth_table(population_means(log, ground, labels=labels), args.rows)
+        cache[labels] = truth_table(superpopulation_means(args.big, labels=labels, values=values), args.rows, values)
+    return cache[labels], truth_table(population_means(log, ground, labels=labels, values=values), args.rows, values)
 
 
 def run(args: argparse.Namespace) -> None:
     cache: dict[Labels, dict] = {}
+    tables = value_tables(args.config)
     frames, start = [], time.perf_counter()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -93,7 +109,7 @@ def run(args: argparse.Namespace) -> None:
     for k in range(args.first_seed, args.first_seed + args.reps):
         log, ground = fresh_population(args.rows, REP_SEED_BASE + k, exploration=args.exploration)
         for estimator, population in combos:
-            ran = run_frame(config(estimator, population, args.bootstrap, k, args.labels), log)
+            ran = run_frame(config(estimator, population, args.bootstrap, k, args.labels, tables), log)
             truth, own = truths(args, ran, log, ground, cache)
             result = ran.overall().filter(pl.col("policy").is_in(CANDIDATES)).select(
                 "policy", "metric", "estimate", "ci_low", "ci_high", "delta", "delta_ci_low", "delta_ci_high",
@@ -192,6 +208,7 @@ def main() -> None:
     r.add_argument("--exploration", type=float, default=0.1)
     r.add_argument("--big", type=int, default=4_000_000, help="rows of the truth population")
     r.add_argument("--labels", choices=["exclude", "develop"], default="exclude", help="[data] immature_labels")
+    r.add_argument("--config", help="a config whose [value_model] and [metrics] the runs and the truth use")
     r.add_argument("--out", required=True)
     s = sub.add_parser("summary", help="print coverage tables from saved draws")
     s.add_argument("files", nargs="+")

@@ -28,7 +28,8 @@ def metric_table(part: pl.DataFrame) -> str:
     lines = ["| metric | " + " | ".join(f"{p} {k}" for p, k in cols) + " |",
              "| --- |" + " --- |" * len(cols)]
     index = {(r["metric"], r["policy"], r["kind"]): r for r in part.iter_rows(named=True)}
-    for metric in ORDER:
+    own = [m for m in part["metric"].unique(maintain_order=True).to_list() if m not in CLASS]  # a config's metrics
+    for metric in [m for m in ORDER if m in part["metric"]] + own:
         cells = []
         for p, k in cols:
             r = index.get((metric, p, k))

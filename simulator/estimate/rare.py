@@ -12,8 +12,13 @@ auth ~ Bernoulli(p_A) and fraud ~ Bernoulli(p_F) (fraud only on authorized
 payments: p_F = p_A · q), each shrunk by half an event (Jeffreys:
 p_A = (authorized + ½)/(explored + 1), q = (frauds + ½)/(authorized + 1)), and the
 amount's moments taken from every row of the stratum (amounts are known for
-all rows), its second moment at least the segment's shape E[A²]/E[A]² times the
-stratum's mean squared. Then
+all rows), its second moment pulled up towards the segment's shape
+E[A²]/E[A]² times the stratum's mean squared with the weight of `TAIL_PRIOR`
+rows (a few rows understate a heavy tail; thousands do not). Authorisation is
+not independent of the amount (issuers decline large payments more): the
+authorisation part takes the amounts of approved payments, the stratum's
+moments times their ratio among the explored rows (`_approved_amounts`, shrunk
+to 1 with `APPROVED_PRIOR` approved rows). Then
 
     floor = N² / m · Var_model(y)
 
@@ -24,6 +29,16 @@ correction 1 − m/N (only the unexplored rows' outcomes are unknown), and the
 fraud part stays the prior for events the explored rows cannot show. For fraud it
 replaces the Fay–Feuer gamma interval's "one more event at the largest weight"
 with "half an event at the stratum's own weight" (docs/research/intervals.md §3).
+
+A value written as SQL that has no such table (it reads other columns: cost by
+card funding, one brand's volume) gets the same model from its rows instead of
+a formula: the shards sum every row's value had it been declined, approved or
+lost under each action, and its square (`simulator.stats.units.counterfactual_values`);
+Var_model(y) is then the stratum's mean of Σ_o P(o)·v_o² minus the square of its
+mean of Σ_o P(o)·v_o, each outcome's moments pulled towards the segment's per
+unit of amount with `TAIL_PRIOR` rows (a value only some rows carry is 0 on all
+of a small stratum's rows) and the approved ones scaled like approved amounts.
+For the built-in cost written that way it reproduces the table's floor within 1 %.
 
 An estimate is `few_events` when the floor moves its variance by more than
 `FLOOR_SHARE` and a part whose floor binds rests on fewer than `FEW` explored
@@ -42,11 +57,14 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 import numpy as np
+import polars as pl
 
 from simulator.estimate.linearised import Estimate, divide
 from simulator.estimate.strata import HajekPart, Outcomes, outcomes
+from simulator.model.value import OUTCOMES, counterfactual_column
 from simulator.plan.moments import Term, stratum_term
 from simulator.plan.strata import Stratum
+from simulator.schema import BLOCK
 
 if TYPE_CHECKING:
     from simulator.estimate.totals import Totals
@@ -91,21 +109,25 @@ def diagnose(estimate: Estimate, variance: np.ndarray, totals: Totals,
     sparse = np.zeros(shape, dtype=bool)  # a part whose floor binds rests on few explored events
     every: dict[object, tuple[np.ndarray, np.ndarray]] = {}  # (stratum, action) → (explored, ess): rows count once
     changed: dict[object, tuple[np.ndarray, np.ndarray]] = {}
+    groups: dict[object, list[tuple[np.ndarray, HajekPart, PartDiagnostics]]] = {}  # the same rows, several values
     for factor, part in estimate.parts.values():
         used = np.nan_to_num(factor) != 0
         if not np.any(used):
             continue
         d = part_diagnostics(part)  # type: ignore[arg-type]  # parts are HajekParts by construction
-        gap = np.maximum(d.floor - d.within, 0.0)
-        extra = extra + np.where(used, np.nan_to_num(factor) ** 2 * gap, 0.0)
         few = few | (used & d.unseen)
-        sparse = sparse | (used & (gap > 0) & (d.events < FEW))
         estimated = estimated | used
         key = (part.explored.stratum, part.action)  # type: ignore[attr-defined]
+        groups.setdefault(key, []).append((np.where(used, np.nan_to_num(factor), 0.0), part, d))  # type: ignore[arg-type]
         seen = (np.where(used, d.explored, 0.0), np.where(used, d.ess, 0.0))
         for table in (every, changed) if _paired(part) else (every,):
             old = table.get(key, (np.zeros(shape), np.zeros(shape)))
             table[key] = (np.maximum(old[0], seen[0]), np.maximum(old[1], seen[1]))
+    for group in groups.values():
+        gap = _group_gap(group, totals)
+        extra = extra + gap
+        for weight, _, d in group:
+            sparse = sparse | ((weight != 0) & (gap > 0) & (d.events < FEW))
     decides = extra > FLOOR_SHARE * np.nan_to_num(variance) * (1 + 1e-9)  # robust to reassociated sums
     few = few | (sparse & decides)
     explored, ess = (sum((v[i] for v in every.values()), np.zeros(shape)) for i in (0, 1))
@@ -115,6 +137,48 @@ def diagnose(estimate: Estimate, variance: np.ndarray, totals: Totals,
         explored, ess = np.where(has, only[0], explored), np.where(has, only[1], ess)
     return Diagnostics(extra_variance=extra, few_events=few, explored=explored, ess=ess, estimated=estimated,
                        floor_decides=decides)
+
+
+def _group_gap(group: list[tuple[np.ndarray, HajekPart, PartDiagnostics]], totals: Totals) -> np.ndarray:
+    """What the floor adds to Σ_v f_v·(N·ȳ_v) over Hájek means of one stratum's rows under one action.
+
+    One part: f²·max(0, floor − within). Several (a ratio's numerator and denominator read the same
+    rows): the floors' standard deviations combine with the correlation the rows show between the
+    values (none where the rows show no spread), so a ratio of values that move together (cost per
+    approved volume) is not floored as if its parts were independent — which made such intervals
+    3–4× too wide (docs/estimation.md).
+    """
+    if len(group) == 1:
+        weight, _, d = group[0]
+        return np.where(weight != 0, weight**2 * np.maximum(d.floor - d.within, 0.0), 0.0)
+    within = np.zeros_like(group[0][2].within)
+    floor = np.zeros_like(within)
+    for i, (wa, a, da) in enumerate(group):
+        for j, (wb, b, db) in enumerate(group):
+            if j < i:
+                continue
+            times = 1.0 if i == j else 2.0
+            if i == j:
+                covariance, rho = da.within, 1.0
+            else:
+                covariance = _within_covariance(a, b, totals)
+                rho = np.clip(np.nan_to_num(divide(covariance, np.sqrt(da.within * db.within))), -1.0, 1.0)
+            within = within + times * wa * wb * np.nan_to_num(covariance)
+            floor = floor + times * wa * wb * rho * np.sqrt(np.nan_to_num(da.floor) * np.nan_to_num(db.floor))
+    return np.maximum(floor - within, 0.0)
+
+
+def _within_covariance(a: HajekPart, b: HajekPart, totals: Totals) -> np.ndarray:
+    """The sample covariance of two Hájek contributions N·ȳ over the same rows (0 where the sums are not kept)."""
+    try:
+        cross = {(x, y): totals.cross(getattr(a, x), getattr(b, y)) for x in ("main", "norm") for y in ("main", "norm")}
+    except pl.exceptions.ColumnNotFoundError:
+        return np.zeros_like(totals.total(a.size))
+    mean_a, mean_b = (np.nan_to_num(divide(totals.total(p.main), totals.total(p.norm))) for p in (a, b))
+    scale_a, scale_b = (np.nan_to_num(divide(totals.total(p.size), totals.total(p.norm))) for p in (a, b))
+    centred = cross[("main", "main")] - mean_b * cross[("main", "norm")] - mean_a * cross[("norm", "main")] \
+        + mean_a * mean_b * cross[("norm", "norm")]
+    return scale_a * scale_b * centred
 
 
 def _paired(part: object) -> bool:
@@ -140,7 +204,8 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
         explored = totals.total(part.explored)
         shape = outcomes(plan.values, plan.actions, part.action, part.value)
         floor = _floor(part, shape, size, explored, totals)
-        events = totals.total(part.events) if shape.fraud else np.full_like(within, np.inf)
+        moves = _moves_with_fraud(part, shape)
+        events = np.where(moves, totals.total(part.events), np.inf) if np.any(moves) else np.full_like(within, np.inf)
         ess = np.nan_to_num(divide(norm**2, totals.cross(part.norm, part.norm)))
         unseen = (size > 0) & (explored <= 0)
         memo[part] = PartDiagnostics(within=within, floor=floor, explored=explored, events=events, ess=ess, unseen=unseen)
@@ -163,18 +228,23 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
                 np.nan_to_num(divide(totals.cross(amount, fraud_amount), frauds)))
 
     def _floor(part: HajekPart, shape: Outcomes, size: np.ndarray, explored: np.ndarray, totals: Totals) -> np.ndarray:
+        if shape.per_row:
+            variance = _per_row_variance(part, totals, explored)
+            return size**2 / np.maximum(explored, 1.0) * np.maximum(variance, 0.0)
         if not (shape.fraud or shape.a0 or shape.a1):
             return np.zeros_like(size)
         rows = totals.total(_rows(part))
         mean = np.nan_to_num(divide(totals.total(part.amount), rows))
         square = np.nan_to_num(divide(totals.cross(part.amount, part.amount), rows))
         tail, fraud_mean, fraud_square = segment_amounts()
-        square = np.maximum(square, mean**2 * tail)
+        # a few rows understate a heavy tail: the segment's shape, weighted as TAIL_PRIOR rows against the stratum's
+        square = np.maximum(square, (rows * square + TAIL_PRIOR * mean**2 * tail) / (rows + TAIL_PRIOR))
         trials = explored + 1.0
         authorized = totals.total(part.authorized)
         p_auth = (authorized + 0.5) / trials
         p_fraud = p_auth * (totals.total(part.events) + 0.5) / (authorized + 1.0)  # fraud only on authorized payments
-        moments = _Moments(mean, square)
+        first, second = _approved_amounts(part, totals)
+        moments = _Moments(mean * first, square * second)  # the amounts of approved payments
         # ... and, as for any amount, at least the segment's tail shape (a few dozen frauds understate it too)
         fraud = _Moments(np.maximum(mean, fraud_mean), np.maximum(np.maximum(square, fraud_square), fraud_mean**2 * tail))
         authorisation, fraud_part = moments.bernoulli(p_auth, shape.a0, shape.a1), fraud.bernoulli(p_fraud, shape.f0, shape.f1)
@@ -189,7 +259,89 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
                 - p_auth * p_fraud * moments.first(shape.a0, shape.a1) * fraud.first(shape.f0, shape.f1))
         return size**2 / np.maximum(explored, 1.0) * np.maximum(variance, 0.0)
 
+    def _moves_with_fraud(part: HajekPart, shape: Outcomes) -> np.ndarray | bool:
+        """Whether the value moves with fraud under the part's action: from its table, or for a value without
+        one, whether its rows' values when lost differ from when approved (liability shift: a challenge's do not)."""
+        if not shape.per_row or not shape.fraud:
+            return shape.fraud
+        action, everyone = plan.actions[part.action], Stratum(())
+        sums = [totals.total(stratum_term(counterfactual_column(part.value, action, o, squared=q), everyone))
+                for q in (False, True) for o in ("approved", "lost")]
+        return ~(np.isclose(sums[0], sums[1], rtol=1e-12, atol=0.0) & np.isclose(sums[2], sums[3], rtol=1e-12, atol=0.0))
+
+    def _per_row_variance(part: HajekPart, totals: Totals, explored: np.ndarray) -> np.ndarray:
+        """Var(y) of a value without a table over the stratum's rows, each row's value known under every outcome.
+
+        With approval at p_A and fraud at p_F (as for a table's value; none after a block), a row's value is its
+        declined, approved or lost counterpart with probabilities 1 − p_A, p_A − p_F and p_F: the mean over the
+        stratum's rows of Σ_o P(o)·v_o² minus the square of the mean of Σ_o P(o)·v_o. For the finite
+        estimand only the unexplored rows' outcomes are unknown (the factor 1 − m/N).
+
+        A few rows understate a heavy tail, and a value that only some rows carry (one brand's volume)
+        can be 0 on all of a small stratum's rows: each outcome's moments are pulled towards the
+        segment's, per unit of the stratum's amount and squared amount (its second moment pulled towards
+        the segment's shape), with the weight of `TAIL_PRIOR` rows, as for a table's amounts.
+        """
+        stratum, action = Stratum(_rows(part).stratum.members), plan.actions[part.action]  # type: ignore[union-attr]
+        rows = totals.total(_rows(part))
+        authorized = totals.total(part.authorized)
+        p_auth = (authorized + 0.5) / (explored + 1.0)
+        p_fraud = p_auth * (totals.total(part.events) + 0.5) / (authorized + 1.0)
+        chance = {"declined": 1.0 - p_auth, "approved": p_auth - p_fraud, "lost": p_fraud}
+        if action == BLOCK:  # no outcome follows a block: the value is each row's declined one
+            chance = {"declined": np.ones_like(p_auth), "approved": np.zeros_like(p_auth), "lost": np.zeros_like(p_auth)}
+        tail = segment_amounts()[0]
+        everyone = Stratum(())
+        amount, segment_amount = part.amount, stratum_term("amount", everyone)
+        amount_mean = np.nan_to_num(divide(totals.total(amount), rows))
+        amount_square = np.nan_to_num(divide(totals.cross(amount, amount), rows))
+        pulled = np.maximum(amount_square, amount_mean**2 * tail)  # the prior's amounts: the segment's shape at least
+        weight = rows / (rows + TAIL_PRIOR)
+
+        def moment(outcome: str, squared: bool) -> np.ndarray:
+            column = counterfactual_column(part.value, action, outcome, squared=squared)
+            own = np.nan_to_num(divide(totals.total(stratum_term(column, stratum)), rows))
+            per_amount = np.nan_to_num(divide(totals.total(stratum_term(column, everyone)),
+                                              totals.cross(segment_amount, segment_amount) if squared
+                                              else totals.total(segment_amount)))
+            return weight * own + (1.0 - weight) * per_amount * (pulled if squared else amount_mean)
+
+        # approved payments are lighter-tailed than all (issuers decline large ones more): as for a table's value,
+        # the approved and lost outcomes' moments take the explored rows' ratio of approved to all amounts
+        ratio = dict(zip((False, True), _approved_amounts(part, totals), strict=True))
+        first = sum(chance[o] * moment(o, False) * (1.0 if o == "declined" else ratio[False]) for o in OUTCOMES)
+        second = sum(chance[o] * moment(o, True) * (1.0 if o == "declined" else ratio[True]) for o in OUTCOMES)
+        variance = second - first**2
+        if plan.finite:
+            variance = variance * np.clip(1.0 - np.nan_to_num(divide(explored, totals.total(part.size))), 0.0, 1.0)
+        return variance
+
     return compute
+
+
+TAIL_PRIOR = 100.0  # rows of the stratum at which its own amounts' second moment gets half its weight
+APPROVED_PRIOR = 50.0  # approved explored rows at which their amounts' ratio to all amounts gets half its weight
+
+
+def _approved_amounts(part: HajekPart, totals: Totals) -> tuple[np.ndarray, np.ndarray]:
+    """How much larger the first and second moments of the amount are among approved payments than among all.
+
+    Issuers decline large payments more (and fraud-prone ones), so approved amounts are lighter-tailed than the
+    stratum's: taking approval independent of the amount overstates the authorisation part by up to 2×
+    (docs/estimation.md). Read off the part's explored rows, whose approvals are observed, as ratios of
+    authorised-row to all-row moments, shrunk towards 1 (independence) when few approved rows show them.
+    """
+    counted = part.explored.stratum
+    amount, approved = stratum_term("amount", counted), stratum_term("authorized_volume", counted)
+    rows, approvals = totals.total(stratum_term("one", counted)), totals.total(stratum_term("authorized", counted))
+    weight = approvals / (approvals + APPROVED_PRIOR)
+    out = []
+    for approved_moment, all_moment in ((totals.total(approved), totals.total(amount)),
+                                        (totals.cross(approved, amount), totals.cross(amount, amount))):
+        ratio = np.nan_to_num(divide(divide(approved_moment, approvals), divide(all_moment, rows)), nan=1.0,
+                              posinf=1.0, neginf=1.0)
+        out.append(1.0 + weight * (ratio - 1.0))
+    return out[0], out[1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,9 +43,9 @@ import numpy as np
 
 from simulator.estimate.estimators import snipw_global
 from simulator.estimate.linearised import Estimate, Gradient, divide
-from simulator.model.value import SumMetric, ValueSet, Weighting
+from simulator.model.value import SumMetric, ValueSet, Weighting, counterfactual_column, reads_any
 from simulator.plan.moments import Term, stratum_term
-from simulator.schema import BLOCK
+from simulator.schema import BLOCK, DISPUTE_LOST, FRAUD_DISPUTE
 from simulator.stats.units import PATTERNS, value_table
 from simulator.plan.strata import (
     Members,
@@ -136,12 +136,22 @@ def stratum_value(metric: SumMetric, members: Members, action: int | None, total
     """V(k, a): the total of the metric's value over stratum k had every row got action a."""
     if action is None:  # e.g. the blocked weighting where the policy does not block
         return zero()
+    if plan.actions[action] == BLOCK and metric.value in plan.values.row_values:
+        # no outcome follows a block: a row value's total is its rows' own, evaluated under block (exact)
+        return exact_total(stratum_term(counterfactual_column(metric.value, BLOCK, "declined"), Stratum(members)),
+                           total)
     fixed = fixed_values(plan.values, plan.actions).get((action, metric.value))
     if fixed is not None:
         return fixed_value(fixed, members, total)
     # Block quality reads the blocked rows' outcomes through explored allowed rows of the same stratum;
     # another stratum's allowed rows are not a stand-in for what blocks hit: unidentified, not borrowed.
     return hajek(hajek_part(metric, members, action), members, total, borrow=metric.weighting is not Weighting.BLOCKED)
+
+
+def exact_total(term: Term, total: TotalFn) -> Estimate:
+    """A total known exactly from every row of a stratum (no exploration needed)."""
+    t = total(term)
+    return Estimate(value=t, grad={term: np.ones_like(t)})
 
 
 def fixed_value(fixed: tuple[float, float], members: Members, total: TotalFn) -> Estimate:
@@ -230,24 +240,35 @@ class Outcomes:
     """A value under an action as base + authorized·(a0 + a1·amount) + fraud·(f0 + f1·amount) (mature rows).
 
     Read from the value model's own table: the change from a declined payment to an
-    authorized one, and from an authorized one to a lost fraud dispute.
+    authorized one, and from an authorized one to a lost fraud dispute. A value without a
+    table is `per_row`: its rare-event floor reads each row's value under every outcome
+    (`simulator.stats.units.counterfactual_values`), and `reads_fraud` says whether it moves with fraud.
     """
 
     a0: float
     a1: float
     f0: float
     f1: float
+    per_row: bool = False
+    reads_fraud: bool = False
 
     @property
     def fraud(self) -> bool:
         """Whether the value moves with fraud (so rare events decide its spread)."""
-        return self.f0 != 0.0 or self.f1 != 0.0
+        return self.f0 != 0.0 or self.f1 != 0.0 or self.reads_fraud
 
 
 @lru_cache(maxsize=256)
 def outcomes(values: ValueSet, actions: tuple[str, ...], action: int, value: str) -> Outcomes:
-    """How a value depends on the outcome under an action (see `Outcomes`); all 0 for a row value (no floor)."""
+    """How a value depends on the outcome under an action (see `Outcomes`)."""
+    if value in values.untabulated:
+        return Outcomes(0.0, 0.0, 0.0, 0.0, per_row=True,
+                        reads_fraud=reads_any(values, value, frozenset({FRAUD_DISPUTE, DISPUTE_LOST})))
     table = np.nan_to_num(value_table(values, actions)[action, :, values.names.index(value)])  # (patterns, 2)
-    declined, authorized, lost = table[0b1000], table[0b1001], table[0b1111]  # mature: + authorized, + fraud, + lost
+    return _moves(table[0b1000], table[0b1001], table[0b1111])  # mature: + authorized, + fraud, + lost
+
+
+def _moves(declined: np.ndarray, authorized: np.ndarray, lost: np.ndarray) -> Outcomes:
+    """`Outcomes` from a value's c0, c1 when declined, approved, and approved then lost to fraud."""
     return Outcomes(a0=float(authorized[0] - declined[0]), a1=float(authorized[1] - declined[1]),
                     f0=float(lost[0] - authorized[0]), f1=float(lost[1] - authorized[1]))

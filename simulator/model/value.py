@@ -321,7 +321,9 @@ class ValueSet:
     value that reads only the action, the amount and the outcomes is *tabulable*: its table
     holds unless the data shows a row where it does not (an amount tier, say); the shards check
     every row, and `unverified` lists those the data contradicted
-    (`simulator.stats.shard.verified_plan`). Other row values get no shape: t intervals only.
+    (`simulator.stats.shard.verified_plan`). Other row values have no table: t intervals, and a
+    rare-event floor read from each row's value under every action and outcome
+    (`counterfactual_columns`, `simulator.estimate.rare`).
     """
 
     model: ValueModel
@@ -465,16 +467,42 @@ def _tabulable(values: ValueSet) -> frozenset[str]:
 
 def reads_labels(values: ValueSet, name: str) -> bool:
     """Whether a value column reads the fraud label or its maturity, directly or through other values."""
+    return reads_any(values, name, _FRAUD_READERS)
+
+
+def reads_any(values: ValueSet, name: str, columns: frozenset[str]) -> bool:
+    """Whether a value column reads any of `columns` (data columns or values), directly or through other values."""
     reads_of = _reads_of(values)
     seen, stack = {name}, [name]
     while stack:
         for dep in reads_of[stack.pop()]:
-            if dep in _FRAUD_READERS:
+            if dep in columns:
                 return True
             if dep in reads_of and dep not in seen:
                 seen.add(dep)
                 stack.append(dep)
     return False
+
+
+# What the rare-event floor of a value without a table evaluates it at: (authorized, fraud_dispute, dispute_lost)
+OUTCOMES: dict[str, tuple[bool, bool, bool]] = {"declined": (False, False, False), "approved": (True, False, False),
+                                                "lost": (True, True, True)}
+
+
+def counterfactual_column(value: str, action: str, outcome: str, *, squared: bool = False) -> str:
+    """The row value `value` as it would be under `action` and `outcome` (mature), or its square."""
+    return f"{'cf2' if squared else 'cf'}:{value}@{action}:{outcome}"
+
+
+def counterfactual_outcomes(action: str) -> tuple[str, ...]:
+    """The outcomes that can follow an action: none but declined after a block."""
+    return ("declined",) if action == BLOCK else tuple(OUTCOMES)
+
+
+def counterfactual_columns(values: ValueSet, actions: tuple[str, ...]) -> tuple[str, ...]:
+    """Every counterfactual column of every row value (`counterfactual_column`): what the shards sum for the floor."""
+    return tuple(counterfactual_column(v, a, o, squared=sq) for v in values.names if v in values.row_values
+                 for a in actions for o in counterfactual_outcomes(a) for sq in (False, True))
 
 
 def has_blocks(actions: tuple[str, ...]) -> bool:

@@ -179,6 +179,6 @@ def grid_plan(plan: Plan, grid: ThresholdGrid, names: Sequence[str]) -> Plan:
     moments = {(INV_P, t.value) for t in terms if term_basis(t, plan) == INV_P}
     outer = None
     if plan.stratified:  # the points' strata: the grid's action crossed with the baseline's
-        moments |= {m for items in stratified_items(plan.values).values() for m in items}
+        moments |= {m for items in stratified_items(plan.values, plan.actions).values() for m in items}
         outer = plan.baseline if stratifiable(plan.baseline, plan) else None
     return replace(plan, binned=Binned(coding=GRID_POLICY, moments=tuple(sorted(moments)), outer=outer))

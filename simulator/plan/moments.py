@@ -27,7 +27,7 @@ import numpy as np
 
 from simulator.schema import ALLOW, BLOCK, LOGGED
 from simulator.plan.strata import RARE, Stratum
-from simulator.model.value import RatioMetric, SumMetric, ValueSet, Weighting
+from simulator.model.value import RatioMetric, SumMetric, ValueSet, Weighting, counterfactual_column, counterfactual_columns
 
 if TYPE_CHECKING:  # the plan uses this module's names; this module only reads plans
     from simulator.plan.compiled import Plan
@@ -217,7 +217,7 @@ def needed_sums(plan: Plan) -> Needs:
     quadratic: set[tuple[str, str, str]] = set()
     names = [p.name for p in (*plan.policies, *plan.codings)]  # a coding's totals are read by whoever added it
     base = dict(metric_terms(plan.baseline, plan))
-    strata = stratified_items(plan.values) if plan.stratified else {}
+    strata = stratified_items(plan.values, plan.actions) if plan.stratified else {}
     strata_quadratic: set[tuple[str, str, str]] = set()
     direct_values: set[str] = set()
     from simulator.plan.direct_terms import direct_quadratic  # it builds on this module's names
@@ -236,8 +236,11 @@ def needed_sums(plan: Plan) -> Needs:
     linear |= {(ONE, "one"), (ONE, "amount")}
     if plan.stratified:
         # the rare-event floor's counts (`simulator.estimate.rare`), whichever metrics the action set keeps
-        linear |= {(ONE, v) for v in (*RARE.values(), "fraud_volume", "authorized", "mature_authorized")}
-        strata_quadratic |= {(ONE, ONE, "amount*amount"), (ONE, ONE, "amount*fraud_volume")}
+        linear |= {(ONE, v) for v in (*RARE.values(), "fraud_volume", "authorized", "mature_authorized",
+                                      "authorized_volume")}
+        strata_quadratic |= {(ONE, ONE, product(a, b)) for a, b in
+                             (("amount", "amount"), ("amount", "fraud_volume"), ("amount", "authorized_volume"))}
+        linear |= {(ONE, c) for c in counterfactual_columns(plan.values, plan.actions)}  # ... of values without a table
     design: set[tuple[str, str, str]] = set()
     if plan.finite:
         design = {q for q in quadratic | strata_quadratic if ONE not in q[:2]}
@@ -252,18 +255,22 @@ def needed_sums(plan: Plan) -> Needs:
     )
 
 
-def stratified_items(values: ValueSet) -> dict[str, set[tuple[str, str]]]:
+def stratified_items(values: ValueSet, actions: tuple[str, ...]) -> dict[str, set[tuple[str, str]]]:
     """Per metric, the (basis, value) sums the stratified estimator reads (`simulator.estimate.strata`).
 
     Hájek sums of the value and its population over explored rows (basis inv_p), stratum
     sizes and fixed values over every row (basis one), and the value over every row (for
     the delta against the logging policy's observed total); a ratio reads both of its parts.
+    A row value's total under block is exact from every row (its value evaluated under block).
     Every cross sum among one metric's items is needed too; the rare-event floor adds
     counts of events and the amount's moments.
     """
     def items(metric: SumMetric) -> set[tuple[str, str]]:
-        return {(ONE, "one"), (ONE, "mature"), (INV_P, metric.value), (INV_P, metric.population),
-                (ONE, metric.population), (ONE, metric.value)}
+        out = {(ONE, "one"), (ONE, "mature"), (INV_P, metric.value), (INV_P, metric.population),
+               (ONE, metric.population), (ONE, metric.value)}
+        if BLOCK in actions and metric.value in values.row_values:
+            out.add((ONE, counterfactual_column(metric.value, BLOCK, "declined")))
+        return out
 
     out = {m.name: items(m) for m in values.sums}
     out |= {r.name: items(r.numerator) | items(r.denominator) for r in values.ratios}

@@ -39,8 +39,8 @@ from simulator.plan.moments import (
 )
 from simulator.plan.compiled import Plan
 from simulator.schema import ACTION, ALLOW, AMOUNT, BLOCK, PROPENSITY, logging_prob_column
-from simulator.stats.units import (RowValues, Units, build_units, contradicted, development_codes, outcome_pattern,
-                                   row_values, unit_values)
+from simulator.stats.units import (RowValues, Units, build_units, contradicted, counterfactual_values, development_codes,
+                                   outcome_pattern, row_values, unit_values)
 from simulator.model.direct import model_keys
 from simulator.plan.direct_terms import direct_values, mixed_value, predicted_value
 from simulator.model.value import Weighting, has_blocks
@@ -241,6 +241,8 @@ def _layout(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str
     develop = None if plan.development is None else development_codes(batch, pattern, plan.development)
     weight = None if plan.development is None else plan.development.weight_expr()
     rows_evaluated = row_values(batch, plan.values, plan.cutoff, weight)
+    if rows_evaluated is not None and plan.stratified:  # the rare-event floor of values without a table
+        rows_evaluated = rows_evaluated.plus(counterfactual_values(batch, plan.values, plan.actions, plan.cutoff, weight))
     units = build_units(batch, prefix, action, pattern, _logged_block(batch, plan), dm_bin, per_row=bool(plan.per_row),
                         develop=develop)
     first = units.grouping.first

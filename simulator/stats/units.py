@@ -33,6 +33,7 @@ from simulator.schema import (
     ACTION,
     AMOUNT,
     AUTHORIZED,
+    BLOCK,
     CREATED_AT,
     DISPUTE_LOST,
     FRAUD_DISPUTE,
@@ -40,7 +41,7 @@ from simulator.schema import (
     TRANSACTION_ID,
 )
 from simulator.errors import InvalidData
-from simulator.model.value import ValueSet
+from simulator.model.value import OUTCOMES, ValueSet, counterfactual_column, counterfactual_outcomes, maturity_mask
 
 if TYPE_CHECKING:
     from simulator.model.maturity import Development
@@ -113,11 +114,21 @@ class RowValues:
     values: a unit's sums of them are sums over its rows (`simulator.stats.shard`).
     """
 
-    names: tuple[str, ...]
-    values: np.ndarray  # (rows, names)
+    columns: dict[str, np.ndarray]  # name -> (rows,) contiguous
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.columns)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.columns
 
     def column(self, name: str) -> np.ndarray:
-        return self.values[:, self.names.index(name)]
+        return self.columns[name]
+
+    def plus(self, other: RowValues | None) -> RowValues:
+        """Both sets of columns, side by side."""
+        return self if other is None else RowValues(self.columns | other.columns)
 
 
 def row_values(batch: pl.DataFrame, values: ValueSet, cutoff: datetime | None,
@@ -132,7 +143,53 @@ def row_values(batch: pl.DataFrame, values: ValueSet, cutoff: datetime | None,
         return None
     actual = values.evaluate(batch, cutoff, develop=develop, names=names).to_numpy().astype(np.float64)
     _check_finite(batch, values, names, actual)
-    return RowValues(names, actual)
+    return RowValues({name: np.ascontiguousarray(actual[:, j]) for j, name in enumerate(names)})
+
+
+def counterfactual_values(batch: pl.DataFrame, values: ValueSet, actions: tuple[str, ...],
+                          cutoff: datetime | None, develop: pl.Expr | None) -> RowValues | None:
+    """Every row value of every row as it would be under each action and outcome, and its square
+    (`simulator.model.value.counterfactual_columns`): the rare-event floor of a value without a table.
+
+    A value written as SQL may read any column (cost by card funding, volume of one brand), so how
+    it moves with approval and fraud differs row by row; the floor (`simulator.estimate.rare`) reads
+    these sums over a stratum's rows instead of a table's c0 + c1·amount. Evaluated as mature rows
+    with the raw fraud label, except under a block, whose only outcome (declined) is each row's
+    value as it stands (its own maturity): the stratified estimator's exact value of a block
+    (`simulator.estimate.strata.stratum_value`). Where an expression is not finite under an outcome
+    the row never had (a division by the authorisation, say), that outcome adds nothing to the floor.
+    """
+    names = tuple(n for n in values.names if n in values.row_values)
+    if not names:
+        return None
+    # as mature rows, but a block's as it stands (its own maturity and label weight)
+    as_mature = pl.col(_AS_MATURE) > 0
+    mature = pl.when(as_mature).then(pl.lit(1.0)).otherwise(maturity_mask(cutoff))
+    weight = None if develop is None else pl.when(as_mature).then(pl.lit(1.0)).otherwise(develop)
+    read = set(values.reads()) | {ACTION, AMOUNT, AUTHORIZED, FRAUD_DISPUTE, DISPUTE_LOST}
+    read |= {c for e in (mature, weight) if e is not None for c in e.meta.root_names()}
+    narrow, kind = batch.select(sorted(read & set(batch.columns))), batch.schema[ACTION]
+    cases = [(action, outcome) for action in actions for outcome in counterfactual_outcomes(action)]
+    stacked = []  # every case's rows one after the other: one evaluation of the value model, not one per case
+    for action, outcome in cases:
+        authorized, fraud, lost = OUTCOMES[outcome]
+        stacked.append(narrow.with_columns(
+            pl.lit(action).cast(kind).alias(ACTION), pl.lit(authorized).alias(AUTHORIZED), pl.lit(fraud).alias(FRAUD_DISPUTE),
+            pl.lit(lost).alias(DISPUTE_LOST), pl.lit(float(action != BLOCK)).alias(_AS_MATURE)))
+    evaluated = values.evaluate(pl.concat(stacked), cutoff, mature=mature, develop=weight, names=names)
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        column = evaluated[name].to_numpy()
+        if not np.isfinite(column).all():
+            column = np.nan_to_num(column, nan=0.0, posinf=0.0, neginf=0.0)
+        for k, (action, outcome) in enumerate(cases):
+            value = column[k * batch.height:(k + 1) * batch.height]  # contiguous: no copy
+            out[counterfactual_column(name, action, outcome)] = value
+            out[counterfactual_column(name, action, outcome, squared=True)] = value * value
+    return RowValues(out)
+
+
+_AS_MATURE = "__as_mature"
 
 
 def contradicted(values: ValueSet, actions: tuple[str, ...], rows: RowValues, action: np.ndarray, pattern: np.ndarray,
@@ -144,7 +201,7 @@ def contradicted(values: ValueSet, actions: tuple[str, ...], rows: RowValues, ac
     out: dict[str, np.ndarray] = {}
     raw = value_table(values, actions)
     undeveloped = None if weight is None else value_table(values, actions, develop=0.0)
-    for j, name in enumerate(rows.names):
+    for name in rows.names:
         if name not in values.tabulable:
             continue
         k = values.names.index(name)
@@ -153,7 +210,7 @@ def contradicted(values: ValueSet, actions: tuple[str, ...], rows: RowValues, ac
             u = undeveloped[action, pattern, k]
             c = u + weight[:, None] * (c - u)
         expected = c[:, 0] + c[:, 1] * amount
-        actual = rows.values[:, j]
+        actual = rows.column(name)
         scale = np.abs(actual) + np.abs(c[:, 0]) + np.abs(c[:, 1] * amount)
         out[name] = np.abs(actual - expected) > 1e-9 * scale + 1e-12
     return out

@@ -32,8 +32,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from simulator.model.value import ValueModel
-from simulator.model.value import RATIO_METRICS, SUM_METRICS, VALUES, ValueSet, maturity_cutoff
+from simulator.model.value import DEFAULT_VALUES, VALUES, ValueModel, ValueSet, maturity_cutoff
 from simulator.synthetic.generate import GenerateSpec
 from simulator.synthetic.log import simulate_chunk
 from simulator.synthetic.model import build_model
@@ -55,14 +54,25 @@ BASELINE = "production"
 CANDIDATES = ("cand_a", "cand_b")
 
 VALUE_INDEX = {v: j for j, v in enumerate(VALUES)}
-# Sum metrics as (name, value column, weighting, population) — the engine's SUM_METRICS.
-SUMS = tuple((m.name, m.value, m.weighting.value, m.population) for m in SUM_METRICS)
-# Ratio metrics as (name, (num value, num weighting), (den value, den weighting), scale, population).
-RATIOS = tuple(
-    (r.name, (r.numerator.value, r.numerator.weighting.value), (r.denominator.value, r.denominator.weighting.value),
-     r.scale, r.numerator.population)
-    for r in RATIO_METRICS
-)
+
+
+def sum_metrics(values: ValueSet = DEFAULT_VALUES) -> tuple[tuple[str, str, str, str], ...]:
+    """Sum metrics as (name, value column, weighting, population), as the engine defines them."""
+    return tuple((m.name, m.value, m.weighting.value, m.population) for m in values.sums)
+
+
+def ratio_metrics(values: ValueSet = DEFAULT_VALUES) -> tuple[tuple[str, tuple[str, str], tuple[str, str], float, str], ...]:
+    """Ratio metrics as (name, (num value, num weighting), (den value, den weighting), scale, population)."""
+    return tuple(
+        (r.name, (r.numerator.value, r.numerator.weighting.value), (r.denominator.value, r.denominator.weighting.value),
+         r.scale, r.numerator.population)
+        for r in values.ratios
+    )
+
+
+# The built-in value model's metrics (the engine's SUM_METRICS and RATIO_METRICS).
+SUMS = sum_metrics()
+RATIOS = ratio_metrics()
 
 
 def policy_actions(fraud_score: np.ndarray, name: str) -> np.ndarray:
@@ -112,18 +122,19 @@ EXCLUDE = Labels()
 
 
 def value_matrix(frame: pl.DataFrame, world_seed: int = 0, value_model: ValueModel | None = None,
-                 labels: Labels = EXCLUDE) -> np.ndarray:
-    """(rows, len(VALUES)) value columns of the engine's value model at each row's action."""
+                 labels: Labels = EXCLUDE, values: ValueSet | None = None) -> np.ndarray:
+    """(rows, len(values.names)) value columns of a value model (default: the built-in one) at each row's action."""
     cutoff = maturity_cutoff(as_of(world_seed), labels.maturity_days)
-    return ValueSet(value_model or ValueModel()).evaluate(frame, cutoff).to_numpy().astype(np.float64)
+    chosen = values or ValueSet(value_model or ValueModel())
+    return chosen.evaluate(frame, cutoff).to_numpy().astype(np.float64)
 
 
 def counterfactual_values(log: pl.DataFrame, truth: pl.DataFrame, world_seed: int = 0,
-                          labels: Labels = EXCLUDE) -> np.ndarray:
-    """(actions, rows, VALUES): every row's value columns under each action."""
+                          labels: Labels = EXCLUDE, values: ValueSet = DEFAULT_VALUES) -> np.ndarray:
+    """(actions, rows, values.names): every row's value columns under each action."""
     when = as_of(world_seed)
     return np.stack([value_matrix(counterfactual_log(log, truth, a, when, censored=not labels.eventual), world_seed,
-                                  labels=labels) for a in ACTIONS])
+                                  labels=labels, values=values) for a in ACTIONS])
 
 
 def policy_means(potential: np.ndarray, fraud_score: np.ndarray) -> dict[str, np.ndarray]:
@@ -138,29 +149,31 @@ def policy_means(potential: np.ndarray, fraud_score: np.ndarray) -> dict[str, np
 
 
 def population_means(log: pl.DataFrame, truth: pl.DataFrame, world_seed: int = 0,
-                     labels: Labels = EXCLUDE) -> dict[str, np.ndarray]:
+                     labels: Labels = EXCLUDE, values: ValueSet = DEFAULT_VALUES) -> dict[str, np.ndarray]:
     """Per-row means of every policy's value columns over this population (its finite-population truth per row)."""
-    return policy_means(counterfactual_values(log, truth, world_seed, labels), log["fraud_score"].to_numpy())
+    return policy_means(counterfactual_values(log, truth, world_seed, labels, values), log["fraud_score"].to_numpy())
 
 
-def _key(rows: int, world_seed: int, labels: Labels) -> str:
+def _key(rows: int, world_seed: int, labels: Labels, values: ValueSet) -> str:
     extra = () if labels == EXCLUDE else (labels.maturity_days, labels.eventual)
+    if values.model != ValueModel() or values.custom:  # the built-in model keeps the key its truths were cached under
+        extra += (repr(values.model), values.custom)
     text = repr((rows, world_seed, sorted(POLICIES.items()), VALUES, MATURITY_DAYS, *extra))
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def superpopulation_means(rows: int = 4_000_000, world_seed: int = 0, chunk: int = 500_000,
                           rep_seed: int = 987_654_321, cache: Path | None = Path("/tmp"),
-                          labels: Labels = EXCLUDE) -> dict[str, np.ndarray]:
+                          labels: Labels = EXCLUDE, values: ValueSet = DEFAULT_VALUES) -> dict[str, np.ndarray]:
     """Per-row means over a large population (cached in `cache`, None: not cached): the superpopulation truth per row."""
-    path = None if cache is None else cache / f"policysim_superpop_{_key(rows, world_seed, labels)}.npz"
+    path = None if cache is None else cache / f"policysim_superpop_{_key(rows, world_seed, labels, values)}.npz"
     if path is not None and path.exists():
         return dict(np.load(path))
     sums: dict[str, np.ndarray] = {}
     for lo in range(0, rows, chunk):
         hi = min(lo + chunk, rows)
         log, truth = fresh_population(rows, rep_seed, world_seed=world_seed, lo=lo, hi=hi)
-        means = population_means(log, truth, world_seed, labels)
+        means = population_means(log, truth, world_seed, labels, values)
         for k, v in means.items():
             sums[k] = sums.get(k, 0.0) + v * (hi - lo)
     out = {k: v / rows for k, v in sums.items()}
@@ -169,19 +182,21 @@ def superpopulation_means(rows: int = 4_000_000, world_seed: int = 0, chunk: int
     return out
 
 
-def truth_table(means: dict[str, np.ndarray], rows: int) -> dict[tuple[str, str], float]:
+def truth_table(means: dict[str, np.ndarray], rows: int,
+                values: ValueSet = DEFAULT_VALUES) -> dict[tuple[str, str], float]:
     """Truth of every (policy, metric) for a sample of `rows` rows, and of every candidate's delta
-    (policy 'delta:<cand>'), from per-row means."""
+    (policy 'delta:<cand>'), from per-row means of `values`' columns."""
+    index = {v: j for j, v in enumerate(values.names)}
 
     def mean(policy: str, value: str, weighting: str) -> float:
         key = f"|{weighting}" if weighting == "allowed" else f"{policy}|{weighting}"
-        return float(means[key][VALUE_INDEX[value]])
+        return float(means[key][index[value]])
 
     out: dict[tuple[str, str], float] = {}
     for policy in POLICIES:
-        for name, value, weighting, _ in SUMS:
+        for name, value, weighting, _ in sum_metrics(values):
             out[(policy, name)] = rows * mean(policy, value, weighting)
-        for name, (nv, nw), (dv, dw), scale, _ in RATIOS:
+        for name, (nv, nw), (dv, dw), scale, _ in ratio_metrics(values):
             out[(policy, name)] = scale * mean(policy, nv, nw) / mean(policy, dv, dw)
     for cand in CANDIDATES:
         for (policy, name), value in list(out.items()):
@@ -190,8 +205,8 @@ def truth_table(means: dict[str, np.ndarray], rows: int) -> dict[tuple[str, str]
     return out
 
 
-def metric_names() -> list[str]:
-    return [s[0] for s in SUMS] + [r[0] for r in RATIOS]
+def metric_names(values: ValueSet = DEFAULT_VALUES) -> list[str]:
+    return [s[0] for s in sum_metrics(values)] + [r[0] for r in ratio_metrics(values)]
 
 
 if __name__ == "__main__":  # build the cache and print the per-30k truth
