@@ -11,7 +11,8 @@ the `top` segments with the largest |delta| among those with at least `min_rows`
 payments (`plots.forest_rows`), each paired delta with its interval, green when
 the interval lies above 0, red below, grey across it, hollow when flagged; the axis
 covers ALL, 0 and the middle 80 % of the segments' interval ends
-(`plots.focus_limits`), and a longer interval is cut at the edge. Panels keep their
+(`plots.focus_limits`), and a longer interval is cut at the edge, with an arrowhead
+saying it goes on. Panels keep their
 own axis: candidates' deltas differ by orders of magnitude, and a shared axis would
 flatten the small ones.
 """
@@ -103,10 +104,18 @@ def _panel(rows: pl.DataFrame, policy: str, start: float, label_width: float, to
         if math.isfinite(low[i]) and math.isfinite(high[i]):
             parts.append(f'<line x1="{x(low[i]):.1f}" x2="{x(high[i]):.1f}" y1="{y:.1f}" y2="{y:.1f}" '
                          f'stroke="{colors[i]}" stroke-width="2"/>')
+            parts += [_cut(x(end), y, side, colors[i]) for end, side in ((low[i], -1), (high[i], 1))
+                      if (end < low_x if side < 0 else end > high_x)]
         if math.isfinite(delta[i]):
             fill = "white" if flagged[i] else colors[i]
             parts.append(f'<circle cx="{x(delta[i]):.1f}" cy="{y:.1f}" r="3.5" fill="{fill}" stroke="{colors[i]}"/>')
     return parts
+
+
+def _cut(edge: float, y: float, side: int, color: str) -> str:
+    """An arrowhead at the panel's edge where an interval goes on beyond it (`side` −1: left, 1: right)."""
+    tip, back = edge + 3 * side, edge - 4 * side
+    return f'<path d="M{back:.1f},{y - 4:.1f} L{tip:.1f},{y:.1f} L{back:.1f},{y + 4:.1f}" fill="{color}"/>'
 
 
 def _ticks(low: float, high: float, count: int = 5) -> np.ndarray:

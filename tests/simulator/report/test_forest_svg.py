@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from simulator.report.forest_svg import _ticks, forest_figure
-from simulator.report.plots import DOWN, NEUTRAL, UP
+from simulator.report.plots import DOWN, NEUTRAL, UP, focus_limits, forest_rows
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -42,3 +42,18 @@ def test_ticks_are_round_numbers_inside_the_range() -> None:
     assert np.allclose(_ticks(-7.3, 12.0), [-5.0, 0.0, 5.0, 10.0], rtol=0, atol=1e-12)
     assert np.allclose(_ticks(-0.3, 0.2), [-0.3, -0.2, -0.1, 0.0, 0.1, 0.2], rtol=0, atol=1e-12)
     assert _ticks(1.0, 1.0).size == 0
+
+
+def test_an_interval_beyond_the_axis_ends_in_an_arrowhead() -> None:
+    """The axis covers the middle of the segments' interval ends; a longer interval is cut there and says so."""
+    frame = pl.concat([results().head(4), pl.DataFrame({
+        "policy": ["p"] * 8, "metric": ["net_value"] * 8, "segmentation": ["c"] * 8,
+        "segment": [f"c=s{i}" for i in range(8)], "rows": [1_000] * 8,
+        "delta": [0.1 * i for i in range(8)], "delta_ci_low": [0.1 * i - 1 for i in range(7)] + [-500.0],
+        "delta_ci_high": [0.1 * i + 1 for i in range(8)], "flag": [None] * 8})])
+    svg = ElementTree.fromstring(forest_figure(frame, "net_value", ["p"], top=20, min_rows=100))
+    shown = forest_rows(frame, "net_value", policy="p", top=20, min_rows=100)
+    low_x, high_x = focus_limits(shown, None)
+    beyond = int((shown["delta_ci_low"] < low_x).sum() + (shown["delta_ci_high"] > high_x).sum())
+    assert beyond >= 1 and (shown["delta_ci_low"] < low_x).any()  # c=s7's -500 at least
+    assert len(list(svg.iter(f"{SVG}path"))) == beyond  # one arrowhead for every end beyond the axis, none else
