@@ -52,7 +52,6 @@ from bench_run import config_table  # noqa: E402
 from simulator.config import parse_config  # noqa: E402
 from simulator.data.load import open_source, scan_dataset  # noqa: E402
 from simulator.engine.execution import Execution  # noqa: E402
-from simulator.model.value import value_exprs  # noqa: E402
 from simulator.schema import ACTION, PROPENSITY  # noqa: E402
 from simulator.workflows.run import run  # noqa: E402
 
@@ -106,7 +105,7 @@ def obp_inputs(data: Path, folder: Path) -> int:
                                                             return_dtype=pl.Int64).to_numpy())
     np.save(folder / "pscore", frame[PROPENSITY].to_numpy())
     np.save(folder / "action_dist", policy.probabilities(frame)[:, :, None])
-    values = frame.select(value_exprs(config.value_model, None))
+    values = config.values().evaluate(frame, None, names=tuple(METRICS.values()))
     np.save(folder / "rewards", np.column_stack([values[column].to_numpy() for column in METRICS.values()]))
     segments = {}
     for column in SEGMENT_COLUMNS:
