@@ -86,7 +86,7 @@ def plan(config: RunConfig, data: str | Path | None = None, *, execution: Execut
     keep = set(wanted["policy"].to_list()) | {config.baseline.policy}
     evaluated = derive(config, {"policies": [p.model_dump() for p in config.policies if p.name in keep]},
                        config_source)
-    result = run(evaluated, path, execution=execution)
+    result = run(evaluated, path, execution=execution, changes=False)
     log = log_shape(result, evaluated)
     current = current_state(wanted, result, evaluated)
     cost = exploration_cost(result, log)

@@ -138,7 +138,7 @@ def _review_each(config: RunConfig, data: str | Path | None, *, execution: Execu
     checked = review_config(config, config_source)
     path = resolve_data(config, data)
     evaluated = candidate_config(config, checked.names, config_source)
-    result = run(evaluated, path, execution=execution)  # one pass evaluates every candidate and the baseline
+    result = run(evaluated, path, execution=execution, changes=False)  # one pass evaluates every candidate and the baseline
     start = time.perf_counter()
     confidence = config.estimation.confidence
     checks = {name: evaluate_guardrails(result.results.filter(pl.col("policy") == name), checked.guardrails,

@@ -29,7 +29,7 @@ from simulator.data.logging_policy import derived_columns, with_logging_columns
 from simulator.data.shard_checks import FoldedChecks, fold_checks
 from simulator.data.validate import DataSummary, Origin, check_dataset, find_problems
 from simulator.engine.execution import Execution, execute
-from simulator.errors import InvalidConfig, InvalidData
+from simulator.errors import InvalidConfig, InvalidData, PolicysimError
 from simulator.estimate.changes import CHANGES_SCHEMA, finalize_changes, finalize_examples
 from simulator.estimate.development import with_development_uncertainty
 from simulator.estimate.results import finalize, segment_evaluation
@@ -95,14 +95,16 @@ def resolve_data(config: RunConfig, data: str | Path | None) -> str:
 
 
 def run(config: RunConfig, data: str | Path | None = None, *, execution: Execution = Execution(),
-        examples: int = DEFAULT_EXAMPLES) -> RunResult:
+        examples: int = DEFAULT_EXAMPLES, changes: bool = True) -> RunResult:
     """Evaluate every policy of `config` against its baseline on the data.
 
     `execution` says which engine runs the shards and where (`Execution`: Ray
     by default, on a new local cluster; `Execution(engine="local")` runs in this
     process with identical results). Bad data raises `InvalidData` (column,
     count, example id), as the CLI reports it. `examples`: how many of the
-    largest payments of each transition `result.examples` keeps.
+    largest payments of each transition `result.examples` keeps. `changes=False`
+    leaves the decision changes out (no transition sums or example payments in
+    the shards): for callers that never read them (review, plan).
 
     Example::
 
@@ -117,11 +119,11 @@ def run(config: RunConfig, data: str | Path | None = None, *, execution: Executi
     source = open_source(path, schema)
     try:
         result, checking = _evaluate(config, source, schema, execution, summary=None, examples=examples,
-                                     eager_changes=True)
+                                     eager_changes=changes, changes=changes)
     except _NotFolded:  # the data needs the one-pass validator: validate first, then evaluate
         validated = validated_data(config, source)
         result, checking = _evaluate(config, source, schema, execution, summary=validated.summary, examples=examples,
-                                     eager_changes=True)
+                                     eager_changes=changes, changes=changes)
     total = time.perf_counter() - start
     # validate_s: validation outside the shard pass (its checks inside the shards count in stats_s)
     timings = {**result.timings, "validate_s": total - result.timings["total_s"] + checking, "total_s": total}
@@ -156,7 +158,7 @@ def evaluate(config: RunConfig, validated: ValidatedData, execution: Execution, 
 
 def _evaluate(config: RunConfig, source: Source, schema: Schema, execution: Execution, *,
               summary: DataSummary | None, rows: pl.Expr | None = None, examples: int = DEFAULT_EXAMPLES,
-              eager_changes: bool = False) -> tuple[RunResult, float]:
+              eager_changes: bool = False, changes: bool = True) -> tuple[RunResult, float]:
     """Plan, statistics, finalize; and the seconds spent finishing the shards' checks (0 on validated data).
 
     `eager_changes`: finalize the decision changes now, on the results' totals, with their time in
@@ -175,7 +177,8 @@ def _evaluate(config: RunConfig, source: Source, schema: Schema, execution: Exec
         # the default as-of date: from the Parquet footers when they can say, else compile_plan reads the timestamps
         as_of = latest_timestamp(source, schema) if summary is None else summary.as_of
         plan = compile_plan(config, scan, as_of=as_of)
-        plan = _with_changes(plan, config, scan.collect_schema().names(), schema, examples)
+        if changes:
+            plan = _with_changes(plan, config, scan.collect_schema().names(), schema, examples)
         if summary is None:
             folded = fold_checks(source, schema, as_of=plan.as_of,
                                  label_maturity_days=config.data.label_maturity_days)
@@ -202,7 +205,8 @@ def _evaluate(config: RunConfig, source: Source, schema: Schema, execution: Exec
     results = with_development_uncertainty(finalize(executed.stats, plan, config.estimation, evaluation=evaluation),
                                            plan, config.estimation.confidence)
     finalized = time.perf_counter() - mark
-    changes_from = partial(finalize_changes, executed.stats, plan, config.estimation, results)
+    changes_from = partial(finalize_changes, executed.stats, plan, config.estimation, results) if changes \
+        else _not_collected
     if eager_changes:  # computed now, on the totals finalize already has, and timed
         changes = finalize_changes(executed.stats, plan, config.estimation, results, evaluation=evaluation)
         changes_from = partial(_computed, changes)
@@ -213,6 +217,11 @@ def _evaluate(config: RunConfig, source: Source, schema: Schema, execution: Exec
                        engine=executed.engine, source=source, changes_from=changes_from,
                        examples=finalize_examples(executed.stats, plan))
     return result, checking
+
+
+def _not_collected() -> pl.DataFrame:
+    """`RunResult.changes` of a run made with `changes=False`: an error, not an empty table that reads as none."""
+    raise PolicysimError("this run left the decision changes out (run(..., changes=False)); run it with changes=True")
 
 
 def _computed(frame: pl.DataFrame) -> pl.DataFrame:

@@ -136,6 +136,18 @@ def test_run_frame_computes_changes_once_when_read_and_equal_to_runs(local, rowg
     pl.testing.assert_frame_equal(first, local.changes, check_exact=False, rel_tol=1e-12)  # shards: sums reassociate
 
 
+def test_a_run_without_changes_has_the_same_results_and_says_so_when_asked(local, rowgroups: Path) -> None:
+    """`run(..., changes=False)` (review, plan): no transition sums or examples in the shards, the same results, and
+    reading `changes` is an error rather than an empty table that would read as "nothing changes decision"."""
+    from simulator.errors import PolicysimError
+
+    without = run(parse_config(CONFIG), rowgroups, execution=Execution(engine="local", shard_rows=10_000), changes=False)
+    assert without.plan.changes is None and without.examples.is_empty() and "changes_s" not in without.timings
+    pl.testing.assert_frame_equal(without.results, local.results)
+    with pytest.raises(PolicysimError, match="changes=False"):
+        _ = without.changes
+
+
 def test_every_segment_gets_its_transitions(local) -> None:
     strict = local.changes.filter(pl.col("policy") == "strict")
     assert set(strict["segment"]) == set(local.results["segment"])
