@@ -239,10 +239,7 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
         tail, fraud_mean, fraud_square = segment_amounts()
         # a few rows understate a heavy tail: the segment's shape, weighted as TAIL_PRIOR rows against the stratum's
         square = np.maximum(square, (rows * square + TAIL_PRIOR * mean**2 * tail) / (rows + TAIL_PRIOR))
-        trials = explored + 1.0
-        authorized = totals.total(part.authorized)
-        p_auth = (authorized + 0.5) / trials
-        p_fraud = p_auth * (totals.total(part.events) + 0.5) / (authorized + 1.0)  # fraud only on authorized payments
+        p_auth, p_fraud = _rates(part, explored)
         first, second = _approved_amounts(part, totals)
         moments = _Moments(mean * first, square * second)  # the amounts of approved payments
         # ... and, as for any amount, at least the segment's tail shape (a few dozen frauds understate it too)
@@ -258,6 +255,12 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
                 p_fraud * fraud.product(shape.a0, shape.a1, shape.f0, shape.f1)
                 - p_auth * p_fraud * moments.first(shape.a0, shape.a1) * fraud.first(shape.f0, shape.f1))
         return size**2 / np.maximum(explored, 1.0) * np.maximum(variance, 0.0)
+
+    def _rates(part: HajekPart, explored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Approval and fraud rates under the part's action, each shrunk by half an event (Jeffreys)."""
+        authorized = totals.total(part.authorized)
+        p_auth = (authorized + 0.5) / (explored + 1.0)
+        return p_auth, p_auth * (totals.total(part.events) + 0.5) / (authorized + 1.0)  # fraud only on authorized ones
 
     def _moves_with_fraud(part: HajekPart, shape: Outcomes) -> np.ndarray | bool:
         """Whether the value moves with fraud under the part's action: from its table, or for a value without
@@ -284,9 +287,7 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
         """
         stratum, action = Stratum(_rows(part).stratum.members), plan.actions[part.action]  # type: ignore[union-attr]
         rows = totals.total(_rows(part))
-        authorized = totals.total(part.authorized)
-        p_auth = (authorized + 0.5) / (explored + 1.0)
-        p_fraud = p_auth * (totals.total(part.events) + 0.5) / (authorized + 1.0)
+        p_auth, p_fraud = _rates(part, explored)
         chance = {"declined": 1.0 - p_auth, "approved": p_auth - p_fraud, "lost": p_fraud}
         if action == BLOCK:  # no outcome follows a block: the value is each row's declined one
             chance = {"declined": np.ones_like(p_auth), "approved": np.zeros_like(p_auth), "lost": np.zeros_like(p_auth)}
