@@ -64,7 +64,6 @@ from simulator.estimate.strata import HajekPart, Outcomes, outcomes
 from simulator.model.value import OUTCOMES, counterfactual_column
 from simulator.plan.moments import Term, stratum_term
 from simulator.plan.strata import Stratum
-from simulator.schema import BLOCK
 
 if TYPE_CHECKING:
     from simulator.estimate.totals import Totals
@@ -275,10 +274,11 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
     def _per_row_variance(part: HajekPart, totals: Totals, explored: np.ndarray) -> np.ndarray:
         """Var(y) of a value without a table over the stratum's rows, each row's value known under every outcome.
 
-        With approval at p_A and fraud at p_F (as for a table's value; none after a block), a row's value is its
+        With approval at p_A and fraud at p_F (as for a table's value), a row's value is its
         declined, approved or lost counterpart with probabilities 1 − p_A, p_A − p_F and p_F: the mean over the
         stratum's rows of Σ_o P(o)·v_o² minus the square of the mean of Σ_o P(o)·v_o. For the finite
-        estimand only the unexplored rows' outcomes are unknown (the factor 1 − m/N).
+        estimand only the unexplored rows' outcomes are unknown (the factor 1 − m/N). (Never a block's:
+        a row value's total under block is exact, `simulator.estimate.strata.stratum_value`.)
 
         A few rows understate a heavy tail, and a value that only some rows carry (one brand's volume)
         can be 0 on all of a small stratum's rows: each outcome's moments are pulled towards the
@@ -289,8 +289,6 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
         rows = totals.total(_rows(part))
         p_auth, p_fraud = _rates(part, explored)
         chance = {"declined": 1.0 - p_auth, "approved": p_auth - p_fraud, "lost": p_fraud}
-        if action == BLOCK:  # no outcome follows a block: the value is each row's declined one
-            chance = {"declined": np.ones_like(p_auth), "approved": np.zeros_like(p_auth), "lost": np.zeros_like(p_auth)}
         tail = segment_amounts()[0]
         everyone = Stratum(())
         amount, segment_amount = part.amount, stratum_term("amount", everyone)

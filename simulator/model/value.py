@@ -352,6 +352,11 @@ class ValueSet:
         return _row_values(self)
 
     @property
+    def row_value_names(self) -> tuple[str, ...]:
+        """`row_values` in the order of `names` (how the shards lay out their columns)."""
+        return tuple(n for n in self.names if n in self.row_values)
+
+    @property
     def tabulable(self) -> frozenset[str]:
         """Row values that read only the action, the amount and the outcomes (directly or through values)."""
         return _tabulable(self)
@@ -494,15 +499,17 @@ def counterfactual_column(value: str, action: str, outcome: str, *, squared: boo
     return f"{'cf2' if squared else 'cf'}:{value}@{action}:{outcome}"
 
 
-def counterfactual_outcomes(action: str) -> tuple[str, ...]:
-    """The outcomes that can follow an action: none but declined after a block."""
-    return ("declined",) if action == BLOCK else tuple(OUTCOMES)
+def counterfactual_cases(actions: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The (action, outcome) pairs a row value is evaluated at: every outcome of each action, none but declined
+    after a block (whose total of a row value is then exact, `simulator.estimate.strata.stratum_value`)."""
+    return tuple((a, o) for a in actions for o in (("declined",) if a == BLOCK else OUTCOMES))
 
 
 def counterfactual_columns(values: ValueSet, actions: tuple[str, ...]) -> tuple[str, ...]:
-    """Every counterfactual column of every row value (`counterfactual_column`): what the shards sum for the floor."""
-    return tuple(counterfactual_column(v, a, o, squared=sq) for v in values.names if v in values.row_values
-                 for a in actions for o in counterfactual_outcomes(a) for sq in (False, True))
+    """Every counterfactual column of every row value (`counterfactual_column`): what the shards sum. The floor
+    reads a value and its square under every action but block; a block's value alone makes its exact total."""
+    return tuple(counterfactual_column(v, a, o, squared=sq) for v in values.row_value_names
+                 for a, o in counterfactual_cases(actions) for sq in ((False,) if a == BLOCK else (False, True)))
 
 
 def has_blocks(actions: tuple[str, ...]) -> bool:

@@ -328,7 +328,7 @@ class _RowSums:
         self.memo: dict[tuple[str, ...], np.ndarray] = {}
 
     def has(self, name: str) -> bool:
-        return self.rows is not None and name in self.rows.names
+        return self.rows is not None and name in self.rows
 
     def _sum(self, key: tuple[str, ...], per_row: np.ndarray) -> np.ndarray:
         if key not in self.memo:

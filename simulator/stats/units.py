@@ -41,7 +41,7 @@ from simulator.schema import (
     TRANSACTION_ID,
 )
 from simulator.errors import InvalidData
-from simulator.model.value import OUTCOMES, ValueSet, counterfactual_column, counterfactual_outcomes, maturity_mask
+from simulator.model.value import OUTCOMES, ValueSet, counterfactual_cases, counterfactual_column, maturity_mask
 
 if TYPE_CHECKING:
     from simulator.model.maturity import Development
@@ -138,7 +138,7 @@ def row_values(batch: pl.DataFrame, values: ValueSet, cutoff: datetime | None,
     Raises `InvalidData` naming the expression when a row's value is null or not finite (a column the
     expression reads is null there, say): nothing is dropped silently.
     """
-    names = tuple(n for n in values.names if n in values.row_values)
+    names = values.row_value_names
     if not names:
         return None
     actual = values.evaluate(batch, cutoff, develop=develop, names=names).to_numpy().astype(np.float64)
@@ -159,7 +159,7 @@ def counterfactual_values(batch: pl.DataFrame, values: ValueSet, actions: tuple[
     (`simulator.estimate.strata.stratum_value`). Where an expression is not finite under an outcome
     the row never had (a division by the authorisation, say), that outcome adds nothing to the floor.
     """
-    names = tuple(n for n in values.names if n in values.row_values)
+    names = values.row_value_names
     if not names:
         return None
     # as mature rows, but a block's as it stands (its own maturity and label weight)
@@ -169,7 +169,7 @@ def counterfactual_values(batch: pl.DataFrame, values: ValueSet, actions: tuple[
     read = set(values.reads()) | {ACTION, AMOUNT, AUTHORIZED, FRAUD_DISPUTE, DISPUTE_LOST}
     read |= {c for e in (mature, weight) if e is not None for c in e.meta.root_names()}
     narrow, kind = batch.select(sorted(read & set(batch.columns))), batch.schema[ACTION]
-    cases = [(action, outcome) for action in actions for outcome in counterfactual_outcomes(action)]
+    cases = counterfactual_cases(actions)
     stacked = []  # every case's rows one after the other: one evaluation of the value model, not one per case
     for action, outcome in cases:
         authorized, fraud, lost = OUTCOMES[outcome]
@@ -185,7 +185,8 @@ def counterfactual_values(batch: pl.DataFrame, values: ValueSet, actions: tuple[
         for k, (action, outcome) in enumerate(cases):
             value = column[k * batch.height:(k + 1) * batch.height]  # contiguous: no copy
             out[counterfactual_column(name, action, outcome)] = value
-            out[counterfactual_column(name, action, outcome, squared=True)] = value * value
+            if action != BLOCK:  # the floor's; a block's total is exact
+                out[counterfactual_column(name, action, outcome, squared=True)] = value * value
     return RowValues(out)
 
 

@@ -273,8 +273,9 @@ def test_a_value_that_reads_other_columns_keeps_a_floor_read_off_its_rows() -> N
     built_in = run_frame(parse_config(config), log)
     written = run_frame(parse_config(config | {"value_model": {"values": {"cost": sql}}}), log)
     assert written.plan.values.untabulated == {"cost", "net_value"}
-    # cost and net_value, each under allow and challenge declined, approved or lost, and under block declined; squared
-    assert len(counterfactual_columns(written.plan.values, written.plan.actions)) == 2 * (3 + 3 + 1) * 2
+    # cost and net_value, each under allow and challenge declined, approved or lost with its square (the floor's),
+    # and under block declined alone (the exact total)
+    assert len(counterfactual_columns(written.plan.values, written.plan.actions)) == 2 * ((3 + 3) * 2 + 1)
     a, b = (r.overall().filter(pl.col("policy") == "p") for r in (built_in, written))
     for metric in ("cost", "net_value"):
         assert row(b, metric)["estimate"] == pytest.approx(row(a, metric)["estimate"], rel=1e-12)
