@@ -27,7 +27,7 @@ from simulator.stats.shard import Stats
 from simulator.estimate.totals import SegmentTotals, Totals
 from simulator.estimate.rare import Diagnostics, PartDiagnostics, diagnose, part_diagnostics
 from simulator.estimate.strata import HajekPart
-from simulator.estimate.score import score_bounds
+from simulator.estimate.score import ScoreBounds, score_bounds
 from simulator.plan.strata import disjoint_rows, stratifiable
 from simulator.stats.units import value_table
 from simulator.model.value import BLOCK_QUALITY, RatioMetric, ValueSet, Weighting, event_size
@@ -355,7 +355,8 @@ def metric_columns(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
     stratified = estimator_kind(evaluation.estimation.estimator).stratified
     method = "t" if stratified else "clt"
     if stratified and not exact:  # shares of 0/1 outcomes: score limits, asymmetric where the share is near 0 or 1
-        low, high, scored = _score(metric.estimate, se, _df(own), evaluation)
+        bounds = _score(metric.estimate, se, _df(own), evaluation)
+        low, high, scored, few = bounds.low, bounds.high, bounds.decides, few | bounds.thin
         method = "t; score limits for 0/1 shares"
     else:
         low, high = intervals.student(estimate, se, _df(own), confidence)
@@ -380,7 +381,8 @@ def metric_columns(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
     if evaluation.exact_baseline:  # the baseline is known exactly: the delta's interval is the estimate's, shifted
         dlow, dhigh = low - baseline, high - baseline
     elif stratified:
-        dlow, dhigh, dscored = _score(delta, delta_se, _df(paired), evaluation)
+        dbounds = _score(delta, delta_se, _df(paired), evaluation)
+        dlow, dhigh, dscored, few = dbounds.low, dbounds.high, dbounds.decides, few | dbounds.thin
         if boot is not None and boot[metric.name][2] is not None:
             keep = paired.few_events | paired.floor_decides | dscored
             dlow, dhigh = np.where(keep, dlow, boot[metric.name][2]), np.where(keep, dhigh, boot[metric.name][3])
@@ -404,8 +406,7 @@ def metric_columns(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
             "few": np.where(few, np.int8(8), np.int8(0)), "thin": thin}
 
 
-def _score(estimate: Estimate, se: np.ndarray, df: np.ndarray,
-           evaluation: Evaluation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _score(estimate: Estimate, se: np.ndarray, df: np.ndarray, evaluation: Evaluation) -> ScoreBounds:
     """The t interval with Wilson limits for the estimate's 0/1-valued Hájek parts (`simulator.estimate.score`)."""
     confidence = evaluation.estimation.confidence
     q, z = intervals.t_quantile(df, confidence), float(intervals.t_quantile(np.inf, confidence))

@@ -34,6 +34,19 @@ part of the estimate reads are scored (a ratio's segment-wide mean and one
 stratum's keep the t interval). With no scored share the interval is t·se on
 both sides, as before.
 
+A ratio of two shares of the same explored rows, one nested in the other
+(`block_precision`: fraud among the payments a block stops that would have been
+authorized; a fraud dispute only follows an authorization), is scored through
+the conditional share q = p̂_inner / p̂_outer, a binomial proportion on the
+outer share's rows: with p̂_inner = p̂_outer·q, the estimate moves with q by
+w_inner·p̂_outer and with p̂_outer by what is left, and the two move
+independently (given how many rows were authorized, the fraud among them is a
+binomial draw), so q takes Wilson limits and p̂_outer stays in V_rest. A
+block-precision delta is then a weighted difference of strata's q on disjoint
+rows, scored like Newcombe's difference of two proportions. What q puts into
+V is read off both parts' own variances: w_inner²·(V_inner − q²·r²·V_outer),
+r the ratio of the two values' spans.
+
 Rare fraud is where the score limits matter most: explored rows that show no
 fraud give a share of 0, a symmetric interval (even with the rare-event floor's
 half event, `simulator.estimate.rare`) reaches only ~1.4·N/m above it, while the
@@ -47,6 +60,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 from scipy import special
@@ -58,9 +72,10 @@ from simulator.model.value import ValueSet
 from simulator.plan.compiled import Plan
 from simulator.plan.moments import Term, stratum_term
 from simulator.plan.strata import Stratum, disjoint_rows
-from simulator.stats.units import value_table
+from simulator.stats.units import PATTERNS, value_table
 
 MIN_TRIALS = 10.0  # effective rows below which a share is not scored: its limits would rest on a handful of rows
+NESTED_MIN = 1.0
 NEGLIGIBLE = 1e-9  # share of the variance below which a term is rounding noise
 SHARES_DECIDE = 0.5  # share of an estimate's variance from scored shares above which they decide its interval
 SIZES = ("one", "mature")  # values of a stratum's row counts (a size term)
@@ -76,6 +91,8 @@ class Share:
     weight: np.ndarray
     variance: np.ndarray
     scored: np.ndarray  # bool: where the share takes score limits
+    own: frozenset[object]  # the estimate's parts (or size terms) it stands for: they read its rows too
+    reach: np.ndarray | None = None  # the most it could put into the variance, where that is not `variance`
 
 
 @lru_cache(maxsize=256)
@@ -86,6 +103,27 @@ def two_values(values: ValueSet, actions: tuple[str, ...], action: int, value: s
         return None
     distinct = np.unique(table[:, 0])
     return (float(distinct[0]), float(distinct[1])) if len(distinct) == 2 else None
+
+
+def _feasible_patterns() -> np.ndarray:
+    """Outcome patterns (`simulator.stats.units.outcome_pattern`) valid data can hold: a fraud dispute only
+    follows an authorization and a lost dispute only a fraud dispute (`simulator.data.validate`)."""
+    pattern = np.arange(PATTERNS)
+    authorized, fraud, lost = pattern & 1, pattern & 2, pattern & 4
+    return ((fraud == 0) | (authorized > 0)) & ((lost == 0) | (fraud > 0))
+
+
+@lru_cache(maxsize=256)
+def nested(values: ValueSet, actions: tuple[str, ...], action: int, inner: str, outer: str) -> bool:
+    """Whether two two-valued columns under an action are nested: every payment at `inner`'s high level is at
+    `outer`'s high level too (fraud within mature authorizations), on every outcome valid data can hold."""
+    a, b = two_values(values, actions, action, inner), two_values(values, actions, action, outer)
+    if a is None or b is None or inner == outer:
+        return False
+    table = value_table(values, actions)[action][_feasible_patterns()]  # (patterns, values, 2)
+    high_inner = table[:, values.names.index(inner), 0] == a[1]
+    high_outer = table[:, values.names.index(outer), 0] == b[1]
+    return bool(np.any(high_inner)) and bool(np.all(high_outer[high_inner]))
 
 
 def wilson(share: np.ndarray, n: np.ndarray, q: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -128,11 +166,24 @@ def _poisson_low(events: np.ndarray, tail: np.ndarray) -> np.ndarray:
     return special.gammaincinv(np.maximum(events, 1e-12), tail)
 
 
+class ScoreBounds(NamedTuple):
+    """An estimate's MOVER interval and what decided it."""
+
+    low: np.ndarray
+    high: np.ndarray
+    decides: np.ndarray  # bool: scored shares carry most of the interval (a bootstrap's percentiles cannot see them)
+    thin: np.ndarray  # bool: shares of fewer than MIN_TRIALS rows carry most of it (honest, but wide: `few_events`)
+
+
 def score_bounds(estimate: Estimate, variance: np.ndarray, q: np.ndarray, z: float, total: Callable[[Term], np.ndarray],
-                 parts: Callable[[HajekPart], PartDiagnostics], plan: Plan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The MOVER interval of the module docstring: (low, high) of `estimate` with variance `variance`, and
-    where scored shares carry most of that variance (there the score limits decide the interval, also over a
-    bootstrap's percentiles: resampling a share reproduces the symmetric interval's one-sided miss)."""
+                 parts: Callable[[HajekPart], PartDiagnostics], plan: Plan) -> ScoreBounds:
+    """The MOVER interval of the module docstring of `estimate` with variance `variance`.
+
+    The score limits decide where the scored shares carry most of the variance, or shares seen at 0 or 1 (no
+    sample variance) or on fewer than MIN_TRIALS rows carry most of the interval: there they stand over a
+    bootstrap's percentiles too (resampling a share reproduces the symmetric interval's one-sided miss, and
+    cannot move a share seen at 0).
+    """
     value = estimate.value
     shape = np.shape(value)
     variance = np.nan_to_num(variance)
@@ -140,30 +191,55 @@ def score_bounds(estimate: Estimate, variance: np.ndarray, q: np.ndarray, z: flo
     # off reassociated sums) neither is scored nor blocks another share, so sharding cannot flip the method.
     tiny = NEGLIGIBLE * variance
     explored = []
-    for f, part in estimate.parts.values():
+    for key, (f, part) in estimate.parts.items():
         f = np.nan_to_num(np.broadcast_to(f, shape))
         if np.any(f):
             d = parts(part)  # type: ignore[arg-type]  # parts are HajekParts by construction
-            explored.append((part.explored, f**2 * np.maximum(d.within, d.floor) > tiny))  # type: ignore[attr-defined]
-    hajek, sizes = _part_shares(estimate, shape, total, parts, plan), _size_shares(estimate, shape, total, plan)
+            explored.append((key, part.explored, f**2 * np.maximum(d.within, d.floor) > tiny))  # type: ignore[attr-defined]
+    pairs = _nested_shares(estimate, shape, total, parts, plan)
+    paired = frozenset().union(*(s.own for s in pairs))  # a nested pair's parts are scored through it, not alone
+    hajek = [s for s in _part_shares(estimate, shape, total, parts, plan) if not s.own & paired] + pairs
+    sizes = _size_shares(estimate, shape, total, plan)
     replaced, down, up = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    thin, edge = _Reach(shape), _Reach(shape)  # shares on few rows; shares seen at 0 or 1 (no sample variance)
     # A share is scored alone where no other of its kind reads its rows (a stratum's size and its Hájek mean are
     # uncorrelated: the mean is centred within the stratum).
-    for s in [*_alone(hajek, explored, tiny, plan), *_alone(sizes, [(size.rows, size.variance > tiny) for size in sizes], tiny, plan)]:
+    size_readers = [(term, size.rows, size.variance > tiny) for size in sizes for term in size.own]
+    for s in [*_alone(hajek, explored, tiny, plan), *_alone(sizes, size_readers, tiny, plan)]:
         low, high = wilson(s.share, s.trials, z)
         below = np.where(s.weight > 0, s.share - low, high - s.share) * np.abs(s.weight)  # towards a lower estimate
         above = np.where(s.weight > 0, high - s.share, s.share - low) * np.abs(s.weight)
         replaced = replaced + np.where(s.scored, s.variance, 0.0)
         down, up = down + np.where(s.scored, below**2, 0.0), up + np.where(s.scored, above**2, 0.0)
+        thin.add(s.scored & (s.trials < MIN_TRIALS * (1 - 1e-9)), below, above)
+        events = s.share * s.trials
+        edge.add(s.scored & ((events < 0.5) | (s.trials - events < 0.5)), below, above)
     rest = q**2 * np.maximum(variance - replaced, 0.0)
-    return value - np.sqrt(rest + down), value + np.sqrt(rest + up), replaced > SHARES_DECIDE * variance
+    few = thin.carries(rest, down, up)
+    decides = (replaced > SHARES_DECIDE * variance) | few | edge.carries(rest, down, up)
+    return ScoreBounds(value - np.sqrt(rest + down), value + np.sqrt(rest + up), decides, few)
+
+
+class _Reach:
+    """The squared distances some of the scored shares add to each side of an interval."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.down, self.up = np.zeros(shape), np.zeros(shape)
+
+    def add(self, where: np.ndarray, below: np.ndarray, above: np.ndarray) -> None:
+        self.down = self.down + np.where(where, below**2, 0.0)
+        self.up = self.up + np.where(where, above**2, 0.0)
+
+    def carries(self, rest: np.ndarray, down: np.ndarray, up: np.ndarray) -> np.ndarray:
+        """Where these shares make most of either side's reach (`down`, `up`: every share's, `rest`: the t part's)."""
+        return (self.down > SHARES_DECIDE * (rest + down)) | (self.up > SHARES_DECIDE * (rest + up))
 
 
 def _part_shares(estimate: Estimate, shape: tuple[int, ...], total: Callable[[Term], np.ndarray],
                  parts: Callable[[HajekPart], PartDiagnostics], plan: Plan) -> list[Share]:
     """The Hájek parts whose value is a scaled 0/1 outcome under their action."""
     out = []
-    for factor, part in estimate.parts.values():
+    for key, (factor, part) in estimate.parts.items():
         factor = np.nan_to_num(np.broadcast_to(factor, shape))
         levels = two_values(plan.values, plan.actions, part.action, part.value)  # type: ignore[attr-defined]
         if not np.any(factor) or levels is None:
@@ -174,7 +250,41 @@ def _part_shares(estimate: Estimate, shape: tuple[int, ...], total: Callable[[Te
         share = np.clip(np.nan_to_num(divide(divide(main, norm) - lo, hi - lo)), 0.0, 1.0)
         out.append(Share(rows=part.explored, share=share, trials=d.ess, weight=factor * size * (hi - lo),  # type: ignore[attr-defined]
                          variance=factor**2 * np.maximum(d.within, d.floor),
-                         scored=d.ess >= MIN_TRIALS * (1 - 1e-9)))
+                         scored=d.ess >= MIN_TRIALS * (1 - 1e-9), own=frozenset({key})))
+    return out
+
+
+def _nested_shares(estimate: Estimate, shape: tuple[int, ...], total: Callable[[Term], np.ndarray],
+                   parts: Callable[[HajekPart], PartDiagnostics], plan: Plan) -> list[Share]:
+    """The conditional shares q = p̂_inner / p̂_outer of pairs of nested parts on the same explored rows
+    (see the module docstring)."""
+    active = []
+    for key, (factor, part) in estimate.parts.items():
+        factor = np.nan_to_num(np.broadcast_to(factor, shape))
+        if np.any(factor):
+            active.append((key, factor, part))
+    out = []
+    for key_in, f_in, inner in active:
+        for key_out, _, outer in active:
+            if inner.explored != outer.explored or not nested(plan.values, plan.actions, inner.action,  # type: ignore[attr-defined]
+                                                             inner.value, outer.value):  # type: ignore[attr-defined]
+                continue
+            (lo_in, hi_in), (lo_out, hi_out) = (two_values(plan.values, plan.actions, p.action, p.value)  # type: ignore[attr-defined,misc]
+                                                for p in (inner, outer))
+            d_in, d_out = parts(inner), parts(outer)  # type: ignore[arg-type]
+            size, norm = total(inner.size), total(inner.norm)  # type: ignore[attr-defined]
+            s_in = np.clip(np.nan_to_num(divide(divide(total(inner.main), norm) - lo_in, hi_in - lo_in)), 0.0, 1.0)  # type: ignore[attr-defined]
+            s_out = np.clip(np.nan_to_num(divide(divide(total(outer.main), norm) - lo_out, hi_out - lo_out)), 0.0, 1.0)  # type: ignore[attr-defined]
+            q = np.clip(np.nan_to_num(divide(s_in, s_out)), 0.0, 1.0)
+            trials = d_out.ess * s_out  # the outer share's (effective) rows
+            span = (hi_in - lo_in) / (hi_out - lo_out)
+            own = np.maximum(d_in.within, d_in.floor) - (q * span) ** 2 * np.maximum(d_out.within, d_out.floor)
+            weight = f_in * size * (hi_in - lo_in) * s_out  # type: ignore[attr-defined]
+            # a share seen at 0 or 1 has no sample variance, yet its score limits reach as far as a binomial's can
+            reach = divide(weight**2, 4.0 * trials)
+            out.append(Share(rows=inner.explored, share=q, trials=trials, weight=weight,  # type: ignore[attr-defined]
+                             variance=f_in**2 * np.maximum(own, 0.0), scored=trials >= NESTED_MIN * (1 - 1e-9),
+                             own=frozenset({key_in, key_out}), reach=np.nan_to_num(reach)))
     return out
 
 
@@ -195,21 +305,22 @@ def _size_shares(estimate: Estimate, shape: tuple[int, ...], total: Callable[[Te
         size = total(term)
         share = np.clip(np.nan_to_num(divide(size, rows)), 0.0, 1.0)
         out.append(Share(rows=term, share=share, trials=rows, weight=g * rows,
-                         variance=g**2 * size * (1.0 - share), scored=rows >= MIN_TRIALS))
+                         variance=g**2 * size * (1.0 - share), scored=rows >= MIN_TRIALS, own=frozenset({term})))
     return out
 
 
-def _alone(shares: list[Share], readers: list[tuple[Term, np.ndarray]], tiny: np.ndarray, plan: Plan) -> list[Share]:
-    """The shares, scored only where no other active reader reads their rows.
+def _alone(shares: list[Share], readers: list[tuple[object, Term, np.ndarray]], tiny: np.ndarray, plan: Plan) -> list[Share]:
+    """The shares, scored only where no reader but their own reads their rows.
 
-    Each share's own rows are one of `readers`, each with where it is active (a sweep's
-    points use different strata).
+    `readers`: (key, rows, where it is active) of every part (or size) of the estimate (a sweep's points
+    use different strata); a share's own parts (`Share.own`) do not count against it.
     """
     out = []
     for s in shares:
-        overlapping = sum((active for rows, active in readers if not disjoint_rows(s.rows, rows, plan)),
+        overlapping = sum((active for key, rows, active in readers if key not in s.own and not disjoint_rows(s.rows, rows, plan)),
                           np.zeros(np.shape(s.scored), dtype=np.int64))
-        scored = s.scored & (s.variance > tiny) & (overlapping == 1)
+        reach = s.variance if s.reach is None else s.reach
+        scored = s.scored & (reach > tiny) & (overlapping == 0)
         if np.any(scored):
             out.append(replace(s, scored=scored))
     return out

@@ -7,15 +7,24 @@ interval of an estimate built by hand from one share and one symmetric rest.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
+
 import numpy as np
 import polars as pl
 import pytest
 from scipy import stats
 
 from simulator import parse_config, run_frame
+from simulator.estimate.estimators import variance
+from simulator.estimate.linearised import Estimate
+from simulator.estimate.rare import PartDiagnostics
+from simulator.estimate.results import metric_estimates, segment_evaluation
+from simulator.estimate.strata import HajekPart
 from simulator.model.value import ValueModel, ValueSet
-from simulator.estimate.score import two_values, wilson
+from simulator.estimate.score import nested, score_bounds, two_values, wilson
 from simulator.synthetic.fresh import as_of, fresh_population
+from tests.factories import EXTRACTED_AT, START, make_transactions
 
 Q = 1.959963984540054
 
@@ -102,3 +111,84 @@ def test_rare_counts_get_a_longer_upper_side(results: pl.DataFrame) -> None:
 def test_money_keeps_the_symmetric_t_interval(results: pl.DataFrame) -> None:
     row = _row(results, "net_value")
     assert row["ci_high"] - row["estimate"] == pytest.approx(row["estimate"] - row["ci_low"], rel=1e-9)
+
+
+def test_fraud_is_nested_in_mature_authorizations_under_allow() -> None:
+    actions = ("allow", "challenge", "block")
+    model = ValueSet(ValueModel())
+    assert nested(model, actions, 0, "fraud", "mature_authorized")  # a dispute only follows an authorization
+    assert nested(model, actions, 0, "fraud", "authorized")
+    assert not nested(model, actions, 0, "mature_authorized", "fraud")
+    assert not nested(model, actions, 0, "fraud", "fraud")
+    assert not nested(model, actions, 0, "fraud_volume", "mature_authorized")  # not a 0/1 share
+
+
+def _precision_log() -> pl.DataFrame:
+    """Three strata of payments, all old enough for their labels, explored with `allow` at propensity 0.1:
+
+    stratum  rows  score  production  explored (logged allow)  of them fraud
+    S1       20    0.50   block       3 (all authorized)       3
+    S2       40    0.30   challenge   10 (all authorized)      1
+    S0       40    0.05   allow       40                       0
+
+    A candidate blocking from 0.25 adds S2 to production's blocks: its block precision is
+    (20·1 + 40·0.1) / 60 = 0.4 against production's 1.0, a delta of ω·(q2 − q1) = (2/3)·(0.1 − 1) = −0.6.
+    """
+    spec = [(20, 0.5, "block", 3, 3), (40, 0.3, "challenge", 10, 1), (40, 0.05, "allow", 40, 0)]
+    rows = [(score, prod, "allow" if i < explored else prod, i < fraud)
+            for n, score, prod, explored, fraud in spec for i in range(n)]
+    allow = [0.9 if prod == "allow" else 0.1 for _, prod, _, _ in rows]
+    challenge = [0.85 if prod == "challenge" else 0.05 for _, prod, _, _ in rows]
+    probs = {"allow": allow, "challenge": challenge, "block": [1 - a - c for a, c in zip(allow, challenge)]}
+    action = [logged for _, _, logged, _ in rows]
+    authorized = [None if a == "block" else True for a in action]
+    fraud = [None if a == "block" else f for a, (_, _, _, f) in zip(action, rows)]
+    n = len(rows)
+    return make_transactions(
+        n=n, fraud_score=[score for score, _, _, _ in rows], action=action,
+        propensity=[probs[a][i] for i, a in enumerate(action)], **{f"logging_prob_{a}": p for a, p in probs.items()},
+        created_at=pl.Series([START] * n, dtype=pl.Datetime("us", "UTC")),
+        authorized=pl.Series(authorized, dtype=pl.Boolean), fraud_dispute=pl.Series(fraud, dtype=pl.Boolean),
+        dispute_lost=pl.Series([True if f else None for f in fraud], dtype=pl.Boolean),
+        disputed_at=pl.Series([START + timedelta(days=20) if f else None for f in fraud], dtype=pl.Datetime("us", "UTC")),
+    )
+
+
+def test_a_precision_delta_scores_each_strata_fraud_share_among_authorizations() -> None:
+    """Newcombe's difference of two proportions, weighted: production's precision rests on 3 explored
+    authorizations, all fraud (no sample variance), yet its Wilson limits reach down to 0.44, so the delta's
+    interval reaches up by ω·(1 − 0.44); the candidate's added stratum (1 fraud in 10) reaches down by ω·(0.1 − l).
+    Everything else (here: how many payments each stratum holds, on future traffic) keeps its t part."""
+    config = parse_config({
+        "data": {"as_of": EXTRACTED_AT, "immature_labels": "exclude"},
+        "policies": [{"name": "cand", "kind": "threshold", "score": "fraud_score", "challenge_above": 0.2,
+                      "block_above": 0.25}],
+        "estimation": {"min_ess": 0, "population": "finite"},
+    })
+    result = run_frame(config, _precision_log())
+    evaluation = segment_evaluation(result.stats, result.plan, config.estimation)
+    assert evaluation is not None
+
+    def precision(policy: str) -> Estimate:
+        return {m.name: m for m in metric_estimates(policy, evaluation.totals, "snipw")}["block_precision"].estimate
+
+    delta = precision("cand").minus(precision(result.plan.baseline))
+    assert delta.value[0] == pytest.approx(-0.6)
+    total_variance = variance(delta, evaluation.paired)
+
+    def without_floor(part: HajekPart) -> PartDiagnostics:
+        d = evaluation.parts(part)
+        return replace(d, floor=np.zeros_like(d.floor))
+
+    bounds = score_bounds(delta, total_variance, Q, Q, evaluation.totals.total, without_floor, evaluation.plan)
+    s2 = next(p for f, p in delta.parts.values() if p.value == "fraud" and np.all(f > 0))  # only S2 adds fraud
+    rest = total_variance - (1 / 60) ** 2 * evaluation.parts(s2).within  # ∂Δ/∂(S2's fraud total) = 1/60
+    (l1, l2), (u1, u2) = wilson(np.array([1.0, 0.1]), np.array([3.0, 10.0]), Q)
+    omega = 2 / 3
+    assert bounds.low[0] == pytest.approx(-0.6 - np.sqrt(Q**2 * rest[0] + (omega * (0.1 - l2)) ** 2), rel=1e-9)
+    assert bounds.high[0] == pytest.approx(-0.6 + np.sqrt(Q**2 * rest[0] + omega**2 * ((u2 - 0.1) ** 2 + (1 - l1) ** 2)),
+                                           rel=1e-9)
+    assert bounds.decides[0] and bounds.thin[0]  # three explored authorizations: honest, wide, and flagged
+    row = run_frame(config, _precision_log()).overall().filter(pl.col("policy") == "cand",
+                                                                pl.col("metric") == "block_precision").row(0, named=True)
+    assert "few_events" in row["flag"]
