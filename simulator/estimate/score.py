@@ -75,7 +75,7 @@ from simulator.plan.strata import Stratum, disjoint_rows
 from simulator.stats.units import PATTERNS, value_table
 
 MIN_TRIALS = 10.0  # effective rows below which a share is not scored: its limits would rest on a handful of rows
-NESTED_MIN = 1.0
+NESTED_MIN = 1.0  # rows from which a nested pair's conditional share is scored (under MIN_TRIALS: flagged few_events)
 NEGLIGIBLE = 1e-9  # share of the variance below which a term is rounding noise
 SHARES_DECIDE = 0.5  # share of an estimate's variance from scored shares above which they decide its interval
 SIZES = ("one", "mature")  # values of a stratum's row counts (a size term)
