@@ -19,12 +19,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from simulator.engine.address import UnreachableCluster, check_reachable
 from simulator.errors import PolicysimError, first_line
 from simulator.engine.shards import Job, OrderedMerge, Shard, ShardResult, run_shard
+
+if TYPE_CHECKING:
+    import psutil
 
 MAX_RETRIES = 3
 # One thread per task: Ray already runs one task per CPU, and polars' or BLAS's own
@@ -87,7 +91,51 @@ def cluster(address: str | None, num_cpus: int | None) -> Iterator[Cluster]:
         with _holding(used):
             yield used
     finally:
+        node = _node_processes() if address is None else []
         ray.shutdown()
+        _reap(node)
+
+
+STOP_GRACE_SECONDS = 10.0  # how long a started cluster's processes get to exit after `ray.shutdown()`
+
+
+def _node_processes() -> list[psutil.Process]:
+    """The processes of the local cluster this process started: its Ray descendants (raylet, GCS, workers, agents).
+
+    Recorded before the shutdown: the raylet's agents are re-parented once it exits, and would be lost.
+    """
+    import psutil  # a dependency of Ray's
+
+    def ray_process(child: psutil.Process) -> bool:
+        try:
+            name = child.name()
+            return name.startswith("ray::") or name in ("raylet", "gcs_server") or \
+                any("/ray/" in part for part in child.cmdline()[:3])  # e.g. python .../ray/dashboard/dashboard.py
+        except psutil.Error:  # gone meanwhile, or not ours to read
+            return False
+
+    try:
+        return [child for child in psutil.Process().children(recursive=True) if ray_process(child)]
+    except psutil.Error:
+        return []
+
+
+def _reap(processes: Sequence[psutil.Process]) -> None:
+    """Wait for the started cluster's processes to exit; kill those still running after STOP_GRACE_SECONDS.
+
+    `ray.shutdown()` stops them, but on a loaded machine an agent can outlive the command that started it
+    (measured: the dashboard and runtime-env agents still running 30 s after Ctrl-C at load ~16). Only the
+    recorded processes are touched (psutil checks each one's start time, so a reused pid is never signalled).
+    """
+    if not processes:
+        return
+    import psutil
+
+    _, alive = psutil.wait_procs(processes, timeout=STOP_GRACE_SECONDS)
+    for process in alive:
+        with suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=STOP_GRACE_SECONDS)
 
 
 @contextmanager
