@@ -21,11 +21,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from simulator.engine.address import UnreachableCluster, check_reachable
 from simulator.errors import PolicysimError, first_line
-from simulator.engine.shards import Job, OrderedMerge, Shard, ShardResult, run_shard
+from simulator.engine.shards import Job, OrderedMerge, Shard, run_shard
+from simulator.data.shard_checks import CheckedShard
+from simulator.stats.shard import Stats
 
 if TYPE_CHECKING:
     import psutil
@@ -83,17 +85,19 @@ def cluster(address: str | None, num_cpus: int | None) -> Iterator[Cluster]:
         with _holding(used):
             yield used
         return
-    context = _connect(ray, address, num_cpus)
-    try:
+    started: list[psutil.Process] = []
+    try:  # a Ctrl-C while the cluster starts must stop what has started too
+        context = _connect(ray, address, num_cpus)
+        started = _node_processes() if address is None else []  # its agents, while the raylet is still their parent
         used = Cluster(address=str(getattr(context, "address_info", {}).get("gcs_address", address or "local")),
                        started=address is None, cpus=ray.cluster_resources().get("CPU", 0.0),
                        seconds=time.perf_counter() - start)
         with _holding(used):
             yield used
     finally:
-        node = _node_processes() if address is None else []
+        node = set(started) | set(_node_processes() if address is None else [])
         ray.shutdown()
-        _reap(node)
+        _reap(sorted(node, key=lambda process: process.pid))
 
 
 STOP_GRACE_SECONDS = 10.0  # how long a started cluster's processes get to exit after `ray.shutdown()`
@@ -102,7 +106,8 @@ STOP_GRACE_SECONDS = 10.0  # how long a started cluster's processes get to exit 
 def _node_processes() -> list[psutil.Process]:
     """The processes of the local cluster this process started: its Ray descendants (raylet, GCS, workers, agents).
 
-    Recorded before the shutdown: the raylet's agents are re-parented once it exits, and would be lost.
+    Recorded when the cluster starts and again before the shutdown: the raylet's agents are re-parented once it
+    exits (a Ctrl-C can stop it before the shutdown runs), and would be lost.
     """
     import psutil  # a dependency of Ray's
 
@@ -180,20 +185,27 @@ def run_ray(shards: Sequence[Shard], job: Job, on_shard: Callable[[Shard], None]
     """
     import ray
 
-    task = ray.remote(max_retries=MAX_RETRIES)(run_shard)
+    task = ray.remote(max_retries=MAX_RETRIES, num_returns=2)(_split_shard)
     if environment:
         task = task.options(runtime_env={"env_vars": {**TASK_ENV, **environment}})
     job_ref = ray.put(job)  # shipped once, shared by every task
-    pending = {task.remote(shard, job_ref): shard for shard in shards}
+    pending: dict[object, tuple[Shard, object]] = {}
+    for shard in shards:
+        checked_ref, stats_ref = task.remote(shard, job_ref)
+        pending[checked_ref] = (shard, stats_ref)
     merge = OrderedMerge(shards, job.checks)
+    ready: dict[int, tuple[CheckedShard | None, object]] = {}  # finished, waiting for their turn in the object store
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
-            shard = pending.pop(done[0])
-            result = _get(ray, done[0])
-            merge.add(shard.id, result.stats, result.checked)
+            shard, stats_ref = pending.pop(done[0])
+            ready[shard.id] = (_get(ray, done[0]), stats_ref)  # a failed shard raises here, as soon as it fails
             if on_shard is not None:
                 on_shard(shard)
+            while merge.expecting in ready:  # fetch statistics only in merge order: the driver holds one at a time
+                checked, ref = ready.pop(merge.expecting)
+                merge.add(merge.expecting, _get(ray, ref), checked)
+                del ref
     except BaseException:  # Ctrl-C or a failed shard: stop the rest before leaving
         for ref in pending:
             ray.cancel(ref, force=True)
@@ -201,8 +213,16 @@ def run_ray(shards: Sequence[Shard], job: Job, on_shard: Callable[[Shard], None]
     return merge
 
 
-def _get(ray, ref) -> ShardResult:  # type: ignore[no-untyped-def]
-    """A task's result; a policysim error raised inside a task surfaces as itself."""
+def _split_shard(shard: Shard, job: Job) -> tuple[CheckedShard | None, Stats]:
+    """`run_shard` as two objects: the small checks, fetched as soon as the task ends (a shard's bad input stops the
+    run at once), and the statistics, fetched only when the in-order merge reaches them (with a bootstrap, hundreds of
+    MiB each: early ones wait in the object store, which spills to disk, not in the driver's memory)."""
+    result = run_shard(shard, job)
+    return result.checked, result.stats
+
+
+def _get(ray, ref) -> Any:  # type: ignore[no-untyped-def]
+    """A task's result (one of its objects); a policysim error raised inside a task surfaces as itself."""
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as error:

@@ -131,6 +131,11 @@ class OrderedMerge:
         self._replicates: Replicates | None = None
         self.checked = None if checks is None else CheckMerge(checks)  # every shard's checks, merged in order
 
+    @property
+    def expecting(self) -> int | None:
+        """The shard id the merge takes next (None when every shard is in)."""
+        return self._ids[self._next] if self._next < len(self._ids) else None
+
     def add(self, shard_id: int, stats: Stats, checked: CheckedShard | None = None) -> None:
         if shard_id not in self._ids or shard_id in self._early or shard_id in self._ids[: self._next]:
             raise RuntimeError(f"unexpected or repeated result for shard {shard_id}")  # a bug, not bad input

@@ -77,6 +77,18 @@ def test_an_internal_invariant_is_not_a_user_error() -> None:
     assert not isinstance(caught.value, PolicysimError)
 
 
+def test_the_merge_says_which_shard_it_takes_next_whatever_arrives_first() -> None:
+    """The Ray engine fetches a shard's statistics only when the merge expects it (early ones wait in the object store)."""
+    merge = OrderedMerge([Shard(id=i, path=Path("x.parquet"), offset=i, rows=1) for i in (4, 1, 7)])
+    assert merge.expecting == 1
+    merge.add(7, Stats.empty())  # early: buffered, the merge still waits for 1
+    assert merge.expecting == 1
+    merge.add(1, Stats.empty())
+    assert merge.expecting == 4
+    merge.add(4, Stats.empty())
+    assert merge.expecting is None  # 7 was merged as soon as 4 was in
+
+
 def test_a_bug_prints_its_traceback_and_exits_ex_software(tmp_path: Path, data: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "config.toml"
