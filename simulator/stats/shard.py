@@ -20,6 +20,8 @@ from simulator.stats.binned import BinnedAccumulator
 from simulator.stats.changes import Examples, changing, memberships, merge_examples, shard_examples, transition_sums
 from simulator.stats.bootstrap import Replicates, replicate_sums
 from simulator.stats.cells import Grouping, group_rows, group_sum
+from simulator.stats.kernel import (BOTH_FLAT, FACTOR_BASIS, FACTOR_ONE, GENERAL, LEFT_FLAT, RIGHT_FLAT, SECOND_GIVEN,
+                                    SECOND_LINEAR, SECOND_ROWS, cell_sums, group_max)
 from simulator.errors import PolicysimError
 from simulator.plan.moments import (
     INV_P,
@@ -271,52 +273,81 @@ Linear = tuple[np.ndarray, np.ndarray]  # (c0, c1): a value column is c0 + c1·a
 
 def _sums(units: Units, cells: int, values: dict[str, Linear], basis: dict[str, np.ndarray], needs: Needs,
           rows: RowValues | None = None, amount: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Every needed sum per cell, evaluated per unit (see `simulator.stats.units`).
+    """Every needed sum per cell, evaluated per unit (see `simulator.stats.units`) in one compiled loop.
 
-    A row value's sums over a unit are sums over its rows (`rows`, with each row's `amount`).
+    Each sum is Σ over a cell's units of a factor times a second (`kernel.cell_sums`): ω_b and
+    c0 n + c1 S1 for a linear sum; ω_a ω_b (× (1 − p) for a design sum) and Σv·v' over the unit,
+    a0 b0 n + (a0 b1 + a1 b0) S1 + a1 b1 S2 with the terms that are exactly 0 left out, for a
+    quadratic one. Factors and seconds are computed once per unit and shared by the sums that
+    use them; nothing per sum is materialised. A row value's sums over a unit are sums over its
+    rows (`rows`, with each row's `amount`): those are computed here and handed to the loop.
     """
-    n, s1, s2 = units.n, units.s1, units.s2
     per_unit = _RowSums(units, rows, amount)
+    names = list(values)
+    value_index = {name: j for j, name in enumerate(names)}
+    basis_index = {name: j for j, name in enumerate(basis)}
+    flat = {name: not values[name][1].any() for name in names}  # no amount term (counts, DR predictions)
+    given: list[np.ndarray] = []
+    factors: dict[tuple[int, int, bool], int] = {}
+    seconds: dict[tuple[int, int, int], int] = {}
 
-    def per_cell(weights: np.ndarray) -> np.ndarray:
-        return np.bincount(units.cell, weights=weights, minlength=cells)
+    def factor(a: int, b: int, design: bool = False) -> int:
+        return factors.setdefault((a, b, design), len(factors))
 
-    flat: dict[str, bool] = {}  # value columns without an amount term (counts, DR predictions): most products
+    def second(kind: int, left: int, right: int = 0) -> int:
+        return seconds.setdefault((kind, left, right), len(seconds))
 
-    def is_flat(name: str) -> bool:
-        if name not in flat:
-            flat[name] = not values[name][1].any()
-        return flat[name]
+    def hand(per_row_sum: np.ndarray) -> int:  # a per-unit sum computed here (memoised by `_RowSums`)
+        for k, known in enumerate(given):
+            if known is per_row_sum:
+                return second(SECOND_GIVEN, k)
+        given.append(per_row_sum)
+        return second(SECOND_GIVEN, len(given) - 1)
 
-    def second(left: str, right: str) -> np.ndarray:  # Σ over a unit of v·v'
+    def product(left: str, right: str) -> int:
         if per_unit.has(left) or per_unit.has(right):
-            return per_unit.product(left, right, values)
-        (a0, a1), (b0, b1) = values[left], values[right]
-        # the same sums with the terms that are exactly 0 left out (bit-identical, several times fewer passes)
-        if is_flat(left) and is_flat(right):
-            return a0 * b0 * n
-        if is_flat(left):
-            return a0 * b0 * n + (a0 * b1) * s1
-        if is_flat(right):
-            return a0 * b0 * n + (a1 * b0) * s1
-        return a0 * b0 * n + (a0 * b1 + a1 * b0) * s1 + a1 * b1 * s2
+            return hand(per_unit.product(left, right, values))
+        shape = (BOTH_FLAT if flat[left] and flat[right] else LEFT_FLAT if flat[left]
+                 else RIGHT_FLAT if flat[right] else GENERAL)
+        return second(shape, value_index[left], value_index[right])
 
-    out: dict[str, np.ndarray] = {ROWS: per_cell(n)}
+    columns = [ROWS]
+    spec = [(factor(FACTOR_ONE, 0), second(SECOND_ROWS, 0))]
     for b, v in needs.linear:
-        if per_unit.has(v):
-            out[linear_column(b, v)] = per_cell(basis[b] * per_unit.first(v))
-            continue
-        c0, c1 = values[v]
-        out[linear_column(b, v)] = per_cell(basis[b] * (c0 * n + c1 * s1))
+        columns.append(linear_column(b, v))
+        spec.append((factor(FACTOR_BASIS, basis_index[b]),
+                     hand(per_unit.first(v)) if per_unit.has(v) else second(SECOND_LINEAR, value_index[v])))
     for a, b, prod in needs.quadratic:
-        out[quadratic_column(a, b, prod)] = per_cell(basis[a] * basis[b] * second(*prod.split("*")))
-    unexplored = 1.0 - units.propensity
+        columns.append(quadratic_column(a, b, prod))
+        spec.append((factor(basis_index[a], basis_index[b]), product(*prod.split("*"))))
     for a, b, prod in needs.design:
-        out[design_column(a, b, prod)] = per_cell(basis[a] * basis[b] * unexplored * second(*prod.split("*")))
-    for b, weights in basis.items():
-        top = np.zeros(cells)
-        np.maximum.at(top, units.cell, weights)
-        out[max_column(b)] = top
+        columns.append(design_column(a, b, prod))
+        spec.append((factor(basis_index[a], basis_index[b], True), product(*prod.split("*"))))
+    count = len(units.n)
+    order = np.argsort(units.cell, kind="stable")  # each cell's units in ascending order, as np.bincount adds them
+    starts = np.zeros(cells + 1, dtype=np.int64)
+    np.cumsum(np.bincount(units.cell, minlength=cells), out=starts[1:])
+
+    def ints(items: list, k: int) -> np.ndarray:
+        return np.array([item[k] for item in items], dtype=np.int64)
+
+    factor_keys, second_keys = list(factors), list(seconds)
+    sums, top = cell_sums(
+        order, starts, units.n, units.s1, units.s2,
+        _matrix([values[v][0] for v in names], count), _matrix([values[v][1] for v in names], count),
+        _matrix(list(basis.values()), count), 1.0 - units.propensity, _matrix(given, count),
+        ints(factor_keys, 0), ints(factor_keys, 1), np.array([k[2] for k in factor_keys], dtype=np.bool_),
+        ints(second_keys, 0), ints(second_keys, 1), ints(second_keys, 2), ints(spec, 0), ints(spec, 1))
+    out = dict(zip(columns, sums, strict=True))
+    out |= {max_column(b): top[j] for j, b in enumerate(basis)}
+    return out
+
+
+def _matrix(columns: list[np.ndarray], rows: int) -> np.ndarray:
+    """(rows, len(columns)) float64, C order: a unit's entries side by side for the kernel."""
+    out = np.empty((rows, len(columns)))
+    for j, column in enumerate(columns):
+        out[:, j] = column
     return out
 
 
@@ -412,9 +443,7 @@ def _contradictions(plan: Plan, layout: _Layout, action: np.ndarray, amount: np.
     found = contradicted(plan.values, plan.actions, layout.rows, action, layout.pattern, layout.weight, amount)
     out = {}
     for name, rows in found.items():
-        top = np.zeros(layout.cells.size)
-        np.maximum.at(top, layout.cells.ids, rows.astype(np.float64))
-        out[gap_column(name)] = top
+        out[gap_column(name)] = group_max(layout.cells.ids, layout.cells.size, rows.astype(np.float64))
     return out
 
 
