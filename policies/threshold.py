@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
 import numpy as np
+from numba import njit
 import polars as pl
 from pydantic import ValidationInfo, ValidatorFunctionWrapHandler, field_validator, model_validator
 
@@ -155,15 +156,36 @@ def choose(score: np.ndarray, ladder: Mapping[str, np.ndarray | float], below: n
     """Index of the chosen action per row: the action of the highest threshold at or below the score, else `below`.
 
     Thresholds (and `below`, an action index) may be per row; +inf where a row's cutoffs leave the action
-    out, so it is never chosen: scores are finite.
+    out, so it is never chosen: scores are finite. Of equal thresholds the first in the ladder wins.
+    One compiled pass over the rows (`_ladder`) instead of five array passes per threshold.
     """
-    chosen = np.broadcast_to(np.asarray(below, dtype=np.int32), score.shape).copy()
-    best = np.full(score.shape, -np.inf)
-    for action, cut in ladder.items():
-        hit = (score >= cut) & (cut > best)
-        chosen = np.where(hit, actions.index(action), chosen).astype(np.int32)
-        best = np.where(hit, cut, best)
-    return chosen
+    per_row = any(np.ndim(cut) for cut in ladder.values()) or np.ndim(below) > 0
+    width = len(score) if per_row else 1
+    cuts = np.empty((len(ladder), width))
+    for k, cut in enumerate(ladder.values()):
+        cuts[k] = cut
+    lowest = np.empty(width, dtype=np.int32)
+    lowest[:] = below
+    codes = np.array([actions.index(action) for action in ladder], dtype=np.int32)
+    return _ladder(np.ascontiguousarray(score, dtype=np.float64), cuts, codes, lowest, per_row)
+
+
+@njit(cache=True, nogil=True)
+def _ladder(score: np.ndarray, cuts: np.ndarray, codes: np.ndarray, below: np.ndarray, per_row: bool) -> np.ndarray:
+    """`choose` row by row: cuts are (thresholds, rows) when `per_row`, else (thresholds, 1), as is `below`."""
+    out = np.empty(score.shape[0], dtype=np.int32)
+    for i in range(score.shape[0]):
+        r = i if per_row else 0
+        chosen = below[r]
+        best = -np.inf
+        x = score[i]
+        for k in range(cuts.shape[0]):
+            cut = cuts[k, r]
+            if x >= cut and cut > best:
+                chosen = codes[k]
+                best = cut
+        out[i] = chosen
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -300,3 +300,89 @@ def cell_sums(order: np.ndarray, starts: np.ndarray, n: np.ndarray, s1: np.ndarr
             for i in range(width):
                 top[b, block + i] = high[i, b]
     return out, top
+
+
+@njit(cache=True, nogil=True)
+def _offer(heap: np.ndarray, filled: np.ndarray, g: int, x: float) -> None:
+    """Keep the `heap.shape[1]` largest values offered to group g (a min-heap per row of `heap`)."""
+    keep = heap.shape[1]
+    m = filled[g]
+    if m < keep:  # sift up
+        i = m
+        while i > 0:
+            parent = (i - 1) // 2
+            if heap[g, parent] <= x:
+                break
+            heap[g, i] = heap[g, parent]
+            i = parent
+        heap[g, i] = x
+        filled[g] = m + 1
+    elif x > heap[g, 0]:  # replace the smallest, sift down
+        i = 0
+        while True:
+            child = 2 * i + 1
+            if child >= keep:
+                break
+            if child + 1 < keep and heap[g, child + 1] < heap[g, child]:
+                child += 1
+            if heap[g, child] >= x:
+                break
+            heap[g, i] = heap[g, child]
+            i = child
+        heap[g, i] = x
+
+
+@njit(cache=True, nogil=True)
+def example_candidates(base: np.ndarray, codes: np.ndarray, choice: np.ndarray, segments: np.ndarray,
+                       labels: np.ndarray, amount: np.ndarray, keep: int, actions: int) -> np.ndarray:
+    """Rows (ascending) whose action changes and whose amount is at least the `keep`-th largest of its group.
+
+    A row's action under the policy is `choice[codes[row]]`, under the baseline `base[row]`; it
+    changes where they differ. Its groups are its transition (base, target) and, for each
+    segmentation s, (transition, `segments[s, row]`) with `labels[s]` segments. One pass offers
+    every changed row's amount to a min-heap of the `keep` largest per group (few replacements
+    after the first rows); a second keeps the rows at or above the smallest of one of their
+    full heaps, or in a group of at most `keep` rows: ties at a boundary are all kept, and the
+    caller orders the candidates exactly (amount, then transaction id). The set is the one the
+    sort of every group by amount gave.
+    """
+    n = base.shape[0]
+    pairs = actions * actions
+    offsets = np.zeros(labels.shape[0] + 2, dtype=np.int64)
+    offsets[1] = pairs
+    for s in range(labels.shape[0]):
+        offsets[s + 2] = offsets[s + 1] + pairs * labels[s]
+    heap = np.empty((offsets[-1], max(keep, 1)))
+    filled = np.zeros(offsets[-1], dtype=np.int64)
+    changed = 0
+    for i in range(n):
+        target = choice[codes[i]]
+        if target == base[i]:
+            continue
+        changed += 1
+        transition = base[i] * actions + target
+        x = amount[i]
+        _offer(heap, filled, transition, x)
+        for s in range(labels.shape[0]):
+            _offer(heap, filled, offsets[s + 1] + transition * labels[s] + segments[s, i], x)
+    threshold = np.full(offsets[-1], -np.inf)
+    for g in range(offsets[-1]):
+        if filled[g] >= keep and keep > 0:
+            threshold[g] = heap[g, 0]
+    rows = np.empty(changed, dtype=np.int64)
+    found = 0
+    for i in range(n):
+        target = choice[codes[i]]
+        if target == base[i]:
+            continue
+        transition = base[i] * actions + target
+        x = amount[i]
+        chosen = x >= threshold[transition]
+        s = 0
+        while not chosen and s < labels.shape[0]:
+            chosen = x >= threshold[offsets[s + 1] + transition * labels[s] + segments[s, i]]
+            s += 1
+        if chosen:
+            rows[found] = i
+            found += 1
+    return rows[:found].copy()

@@ -136,9 +136,15 @@ def _merge_optional(a: Replicates | None, b: Replicates | None) -> Replicates | 
 
 
 def action_index(batch: pl.DataFrame, actions: tuple[str, ...]) -> np.ndarray:
-    """The logged action as an index into the action set."""
-    mapping = {a: i for i, a in enumerate(actions)}
-    return batch[ACTION].cast(pl.String).replace_strict(mapping, return_dtype=pl.Int8).to_numpy()
+    """The logged action as an index into the action set (an Enum's physical codes: no per-row hash join)."""
+    try:
+        codes = batch[ACTION].cast(pl.String).cast(pl.Enum(list(actions))).to_physical()
+    except pl.exceptions.InvalidOperationError:
+        codes = None
+    if codes is None or codes.null_count():  # an action outside the set, or none: as before (its error)
+        mapping = {a: i for i, a in enumerate(actions)}
+        return batch[ACTION].cast(pl.String).replace_strict(mapping, return_dtype=pl.Int8).to_numpy()
+    return codes.cast(pl.Int8).to_numpy()
 
 
 def row_probabilities(batch: pl.DataFrame, plan: Plan) -> dict[str, np.ndarray]:
