@@ -386,3 +386,20 @@ def example_candidates(base: np.ndarray, codes: np.ndarray, choice: np.ndarray, 
             rows[found] = i
             found += 1
     return rows[:found].copy()
+
+
+@njit(cache=True, nogil=True)
+def accumulate(out: np.ndarray, ids: np.ndarray, values: np.ndarray) -> None:
+    """out[ids[i]] += values[i] in row order: `np.bincount` over several arrays one after the other."""
+    for i in range(ids.shape[0]):
+        out[ids[i]] += values[i]
+
+
+@njit(cache=True, nogil=True)
+def accumulate_max(out: np.ndarray, ids: np.ndarray, values: np.ndarray) -> None:
+    """out[ids[i]] = max(out[ids[i]], values[i]), NaN winning (as `np.maximum.at`)."""
+    for i in range(ids.shape[0]):
+        v = values[i]
+        g = ids[i]
+        if v > out[g] or v != v:
+            out[g] = v

@@ -21,7 +21,7 @@ from simulator.stats.changes import Examples, changing, memberships, merge_examp
 from simulator.stats.bootstrap import Replicates, replicate_sums
 from simulator.stats.cells import Grouping, group_rows, group_sum
 from simulator.stats.kernel import (BOTH_FLAT, FACTOR_BASIS, FACTOR_ONE, GENERAL, LEFT_FLAT, RIGHT_FLAT, SECOND_GIVEN,
-                                    SECOND_LINEAR, SECOND_ROWS, cell_sums, group_max)
+                                    SECOND_LINEAR, SECOND_ROWS, accumulate, accumulate_max, cell_sums, group_max)
 from simulator.errors import PolicysimError
 from simulator.plan.moments import (
     INV_P,
@@ -93,34 +93,56 @@ class Stats:
 def merge_all(parts: Sequence[Stats]) -> Stats:
     """Statistics of the union of all row sets, summed in the order given (so reruns are bit-identical).
 
-    One concatenation and one pass of numpy sums in row order: cheaper than merging pairwise,
-    and unlike a hash group-by its floating-point summation order does not depend on threads.
+    Cells are matched on integer codes, not on their string keys: each segment key column's few
+    distinct labels are ranked by their text, every key column becomes a small integer component,
+    and `group_rows` numbers the merged cells in key order (the order a sort by the key columns
+    gives). Each sum is then added part after part, row after row (`kernel.accumulate`, the order
+    of one `np.bincount` over the concatenated parts), without concatenating the sums.
     """
     parts = [p for p in parts if not p.cells.is_empty()]
     if len(parts) <= 1:
         return parts[0] if parts else Stats.empty()
     columns = parts[0].cells.columns
-    frame = pl.concat([p.cells.select(columns) for p in parts])
     keys = [c for c in columns if _is_key(c)]
-    groups = frame.select(keys).unique(maintain_order=True).sort(keys).with_row_index("_g")
-    ids = frame.select(keys).join(groups, on=keys, how="left", maintain_order="left")["_g"].to_numpy()
-    out = {k: groups[k] for k in keys}
+    key_frame = pl.concat([p.cells.select(keys) for p in parts], rechunk=True)
+    grouping = _key_groups(key_frame)
+    out = {k: key_frame[k].gather(grouping.first) for k in keys}
+    bounds = np.cumsum([0] + [p.cells.height for p in parts])
     for column in columns:
         if _is_key(column):
             continue
-        values = frame[column].to_numpy()
-        if column.startswith("max|"):
-            top = np.zeros(groups.height)
-            np.maximum.at(top, ids, values)
-            out[column] = pl.Series(column, top)
-        else:
-            out[column] = pl.Series(column, np.bincount(ids, weights=values, minlength=groups.height))
+        total = np.zeros(grouping.size)
+        add = accumulate_max if column.startswith("max|") else accumulate
+        for part, lo, hi in zip(parts, bounds[:-1], bounds[1:], strict=True):
+            add(total, grouping.ids[lo:hi], part.cells[column].cast(pl.Float64).to_numpy())
+        out[column] = pl.Series(column, total)
     replicates = None
     for part in parts:
         replicates = _merge_optional(replicates, part.replicates)
     examples = merge_examples([p.examples for p in parts if p.examples is not None])
     return Stats(cells=pl.DataFrame([out[c] for c in columns]), replicates=replicates, rows=sum(p.rows for p in parts),
                  examples=examples)
+
+
+def _key_groups(frame: pl.DataFrame) -> Grouping:
+    """The rows of `frame` (cell key columns) grouped by all columns, numbered in the order of a sort by them.
+
+    A string column is coded by the rank of its text among its distinct values (Python's order of
+    str, the code-point order polars sorts UTF-8 by); integer keys are non-negative codes.
+    """
+    components = []
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype == pl.String:
+            distinct = sorted(column.unique().to_list())
+            codes = column.replace_strict(distinct, list(range(len(distinct))), return_dtype=pl.Int64).to_numpy()
+            components.append((codes, len(distinct)))
+        else:
+            values = column.cast(pl.Int64).to_numpy()
+            if column.null_count() or (len(values) and values.min() < 0):
+                raise PolicysimError(f"cell key {name!r} holds a null or negative code")  # a bug, not bad input
+            components.append((values, int(values.max()) + 1))
+    return group_rows(components, frame.height)
 
 
 def _is_key(column: str) -> bool:
