@@ -160,27 +160,48 @@ def choose(score: np.ndarray, ladder: Mapping[str, np.ndarray | float], below: n
     One compiled pass over the rows (`_ladder`) instead of five array passes per threshold.
     """
     per_row = any(np.ndim(cut) for cut in ladder.values()) or np.ndim(below) > 0
-    width = len(score) if per_row else 1
+    score = np.ascontiguousarray(score, dtype=np.float64)
+    if not per_row:  # the rungs that can win, by threshold: the chosen action is the count of those passed
+        rungs: dict[float, int] = {}
+        for action, cut in ladder.items():
+            if float(cut) > -np.inf:  # -inf is never "above" the best so far: never chosen
+                rungs.setdefault(float(cut), actions.index(action))  # of equal thresholds, the first wins
+        cuts = np.array(sorted(rungs), dtype=np.float64)
+        table = np.array([int(below), *(rungs[c] for c in sorted(rungs))], dtype=np.int32)
+        return _passed(score, cuts, table)
+    width = len(score)
     cuts = np.empty((len(ladder), width))
     for k, cut in enumerate(ladder.values()):
         cuts[k] = cut
     lowest = np.empty(width, dtype=np.int32)
     lowest[:] = below
     codes = np.array([actions.index(action) for action in ladder], dtype=np.int32)
-    return _ladder(np.ascontiguousarray(score, dtype=np.float64), cuts, codes, lowest, per_row)
+    return _ladder(score, cuts, codes, lowest)
 
 
 @njit(cache=True, nogil=True)
-def _ladder(score: np.ndarray, cuts: np.ndarray, codes: np.ndarray, below: np.ndarray, per_row: bool) -> np.ndarray:
-    """`choose` row by row: cuts are (thresholds, rows) when `per_row`, else (thresholds, 1), as is `below`."""
+def _passed(score: np.ndarray, cuts: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """table[number of ascending `cuts` at or below the score], without a branch per row (NaN passes none)."""
     out = np.empty(score.shape[0], dtype=np.int32)
     for i in range(score.shape[0]):
-        r = i if per_row else 0
-        chosen = below[r]
+        x = score[i]
+        passed = 0
+        for k in range(cuts.shape[0]):
+            passed += x >= cuts[k]
+        out[i] = table[passed]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _ladder(score: np.ndarray, cuts: np.ndarray, codes: np.ndarray, below: np.ndarray) -> np.ndarray:
+    """`choose` with thresholds per row: cuts are (thresholds, rows), `below` (rows,)."""
+    out = np.empty(score.shape[0], dtype=np.int32)
+    for i in range(score.shape[0]):
+        chosen = below[i]
         best = -np.inf
         x = score[i]
         for k in range(cuts.shape[0]):
-            cut = cuts[k, r]
+            cut = cuts[k, i]
             if x >= cut and cut > best:
                 chosen = codes[k]
                 best = cut

@@ -171,18 +171,23 @@ def shard_examples(batch: pl.DataFrame, plan: Plan, members: dict[str, Membershi
     if changes is None or changes.examples == 0:
         return None
     keep, n_actions = changes.examples, len(plan.actions)
-    base = members[plan.baseline].chosen().astype(np.int64)
+    base = members[plan.baseline].chosen().astype(np.int8)
     amount = np.ascontiguousarray(batch[AMOUNT].cast(pl.Float64).to_numpy())
     segments = np.stack([seg.codes.astype(np.int32, copy=False) for seg in segs]) if segs else np.zeros((0, len(base)), np.int32)
     labels = np.array([len(seg.labels) for seg in segs], dtype=np.int64)
     names = changing(plan)
+    choices = [members[name].choices() for name in names]
+    codes = np.empty((len(names), len(base)), dtype=np.int32)
+    choice = np.zeros((len(names), max((len(c) for _, c in choices), default=1)), dtype=np.int64)
+    for index, (coded, chosen) in enumerate(choices):
+        codes[index] = coded
+        choice[index, :len(chosen)] = chosen
+    bounds, candidates = example_candidates(base, codes, choice, segments, labels, amount, keep, n_actions)
     found = []
-    for index, name in enumerate(names):
-        codes, choice = members[name].choices()
-        choice = choice.astype(np.int64)
-        rows = example_candidates(base, codes, choice, segments, labels, amount, keep, n_actions)
+    for index, (lo, hi) in enumerate(bounds):
+        rows = candidates[lo:hi]
         if rows.size:
-            found.append((index, choice[codes[rows]], rows))
+            found.append((index, choice[index][codes[index, rows]], rows))
     if not found:
         return None
     policy = np.concatenate([np.full(len(rows), index) for index, _, rows in found])

@@ -303,8 +303,14 @@ def cell_sums(order: np.ndarray, starts: np.ndarray, n: np.ndarray, s1: np.ndarr
 
 
 @njit(cache=True, nogil=True)
-def _offer(heap: np.ndarray, filled: np.ndarray, g: int, x: float) -> None:
-    """Keep the `heap.shape[1]` largest values offered to group g (a min-heap per row of `heap`)."""
+def _offer(heap: np.ndarray, filled: np.ndarray, low: np.ndarray, g: int, x: float) -> None:
+    """Keep the `heap.shape[1]` largest values offered to group g (a min-heap per row of `heap`).
+
+    `low[g]` is -inf until the heap is full, then its smallest value: the one test most offers
+    need, in an array small enough to stay in cache (the heaps are not).
+    """
+    if not x > low[g]:
+        return
     keep = heap.shape[1]
     m = filled[g]
     if m < keep:  # sift up
@@ -317,75 +323,91 @@ def _offer(heap: np.ndarray, filled: np.ndarray, g: int, x: float) -> None:
             i = parent
         heap[g, i] = x
         filled[g] = m + 1
-    elif x > heap[g, 0]:  # replace the smallest, sift down
-        i = 0
-        while True:
-            child = 2 * i + 1
-            if child >= keep:
-                break
-            if child + 1 < keep and heap[g, child + 1] < heap[g, child]:
-                child += 1
-            if heap[g, child] >= x:
-                break
-            heap[g, i] = heap[g, child]
-            i = child
-        heap[g, i] = x
+        if m + 1 == keep:
+            low[g] = heap[g, 0]
+        return
+    i = 0  # replace the smallest, sift down
+    while True:
+        child = 2 * i + 1
+        if child >= keep:
+            break
+        if child + 1 < keep and heap[g, child + 1] < heap[g, child]:
+            child += 1
+        if heap[g, child] >= x:
+            break
+        heap[g, i] = heap[g, child]
+        i = child
+    heap[g, i] = x
+    low[g] = heap[g, 0]
 
 
 @njit(cache=True, nogil=True)
 def example_candidates(base: np.ndarray, codes: np.ndarray, choice: np.ndarray, segments: np.ndarray,
                        labels: np.ndarray, amount: np.ndarray, keep: int, actions: int) -> np.ndarray:
-    """Rows (ascending) whose action changes and whose amount is at least the `keep`-th largest of its group.
+    """Per policy, the rows whose action changes and whose amount is at least the `keep`-th largest of its group.
 
-    A row's action under the policy is `choice[codes[row]]`, under the baseline `base[row]`; it
-    changes where they differ. Its groups are its transition (base, target) and, for each
-    segmentation s, (transition, `segments[s, row]`) with `labels[s]` segments. One pass offers
-    every changed row's amount to a min-heap of the `keep` largest per group (few replacements
-    after the first rows); a second keeps the rows at or above the smallest of one of their
-    full heaps, or in a group of at most `keep` rows: ties at a boundary are all kept, and the
-    caller orders the candidates exactly (amount, then transaction id). The set is the one the
-    sort of every group by amount gave.
+    Under policy p a row takes `choice[p, codes[p, row]]`, under the baseline `base[row]`; its
+    decision changes where they differ. Its groups are its transition (base, target) and, for
+    each segmentation s, (transition, `segments[s, row]`) with `labels[s]` segments. One pass
+    over the rows, every policy at once (the baseline, amounts and segments are read once),
+    offers each changed row's amount to a min-heap of the `keep` largest per (policy, group);
+    a second keeps the rows at or above the smallest of one of their full heaps, or in a group
+    of at most `keep` rows: ties at a boundary are all kept, and the caller orders the
+    candidates exactly (amount, then transaction id). The set is the one a sort of every group
+    by amount gives.
+
+    Returns (policies, 2) bounds into a flat array of rows (ascending within each policy), and that array.
     """
     n = base.shape[0]
+    policies = codes.shape[0]
     pairs = actions * actions
     offsets = np.zeros(labels.shape[0] + 2, dtype=np.int64)
     offsets[1] = pairs
     for s in range(labels.shape[0]):
         offsets[s + 2] = offsets[s + 1] + pairs * labels[s]
-    heap = np.empty((offsets[-1], max(keep, 1)))
-    filled = np.zeros(offsets[-1], dtype=np.int64)
-    changed = 0
+    groups = offsets[-1]
+    heap = np.empty((policies * groups, max(keep, 1)))
+    filled = np.zeros(policies * groups, dtype=np.int64)
+    low = np.full(policies * groups, -np.inf)  # the threshold: -inf while a group has fewer than `keep` rows
+    changed = np.zeros(policies, dtype=np.int64)
     for i in range(n):
-        target = choice[codes[i]]
-        if target == base[i]:
-            continue
-        changed += 1
-        transition = base[i] * actions + target
+        b = base[i]
         x = amount[i]
-        _offer(heap, filled, transition, x)
-        for s in range(labels.shape[0]):
-            _offer(heap, filled, offsets[s + 1] + transition * labels[s] + segments[s, i], x)
-    threshold = np.full(offsets[-1], -np.inf)
-    for g in range(offsets[-1]):
-        if filled[g] >= keep and keep > 0:
-            threshold[g] = heap[g, 0]
-    rows = np.empty(changed, dtype=np.int64)
-    found = 0
+        for p in range(policies):
+            target = choice[p, codes[p, i]]
+            if target == b:
+                continue
+            changed[p] += 1
+            transition = b * actions + target
+            at = p * groups
+            _offer(heap, filled, low, at + transition, x)
+            for s in range(labels.shape[0]):
+                _offer(heap, filled, low, at + offsets[s + 1] + transition * labels[s] + segments[s, i], x)
+    threshold = low
+    bounds = np.zeros((policies, 2), dtype=np.int64)
+    for p in range(1, policies):
+        bounds[p, 0] = bounds[p - 1, 0] + changed[p - 1]
+    for p in range(policies):
+        bounds[p, 1] = bounds[p, 0]
+    rows = np.empty(changed.sum(), dtype=np.int64)
     for i in range(n):
-        target = choice[codes[i]]
-        if target == base[i]:
-            continue
-        transition = base[i] * actions + target
+        b = base[i]
         x = amount[i]
-        chosen = x >= threshold[transition]
-        s = 0
-        while not chosen and s < labels.shape[0]:
-            chosen = x >= threshold[offsets[s + 1] + transition * labels[s] + segments[s, i]]
-            s += 1
-        if chosen:
-            rows[found] = i
-            found += 1
-    return rows[:found].copy()
+        for p in range(policies):
+            target = choice[p, codes[p, i]]
+            if target == b:
+                continue
+            transition = b * actions + target
+            at = p * groups
+            chosen = x >= threshold[at + transition]
+            s = 0
+            while not chosen and s < labels.shape[0]:
+                chosen = x >= threshold[at + offsets[s + 1] + transition * labels[s] + segments[s, i]]
+                s += 1
+            if chosen:
+                rows[bounds[p, 1]] = i
+                bounds[p, 1] += 1
+    return bounds, rows
 
 
 @njit(cache=True, nogil=True)

@@ -240,10 +240,15 @@ def test_example_candidates_are_the_rows_at_or_above_each_groups_threshold(seed:
     labels = [int(x) for x in rng.integers(1, 6, int(rng.integers(0, 3)))]
     segments = [rng.integers(0, size, rows).astype(np.int32) for size in labels]
     matrix = np.stack(segments) if segments else np.zeros((0, rows), np.int32)
-    actual = kernel.example_candidates(base, codes, choice.astype(np.int64), matrix, np.array(labels, dtype=np.int64),
-                                       amount, keep, actions)
-    expected = _reference_candidates(base, choice[codes], segments, labels, amount, keep, actions)
-    np.testing.assert_array_equal(actual, expected)
+    other = rng.integers(0, 2, rows).astype(np.int32)  # a second policy, coded by two codes
+    other_choice = rng.integers(0, actions, 2)
+    choices = np.zeros((2, 4), dtype=np.int64)
+    choices[0], choices[1, :2] = choice, other_choice
+    bounds, found = kernel.example_candidates(base.astype(np.int8), np.stack([codes, other]), choices, matrix,
+                                              np.array(labels, dtype=np.int64), amount, keep, actions)
+    for (lo, hi), target in zip(bounds, (choice[codes], other_choice[other]), strict=True):
+        expected = _reference_candidates(base, target, segments, labels, amount, keep, actions)
+        np.testing.assert_array_equal(found[lo:hi], expected)
 
 
 @SETTINGS
