@@ -425,3 +425,88 @@ def accumulate_max(out: np.ndarray, ids: np.ndarray, values: np.ndarray) -> None
         g = ids[i]
         if v > out[g] or v != v:
             out[g] = v
+
+
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+
+@njit(cache=True, nogil=True)
+def _text_hash(data: np.ndarray, start: int, stop: int) -> np.uint64:
+    h = _FNV_OFFSET
+    for k in range(start, stop):
+        h = (h ^ np.uint64(data[k])) * _FNV_PRIME
+    return h ^ (h >> np.uint64(29))
+
+
+@njit(cache=True, nogil=True)
+def _same_text(data: np.ndarray, offsets: np.ndarray, a: int, b: int) -> bool:
+    length = offsets[a + 1] - offsets[a]
+    if offsets[b + 1] - offsets[b] != length:
+        return False
+    sa, sb = offsets[a], offsets[b]
+    for k in range(length):
+        if data[sa + k] != data[sb + k]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _insert_texts(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray, start: int, table: np.ndarray, bits: int,
+                  first: np.ndarray, hashes: np.ndarray, ids: np.ndarray, size: int) -> tuple[int, int]:
+    """Rows from `start` into the table (slot: group id + 1, 0 empty), until it is half full or the rows are done."""
+    mask = (1 << bits) - 1
+    limit = 1 << (bits - 1)
+    for i in range(start, offsets.shape[0] - 1):
+        if not valid[i]:
+            ids[i] = -1
+            continue
+        h = _text_hash(data, offsets[i], offsets[i + 1])
+        slot = np.int64(h & np.uint64(mask))
+        while True:
+            g = table[slot] - 1
+            if g < 0:
+                table[slot] = size + 1
+                first[size] = i
+                hashes[size] = h
+                ids[i] = size
+                size += 1
+                break
+            if hashes[g] == h and _same_text(data, offsets, first[g], i):
+                ids[i] = g
+                break
+            slot = (slot + 1) & mask
+        if size >= limit:
+            return i + 1, size
+    return offsets.shape[0] - 1, size
+
+
+@njit(cache=True, nogil=True)
+def text_groups(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ids of Arrow strings (`offsets` into the UTF-8 bytes `data`) in order of first appearance, and each
+    group's earliest row; invalid (null) rows get -1. Equal bytes, equal group: exact (hashes only pick the slot).
+    """
+    n = offsets.shape[0] - 1
+    bits = 8
+    table = np.zeros(1 << bits, dtype=np.int64)
+    first = np.empty(1 << (bits - 1), dtype=np.int64)
+    hashes = np.empty(1 << (bits - 1), dtype=np.uint64)
+    ids = np.empty(n, dtype=np.int64)
+    row, size = _insert_texts(offsets, data, valid, 0, table, bits, first, hashes, ids, 0)
+    while row < n:
+        bits += 1
+        mask = (1 << bits) - 1
+        table = np.zeros(1 << bits, dtype=np.int64)
+        for g in range(size):
+            slot = np.int64(hashes[g] & np.uint64(mask))
+            while table[slot] != 0:
+                slot = (slot + 1) & mask
+            table[slot] = g + 1
+        grown = np.empty(1 << (bits - 1), dtype=np.int64)
+        grown[:size] = first[:size]
+        first = grown
+        grown_hashes = np.empty(1 << (bits - 1), dtype=np.uint64)
+        grown_hashes[:size] = hashes[:size]
+        hashes = grown_hashes
+        row, size = _insert_texts(offsets, data, valid, row, table, bits, first, hashes, ids, size)
+    return ids, first[:size].copy()
