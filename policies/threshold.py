@@ -176,7 +176,7 @@ def choose(score: np.ndarray, ladder: Mapping[str, np.ndarray | float], below: n
     lowest = np.empty(width, dtype=np.int32)
     lowest[:] = below
     codes = np.array([actions.index(action) for action in ladder], dtype=np.int32)
-    return _ladder(score, cuts, codes, lowest)
+    return ladder_by_row(score, np.arange(width), cuts, codes, lowest)
 
 
 @njit(cache=True, nogil=True)
@@ -193,15 +193,18 @@ def _passed(score: np.ndarray, cuts: np.ndarray, table: np.ndarray) -> np.ndarra
 
 
 @njit(cache=True, nogil=True)
-def _ladder(score: np.ndarray, cuts: np.ndarray, codes: np.ndarray, below: np.ndarray) -> np.ndarray:
-    """`choose` with thresholds per row: cuts are (thresholds, rows), `below` (rows,)."""
+def ladder_by_row(score: np.ndarray, index: np.ndarray, cuts: np.ndarray, codes: np.ndarray,
+                  below: np.ndarray) -> np.ndarray:
+    """`choose` where row i takes the ladder `index[i]`: thresholds `cuts[:, index[i]]` (action `codes[k]`
+    each, in ladder order), `below[index[i]]` under all of them."""
     out = np.empty(score.shape[0], dtype=np.int32)
     for i in range(score.shape[0]):
-        chosen = below[i]
+        j = index[i]
+        chosen = below[j]
         best = -np.inf
         x = score[i]
         for k in range(cuts.shape[0]):
-            cut = cuts[k, i]
+            cut = cuts[k, j]
             if x >= cut and cut > best:
                 chosen = codes[k]
                 best = cut
