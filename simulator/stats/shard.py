@@ -257,7 +257,8 @@ class _Layout:
     weight: np.ndarray | None  # each row's fraud label weight, when labels are developed
     cells: Grouping  # rows -> cells (first: a row of each cell)
     segs: list[SegmentCodes]
-    keys: dict[str, pl.Series]  # cell key columns
+    keys: dict[str, pl.Series]  # cell key columns, in the frame's order
+    order: np.ndarray  # the frame's rows: cells in the order of their keys (`keys`)
 
 
 def _layout(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str, np.ndarray], support: np.ndarray) -> _Layout:
@@ -283,17 +284,35 @@ def _layout(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str
         return Grouping(ids=grouping.ids[units.grouping.ids], first=first[grouping.first], size=grouping.size)
 
     row_cells = rows(cells)
+    # The cells' order in the frame: sorted by the key columns (segment labels as text), as a sort of
+    # the frame by them gave; a lexsort of the cells' integer keys (label ranks) finds it without one.
+    columns: list[tuple[str, np.ndarray]] = []
+    for index, seg in enumerate(segs):
+        columns.append((segment_key(index), seg.codes[row_cells.first]))
+    columns.append((ACTION_KEY, action[row_cells.first]))
+    columns.append((SUPPORT_KEY, support[row_cells.first]))
+    columns += [(code_key(name), code[row_cells.first]) for name, code in codes.items()]
+    ranks = [_label_ranks(seg.labels) for seg in segs]
+    sortable = [ranks[k][values] if k < len(segs) else values for k, (_, values) in enumerate(columns)]
+    order = np.lexsort(sortable[::-1]) if row_cells.size > 1 else np.arange(row_cells.size)
     keys: dict[str, pl.Series] = {}
     for index, seg in enumerate(segs):
-        labels = np.asarray(seg.labels, dtype=object)[seg.codes[row_cells.first]]
-        keys[segment_key(index)] = pl.Series(segment_key(index), labels, dtype=pl.String)
-    keys[ACTION_KEY] = pl.Series(ACTION_KEY, action[row_cells.first], dtype=pl.Int8)
-    keys[SUPPORT_KEY] = pl.Series(SUPPORT_KEY, support[row_cells.first], dtype=pl.Int16)
+        keys[segment_key(index)] = pl.Series(segment_key(index), seg.labels, dtype=pl.String).gather(
+            columns[index][1][order])
+    keys[ACTION_KEY] = pl.Series(ACTION_KEY, action[row_cells.first][order], dtype=pl.Int8)
+    keys[SUPPORT_KEY] = pl.Series(SUPPORT_KEY, support[row_cells.first][order], dtype=pl.Int16)
     for name, code in codes.items():
-        keys[code_key(name)] = pl.Series(code_key(name), code[row_cells.first], dtype=pl.Int32)
+        keys[code_key(name)] = pl.Series(code_key(name), code[row_cells.first][order], dtype=pl.Int32)
     return _Layout(units=units, rows=rows_evaluated, pattern=pattern,
                    weight=None if develop is None or plan.development is None else plan.development.levels[develop[0]],
-                   cells=row_cells, segs=segs, keys=keys)
+                   cells=row_cells, segs=segs, keys=keys, order=order)
+
+
+def _label_ranks(labels: Sequence[str]) -> np.ndarray:
+    """Each label's rank in text order (Python's order of str: code points, the order polars sorts UTF-8 in)."""
+    ranks = np.empty(len(labels), dtype=np.int64)
+    ranks[sorted(range(len(labels)), key=labels.__getitem__)] = np.arange(len(labels))
+    return ranks
 
 
 Linear = tuple[np.ndarray, np.ndarray]  # (c0, c1): a value column is c0 + c1·amount
@@ -515,7 +534,8 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
         members = {name: memberships(name, plan, action, codes, probs) for name in (plan.baseline, *changing(plan))}
         sums |= transition_sums(plan, cells, batch[AMOUNT].cast(pl.Float64).to_numpy(), members)
         examples = shard_examples(batch, plan, members, layout.segs)
-    frame = pl.DataFrame(list(layout.keys.values()) + [pl.Series(k, v) for k, v in sums.items()])
+    order = layout.order
+    frame = pl.DataFrame(list(layout.keys.values()) + [pl.Series(k, v[order]) for k, v in sums.items()])
     replicates = None
     if plan.bootstrap > 0:
         rows = units.grouping.ids
@@ -528,4 +548,4 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
         replicates = replicate_sums(batch, plan, cells, cell_keys, row_basis_weights, per_row, layout.segs, sink=binned)
         if binned is not None:
             replicates = replace(replicates, binned=binned.result())
-    return Stats(cells=frame.sort(list(layout.keys)), replicates=replicates, rows=batch.height, examples=examples)
+    return Stats(cells=frame, replicates=replicates, rows=batch.height, examples=examples)
