@@ -13,10 +13,13 @@ units with the same products in the same association as the numpy expressions
 multiply-add), starting from 0.0 as `np.bincount` does. Tests compare both
 (tests/simulator/stats/test_kernel.py).
 
-Functions compile on first use and are cached beside this module (`cache=True`;
-`NUMBA_CACHE_DIR` where that is not writable), so later processes, Ray workers
-and CLI runs included, load the machine code instead of compiling it again.
-`nogil=True` lets threads of one process run shards side by side.
+Functions compile on first use and are cached (`cache=True`) in `__pycache__`
+beside this module, or, where that is not writable (an installed package), in
+numba's user-wide cache directory; `NUMBA_CACHE_DIR` overrides both. Later
+processes, Ray workers and CLI runs included, load the machine code instead of
+compiling it again. Each distinct signature (dtype, layout, read-only) is
+compiled once; editing this file recompiles every function in it. `nogil=True`
+lets threads of one process run shards side by side.
 """
 
 from __future__ import annotations
