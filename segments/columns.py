@@ -130,15 +130,6 @@ def _string_codes(series: pl.Series) -> ColumnCodes:
     return ColumnCodes(codes, _value_texts(series, distinct.gather(order)), dense=True)
 
 
-def string_ranks(series: pl.Series) -> tuple[np.ndarray, int]:
-    """Each row's rank among the distinct values of a string column without nulls, in polars' sort order,
-    and how many distinct values: one compiled pass over the bytes (`_string_codes`)."""
-    if series.null_count():
-        raise ValueError("string_ranks: the column has nulls")
-    coded = _string_codes(series)
-    return coded.codes, len(coded.values)
-
-
 def _hashed_string_codes(series: pl.Series) -> ColumnCodes:
     """Codes of a string column by a direct-address table on bits of each row's hash.
 

@@ -16,7 +16,6 @@ import numpy as np
 import polars as pl
 
 from segments.codes import SegmentCodes, segment_codes
-from segments.columns import string_ranks
 from simulator.stats.binned import BinnedAccumulator
 from simulator.stats.changes import Examples, changing, memberships, merge_examples, shard_examples, transition_sums
 from simulator.stats.bootstrap import Replicates, replicate_sums
@@ -128,17 +127,16 @@ def merge_all(parts: Sequence[Stats]) -> Stats:
 def _key_groups(frame: pl.DataFrame) -> Grouping:
     """The rows of `frame` (cell key columns) grouped by all columns, numbered in the order of a sort by them.
 
-    A string column is coded by the rank of its text among its distinct values, in the order polars
-    sorts them (`segments.columns.string_ranks`, one compiled pass over the bytes); integer keys are
-    non-negative codes.
+    A string column is coded by the rank of its text among its distinct values (Python's order of
+    str, the code-point order polars sorts UTF-8 by); integer keys are non-negative codes.
     """
     components = []
     for name in frame.columns:
         column = frame[name]
         if column.dtype == pl.String:
-            if column.null_count():
-                raise PolicysimError(f"cell key {name!r} holds a null label")  # a bug, not bad input
-            components.append(string_ranks(column))
+            distinct = sorted(column.unique().to_list())
+            codes = column.replace_strict(distinct, list(range(len(distinct))), return_dtype=pl.Int64).to_numpy()
+            components.append((codes, len(distinct)))
         else:
             values = column.cast(pl.Int64).to_numpy()
             if column.null_count() or (len(values) and values.min() < 0):
