@@ -324,17 +324,3 @@ def test_merge_equals_the_concatenation_and_join(cuts: list[int]) -> None:
     parts = [shard_stats(frame[a:b], plan, needs) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     parts = [replace(p, examples=None) for p in parts]
     assert_frame_equal(merge_all(parts).cells, _reference_merge(parts), check_exact=True)
-
-
-@SETTINGS
-@given(texts=st.lists(st.one_of(st.none(), st.sampled_from(["FR", "DE", "", "é", "DE ", "null", "a" * 40]), st.text()),
-                      max_size=200), start=st.integers(0, 5))
-def test_string_codes_number_the_sorted_distinct_values(texts: list[str | None], start: int) -> None:
-    """The compiled pass over the Arrow bytes codes a column as the hash-bit table did (a slice too)."""
-    from segments.columns import _hashed_string_codes, _string_codes
-
-    series = pl.Series("x", texts, dtype=pl.String)[start:]
-    actual, expected = _string_codes(series), _hashed_string_codes(series)
-    assert actual.values == expected.values
-    np.testing.assert_array_equal(actual.codes, expected.codes)
-    assert actual.codes.dtype == expected.codes.dtype
