@@ -324,3 +324,11 @@ def test_merge_equals_the_concatenation_and_join(cuts: list[int]) -> None:
     parts = [shard_stats(frame[a:b], plan, needs) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     parts = [replace(p, examples=None) for p in parts]
     assert_frame_equal(merge_all(parts).cells, _reference_merge(parts), check_exact=True)
+
+
+def test_the_install_steps_warm_up_runs_the_compiled_paths() -> None:
+    """`python -m simulator.stats.warm` (Makefile): its own small log goes through shards and a merge."""
+    from simulator.stats.warm import small_log, warm
+
+    assert small_log(50).height == 50
+    assert warm(rows=600) > 0
