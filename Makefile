@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade -c constraints.txt pip
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m simulator.stats.warm || echo "shard kernel not warmed: its first run compiles it"  # numba, into its cache
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -154,19 +154,23 @@ STAGES: list[tuple[str, str, str]] = [
     ("read", "simulator.engine.shards", "read_shard"),
     ("shard validation", "simulator.engine.shards", "shard_checks"),
     ("shard statistics (all)", "simulator.engine.shards", "shard_stats"),
+    ("  logged action", "simulator.stats.shard", "action_index"),
     ("  policy coding", "simulator.stats.shard", "policy_codes"),
     ("  per-row policies", "simulator.stats.shard", "row_probabilities"),
     ("  support pattern", "simulator.stats.shard", "support_pattern"),
     ("  layout (all)", "simulator.stats.shard", "_layout"),
     ("    segment coding", "simulator.stats.shard", "segment_codes"),
     ("    units", "simulator.stats.shard", "build_units"),
+    ("      row grouping", "simulator.stats.units", "group_rows"),
     ("    outcome pattern", "simulator.stats.shard", "outcome_pattern"),
     ("  unit values", "simulator.stats.shard", "unit_values"),
     ("  sums", "simulator.stats.shard", "_sums"),
+    ("    compiled cell sums", "simulator.stats.shard", "cell_sums"),
     ("  masses", "simulator.stats.shard", "_masses"),
     ("  changes: memberships", "simulator.stats.shard", "memberships"),
     ("  changes: transition sums", "simulator.stats.shard", "transition_sums"),
     ("  changes: examples", "simulator.stats.shard", "shard_examples"),
+    ("    example candidates", "simulator.stats.changes", "example_candidates"),
     ("  bootstrap replicates", "simulator.stats.shard", "replicate_sums"),
     ("merge", "simulator.engine.shards", "merge_all"),
     ("validation pass", "simulator.workflows.run", "check_dataset"),
@@ -181,8 +185,11 @@ STAGES: list[tuple[str, str, str]] = [
 
 
 @contextmanager
-def timed_stages() -> Iterator[dict[str, float]]:
-    """Wrap every stage function that exists in this tree with a timer; restore them on exit."""
+def timed_stages(cpu: bool = False) -> Iterator[dict[str, float]]:
+    """Wrap every stage function that exists in this tree with a timer; restore them on exit.
+
+    With `cpu`, each label's process CPU seconds (all threads) are kept too, under "LABEL cpu".
+    """
     seconds: dict[str, float] = defaultdict(float)
     saved: list[tuple[Any, str, Callable]] = []
     for label, module_name, name in STAGES:
@@ -192,11 +199,13 @@ def timed_stages() -> Iterator[dict[str, float]]:
             continue
 
         def timer(*args: Any, _original: Callable = original, _label: str = label, **kwargs: Any) -> Any:
-            start = time.perf_counter()
+            start, used = time.perf_counter(), time.process_time() if cpu else 0.0
             try:
                 return _original(*args, **kwargs)
             finally:
                 seconds[_label] += time.perf_counter() - start
+                if cpu:
+                    seconds[_label + " cpu"] += time.process_time() - used
 
         saved.append((module, name, original))
         setattr(module, name, timer)

@@ -4,8 +4,10 @@ Runs the `bench_run.py` config shard by shard in this process, as a Ray task wou
 (read, in-shard validation, statistics), and prints for each shard its seconds by
 stage and the size of what it returns (statistics cells, example payments, the
 validation's id hashes), then the driver's merge seconds, the merged cells and
-the finalize seconds. Peak memory of this process is printed too (one shard at a
-time, plus the merged statistics).
+the finalize seconds, and the statistics' inner stages summed over the shards
+(`bench_run.STAGES`, wall and CPU seconds per 1 M rows; CPU moves less with other
+sessions' load). Peak memory of this process is printed too (one shard at a
+time, plus the merged statistics). `--tree DIR` runs an older checkout's code.
 
     .venv/bin/python benchmarks/bench_shards.py /tmp/bench10m/transactions
 """
@@ -19,7 +21,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_run import config_table  # noqa: E402
+if "--tree" in sys.argv:  # another checkout's modules first (before they are imported below)
+    sys.path.insert(0, str(Path(sys.argv[sys.argv.index("--tree") + 1]).resolve()))
+from bench_run import STAGES, config_table, timed_stages  # noqa: E402
 
 from simulator.config import parse_config  # noqa: E402
 from simulator.data.load import latest_timestamp, open_source, scan_dataset  # noqa: E402
@@ -37,7 +41,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
     parser.add_argument("--bootstrap", type=int, default=0)
+    parser.add_argument("--tree", type=Path, help="run another checkout's code (put first on the path)")
     args = parser.parse_args()
+    with timed_stages(cpu=True) as seconds:
+        rows = shards_and_driver(args)
+    print("inside the statistics, summed over shards, per 1 M rows (wall / CPU seconds):")
+    for label, _, _ in STAGES:
+        if label in seconds and not label.startswith(("read", "shard validation", "validation pass", "plan", "totals",
+                                                      "finalize", "changes finalize", "examples finalize", "write",
+                                                      "  report")):
+            wall, cpu = seconds[label], seconds[label + " cpu"]
+            print(f"  {label:<30} {wall / rows * 1e6:6.3f} / {cpu / rows * 1e6:6.3f}")
+
+
+def shards_and_driver(args: argparse.Namespace) -> int:
+    """Every shard one at a time, then the driver's merge and finalize; returns the rows."""
     config = parse_config(config_table(args.bootstrap))
     schema = config.data.schema()
     source = open_source(str(args.data.resolve()), schema)
@@ -52,22 +70,23 @@ def main() -> None:
     merge = OrderedMerge(shards, job.checks)
     totals = {"read": 0.0, "checks": 0.0, "stats": 0.0, "merge": 0.0}
     rows = 0
-    print("shard  rows       read   checks  stats   cells   cells MB  examples MB  hashes MB")
+    print("shard  rows       read   checks  stats (CPU)    cells   cells MB  examples MB  hashes MB")
     for shard in shards:
         t0 = time.perf_counter()
         frame = read_shard(shard, job)
         t1 = time.perf_counter()
         checked = shard_checks(frame, folded.shard)
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
         stats = shard_stats(frame.select(sorted(plan.columns)), plan, job.needs)
-        t3 = time.perf_counter()
+        t3, c3 = time.perf_counter(), time.process_time()
         merge.add(shard.id, stats, checked)
         t4 = time.perf_counter()
         for key, seconds in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             totals[key] += seconds
         rows += shard.rows
         examples = 0.0 if stats.examples is None else stats.examples.frame.estimated_size("mb")
-        print(f"{shard.id:5d}  {shard.rows:9,}  {t1 - t0:5.2f}  {t2 - t1:6.2f}  {t3 - t2:5.2f}  {stats.cells.height:6,}  "
+        print(f"{shard.id:5d}  {shard.rows:9,}  {t1 - t0:5.2f}  {t2 - t1:6.2f}  {t3 - t2:5.2f} ({c3 - c2:4.2f})  "
+              f"{stats.cells.height:6,}  "
               f"{stats.cells.estimated_size('mb'):8.1f}  {examples:11.1f}  {checked.id_hashes.nbytes / 1e6:9.1f}")
     t = time.perf_counter()
     merged = merge.result()
@@ -87,6 +106,7 @@ def main() -> None:
           f"{merged.cells.width} columns); checks finish {checks_finish:.2f} s; finalize {finalized:.2f} s; "
           f"changes {changes:.2f} s")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
+    return rows
 
 
 if __name__ == "__main__":

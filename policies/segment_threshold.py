@@ -6,7 +6,7 @@ value, else the `default` cutoffs, then acts as `threshold` does: block if
 allow (inclusive; an unset threshold never fires). Column values are matched as
 strings (the value cast to text: `mcc` 5411 matches `"5411"`, booleans match
 `"true"`/`"false"`); a null value takes the default. Deterministic; coded by the
-chosen action. The lookup is one `replace_strict` and numpy indexing, no loop.
+chosen action. The lookup is one `replace_strict`, then one compiled pass (`threshold.ladder_by_row`).
 
 Example::
 
@@ -33,7 +33,7 @@ from pydantic import model_validator
 
 from policies.base import Actions, Coded, column_values, one_hot, require_columns, score_values
 from policies.registry import PolicyContext, PolicyParams, register_policy
-from policies.threshold import Cutoffs, choose, note_score_range, require_cutoff_actions
+from policies.threshold import Cutoffs, ladder_by_row, note_score_range, require_cutoff_actions
 from simulator.errors import toml_path
 
 
@@ -75,9 +75,11 @@ class SegmentThresholdPolicy:
         """Code = index of the chosen action."""
         score = score_values(batch, self.score, where=self.where)
         segment = self._segment_index(batch)
-        ladder = {action: np.asarray(cuts)[segment] for action, cuts in self.ladder}
-        below = np.array([self.actions.index(b) for b in self.below], dtype=np.int32)[segment]
-        return one_hot(choose(score, ladder, below, self.actions), len(self.actions))
+        cuts = np.array([cuts for _, cuts in self.ladder], dtype=np.float64).reshape(len(self.ladder), len(self.values) + 1)
+        codes = np.array([self.actions.index(action) for action, _ in self.ladder], dtype=np.int32)
+        below = np.array([self.actions.index(b) for b in self.below], dtype=np.int32)
+        chosen = ladder_by_row(np.ascontiguousarray(score, dtype=np.float64), segment, cuts, codes, below)
+        return one_hot(chosen, len(self.actions))  # the ladder of each row's value, without a per-row copy
 
     def probabilities(self, batch: pl.DataFrame) -> np.ndarray:
         """One-hot rows on the chosen action."""

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
 import numpy as np
+from numba import njit
 import polars as pl
 from pydantic import ValidationInfo, ValidatorFunctionWrapHandler, field_validator, model_validator
 
@@ -155,15 +156,60 @@ def choose(score: np.ndarray, ladder: Mapping[str, np.ndarray | float], below: n
     """Index of the chosen action per row: the action of the highest threshold at or below the score, else `below`.
 
     Thresholds (and `below`, an action index) may be per row; +inf where a row's cutoffs leave the action
-    out, so it is never chosen: scores are finite.
+    out, so it is never chosen: scores are finite. Of equal thresholds the first in the ladder wins.
+    One compiled pass over the rows (`_ladder`) instead of five array passes per threshold.
     """
-    chosen = np.broadcast_to(np.asarray(below, dtype=np.int32), score.shape).copy()
-    best = np.full(score.shape, -np.inf)
-    for action, cut in ladder.items():
-        hit = (score >= cut) & (cut > best)
-        chosen = np.where(hit, actions.index(action), chosen).astype(np.int32)
-        best = np.where(hit, cut, best)
-    return chosen
+    per_row = any(np.ndim(cut) for cut in ladder.values()) or np.ndim(below) > 0
+    score = np.ascontiguousarray(score, dtype=np.float64)
+    if not per_row:  # the rungs that can win, by threshold: the chosen action is the count of those passed
+        rungs: dict[float, int] = {}
+        for action, cut in ladder.items():
+            if float(cut) > -np.inf:  # -inf is never "above" the best so far: never chosen
+                rungs.setdefault(float(cut), actions.index(action))  # of equal thresholds, the first wins
+        cuts = np.array(sorted(rungs), dtype=np.float64)
+        table = np.array([int(below), *(rungs[c] for c in sorted(rungs))], dtype=np.int32)
+        return _passed(score, cuts, table)
+    width = len(score)
+    cuts = np.empty((len(ladder), width))
+    for k, cut in enumerate(ladder.values()):
+        cuts[k] = cut
+    lowest = np.empty(width, dtype=np.int32)
+    lowest[:] = below
+    codes = np.array([actions.index(action) for action in ladder], dtype=np.int32)
+    return ladder_by_row(score, np.arange(width), cuts, codes, lowest)
+
+
+@njit(cache=True, nogil=True)
+def _passed(score: np.ndarray, cuts: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """table[number of ascending `cuts` at or below the score], without a branch per row (NaN passes none)."""
+    out = np.empty(score.shape[0], dtype=np.int32)
+    for i in range(score.shape[0]):
+        x = score[i]
+        passed = 0
+        for k in range(cuts.shape[0]):
+            passed += x >= cuts[k]
+        out[i] = table[passed]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def ladder_by_row(score: np.ndarray, index: np.ndarray, cuts: np.ndarray, codes: np.ndarray,
+                  below: np.ndarray) -> np.ndarray:
+    """`choose` where row i takes the ladder `index[i]`: thresholds `cuts[:, index[i]]` (action `codes[k]`
+    each, in ladder order), `below[index[i]]` under all of them."""
+    out = np.empty(score.shape[0], dtype=np.int32)
+    for i in range(score.shape[0]):
+        j = index[i]
+        chosen = below[j]
+        best = -np.inf
+        x = score[i]
+        for k in range(cuts.shape[0]):
+            cut = cuts[k, j]
+            if x >= cut and cut > best:
+                chosen = codes[k]
+                best = cut
+        out[i] = chosen
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,5 +5,7 @@
 - `shard` — `shard_stats(frame, plan, needs) -> Stats`: the per-cell linear, cross and design sums; `Stats.merge`;
 - `bootstrap` — seeded Poisson replicate weights from the transaction id, and their per-cell sums;
 - `binned` — a sweep's bootstrap sums, per (segment, score bin, logged action);
-- `changes` — decision changes: per-row policies' transition sums and each shard's largest changed payments.
+- `changes` — decision changes: per-row policies' transition sums and each shard's largest changed payments;
+- `kernel` — the compiled loops of the hot path (numba): grouping, unit moments, cell sums, example candidates, the merge;
+- `warm` — compiles and caches the kernel at install time (`python -m simulator.stats.warm`, run by the Makefile).
 """

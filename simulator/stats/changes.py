@@ -29,6 +29,7 @@ from segments.labels import ALL
 from simulator.plan.compiled import Plan
 from simulator.schema import AMOUNT, TRANSACTION_ID
 from simulator.stats.cells import Grouping, group_sum
+from simulator.stats.kernel import example_candidates
 
 POLICY, SEGMENTATION, SEGMENT, FROM, TO = "policy", "segmentation", "segment", "from_action", "to_action"
 EXAMPLE_KEYS: tuple[str, ...] = (POLICY, SEGMENTATION, SEGMENT, FROM, TO)
@@ -72,10 +73,15 @@ class Membership:
 
     def chosen(self) -> np.ndarray:
         """(n,) the action each row most likely takes (the first of equals, as `np.argmax` of the dense rows)."""
+        codes, choice = self.choices()
+        return choice[codes]
+
+    def choices(self) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, choice): the action row i most likely takes is `choice[codes[i]]`, without the (n,) gather."""
         if self.probs is not None:
-            return np.argmax(self.probs, axis=1)
+            return np.argmax(self.probs, axis=1), np.arange(self.probs.shape[1])
         assert self.codes is not None and self.table is not None
-        return np.argmax(self.table, axis=1)[self.codes]
+        return self.codes, np.argmax(self.table, axis=1)
 
 
 def memberships(name: str, plan: Plan, action: np.ndarray, codes: dict[str, np.ndarray],
@@ -132,7 +138,19 @@ def merge_examples(parts: Sequence[Examples]) -> Examples | None:
 
 
 def top(frame: pl.DataFrame, keep: int, keys: Sequence[str] = EXAMPLE_KEYS) -> pl.DataFrame:
-    """The `keep` largest rows by amount of each group of `keys` (ties: the smaller transaction_id first)."""
+    """The `keep` largest rows by amount of each group of `keys` (ties: the smaller transaction_id first).
+
+    Rows below their group's `keep`-th largest amount cannot be among its top (`keep` rows are
+    strictly larger), so a hash group-by's threshold drops them first, keeping the rows' order:
+    the exact sort (amount, then transaction_id, a string) runs on a few rows per group instead
+    of on every shard's examples.
+    """
+    if frame.height > 2 * keep:
+        threshold = frame.group_by(list(keys)).agg(pl.col(AMOUNT).top_k(keep).min().alias("_threshold"),
+                                                   pl.len().alias("_rows"))
+        frame = (frame.join(threshold, on=list(keys), how="left", maintain_order="left", nulls_equal=True)
+                 .filter((pl.col("_rows") <= keep) | (pl.col(AMOUNT) >= pl.col("_threshold")))
+                 .drop("_threshold", "_rows"))
     ranked = frame.sort([AMOUNT, TRANSACTION_ID], descending=[True, False], maintain_order=True)
     return ranked.filter(pl.int_range(pl.len()).over(list(keys)) < keep)
 
@@ -141,10 +159,10 @@ def shard_examples(batch: pl.DataFrame, plan: Plan, members: dict[str, Membershi
                    segs: Sequence[SegmentCodes]) -> Examples | None:
     """The shard's own top rows of every transition, in every segment of every segmentation (ALL first).
 
-    Two steps, both on integer keys. `_candidates` keeps, per policy, the changed rows that are
-    among the `keep` largest of their (transition, segment) group in some grouping, ties at the
-    boundary included: ten policies change millions of rows on 10 M, their candidates are tens of
-    thousands. Those alone are gathered and sorted in the exact order (amount, then
+    Two steps, both on integer keys. `kernel.example_candidates` keeps, per policy, the changed rows
+    that are among the `keep` largest of their (transition, segment) group in some grouping, ties at
+    the boundary included, in two compiled passes over the rows with a small heap per group: ten
+    policies change millions of rows on 10 M, their candidates are tens of thousands. Those alone are gathered and sorted in the exact order (amount, then
     transaction_id, then the policies' order: a payment can change under several), and each
     grouping keeps the first `keep` of each of its groups (`_first_in_groups`) — what `top` does,
     without a window over string keys per grouping.
@@ -153,13 +171,23 @@ def shard_examples(batch: pl.DataFrame, plan: Plan, members: dict[str, Membershi
     if changes is None or changes.examples == 0:
         return None
     keep, n_actions = changes.examples, len(plan.actions)
-    base = members[plan.baseline].chosen()
-    amount = batch[AMOUNT].cast(pl.Float64).to_numpy()
-    by_amount = _by_amount(amount)
+    base = members[plan.baseline].chosen().astype(np.int8)
+    amount = np.ascontiguousarray(batch[AMOUNT].cast(pl.Float64).to_numpy())
+    segments = np.stack([seg.codes.astype(np.int32, copy=False) for seg in segs]) if segs else np.zeros((0, len(base)), np.int32)
+    labels = np.array([len(seg.labels) for seg in segs], dtype=np.int64)
     names = changing(plan)
-    found = [(index, target[rows], rows) for index, target in
-             ((index, members[name].chosen()) for index, name in enumerate(names))
-             for rows in (_candidates(by_amount, base, target, segs, keep, n_actions),) if rows.size]
+    choices = [members[name].choices() for name in names]
+    codes = np.empty((len(names), len(base)), dtype=np.int32)
+    choice = np.zeros((len(names), max((len(c) for _, c in choices), default=1)), dtype=np.int64)
+    for index, (coded, chosen) in enumerate(choices):
+        codes[index] = coded
+        choice[index, :len(chosen)] = chosen
+    bounds, candidates = example_candidates(base, codes, choice, segments, labels, amount, keep, n_actions)
+    found = []
+    for index, (lo, hi) in enumerate(bounds):
+        rows = candidates[lo:hi]
+        if rows.size:
+            found.append((index, choice[index][codes[index, rows]], rows))
     if not found:
         return None
     policy = np.concatenate([np.full(len(rows), index) for index, _, rows in found])
@@ -186,62 +214,6 @@ def shard_examples(batch: pl.DataFrame, plan: Plan, members: dict[str, Membershi
         frames.append(changed.filter(kept).select(
             POLICY, pl.lit(segmentation).alias(SEGMENTATION), segment.alias(SEGMENT), FROM, TO, *changes.columns))
     return Examples(frame=pl.concat(frames), keep=keep)
-
-
-@dataclass(frozen=True, slots=True)
-class _ByAmount:
-    """A shard's rows ranked by descending amount: what every policy's candidate search shares."""
-
-    rank: np.ndarray  # (n,) each row's position in descending order of amount
-    amount: np.ndarray  # (n,) the amounts in that order
-    bits: int  # bits that hold a rank
-
-
-def _by_amount(amount: np.ndarray) -> _ByAmount:
-    """Rank the rows by descending amount (ties in any order: candidates keep every tie at a boundary)."""
-    order = np.argsort(-amount)
-    rank = np.empty(len(amount), dtype=np.int64)
-    rank[order] = np.arange(len(amount))
-    return _ByAmount(rank=rank, amount=amount[order], bits=max(int(len(amount) - 1).bit_length(), 1))
-
-
-def _candidates(by_amount: _ByAmount, base: np.ndarray, target: np.ndarray, segs: Sequence[SegmentCodes], keep: int,
-                actions: int) -> np.ndarray:
-    """The rows (ascending) whose action changes that may be among the `keep` largest of a group.
-
-    Groups are (transition) for ALL and (transition, segment) of every segmentation; a row is a
-    candidate when its amount is at least its group's `keep`-th largest in one of them, so rows
-    tied there are kept and the exact order (amount, then transaction_id) is decided on the
-    candidates alone.
-    """
-    changed = np.flatnonzero(base != target)
-    if changed.size <= keep:
-        return changed
-    rank = by_amount.rank[changed]
-    transition = base[changed].astype(np.int64) * actions + target[changed]
-    chosen = _top_in_groups(transition, rank, by_amount, keep)
-    for seg in segs:
-        chosen |= _top_in_groups(transition * len(seg.labels) + seg.codes[changed], rank, by_amount, keep)
-    return changed[chosen]
-
-
-def _top_in_groups(key: np.ndarray, rank: np.ndarray, by_amount: _ByAmount, keep: int) -> np.ndarray:
-    """Whether each row's amount is at least the `keep`-th largest of its `key` group (`rank`: its amount rank).
-
-    One value sort of (key, rank) packed in an int64 puts each group's rows in amount order
-    (np.sort is several times faster than an argsort); the `keep`-th of a group sets its threshold.
-    """
-    counts = np.bincount(key)
-    large = np.flatnonzero(counts > keep)
-    if large.size == 0:
-        return np.ones(len(key), dtype=bool)
-    packed = key << by_amount.bits
-    packed |= rank
-    packed.sort()
-    starts = np.cumsum(counts) - counts
-    threshold = np.full(len(counts), -np.inf)
-    threshold[large] = by_amount.amount[packed[starts[large] + keep - 1] & ((1 << by_amount.bits) - 1)]
-    return by_amount.amount[rank] >= threshold[key]
 
 
 def _first_in_groups(key: np.ndarray, keep: int) -> np.ndarray:

@@ -20,6 +20,8 @@ from simulator.stats.binned import BinnedAccumulator
 from simulator.stats.changes import Examples, changing, memberships, merge_examples, shard_examples, transition_sums
 from simulator.stats.bootstrap import Replicates, replicate_sums
 from simulator.stats.cells import Grouping, group_rows, group_sum
+from simulator.stats.kernel import (BOTH_FLAT, FACTOR_BASIS, FACTOR_ONE, GENERAL, LEFT_FLAT, RIGHT_FLAT, SECOND_GIVEN,
+                                    SECOND_LINEAR, SECOND_ROWS, accumulate, accumulate_max, cell_sums, group_max)
 from simulator.errors import PolicysimError
 from simulator.plan.moments import (
     INV_P,
@@ -91,34 +93,56 @@ class Stats:
 def merge_all(parts: Sequence[Stats]) -> Stats:
     """Statistics of the union of all row sets, summed in the order given (so reruns are bit-identical).
 
-    One concatenation and one pass of numpy sums in row order: cheaper than merging pairwise,
-    and unlike a hash group-by its floating-point summation order does not depend on threads.
+    Cells are matched on integer codes, not on their string keys: each segment key column's few
+    distinct labels are ranked by their text, every key column becomes a small integer component,
+    and `group_rows` numbers the merged cells in key order (the order a sort by the key columns
+    gives). Each sum is then added part after part, row after row (`kernel.accumulate`, the order
+    of one `np.bincount` over the concatenated parts), without concatenating the sums.
     """
     parts = [p for p in parts if not p.cells.is_empty()]
     if len(parts) <= 1:
         return parts[0] if parts else Stats.empty()
     columns = parts[0].cells.columns
-    frame = pl.concat([p.cells.select(columns) for p in parts])
     keys = [c for c in columns if _is_key(c)]
-    groups = frame.select(keys).unique(maintain_order=True).sort(keys).with_row_index("_g")
-    ids = frame.select(keys).join(groups, on=keys, how="left", maintain_order="left")["_g"].to_numpy()
-    out = {k: groups[k] for k in keys}
+    key_frame = pl.concat([p.cells.select(keys) for p in parts], rechunk=True)
+    grouping = _key_groups(key_frame)
+    out = {k: key_frame[k].gather(grouping.first) for k in keys}
+    bounds = np.cumsum([0] + [p.cells.height for p in parts])
     for column in columns:
         if _is_key(column):
             continue
-        values = frame[column].to_numpy()
-        if column.startswith("max|"):
-            top = np.zeros(groups.height)
-            np.maximum.at(top, ids, values)
-            out[column] = pl.Series(column, top)
-        else:
-            out[column] = pl.Series(column, np.bincount(ids, weights=values, minlength=groups.height))
+        total = np.zeros(grouping.size)
+        add = accumulate_max if column.startswith("max|") else accumulate
+        for part, lo, hi in zip(parts, bounds[:-1], bounds[1:], strict=True):
+            add(total, grouping.ids[lo:hi], part.cells[column].cast(pl.Float64).to_numpy())
+        out[column] = pl.Series(column, total)
     replicates = None
     for part in parts:
         replicates = _merge_optional(replicates, part.replicates)
     examples = merge_examples([p.examples for p in parts if p.examples is not None])
     return Stats(cells=pl.DataFrame([out[c] for c in columns]), replicates=replicates, rows=sum(p.rows for p in parts),
                  examples=examples)
+
+
+def _key_groups(frame: pl.DataFrame) -> Grouping:
+    """The rows of `frame` (cell key columns) grouped by all columns, numbered in the order of a sort by them.
+
+    A string column is coded by the rank of its text among its distinct values (Python's order of
+    str, the code-point order polars sorts UTF-8 by); integer keys are non-negative codes.
+    """
+    components = []
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype == pl.String:
+            distinct = sorted(column.unique().to_list())
+            codes = column.replace_strict(distinct, list(range(len(distinct))), return_dtype=pl.Int64).to_numpy()
+            components.append((codes, len(distinct)))
+        else:
+            values = column.cast(pl.Int64).to_numpy()
+            if column.null_count() or (len(values) and values.min() < 0):
+                raise PolicysimError(f"cell key {name!r} holds a null or negative code")  # a bug, not bad input
+            components.append((values, int(values.max()) + 1))
+    return group_rows(components, frame.height)
 
 
 def _is_key(column: str) -> bool:
@@ -134,9 +158,15 @@ def _merge_optional(a: Replicates | None, b: Replicates | None) -> Replicates | 
 
 
 def action_index(batch: pl.DataFrame, actions: tuple[str, ...]) -> np.ndarray:
-    """The logged action as an index into the action set."""
-    mapping = {a: i for i, a in enumerate(actions)}
-    return batch[ACTION].cast(pl.String).replace_strict(mapping, return_dtype=pl.Int8).to_numpy()
+    """The logged action as an index into the action set (an Enum's physical codes: no per-row hash join)."""
+    try:
+        codes = batch[ACTION].cast(pl.String).cast(pl.Enum(list(actions))).to_physical()
+    except pl.exceptions.InvalidOperationError:
+        codes = None
+    if codes is None or codes.null_count():  # an action outside the set, or none: as before (its error)
+        mapping = {a: i for i, a in enumerate(actions)}
+        return batch[ACTION].cast(pl.String).replace_strict(mapping, return_dtype=pl.Int8).to_numpy()
+    return codes.cast(pl.Int8).to_numpy()
 
 
 def row_probabilities(batch: pl.DataFrame, plan: Plan) -> dict[str, np.ndarray]:
@@ -227,7 +257,8 @@ class _Layout:
     weight: np.ndarray | None  # each row's fraud label weight, when labels are developed
     cells: Grouping  # rows -> cells (first: a row of each cell)
     segs: list[SegmentCodes]
-    keys: dict[str, pl.Series]  # cell key columns
+    keys: dict[str, pl.Series]  # cell key columns, in the frame's order
+    order: np.ndarray  # the frame's rows: cells in the order of their keys (`keys`)
 
 
 def _layout(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str, np.ndarray], support: np.ndarray) -> _Layout:
@@ -253,17 +284,35 @@ def _layout(batch: pl.DataFrame, plan: Plan, action: np.ndarray, codes: dict[str
         return Grouping(ids=grouping.ids[units.grouping.ids], first=first[grouping.first], size=grouping.size)
 
     row_cells = rows(cells)
+    # The cells' order in the frame: sorted by the key columns (segment labels as text), as a sort of
+    # the frame by them gave; a lexsort of the cells' integer keys (label ranks) finds it without one.
+    columns: list[tuple[str, np.ndarray]] = []
+    for index, seg in enumerate(segs):
+        columns.append((segment_key(index), seg.codes[row_cells.first]))
+    columns.append((ACTION_KEY, action[row_cells.first]))
+    columns.append((SUPPORT_KEY, support[row_cells.first]))
+    columns += [(code_key(name), code[row_cells.first]) for name, code in codes.items()]
+    ranks = [_label_ranks(seg.labels) for seg in segs]
+    sortable = [ranks[k][values] if k < len(segs) else values for k, (_, values) in enumerate(columns)]
+    order = np.lexsort(sortable[::-1]) if row_cells.size > 1 else np.arange(row_cells.size)
     keys: dict[str, pl.Series] = {}
     for index, seg in enumerate(segs):
-        labels = np.asarray(seg.labels, dtype=object)[seg.codes[row_cells.first]]
-        keys[segment_key(index)] = pl.Series(segment_key(index), labels, dtype=pl.String)
-    keys[ACTION_KEY] = pl.Series(ACTION_KEY, action[row_cells.first], dtype=pl.Int8)
-    keys[SUPPORT_KEY] = pl.Series(SUPPORT_KEY, support[row_cells.first], dtype=pl.Int16)
+        keys[segment_key(index)] = pl.Series(segment_key(index), seg.labels, dtype=pl.String).gather(
+            columns[index][1][order])
+    keys[ACTION_KEY] = pl.Series(ACTION_KEY, action[row_cells.first][order], dtype=pl.Int8)
+    keys[SUPPORT_KEY] = pl.Series(SUPPORT_KEY, support[row_cells.first][order], dtype=pl.Int16)
     for name, code in codes.items():
-        keys[code_key(name)] = pl.Series(code_key(name), code[row_cells.first], dtype=pl.Int32)
+        keys[code_key(name)] = pl.Series(code_key(name), code[row_cells.first][order], dtype=pl.Int32)
     return _Layout(units=units, rows=rows_evaluated, pattern=pattern,
                    weight=None if develop is None or plan.development is None else plan.development.levels[develop[0]],
-                   cells=row_cells, segs=segs, keys=keys)
+                   cells=row_cells, segs=segs, keys=keys, order=order)
+
+
+def _label_ranks(labels: Sequence[str]) -> np.ndarray:
+    """Each label's rank in text order (Python's order of str: code points, the order polars sorts UTF-8 in)."""
+    ranks = np.empty(len(labels), dtype=np.int64)
+    ranks[sorted(range(len(labels)), key=labels.__getitem__)] = np.arange(len(labels))
+    return ranks
 
 
 Linear = tuple[np.ndarray, np.ndarray]  # (c0, c1): a value column is c0 + c1·amount
@@ -271,52 +320,81 @@ Linear = tuple[np.ndarray, np.ndarray]  # (c0, c1): a value column is c0 + c1·a
 
 def _sums(units: Units, cells: int, values: dict[str, Linear], basis: dict[str, np.ndarray], needs: Needs,
           rows: RowValues | None = None, amount: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Every needed sum per cell, evaluated per unit (see `simulator.stats.units`).
+    """Every needed sum per cell, evaluated per unit (see `simulator.stats.units`) in one compiled loop.
 
-    A row value's sums over a unit are sums over its rows (`rows`, with each row's `amount`).
+    Each sum is Σ over a cell's units of a factor times a second (`kernel.cell_sums`): ω_b and
+    c0 n + c1 S1 for a linear sum; ω_a ω_b (× (1 − p) for a design sum) and Σv·v' over the unit,
+    a0 b0 n + (a0 b1 + a1 b0) S1 + a1 b1 S2 with the terms that are exactly 0 left out, for a
+    quadratic one. Factors and seconds are computed once per unit and shared by the sums that
+    use them; nothing per sum is materialised. A row value's sums over a unit are sums over its
+    rows (`rows`, with each row's `amount`): those are computed here and handed to the loop.
     """
-    n, s1, s2 = units.n, units.s1, units.s2
     per_unit = _RowSums(units, rows, amount)
+    names = list(values)
+    value_index = {name: j for j, name in enumerate(names)}
+    basis_index = {name: j for j, name in enumerate(basis)}
+    flat = {name: not values[name][1].any() for name in names}  # no amount term (counts, DR predictions)
+    given: list[np.ndarray] = []
+    factors: dict[tuple[int, int, bool], int] = {}
+    seconds: dict[tuple[int, int, int], int] = {}
 
-    def per_cell(weights: np.ndarray) -> np.ndarray:
-        return np.bincount(units.cell, weights=weights, minlength=cells)
+    def factor(a: int, b: int, design: bool = False) -> int:
+        return factors.setdefault((a, b, design), len(factors))
 
-    flat: dict[str, bool] = {}  # value columns without an amount term (counts, DR predictions): most products
+    def second(kind: int, left: int, right: int = 0) -> int:
+        return seconds.setdefault((kind, left, right), len(seconds))
 
-    def is_flat(name: str) -> bool:
-        if name not in flat:
-            flat[name] = not values[name][1].any()
-        return flat[name]
+    def hand(per_row_sum: np.ndarray) -> int:  # a per-unit sum computed here (memoised by `_RowSums`)
+        for k, known in enumerate(given):
+            if known is per_row_sum:
+                return second(SECOND_GIVEN, k)
+        given.append(per_row_sum)
+        return second(SECOND_GIVEN, len(given) - 1)
 
-    def second(left: str, right: str) -> np.ndarray:  # Σ over a unit of v·v'
+    def product(left: str, right: str) -> int:
         if per_unit.has(left) or per_unit.has(right):
-            return per_unit.product(left, right, values)
-        (a0, a1), (b0, b1) = values[left], values[right]
-        # the same sums with the terms that are exactly 0 left out (bit-identical, several times fewer passes)
-        if is_flat(left) and is_flat(right):
-            return a0 * b0 * n
-        if is_flat(left):
-            return a0 * b0 * n + (a0 * b1) * s1
-        if is_flat(right):
-            return a0 * b0 * n + (a1 * b0) * s1
-        return a0 * b0 * n + (a0 * b1 + a1 * b0) * s1 + a1 * b1 * s2
+            return hand(per_unit.product(left, right, values))
+        shape = (BOTH_FLAT if flat[left] and flat[right] else LEFT_FLAT if flat[left]
+                 else RIGHT_FLAT if flat[right] else GENERAL)
+        return second(shape, value_index[left], value_index[right])
 
-    out: dict[str, np.ndarray] = {ROWS: per_cell(n)}
+    columns = [ROWS]
+    spec = [(factor(FACTOR_ONE, 0), second(SECOND_ROWS, 0))]
     for b, v in needs.linear:
-        if per_unit.has(v):
-            out[linear_column(b, v)] = per_cell(basis[b] * per_unit.first(v))
-            continue
-        c0, c1 = values[v]
-        out[linear_column(b, v)] = per_cell(basis[b] * (c0 * n + c1 * s1))
+        columns.append(linear_column(b, v))
+        spec.append((factor(FACTOR_BASIS, basis_index[b]),
+                     hand(per_unit.first(v)) if per_unit.has(v) else second(SECOND_LINEAR, value_index[v])))
     for a, b, prod in needs.quadratic:
-        out[quadratic_column(a, b, prod)] = per_cell(basis[a] * basis[b] * second(*prod.split("*")))
-    unexplored = 1.0 - units.propensity
+        columns.append(quadratic_column(a, b, prod))
+        spec.append((factor(basis_index[a], basis_index[b]), product(*prod.split("*"))))
     for a, b, prod in needs.design:
-        out[design_column(a, b, prod)] = per_cell(basis[a] * basis[b] * unexplored * second(*prod.split("*")))
-    for b, weights in basis.items():
-        top = np.zeros(cells)
-        np.maximum.at(top, units.cell, weights)
-        out[max_column(b)] = top
+        columns.append(design_column(a, b, prod))
+        spec.append((factor(basis_index[a], basis_index[b], True), product(*prod.split("*"))))
+    count = len(units.n)
+    order = np.argsort(units.cell, kind="stable")  # each cell's units in ascending order, as np.bincount adds them
+    starts = np.zeros(cells + 1, dtype=np.int64)
+    np.cumsum(np.bincount(units.cell, minlength=cells), out=starts[1:])
+
+    def ints(items: list, k: int) -> np.ndarray:
+        return np.array([item[k] for item in items], dtype=np.int64)
+
+    factor_keys, second_keys = list(factors), list(seconds)
+    sums, top = cell_sums(
+        order, starts, units.n, units.s1, units.s2,
+        _matrix([values[v][0] for v in names], count), _matrix([values[v][1] for v in names], count),
+        _matrix(list(basis.values()), count), 1.0 - units.propensity, _matrix(given, count),
+        ints(factor_keys, 0), ints(factor_keys, 1), np.array([k[2] for k in factor_keys], dtype=np.bool_),
+        ints(second_keys, 0), ints(second_keys, 1), ints(second_keys, 2), ints(spec, 0), ints(spec, 1))
+    out = dict(zip(columns, sums, strict=True))
+    out |= {max_column(b): top[j] for j, b in enumerate(basis)}
+    return out
+
+
+def _matrix(columns: list[np.ndarray], rows: int) -> np.ndarray:
+    """(rows, len(columns)) float64, C order: a unit's entries side by side for the kernel."""
+    out = np.empty((rows, len(columns)))
+    for j, column in enumerate(columns):
+        out[:, j] = column
     return out
 
 
@@ -412,9 +490,7 @@ def _contradictions(plan: Plan, layout: _Layout, action: np.ndarray, amount: np.
     found = contradicted(plan.values, plan.actions, layout.rows, action, layout.pattern, layout.weight, amount)
     out = {}
     for name, rows in found.items():
-        top = np.zeros(layout.cells.size)
-        np.maximum.at(top, layout.cells.ids, rows.astype(np.float64))
-        out[gap_column(name)] = top
+        out[gap_column(name)] = group_max(layout.cells.ids, layout.cells.size, rows.astype(np.float64))
     return out
 
 
@@ -458,7 +534,8 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
         members = {name: memberships(name, plan, action, codes, probs) for name in (plan.baseline, *changing(plan))}
         sums |= transition_sums(plan, cells, batch[AMOUNT].cast(pl.Float64).to_numpy(), members)
         examples = shard_examples(batch, plan, members, layout.segs)
-    frame = pl.DataFrame(list(layout.keys.values()) + [pl.Series(k, v) for k, v in sums.items()])
+    order = layout.order
+    frame = pl.DataFrame(list(layout.keys.values()) + [pl.Series(k, v[order]) for k, v in sums.items()])
     replicates = None
     if plan.bootstrap > 0:
         rows = units.grouping.ids
@@ -471,4 +548,4 @@ def shard_stats(batch: pl.DataFrame, plan: Plan, needs: Needs) -> Stats:
         replicates = replicate_sums(batch, plan, cells, cell_keys, row_basis_weights, per_row, layout.segs, sink=binned)
         if binned is not None:
             replicates = replace(replicates, binned=binned.result())
-    return Stats(cells=frame.sort(list(layout.keys)), replicates=replicates, rows=batch.height, examples=examples)
+    return Stats(cells=frame, replicates=replicates, rows=batch.height, examples=examples)

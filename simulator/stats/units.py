@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 
 from simulator.stats.cells import Grouping, group_rows
+from simulator.stats.kernel import float_codes, moments
 from simulator.schema import (
     ACTION,
     AMOUNT,
@@ -232,10 +233,10 @@ def _check_finite(batch: pl.DataFrame, values: ValueSet, names: tuple[str, ...],
 def dense_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
     """Dense codes of a float column (ordered by value) and how many distinct values.
 
-    The distinct values come from a hash (logging probabilities take few), then a binary search.
+    One pass of a hash table over the values' bits (`kernel.float_codes`; logging probabilities
+    take few values), then the few distinct values are sorted.
     """
-    distinct = np.sort(pl.Series(values).unique().to_numpy())
-    return np.searchsorted(distinct, values).astype(np.int64), len(distinct)
+    return float_codes(values)
 
 
 def development_codes(batch: pl.DataFrame, pattern: np.ndarray, development: Development) -> tuple[np.ndarray, int]:
@@ -310,6 +311,7 @@ def build_units(
         if develop is not None:
             grouping = split_by_code(grouping, develop[0])
     first, ids, size = grouping.first, grouping.ids, grouping.size
+    n, s1, s2 = moments(ids, size, amount)  # one pass, the three sums in row order
     return Units(
         grouping=grouping,
         cell=np.empty(0, dtype=np.int64),
@@ -319,7 +321,5 @@ def build_units(
         logged_block=None if logged_block is None else logged_block[first],
         dm_bin=None if dm_bin is None else dm_bin[first],
         develop=None if develop is None else develop[0][first],
-        n=np.bincount(ids, minlength=size).astype(np.float64),
-        s1=np.bincount(ids, weights=amount, minlength=size),
-        s2=np.bincount(ids, weights=amount * amount, minlength=size),
+        n=n, s1=s1, s2=s2,
     )
