@@ -94,6 +94,12 @@ class Replicates:
         """Totals over both row sets, aligned by segment label."""
         labels, values = [], []
         for la, va, lb, vb in zip(self.labels, self.values, other.labels, other.values, strict=True):
+            if la == lb:  # the same segments (most shards): one sum, no scatter through temporaries
+                total = np.add(va, vb)
+                total += 0.0  # as the scatter into zeros below: a sum of two −0.0 is +0.0 (the same to the bit)
+                labels.append(la)
+                values.append(total)
+                continue
             union = tuple(sorted(set(la) | set(lb)))
             index = {label: i for i, label in enumerate(union)}
             total = np.zeros((len(union), *va.shape[1:]))

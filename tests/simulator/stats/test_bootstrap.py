@@ -155,3 +155,25 @@ def test_memory_follows_the_segments_not_their_cross(monkeypatch: pytest.MonkeyP
     bound = 2 * result_bytes + 4 * ROWS * 64 * 8 + (16 << 20)
     assert per_finest_bytes > 4 * bound, "the case must tell per-segment from per-finest accumulation"
     assert peak < bound, f"peak {peak / 2**20:.1f} MiB; result {result_bytes / 2**20:.1f} MiB"
+
+
+def test_merging_replicates_of_the_same_segments_matches_the_aligned_sum_to_the_bit() -> None:
+    """Two shards with the same segments add directly (no scatter through temporaries): the same bits as aligning
+    both into zeros, −0.0 included."""
+    rng = np.random.default_rng(5)
+    a, b, c = (rng.normal(size=(4, 3, 6)) for _ in range(3))
+    a[0, 0, 0] = b[0, 0, 0] = -0.0
+    same = (("DE", "FR", "GB", "US"),)
+    other = (("BR", "FR", "GB", "US"),)
+    merged = Replicates(terms=(), labels=same, values=(a,)).merge(Replicates(terms=(), labels=same, values=(b,)))
+    aligned = np.zeros_like(a)
+    aligned[[0, 1, 2, 3]] += a
+    aligned[[0, 1, 2, 3]] += b
+    assert merged.labels == same
+    assert np.array_equal(merged.values[0].view(np.int64), aligned.view(np.int64))
+    union = merged.merge(Replicates(terms=(), labels=other, values=(c,)))  # different segments: aligned by label
+    assert union.labels == (("BR", "DE", "FR", "GB", "US"),)
+    expected = np.zeros((5, 3, 6))
+    expected[[1, 2, 3, 4]] += aligned
+    expected[[0, 2, 3, 4]] += c
+    assert np.array_equal(union.values[0], expected)
