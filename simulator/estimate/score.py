@@ -258,33 +258,33 @@ def _nested_shares(estimate: Estimate, shape: tuple[int, ...], total: Callable[[
                    parts: Callable[[HajekPart], PartDiagnostics], plan: Plan) -> list[Share]:
     """The conditional shares q = p̂_inner / p̂_outer of pairs of nested parts on the same explored rows
     (see the module docstring)."""
-    active = []
-    for key, (factor, part) in estimate.parts.items():
+    readers: dict[Term, list[tuple[int, object, np.ndarray, HajekPart]]] = {}  # parts by the rows they read
+    for index, (key, (factor, part)) in enumerate(estimate.parts.items()):
         factor = np.nan_to_num(np.broadcast_to(factor, shape))
         if np.any(factor):
-            active.append((key, factor, part))
+            readers.setdefault(part.explored, []).append((index, key, factor, part))  # type: ignore[attr-defined]
+    pairs = sorted((i, j, key_in, f_in, inner, key_out, outer)
+                   for same in readers.values() if len(same) > 1
+                   for i, key_in, f_in, inner in same for j, key_out, _, outer in same
+                   if nested(plan.values, plan.actions, inner.action, inner.value, outer.value))
     out = []
-    for key_in, f_in, inner in active:
-        for key_out, _, outer in active:
-            if inner.explored != outer.explored or not nested(plan.values, plan.actions, inner.action,  # type: ignore[attr-defined]
-                                                             inner.value, outer.value):  # type: ignore[attr-defined]
-                continue
-            (lo_in, hi_in), (lo_out, hi_out) = (two_values(plan.values, plan.actions, p.action, p.value)  # type: ignore[attr-defined,misc]
-                                                for p in (inner, outer))
-            d_in, d_out = parts(inner), parts(outer)  # type: ignore[arg-type]
-            size, norm = total(inner.size), total(inner.norm)  # type: ignore[attr-defined]
-            s_in = np.clip(np.nan_to_num(divide(divide(total(inner.main), norm) - lo_in, hi_in - lo_in)), 0.0, 1.0)  # type: ignore[attr-defined]
-            s_out = np.clip(np.nan_to_num(divide(divide(total(outer.main), norm) - lo_out, hi_out - lo_out)), 0.0, 1.0)  # type: ignore[attr-defined]
-            q = np.clip(np.nan_to_num(divide(s_in, s_out)), 0.0, 1.0)
-            trials = d_out.ess * s_out  # the outer share's (effective) rows
-            span = (hi_in - lo_in) / (hi_out - lo_out)
-            own = np.maximum(d_in.within, d_in.floor) - (q * span) ** 2 * np.maximum(d_out.within, d_out.floor)
-            weight = f_in * size * (hi_in - lo_in) * s_out  # type: ignore[attr-defined]
-            # a share seen at 0 or 1 has no sample variance, yet its score limits reach as far as a binomial's can
-            reach = divide(weight**2, 4.0 * trials)
-            out.append(Share(rows=inner.explored, share=q, trials=trials, weight=weight,  # type: ignore[attr-defined]
-                             variance=f_in**2 * np.maximum(own, 0.0), scored=trials >= NESTED_MIN * (1 - 1e-9),
-                             own=frozenset({key_in, key_out}), reach=np.nan_to_num(reach)))
+    for _, _, key_in, f_in, inner, key_out, outer in pairs:
+        (lo_in, hi_in), (lo_out, hi_out) = (two_values(plan.values, plan.actions, p.action, p.value)  # type: ignore[attr-defined,misc]
+                                            for p in (inner, outer))
+        d_in, d_out = parts(inner), parts(outer)  # type: ignore[arg-type]
+        size, norm = total(inner.size), total(inner.norm)  # type: ignore[attr-defined]
+        s_in = np.clip(np.nan_to_num(divide(divide(total(inner.main), norm) - lo_in, hi_in - lo_in)), 0.0, 1.0)  # type: ignore[attr-defined]
+        s_out = np.clip(np.nan_to_num(divide(divide(total(outer.main), norm) - lo_out, hi_out - lo_out)), 0.0, 1.0)  # type: ignore[attr-defined]
+        q = np.clip(np.nan_to_num(divide(s_in, s_out)), 0.0, 1.0)
+        trials = d_out.ess * s_out  # the outer share's (effective) rows
+        span = (hi_in - lo_in) / (hi_out - lo_out)
+        own = np.maximum(d_in.within, d_in.floor) - (q * span) ** 2 * np.maximum(d_out.within, d_out.floor)
+        weight = f_in * size * (hi_in - lo_in) * s_out  # type: ignore[attr-defined]
+        # a share seen at 0 or 1 has no sample variance, yet its score limits reach as far as a binomial's can
+        reach = divide(weight**2, 4.0 * trials)
+        out.append(Share(rows=inner.explored, share=q, trials=trials, weight=weight,  # type: ignore[attr-defined]
+                         variance=f_in**2 * np.maximum(own, 0.0), scored=trials >= NESTED_MIN * (1 - 1e-9),
+                         own=frozenset({key_in, key_out}), reach=np.nan_to_num(reach)))
     return out
 
 
