@@ -1,4 +1,4 @@
-"""Markdown tables of coverage summaries (shared by coverage.py and interval_methods.py)."""
+"""Markdown tables of coverage summaries (shared by coverage_fresh.py and interval_methods.py)."""
 
 from __future__ import annotations
 

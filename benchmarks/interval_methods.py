@@ -3,7 +3,7 @@
 A standalone prototype: the estimators and intervals below use numpy/scipy on
 per-row arrays only (logged action, logging probabilities, the engine's value
 columns at the logged action, policy actions); the rows come from
-`simulator/synthetic/fresh.py` (same replications as `coverage.py`: row seed
+`simulator/synthetic/fresh.py` (same replications as `coverage_fresh.py`: row seed
 1_000_000 + k), the truth from its cached 4 M-row superpopulation.
 
 Estimators (every one returns the estimate T and per-row influence values psi

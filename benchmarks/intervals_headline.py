@@ -14,7 +14,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from coverage import summarise as engine_summary  # noqa: E402
+from coverage_fresh import summarise as engine_summary  # noqa: E402
 from coverage_tables import class_table, markdown  # noqa: E402
 from interval_methods import summarise as method_summary  # noqa: E402
 from interval_methods import with_hybrid  # noqa: E402

@@ -1,6 +1,6 @@
 """How often a review gate set exactly at the candidate's true delta FAILs or PASSes (issue #13), on future traffic.
 
-Reads the draws of `coverage.py` (fresh populations, the engine's intervals,
+Reads the draws of `coverage_fresh.py` (fresh populations, the engine's intervals,
 the superpopulation truth) and applies the review rule of `simulator.decide.guardrails`
 to an overall guardrail whose limit is the metric's true delta:
 

@@ -1,6 +1,6 @@
 """Fresh synthetic populations and their superpopulation truth: how intervals are checked against future traffic.
 
-Shared by `benchmarks/coverage.py` (the engine's intervals),
+Shared by `benchmarks/coverage_fresh.py` (the engine's intervals),
 `benchmarks/interval_methods.py` (candidate intervals) and the fast coverage
 test in `tests/`, so all measure on the very same kind of replication.
 

@@ -1,6 +1,6 @@
 """The default intervals against the value on future traffic: fresh populations of the generator's world.
 
-A fast version of `benchmarks/coverage.py` (docs/estimation.md, "Coverage
+A fast version of `benchmarks/coverage_fresh.py` (docs/estimation.md, "Coverage
 on future traffic"). Each replication draws new payments from one fixed world
 (`simulator.synthetic.fresh`), runs the default estimator (stratified SNIPW,
 superpopulation) and checks every metric's estimate and paired delta against

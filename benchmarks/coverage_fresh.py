@@ -23,12 +23,12 @@ above), median width / (2 * 1.96 * sd of the error over replications),
 bias / sd.
 
     # draws (appends to a parquet per invocation; split long runs into chunks of seeds)
-    nice -n 10 .venv/bin/python benchmarks/coverage.py run --rows 30000 --reps 200 --out /tmp/cov/a30k.parquet
-    nice -n 10 .venv/bin/python benchmarks/coverage.py run --rows 150000 --reps 100 --first-seed 0 --out /tmp/cov/a150k_0.parquet
-    nice -n 10 .venv/bin/python benchmarks/coverage.py run --rows 30000 --reps 100 --estimators snipw \
+    nice -n 10 .venv/bin/python benchmarks/coverage_fresh.py run --rows 30000 --reps 200 --out /tmp/cov/a30k.parquet
+    nice -n 10 .venv/bin/python benchmarks/coverage_fresh.py run --rows 150000 --reps 100 --first-seed 0 --out /tmp/cov/a150k_0.parquet
+    nice -n 10 .venv/bin/python benchmarks/coverage_fresh.py run --rows 30000 --reps 100 --estimators snipw \
         --populations superpopulation --bootstrap 200 --out /tmp/cov/boot30k.parquet
     # tables
-    .venv/bin/python benchmarks/coverage.py summary /tmp/cov/*.parquet
+    .venv/bin/python benchmarks/coverage_fresh.py summary /tmp/cov/*.parquet
 """
 
 from __future__ import annotations
