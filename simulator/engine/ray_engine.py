@@ -97,7 +97,7 @@ def cluster(address: str | None, num_cpus: int | None) -> Iterator[Cluster]:
     finally:
         node = set(started) | set(_node_processes() if address is None else [])
         ray.shutdown()
-        _reap(sorted(node, key=lambda process: process.pid))
+        _reap(list(node))
 
 
 STOP_GRACE_SECONDS = 10.0  # how long a started cluster's processes get to exit after `ray.shutdown()`

@@ -190,15 +190,14 @@ def score_bounds(estimate: Estimate, variance: np.ndarray, q: np.ndarray, z: flo
     # What moves the interval: a term whose share of the variance is rounding noise (a delta of exactly 0 read
     # off reassociated sums) neither is scored nor blocks another share, so sharding cannot flip the method.
     tiny = NEGLIGIBLE * variance
+    active = _active_parts(estimate, shape)
     explored = []
-    for key, (f, part) in estimate.parts.items():
-        f = np.nan_to_num(np.broadcast_to(f, shape))
-        if np.any(f):
-            d = parts(part)  # type: ignore[arg-type]  # parts are HajekParts by construction
-            explored.append((key, part.explored, f**2 * np.maximum(d.within, d.floor) > tiny))  # type: ignore[attr-defined]
-    pairs = _nested_shares(estimate, shape, total, parts, plan)
+    for key, f, part in active:
+        d = parts(part)
+        explored.append((key, part.explored, f**2 * np.maximum(d.within, d.floor) > tiny))
+    pairs = _nested_shares(active, total, parts, plan)
     paired = frozenset().union(*(s.own for s in pairs))  # a nested pair's parts are scored through it, not alone
-    hajek = [s for s in _part_shares(estimate, shape, total, parts, plan) if not s.own & paired] + pairs
+    hajek = [s for s in _part_shares(active, total, parts, plan) if not s.own & paired] + pairs
     sizes = _size_shares(estimate, shape, total, plan)
     replaced, down, up = np.zeros(shape), np.zeros(shape), np.zeros(shape)
     thin, edge = _Reach(shape), _Reach(shape)  # shares on few rows; shares seen at 0 or 1 (no sample variance)
@@ -235,54 +234,68 @@ class _Reach:
         return (self.down > SHARES_DECIDE * (rest + down)) | (self.up > SHARES_DECIDE * (rest + up))
 
 
-def _part_shares(estimate: Estimate, shape: tuple[int, ...], total: Callable[[Term], np.ndarray],
-                 parts: Callable[[HajekPart], PartDiagnostics], plan: Plan) -> list[Share]:
-    """The Hájek parts whose value is a scaled 0/1 outcome under their action."""
-    out = []
+Active = list[tuple[object, np.ndarray, HajekPart]]  # (key, factor, part) of the parts that move an estimate
+
+
+def _active_parts(estimate: Estimate, shape: tuple[int, ...]) -> Active:
+    """The estimate's Hájek parts with a non-zero factor somewhere (those that cancel in a delta do not count)."""
+    out: Active = []
     for key, (factor, part) in estimate.parts.items():
         factor = np.nan_to_num(np.broadcast_to(factor, shape))
-        levels = two_values(plan.values, plan.actions, part.action, part.value)  # type: ignore[attr-defined]
-        if not np.any(factor) or levels is None:
+        if np.any(factor):
+            out.append((key, factor, part))  # type: ignore[arg-type]  # parts are HajekParts by construction
+    return out
+
+
+def _level_share(part: HajekPart, levels: tuple[float, float], total: Callable[[Term], np.ndarray]) -> np.ndarray:
+    """The part's Hájek mean as the share of its explored rows at the high of its two `levels`."""
+    lo, hi = levels
+    return np.clip(np.nan_to_num(divide(divide(total(part.main), total(part.norm)) - lo, hi - lo)), 0.0, 1.0)
+
+
+def _part_shares(active: Active, total: Callable[[Term], np.ndarray], parts: Callable[[HajekPart], PartDiagnostics],
+                 plan: Plan) -> list[Share]:
+    """The Hájek parts whose value is a scaled 0/1 outcome under their action."""
+    out = []
+    for key, factor, part in active:
+        levels = two_values(plan.values, plan.actions, part.action, part.value)
+        if levels is None:
             continue
-        d = parts(part)  # type: ignore[arg-type]  # parts are HajekParts by construction
+        d = parts(part)
         lo, hi = levels
-        size, main, norm = total(part.size), total(part.main), total(part.norm)  # type: ignore[attr-defined]
-        share = np.clip(np.nan_to_num(divide(divide(main, norm) - lo, hi - lo)), 0.0, 1.0)
-        out.append(Share(rows=part.explored, share=share, trials=d.ess, weight=factor * size * (hi - lo),  # type: ignore[attr-defined]
-                         variance=factor**2 * np.maximum(d.within, d.floor),
+        out.append(Share(rows=part.explored, share=_level_share(part, levels, total), trials=d.ess,
+                         weight=factor * total(part.size) * (hi - lo), variance=factor**2 * np.maximum(d.within, d.floor),
                          scored=d.ess >= MIN_TRIALS * (1 - 1e-9), own=frozenset({key})))
     return out
 
 
-def _nested_shares(estimate: Estimate, shape: tuple[int, ...], total: Callable[[Term], np.ndarray],
-                   parts: Callable[[HajekPart], PartDiagnostics], plan: Plan) -> list[Share]:
+def _nested_shares(active: Active, total: Callable[[Term], np.ndarray], parts: Callable[[HajekPart], PartDiagnostics],
+                   plan: Plan) -> list[Share]:
     """The conditional shares q = p̂_inner / p̂_outer of pairs of nested parts on the same explored rows
     (see the module docstring)."""
     readers: dict[Term, list[tuple[int, object, np.ndarray, HajekPart]]] = {}  # parts by the rows they read
-    for index, (key, (factor, part)) in enumerate(estimate.parts.items()):
-        factor = np.nan_to_num(np.broadcast_to(factor, shape))
-        if np.any(factor):
-            readers.setdefault(part.explored, []).append((index, key, factor, part))  # type: ignore[attr-defined]
+    for index, (key, factor, part) in enumerate(active):
+        readers.setdefault(part.explored, []).append((index, key, factor, part))
     pairs = sorted((i, j, key_in, f_in, inner, key_out, outer)
                    for same in readers.values() if len(same) > 1
                    for i, key_in, f_in, inner in same for j, key_out, _, outer in same
                    if nested(plan.values, plan.actions, inner.action, inner.value, outer.value))
     out = []
     for _, _, key_in, f_in, inner, key_out, outer in pairs:
-        (lo_in, hi_in), (lo_out, hi_out) = (two_values(plan.values, plan.actions, p.action, p.value)  # type: ignore[attr-defined,misc]
-                                            for p in (inner, outer))
-        d_in, d_out = parts(inner), parts(outer)  # type: ignore[arg-type]
-        size, norm = total(inner.size), total(inner.norm)  # type: ignore[attr-defined]
-        s_in = np.clip(np.nan_to_num(divide(divide(total(inner.main), norm) - lo_in, hi_in - lo_in)), 0.0, 1.0)  # type: ignore[attr-defined]
-        s_out = np.clip(np.nan_to_num(divide(divide(total(outer.main), norm) - lo_out, hi_out - lo_out)), 0.0, 1.0)  # type: ignore[attr-defined]
+        levels_in, levels_out = (two_values(plan.values, plan.actions, p.action, p.value) for p in (inner, outer))
+        assert levels_in is not None and levels_out is not None  # nested shares are two-valued
+        (lo_in, hi_in), (lo_out, hi_out) = levels_in, levels_out
+        d_in, d_out = parts(inner), parts(outer)
+        size = total(inner.size)
+        s_in, s_out = _level_share(inner, levels_in, total), _level_share(outer, levels_out, total)
         q = np.clip(np.nan_to_num(divide(s_in, s_out)), 0.0, 1.0)
         trials = d_out.ess * s_out  # the outer share's (effective) rows
         span = (hi_in - lo_in) / (hi_out - lo_out)
         own = np.maximum(d_in.within, d_in.floor) - (q * span) ** 2 * np.maximum(d_out.within, d_out.floor)
-        weight = f_in * size * (hi_in - lo_in) * s_out  # type: ignore[attr-defined]
+        weight = f_in * size * (hi_in - lo_in) * s_out
         # a share seen at 0 or 1 has no sample variance, yet its score limits reach as far as a binomial's can
         reach = divide(weight**2, 4.0 * trials)
-        out.append(Share(rows=inner.explored, share=q, trials=trials, weight=weight,  # type: ignore[attr-defined]
+        out.append(Share(rows=inner.explored, share=q, trials=trials, weight=weight,
                          variance=f_in**2 * np.maximum(own, 0.0), scored=trials >= NESTED_MIN * (1 - 1e-9),
                          own=frozenset({key_in, key_out}), reach=np.nan_to_num(reach)))
     return out

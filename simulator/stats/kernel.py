@@ -345,6 +345,21 @@ def _offer(heap: np.ndarray, filled: np.ndarray, low: np.ndarray, g: int, x: flo
 
 
 @njit(cache=True, nogil=True)
+def _transition(base: np.ndarray, codes: np.ndarray, choice: np.ndarray, actions: int, p: int, i: int) -> int:
+    """Row i's transition (baseline action, policy p's action) as one index, or -1 where p keeps the baseline's."""
+    target = choice[p, codes[p, i]]
+    b = base[i]
+    return -1 if target == b else b * actions + target
+
+
+@njit(cache=True, nogil=True)
+def _segment_group(offsets: np.ndarray, labels: np.ndarray, segments: np.ndarray, transition: int, s: int,
+                   i: int) -> int:
+    """The group of row i's (transition, segment of segmentation s), within its policy's groups."""
+    return offsets[s + 1] + transition * labels[s] + segments[s, i]
+
+
+@njit(cache=True, nogil=True)
 def example_candidates(base: np.ndarray, codes: np.ndarray, choice: np.ndarray, segments: np.ndarray,
                        labels: np.ndarray, amount: np.ndarray, keep: int, actions: int) -> np.ndarray:
     """Per policy, the rows whose action changes and whose amount is at least the `keep`-th largest of its group.
@@ -374,19 +389,17 @@ def example_candidates(base: np.ndarray, codes: np.ndarray, choice: np.ndarray, 
     low = np.full(policies * groups, -np.inf)  # the threshold: -inf while a group has fewer than `keep` rows
     changed = np.zeros(policies, dtype=np.int64)
     for i in range(n):
-        b = base[i]
         x = amount[i]
         for p in range(policies):
-            target = choice[p, codes[p, i]]
-            if target == b:
+            transition = _transition(base, codes, choice, actions, p, i)
+            if transition < 0:
                 continue
             changed[p] += 1
-            transition = b * actions + target
             at = p * groups
             _offer(heap, filled, low, at + transition, x)
             for s in range(labels.shape[0]):
-                _offer(heap, filled, low, at + offsets[s + 1] + transition * labels[s] + segments[s, i], x)
-    threshold = low
+                _offer(heap, filled, low, at + _segment_group(offsets, labels, segments, transition, s, i), x)
+    threshold = low  # each group's smallest kept amount (-inf: a group of at most `keep` rows)
     bounds = np.zeros((policies, 2), dtype=np.int64)
     for p in range(1, policies):
         bounds[p, 0] = bounds[p - 1, 0] + changed[p - 1]
@@ -394,18 +407,16 @@ def example_candidates(base: np.ndarray, codes: np.ndarray, choice: np.ndarray, 
         bounds[p, 1] = bounds[p, 0]
     rows = np.empty(changed.sum(), dtype=np.int64)
     for i in range(n):
-        b = base[i]
         x = amount[i]
         for p in range(policies):
-            target = choice[p, codes[p, i]]
-            if target == b:
+            transition = _transition(base, codes, choice, actions, p, i)
+            if transition < 0:
                 continue
-            transition = b * actions + target
             at = p * groups
             chosen = x >= threshold[at + transition]
             s = 0
             while not chosen and s < labels.shape[0]:
-                chosen = x >= threshold[at + offsets[s + 1] + transition * labels[s] + segments[s, i]]
+                chosen = x >= threshold[at + _segment_group(offsets, labels, segments, transition, s, i)]
                 s += 1
             if chosen:
                 rows[bounds[p, 1]] = i

@@ -230,15 +230,6 @@ def _check_finite(batch: pl.DataFrame, values: ValueSet, names: tuple[str, ...],
                       f"number, e.g. transaction_id {example!r}; make the expression total (COALESCE, CASE) or fix the data")
 
 
-def dense_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """Dense codes of a float column (ordered by value) and how many distinct values.
-
-    One pass of a hash table over the values' bits (`kernel.float_codes`; logging probabilities
-    take few values), then the few distinct values are sorted.
-    """
-    return float_codes(values)
-
-
 def development_codes(batch: pl.DataFrame, pattern: np.ndarray, development: Development) -> tuple[np.ndarray, int]:
     """Each row's development code and how many codes there are (`Development.levels`).
 
@@ -302,9 +293,9 @@ def build_units(
         rows = np.arange(batch.height)
         grouping = Grouping(ids=rows, first=rows, size=batch.height)
     else:
-        components = [*prefix, dense_codes(propensity), (pattern, PATTERNS)]
+        components = [*prefix, float_codes(propensity), (pattern, PATTERNS)]
         if logged_block is not None:
-            components.append(dense_codes(logged_block))
+            components.append(float_codes(logged_block))
         if dm_bin is not None:
             components.append((dm_bin, int(dm_bin.max()) + 1 if len(dm_bin) else 0))
         grouping = group_rows(components, batch.height)

@@ -24,5 +24,9 @@ def test_a_process_that_outlives_the_grace_period_is_killed(monkeypatch: pytest.
         child.kill()
 
 
-def test_nothing_recorded_nothing_touched() -> None:
-    ray_engine._reap([])  # a joined cluster records no processes: shutting down leaves its nodes alone
+def test_nothing_recorded_nothing_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A joined cluster records no processes: shutting down neither waits for nor signals anything."""
+    waited: list[object] = []
+    monkeypatch.setattr(psutil, "wait_procs", lambda *args, **kwargs: waited.append(args) or ([], []))
+    ray_engine._reap([])
+    assert waited == []
