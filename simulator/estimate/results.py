@@ -355,9 +355,10 @@ def metric_columns(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
     stratified = estimator_kind(evaluation.estimation.estimator).stratified
     method = "t" if stratified else "clt"
     if stratified and not exact:  # shares of 0/1 outcomes: score limits, asymmetric where the share is near 0 or 1
-        bounds = _score(metric.estimate, se, _df(own), evaluation)
+        rare = not (metric.signed or metric.proportion or plan.finite)  # fraud volume, loss, counts: ≥ 0
+        bounds = _score(metric.estimate, se, _df(own), evaluation, rare=rare)
         low, high, scored, few = bounds.low, bounds.high, bounds.decides, few | bounds.thin
-        method = "t; score limits for 0/1 shares"
+        method = "t; score limits for 0/1 shares" + (" and rare-event totals" if rare else "")
     else:
         low, high = intervals.student(estimate, se, _df(own), confidence)
         scored = np.zeros(np.shape(estimate), dtype=bool)
@@ -406,11 +407,13 @@ def metric_columns(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
             "few": np.where(few, np.int8(8), np.int8(0)), "thin": thin}
 
 
-def _score(estimate: Estimate, se: np.ndarray, df: np.ndarray, evaluation: Evaluation) -> ScoreBounds:
+def _score(estimate: Estimate, se: np.ndarray, df: np.ndarray, evaluation: Evaluation, *,
+           rare: bool = False) -> ScoreBounds:
     """The t interval with Wilson limits for the estimate's 0/1-valued Hájek parts (`simulator.estimate.score`)."""
     confidence = evaluation.estimation.confidence
     q, z = intervals.t_quantile(df, confidence), float(intervals.t_quantile(np.inf, confidence))
-    return score_bounds(estimate, se**2, q, z, evaluation.totals.total, evaluation.parts, evaluation.plan)
+    return score_bounds(estimate, se**2, q, z, evaluation.totals.total, evaluation.parts, evaluation.plan,
+                        rare=rare)
 
 
 def _df(diagnostics: Diagnostics) -> np.ndarray:

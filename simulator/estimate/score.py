@@ -66,7 +66,7 @@ import numpy as np
 from scipy import special
 
 from simulator.estimate.linearised import Estimate, divide
-from simulator.estimate.rare import PartDiagnostics
+from simulator.estimate.rare import FEW, PartDiagnostics
 from simulator.estimate.strata import HajekPart
 from simulator.model.value import ValueSet
 from simulator.plan.compiled import Plan
@@ -176,13 +176,16 @@ class ScoreBounds(NamedTuple):
 
 
 def score_bounds(estimate: Estimate, variance: np.ndarray, q: np.ndarray, z: float, total: Callable[[Term], np.ndarray],
-                 parts: Callable[[HajekPart], PartDiagnostics], plan: Plan) -> ScoreBounds:
+                 parts: Callable[[HajekPart], PartDiagnostics], plan: Plan, *, rare: bool = False) -> ScoreBounds:
     """The MOVER interval of the module docstring of `estimate` with variance `variance`.
 
     The score limits decide where the scored shares carry most of the variance, or shares seen at 0 or 1 (no
     sample variance) or on fewer than MIN_TRIALS rows carry most of the interval: there they stand over a
     bootstrap's percentiles too (resampling a share reproduces the symmetric interval's one-sided miss, and
     cannot move a share seen at 0).
+
+    `rare`: the estimate is a non-negative total of rare events (fraud volume, loss): the part of its
+    variance that grows with it is scored too (`_event_shift`).
     """
     value = estimate.value
     shape = np.shape(value)
@@ -204,7 +207,8 @@ def score_bounds(estimate: Estimate, variance: np.ndarray, q: np.ndarray, z: flo
     # A share is scored alone where no other of its kind reads its rows (a stratum's size and its Hájek mean are
     # uncorrelated: the mean is centred within the stratum).
     size_readers = [(term, size.rows, size.variance > tiny) for size in sizes for term in size.own]
-    for s in [*_alone(hajek, explored, tiny, plan), *_alone(sizes, size_readers, tiny, plan)]:
+    scored_shares = [*_alone(hajek, explored, tiny, plan), *_alone(sizes, size_readers, tiny, plan)]
+    for s in scored_shares:
         low, high = wilson(s.share, s.trials, z)
         below = np.where(s.weight > 0, s.share - low, high - s.share) * np.abs(s.weight)  # towards a lower estimate
         above = np.where(s.weight > 0, high - s.share, s.share - low) * np.abs(s.weight)
@@ -214,9 +218,74 @@ def score_bounds(estimate: Estimate, variance: np.ndarray, q: np.ndarray, z: flo
         events = s.share * s.trials
         edge.add(s.scored & ((events < 0.5) | (s.trials - events < 0.5)), below, above)
     rest = q**2 * np.maximum(variance - replaced, 0.0)
-    few = thin.carries(rest, down, up)
-    decides = (replaced > SHARES_DECIDE * variance) | few | edge.carries(rest, down, up)
-    return ScoreBounds(value - np.sqrt(rest + down), value + np.sqrt(rest + up), decides, few)
+    rest_down = rest_up = rest
+    if rare:
+        taken: dict[object, np.ndarray] = {}  # where a part is scored as a share already (element by element)
+        for share in scored_shares:
+            for key in share.own:
+                taken[key] = taken.get(key, False) | share.scored
+        events = _event_parts(active, total, parts, taken)
+        # parts of other values on the same rows (a ratio's denominator) keep their variance and covariance in the
+        # symmetric rest; two rare parts on shared rows (a policy's total and a pair's change of it) are not scored
+        readers = [(key, p.rows, p.variance > tiny) for p in events for key in p.own]
+        lone = _alone(events, readers, tiny, plan)  # type: ignore[arg-type]
+        rest_down, rest_up = _event_reach(lone, q, rest)  # type: ignore[arg-type]
+    few = thin.carries(rest_down, rest_up, down, up)
+    decides = (replaced > SHARES_DECIDE * variance) | few | edge.carries(rest_down, rest_up, down, up)
+    return ScoreBounds(value - np.sqrt(rest_down + down), value + np.sqrt(rest_up + up), decides, few)
+
+
+@dataclass(frozen=True, slots=True)
+class EventPart:
+    """A Hájek part of a total of rare events whose variance grows with its contribution (see `_event_reach`)."""
+
+    rows: Term  # its explored rows (for the overlap test, as a `Share`'s)
+    contribution: np.ndarray  # f·N·ȳ
+    variance: np.ndarray  # f²·max(within, floor)
+    scored: np.ndarray  # bool: where it rests on FEW explored events or more
+    own: frozenset[object]
+    reach: np.ndarray | None = None
+
+
+def _event_parts(active: Active, total: Callable[[Term], np.ndarray], parts: Callable[[HajekPart], PartDiagnostics],
+                 taken: dict[object, np.ndarray]) -> list[EventPart]:
+    """The parts whose value moves with fraud, on FEW explored events or more (where not scored as shares)."""
+    out = []
+    for key, f, part in active:
+        d = parts(part)
+        if not np.any(np.isfinite(d.events)):
+            continue
+        contribution = f * total(part.size) * np.nan_to_num(divide(total(part.main), total(part.norm)))
+        variance = f**2 * np.maximum(d.within, d.floor)
+        scored = np.isfinite(d.events) & (d.events >= FEW * (1 - 1e-9)) & (contribution != 0) & (variance > 0) \
+            & ~taken.get(key, False)
+        out.append(EventPart(rows=part.explored, contribution=contribution, variance=variance, scored=scored,
+                             own=frozenset({key})))
+    return out
+
+
+def _event_reach(lone: list[EventPart], q: np.ndarray, rest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The squared reach below and above of the unscored rest (`rest` = q²·its variance) of a total of rare events.
+
+    A Hájek part whose value moves with fraud and rests on at least FEW explored events contributes
+    θ = f·N·ȳ with a variance V that grows with it (both follow the events its rows showed: a population
+    whose explored rows missed the large frauds shows a low θ and a small V together). Its score limits
+    for a variance proportional to the contribution, (θ̂ − θ)² = q²·V·θ/θ̂, reach s ± √(q²V + s²) with
+    s = q²V/(2|θ̂|) — further above than below for an added part, the reverse for a subtracted one (the
+    quasi-Poisson score interval; Wilson's for a count). Parts whose rows no other part reads add in
+    quadrature (MOVER); everything else keeps its symmetric q²·V.
+    """
+    shape = np.shape(rest)
+    moved, below, above = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    for p in lone:
+        spread = np.where(p.scored, q**2 * p.variance, 0.0)
+        shift = np.where(p.scored, np.nan_to_num(divide(spread, 2.0 * np.abs(p.contribution))), 0.0)
+        reach = np.sqrt(spread + shift**2)
+        up = np.where(p.contribution > 0, reach + shift, reach - shift)
+        moved, below, above = moved + spread, below + (2.0 * reach - up) ** 2, above + up**2
+    other = np.maximum(rest - moved, 0.0)
+    some = moved > 0
+    return np.where(some, other + below, rest), np.where(some, other + above, rest)
 
 
 class _Reach:
@@ -229,9 +298,9 @@ class _Reach:
         self.down = self.down + np.where(where, below**2, 0.0)
         self.up = self.up + np.where(where, above**2, 0.0)
 
-    def carries(self, rest: np.ndarray, down: np.ndarray, up: np.ndarray) -> np.ndarray:
-        """Where these shares make most of either side's reach (`down`, `up`: every share's, `rest`: the t part's)."""
-        return (self.down > SHARES_DECIDE * (rest + down)) | (self.up > SHARES_DECIDE * (rest + up))
+    def carries(self, rest_down: np.ndarray, rest_up: np.ndarray, down: np.ndarray, up: np.ndarray) -> np.ndarray:
+        """Where these shares make most of either side's reach (`down`, `up`: every share's; `rest_*`: the t part's)."""
+        return (self.down > SHARES_DECIDE * (rest_down + down)) | (self.up > SHARES_DECIDE * (rest_up + up))
 
 
 Active = list[tuple[object, np.ndarray, HajekPart]]  # (key, factor, part) of the parts that move an estimate

@@ -21,8 +21,9 @@ from simulator.estimate.linearised import Estimate
 from simulator.estimate.rare import PartDiagnostics
 from simulator.estimate.results import metric_estimates, segment_evaluation
 from simulator.estimate.strata import HajekPart
-from simulator.model.value import ValueModel, ValueSet
-from simulator.estimate.score import nested, score_bounds, two_values, wilson
+from simulator.model.value import ValueModel, ValueSet, Weighting
+from simulator.plan.moments import Term
+from simulator.estimate.score import EventPart, _event_reach, nested, score_bounds, two_values, wilson
 from simulator.synthetic.fresh import as_of, fresh_population
 from tests.factories import EXTRACTED_AT, START, make_transactions
 
@@ -111,6 +112,52 @@ def test_rare_counts_get_a_longer_upper_side(results: pl.DataFrame) -> None:
 def test_money_keeps_the_symmetric_t_interval(results: pl.DataFrame) -> None:
     row = _row(results, "net_value")
     assert row["ci_high"] - row["estimate"] == pytest.approx(row["estimate"] - row["ci_low"], rel=1e-9)
+
+
+def _event_part(contribution: float, variance: float, scored: bool = True) -> EventPart:
+    return EventPart(rows=Term("", Weighting.TARGET, "fraud_volume"), contribution=np.array([contribution]),
+                     variance=np.array([variance]), scored=np.array([scored]), own=frozenset({"part"}))
+
+
+def test_a_rare_total_takes_the_score_limits_of_a_variance_proportional_to_it() -> None:
+    """θ̂ = 100 with V = 400: the limits solve (θ̂ − θ)² = q²·V·θ/θ̂ (the quasi-Poisson score equation),
+    100 + s ∓ √(q²V + s²) with s = q²V/200 = 7.68: 67.74 and 147.63 against the symmetric 100 ∓ 39.20."""
+    down, up = _event_reach([_event_part(100.0, 400.0)], np.array(Q), np.array([Q**2 * 400.0]))
+    low, high = 100.0 - np.sqrt(down[0]), 100.0 + np.sqrt(up[0])
+    for limit in (low, high):
+        assert (100.0 - limit) ** 2 == pytest.approx(Q**2 * 400.0 * limit / 100.0, rel=1e-12)
+    assert (low, high) == pytest.approx((67.74, 147.63), abs=0.01)
+
+
+def test_a_subtracted_rare_part_reaches_further_below_and_the_rest_adds_in_quadrature() -> None:
+    rest = Q**2 * (400.0 + 900.0)  # the part's variance and 900 of symmetric rest (other values, parts not scored)
+    down, up = _event_reach([_event_part(-100.0, 400.0)], np.array(Q), np.array([rest]))
+    s = Q**2 * 400.0 / 200.0
+    reach = np.sqrt(Q**2 * 400.0 + s**2)
+    assert np.sqrt(down[0]) == pytest.approx(np.sqrt(Q**2 * 900.0 + (reach + s) ** 2), rel=1e-12)
+    assert np.sqrt(up[0]) == pytest.approx(np.sqrt(Q**2 * 900.0 + (reach - s) ** 2), rel=1e-12)
+
+
+def test_a_rare_part_on_few_events_keeps_the_symmetric_interval_exactly() -> None:
+    rest = np.array([Q**2 * 400.0])
+    down, up = _event_reach([_event_part(100.0, 400.0, scored=False)], np.array(Q), rest)
+    assert down[0] == rest[0] and up[0] == rest[0]
+
+
+def test_a_rare_money_total_reaches_further_above(results: pl.DataFrame) -> None:
+    """A candidate that only blocks more than production: its fraud loss rests on production's allowed rows
+    alone (~20 explored frauds at 20k rows), whose low draws come with a small spread."""
+    log, _ = fresh_population(20_000, 77)
+    config = parse_config({
+        "data": {"as_of": as_of(), "immature_labels": "exclude"},
+        "policies": [{"name": "stricter", "kind": "threshold", "score": "fraud_score", "challenge_above": 0.05,
+                      "block_above": 0.3}],
+        "estimation": {"min_ess": 0},
+    })
+    row = run_frame(config, log).overall().filter(pl.col("policy") == "stricter", pl.col("metric") == "fraud_loss").row(
+        0, named=True)
+    assert row["ci_high"] - row["estimate"] > 2 * (row["estimate"] - row["ci_low"]) > 0
+    assert "rare-event totals" in row["interval"]
 
 
 def test_fraud_is_nested_in_mature_authorizations_under_allow() -> None:
