@@ -372,7 +372,7 @@ def metric_columns(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
             low, high = np.fmin(low, boot_low), np.fmax(high, boot_high)
             method = "bootstrap-percentile+gamma"
         else:  # where the floor or the score limits decide, resampling the explored rows cannot: keep them
-            keep = own.few_events | own.floor_decides | scored
+            keep = own.few_events | own.floor_decides | scored | _undefined(boot_low, boot_high)
             low, high = np.where(keep, low, boot_low), np.where(keep, high, boot_high)
             method = "bootstrap-percentile" + ("; score limits for 0/1 shares" if stratified else "")
     if not metric.signed:  # a count, volume or rate is never negative: neither is its lower bound
@@ -385,13 +385,13 @@ def metric_columns(policy: str, metric: MetricEstimate, base: MetricEstimate, ev
         dbounds = _score(delta, delta_se, _df(paired), evaluation)
         dlow, dhigh, dscored, few = dbounds.low, dbounds.high, dbounds.decides, few | dbounds.thin
         if boot is not None and boot[metric.name][2] is not None:
-            keep = paired.few_events | paired.floor_decides | dscored
+            keep = paired.few_events | paired.floor_decides | dscored | _undefined(*boot[metric.name][2:])
             dlow, dhigh = np.where(keep, dlow, boot[metric.name][2]), np.where(keep, dhigh, boot[metric.name][3])
         else:
             method += "; delta t"
     elif boot is not None and boot[metric.name][2] is not None:
         dlow, dhigh = intervals.student(delta.value, delta_se, _df(paired), confidence)
-        keep = paired.few_events | paired.floor_decides
+        keep = paired.few_events | paired.floor_decides | _undefined(*boot[metric.name][2:])
         dlow, dhigh = np.where(keep, dlow, boot[metric.name][2]), np.where(keep, dhigh, boot[metric.name][3])
     else:
         dlow, dhigh = intervals.student(delta.value, delta_se, _df(paired), confidence)
@@ -414,6 +414,11 @@ def _score(estimate: Estimate, se: np.ndarray, df: np.ndarray, evaluation: Evalu
     q, z = intervals.t_quantile(df, confidence), float(intervals.t_quantile(np.inf, confidence))
     return score_bounds(estimate, se**2, q, z, evaluation.totals.total, evaluation.parts, evaluation.plan,
                         rare=rare)
+
+
+def _undefined(low: np.ndarray | None, high: np.ndarray | None) -> np.ndarray | bool:
+    """Where a bootstrap interval is undefined (a replicate's ratio had no rows): the analytic interval stands."""
+    return ~(np.isfinite(low) & np.isfinite(high))
 
 
 def _df(diagnostics: Diagnostics) -> np.ndarray:
