@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
 import numpy as np
-from numba import njit
+from simulator.stats.compiled import njit
 import polars as pl
 from pydantic import ValidationInfo, ValidatorFunctionWrapHandler, field_validator, model_validator
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from scipy import stats as scipy_stats
+from scipy import special
 
 from segments.labels import ALL
 from simulator.config_tables import Guardrail
@@ -133,7 +133,7 @@ def one_sided_p(delta: np.ndarray, delta_se: np.ndarray, limit: np.ndarray, *, u
     with np.errstate(divide="ignore", invalid="ignore"):
         z = excess / delta_se
     z = np.where(delta_se > 0, z, np.where(excess > 0, np.inf, -np.inf))
-    return np.asarray(scipy_stats.norm.sf(z), dtype=np.float64)
+    return np.asarray(special.ndtr(-np.asarray(z, dtype=np.float64)), dtype=np.float64)  # the normal's upper tail
 
 
 def _checks(results: pl.DataFrame, index: int, guardrail: Guardrail) -> pl.DataFrame:

@@ -24,13 +24,13 @@ segmentations (see `replicate_sums`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Protocol
 from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
 from scipy import sparse
-from scipy import stats as sps
 
 from segments.labels import ALL
 from segments.codes import SegmentCodes
@@ -41,8 +41,18 @@ from simulator.plan.compiled import Plan
 from simulator.schema import TRANSACTION_ID
 
 _LUT_BITS = 16
-# Inverse CDF of Poisson(1) on a 2^16 grid of mid-points: weight = LUT[top 16 bits of a hash].
-POISSON_LUT = sps.poisson.ppf((np.arange(1 << _LUT_BITS) + 0.5) / (1 << _LUT_BITS), 1.0).astype(np.float64)
+
+
+@cache
+def poisson_lut() -> np.ndarray:
+    """Inverse CDF of Poisson(1) on a 2^16 grid of mid-points: weight = LUT[top 16 bits of a hash].
+
+    Built on first use: scipy.stats costs ~0.5 s to import, which every command would pay at start-up.
+    """
+    from scipy import stats
+
+    return stats.poisson.ppf((np.arange(1 << _LUT_BITS) + 0.5) / (1 << _LUT_BITS), 1.0).astype(np.float64)
+
 _MIX = np.uint64(0xBF58476D1CE4E5B9)
 
 
@@ -72,7 +82,7 @@ def replicate_weights(keys: np.ndarray, multipliers: np.ndarray, replicates: int
         x ^= x >> np.uint64(31)
         x *= _MIX
         x ^= x >> np.uint64(29)
-    return POISSON_LUT[x.view(np.uint16)[:, :replicates]]
+    return poisson_lut()[x.view(np.uint16)[:, :replicates]]
 
 
 def bootstrap_terms(plan: Plan) -> tuple[Term, ...]:

@@ -25,7 +25,7 @@ lets threads of one process run shards side by side.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from simulator.stats.compiled import njit
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: multiply, keep the high bits
 

@@ -69,7 +69,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
-from scipy.optimize import brentq
 from scipy.special import expit, logit
 
 from simulator import schema
@@ -274,6 +273,8 @@ def build_model(seed: int, params: ModelParams | None = None) -> Model:
     world = build_world(np.random.SeedSequence(seed, spawn_key=(WORLD_STREAM,)))
     sample = draw_rows(seed, 0, CALIBRATION_BLOCKS * BLOCK_ROWS, stream=CALIBRATION_STREAM)
     lin = fraud_log_odds(world, draw_features(world, sample, params), params)
+    from scipy.optimize import brentq  # ~0.15 s to import: only the generator needs it, not every command's start-up
+
     intercept = brentq(lambda a: float(expit(a + lin).mean()) - params.fraud_rate, -30.0, 10.0, xtol=1e-10)
     return Model(seed=seed, world=world, params=params, fraud_intercept=float(intercept))
 

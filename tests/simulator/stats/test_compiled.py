@@ -1,0 +1,48 @@
+"""numba on first use (`simulator.stats.compiled`): start-up without it, compiled callees after it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+MODULE = '''
+import numpy as np
+from simulator.stats.compiled import njit
+
+
+@njit(nogil=True)
+def double(x):
+    return 2.0 * x
+
+
+@njit(nogil=True)
+def total_doubled(values):
+    out = 0.0
+    for i in range(values.shape[0]):
+        out += double(values[i])  # a compiled callee: bound before this compiles
+    return out
+'''
+
+
+def test_a_command_starts_without_numba_or_the_heavy_scipy_modules() -> None:
+    code = ("import sys, simulator.cli; heavy = [m for m in ('numba', 'scipy.stats', 'scipy.optimize') "
+            "if m in sys.modules]; assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_compiled_functions_call_each_other_and_replace_their_stand_ins(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "lazy_kernel_example.py").write_text(MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import lazy_kernel_example as module
+    from numba.core.registry import CPUDispatcher
+
+    stand_in = module.total_doubled
+    assert not isinstance(stand_in, CPUDispatcher)
+    assert stand_in(np.arange(4.0)) == 12.0
+    assert isinstance(module.total_doubled, CPUDispatcher) and isinstance(module.double, CPUDispatcher)
+    assert stand_in(np.arange(5.0)) == 20.0  # a caller holding the stand-in is forwarded
