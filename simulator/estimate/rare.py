@@ -166,7 +166,8 @@ def _gaps(groups: dict[object, Group], totals: Totals) -> tuple[dict[object, np.
             present = wb != 0
             floor = floor - np.where(present, db.floor, 0.0)
             within = within - np.where(present, db.within, 0.0)
-            seen = np.where(np.isfinite(seen), seen - np.where(present, db.events, 0.0), seen)  # ∞: not rare
+            counted = np.where(present & np.isfinite(db.events), db.events, 0.0)
+            seen = np.where(np.isfinite(seen), seen - counted, seen)  # ∞: not rare
             gaps[key] = np.where(present, (wa + wb) ** 2 * np.maximum(db.floor - db.within, 0.0), 0.0)
         gaps[outer] = wa**2 * np.maximum(np.maximum(floor, 0.0) - np.maximum(within, 0.0), 0.0)
         events[outer] = seen
