@@ -47,6 +47,15 @@ rows, scored like Newcombe's difference of two proportions. What q puts into
 V is read off both parts' own variances: w_inner²·(V_inner − q²·r²·V_outer),
 r the ratio of the two values' spans.
 
+A non-negative total of rare events that are not 0/1 (fraud volume, fraud
+loss: a few dozen explored frauds of heavy-tailed amounts) has a variance that
+grows with the total too: a population whose explored rows missed the large
+frauds shows a low estimate and a small spread together. Each of its Hájek
+parts on at least FEW explored frauds, whose rows no other rare part reads,
+takes the score limits of a variance proportional to its contribution (the
+quasi-Poisson score interval, `_event_reach`) in place of ±q·√V; on future
+traffic only (`superpopulation`).
+
 Rare fraud is where the score limits matter most: explored rows that show no
 fraud give a share of 0, a symmetric interval (even with the rare-event floor's
 half event, `simulator.estimate.rare`) reaches only ~1.4·N/m above it, while the
@@ -60,7 +69,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, TypeVar
 
 import numpy as np
 from scipy import special
@@ -185,7 +194,7 @@ def score_bounds(estimate: Estimate, variance: np.ndarray, q: np.ndarray, z: flo
     cannot move a share seen at 0).
 
     `rare`: the estimate is a non-negative total of rare events (fraud volume, loss): the part of its
-    variance that grows with it is scored too (`_event_shift`).
+    variance that grows with it is scored too (`_event_reach`).
     """
     value = estimate.value
     shape = np.shape(value)
@@ -228,8 +237,7 @@ def score_bounds(estimate: Estimate, variance: np.ndarray, q: np.ndarray, z: flo
         # parts of other values on the same rows (a ratio's denominator) keep their variance and covariance in the
         # symmetric rest; two rare parts on shared rows (a policy's total and a pair's change of it) are not scored
         readers = [(key, p.rows, p.variance > tiny) for p in events for key in p.own]
-        lone = _alone(events, readers, tiny, plan)  # type: ignore[arg-type]
-        rest_down, rest_up = _event_reach(lone, q, rest)  # type: ignore[arg-type]
+        rest_down, rest_up = _event_reach(_alone(events, readers, tiny, plan), q, rest)
     few = thin.carries(rest_down, rest_up, down, up)
     decides = (replaced > SHARES_DECIDE * variance) | few | edge.carries(rest_down, rest_up, down, up)
     return ScoreBounds(value - np.sqrt(rest_down + down), value + np.sqrt(rest_up + up), decides, few)
@@ -244,7 +252,7 @@ class EventPart:
     variance: np.ndarray  # f²·max(within, floor)
     scored: np.ndarray  # bool: where it rests on FEW explored events or more
     own: frozenset[object]
-    reach: np.ndarray | None = None
+    reach: np.ndarray | None = None  # (as a `Share`'s: its variance is its reach)
 
 
 def _event_parts(active: Active, total: Callable[[Term], np.ndarray], parts: Callable[[HajekPart], PartDiagnostics],
@@ -391,7 +399,25 @@ def _size_shares(estimate: Estimate, shape: tuple[int, ...], total: Callable[[Te
     return out
 
 
-def _alone(shares: list[Share], readers: list[tuple[object, Term, np.ndarray]], tiny: np.ndarray, plan: Plan) -> list[Share]:
+class _Scored(Protocol):
+    """What `_alone` reads of a share (or a rare part): its rows, where it is scored, its variance, its parts."""
+
+    @property
+    def rows(self) -> Term: ...
+    @property
+    def scored(self) -> np.ndarray: ...
+    @property
+    def variance(self) -> np.ndarray: ...
+    @property
+    def reach(self) -> np.ndarray | None: ...
+    @property
+    def own(self) -> frozenset[object]: ...
+
+
+S = TypeVar("S", bound=_Scored)
+
+
+def _alone(shares: list[S], readers: list[tuple[object, Term, np.ndarray]], tiny: np.ndarray, plan: Plan) -> list[S]:
     """The shares, scored only where no reader but their own reads their rows.
 
     `readers`: (key, rows, where it is active) of every part (or size) of the estimate (a sweep's points
