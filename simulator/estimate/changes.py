@@ -36,7 +36,7 @@ import polars as pl
 
 from simulator.config import Estimation
 from simulator.estimate.estimators import Estimate, estimator_kind
-from simulator.estimate.linearised import Gradient, divide
+from simulator.estimate.linearised import Gradient, divide, finite
 from simulator.estimate.results import FLAG_LABELS, NO_SUPPORT, UNIDENTIFIED, Evaluation, MetricEstimate, \
     metric_columns, segment_evaluation, segmentation_name
 from simulator.estimate.strata import looked_at, stratified_total, stratum_value, zero
@@ -163,7 +163,7 @@ def ratio_delta(metric: RatioMetric, transition: Transition, totals: SegmentTota
               (den_p, -divide(value, den_p.value)))
     linear = zero()
     for estimate, factor in pieces:
-        linear = linear.plus(scaled(estimate, np.nan_to_num(factor)))
+        linear = linear.plus(scaled(estimate, finite(factor)))
     return Estimate(value=value, grad=lambda: linear.grad, parts=linear.parts)
 
 

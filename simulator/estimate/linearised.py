@@ -65,6 +65,18 @@ class Estimate:
         return self.combine(other, 1.0)
 
 
+def finite(x: np.ndarray | float) -> np.ndarray:
+    """`np.nan_to_num(x)`: NaN as 0, ±∞ as the largest finite float, in a new array.
+
+    Finalize calls it ~20 k times on per-segment arrays that are nearly always finite already, where
+    numpy's version spends ~20 µs a call on its general path (~10 % of finalize); this one checks first.
+    """
+    a = np.asarray(x)
+    if a.ndim and a.dtype.kind == "f" and np.isfinite(a).all():
+        return a.copy()
+    return np.nan_to_num(x)
+
+
 def divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a / b, NaN where b is 0 (an estimate over no rows is undefined, not infinite)."""
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from simulator.estimate.linearised import Estimate, divide
+from simulator.estimate.linearised import Estimate, divide, finite
 from simulator.estimate.strata import HajekPart, Outcomes, outcomes
 from simulator.model.value import OUTCOMES, counterfactual_column
 from simulator.plan.moments import Term, stratum_term
@@ -110,14 +110,14 @@ def diagnose(estimate: Estimate, variance: np.ndarray, totals: Totals,
     changed: dict[object, tuple[np.ndarray, np.ndarray]] = {}
     groups: dict[object, list[tuple[np.ndarray, HajekPart, PartDiagnostics]]] = {}  # the same rows, several values
     for factor, part in estimate.parts.values():
-        used = np.nan_to_num(factor) != 0
+        used = finite(factor) != 0
         if not np.any(used):
             continue
         d = part_diagnostics(part)  # type: ignore[arg-type]  # parts are HajekParts by construction
         few = few | (used & d.unseen)
         estimated = estimated | used
         key = (part.explored.stratum, part.action)  # type: ignore[attr-defined]
-        groups.setdefault(key, []).append((np.where(used, np.nan_to_num(factor), 0.0), part, d))  # type: ignore[arg-type]
+        groups.setdefault(key, []).append((np.where(used, finite(factor), 0.0), part, d))  # type: ignore[arg-type]
         seen = (np.where(used, d.explored, 0.0), np.where(used, d.ess, 0.0))
         for table in (every, changed) if _paired(part) else (every,):
             old = table.get(key, (np.zeros(shape), np.zeros(shape)))
@@ -127,7 +127,7 @@ def diagnose(estimate: Estimate, variance: np.ndarray, totals: Totals,
         extra = extra + gaps[key]
         for weight, _, d in group:
             sparse = sparse | ((weight != 0) & (gaps[key] > 0) & (events.get(key, d.events) < FEW))
-    decides = extra > FLOOR_SHARE * np.nan_to_num(variance) * (1 + 1e-9)  # robust to reassociated sums
+    decides = extra > FLOOR_SHARE * finite(variance) * (1 + 1e-9)  # robust to reassociated sums
     few = few | (sparse & decides)
     explored, ess = (sum((v[i] for v in every.values()), np.zeros(shape)) for i in (0, 1))
     if paired and changed:
@@ -204,9 +204,9 @@ def _group_gap(group: Group, totals: Totals) -> np.ndarray:
                 covariance, rho = da.within, 1.0
             else:
                 covariance = _within_covariance(a, b, totals)
-                rho = np.clip(np.nan_to_num(divide(covariance, np.sqrt(da.within * db.within))), -1.0, 1.0)
-            within = within + times * wa * wb * np.nan_to_num(covariance)
-            floor = floor + times * wa * wb * rho * np.sqrt(np.nan_to_num(da.floor) * np.nan_to_num(db.floor))
+                rho = np.clip(finite(divide(covariance, np.sqrt(da.within * db.within))), -1.0, 1.0)
+            within = within + times * wa * wb * finite(covariance)
+            floor = floor + times * wa * wb * rho * np.sqrt(finite(da.floor) * finite(db.floor))
     return np.maximum(floor - within, 0.0)
 
 
@@ -216,8 +216,8 @@ def _within_covariance(a: HajekPart, b: HajekPart, totals: Totals) -> np.ndarray
         cross = {(x, y): totals.cross(getattr(a, x), getattr(b, y)) for x in ("main", "norm") for y in ("main", "norm")}
     except pl.exceptions.ColumnNotFoundError:
         return np.zeros_like(totals.total(a.size))
-    mean_a, mean_b = (np.nan_to_num(divide(totals.total(p.main), totals.total(p.norm))) for p in (a, b))
-    scale_a, scale_b = (np.nan_to_num(divide(totals.total(p.size), totals.total(p.norm))) for p in (a, b))
+    mean_a, mean_b = (finite(divide(totals.total(p.main), totals.total(p.norm))) for p in (a, b))
+    scale_a, scale_b = (finite(divide(totals.total(p.size), totals.total(p.norm))) for p in (a, b))
     centred = cross[("main", "main")] - mean_b * cross[("main", "norm")] - mean_a * cross[("norm", "main")] \
         + mean_a * mean_b * cross[("norm", "norm")]
     return scale_a * scale_b * centred
@@ -238,8 +238,8 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
         if part in memo:
             return memo[part]
         size, main, norm = totals.total(part.size), totals.total(part.main), totals.total(part.norm)
-        mean = np.nan_to_num(divide(main, norm))
-        scale = np.nan_to_num(divide(size, norm))
+        mean = finite(divide(main, norm))
+        scale = finite(divide(size, norm))
         squares = totals.cross(part.main, part.main) - 2 * mean * totals.cross(part.main, part.norm) \
             + mean**2 * totals.cross(part.norm, part.norm)
         within = scale**2 * np.maximum(squares, 0.0)
@@ -248,7 +248,7 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
         floor = _floor(part, shape, size, explored, totals)
         moves = _moves_with_fraud(part, shape)
         events = np.where(moves, totals.total(part.events), np.inf) if np.any(moves) else np.full_like(within, np.inf)
-        ess = np.nan_to_num(divide(norm**2, totals.cross(part.norm, part.norm)))
+        ess = finite(divide(norm**2, totals.cross(part.norm, part.norm)))
         unseen = (size > 0) & (explored <= 0)
         memo[part] = PartDiagnostics(within=within, floor=floor, explored=explored, events=events, ess=ess, unseen=unseen)
         return memo[part]
@@ -266,8 +266,8 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
         # Fraud concentrates on some amounts: a fraud's size is at least as spread as the segment's observed frauds
         frauds = totals.total(stratum_term("fraud", Stratum(())))
         fraud_amount = stratum_term("fraud_volume", Stratum(()))
-        return (tail, np.nan_to_num(divide(totals.total(fraud_amount), frauds)),
-                np.nan_to_num(divide(totals.cross(amount, fraud_amount), frauds)))
+        return (tail, finite(divide(totals.total(fraud_amount), frauds)),
+                finite(divide(totals.cross(amount, fraud_amount), frauds)))
 
     def _floor(part: HajekPart, shape: Outcomes, size: np.ndarray, explored: np.ndarray, totals: Totals) -> np.ndarray:
         if shape.per_row:
@@ -276,8 +276,8 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
         if not (shape.fraud or shape.a0 or shape.a1):
             return np.zeros_like(size)
         rows = totals.total(_rows(part))
-        mean = np.nan_to_num(divide(totals.total(part.amount), rows))
-        square = np.nan_to_num(divide(totals.cross(part.amount, part.amount), rows))
+        mean = finite(divide(totals.total(part.amount), rows))
+        square = finite(divide(totals.cross(part.amount, part.amount), rows))
         tail, fraud_mean, fraud_square = segment_amounts()
         # a few rows understate a heavy tail: the segment's shape, weighted as TAIL_PRIOR rows against the stratum's
         square = np.maximum(square, (rows * square + TAIL_PRIOR * mean**2 * tail) / (rows + TAIL_PRIOR))
@@ -290,7 +290,7 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
         if plan.finite:
             # On these payments only the unexplored rows' outcomes are unknown: the authorisation part takes the
             # finite-population correction; the fraud part stays the prior for events the explored rows cannot show.
-            unknown = np.clip(1.0 - np.nan_to_num(divide(explored, size)), 0.0, 1.0)
+            unknown = np.clip(1.0 - finite(divide(explored, size)), 0.0, 1.0)
             variance = unknown * authorisation + fraud_part
         else:
             variance = authorisation + fraud_part + 2 * (
@@ -335,15 +335,15 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
         tail = segment_amounts()[0]
         everyone = Stratum(())
         amount, segment_amount = part.amount, stratum_term("amount", everyone)
-        amount_mean = np.nan_to_num(divide(totals.total(amount), rows))
-        amount_square = np.nan_to_num(divide(totals.cross(amount, amount), rows))
+        amount_mean = finite(divide(totals.total(amount), rows))
+        amount_square = finite(divide(totals.cross(amount, amount), rows))
         pulled = np.maximum(amount_square, amount_mean**2 * tail)  # the prior's amounts: the segment's shape at least
         weight = rows / (rows + TAIL_PRIOR)
 
         def moment(outcome: str, squared: bool) -> np.ndarray:
             column = counterfactual_column(part.value, action, outcome, squared=squared)
-            own = np.nan_to_num(divide(totals.total(stratum_term(column, stratum)), rows))
-            per_amount = np.nan_to_num(divide(totals.total(stratum_term(column, everyone)),
+            own = finite(divide(totals.total(stratum_term(column, stratum)), rows))
+            per_amount = finite(divide(totals.total(stratum_term(column, everyone)),
                                               totals.cross(segment_amount, segment_amount) if squared
                                               else totals.total(segment_amount)))
             return weight * own + (1.0 - weight) * per_amount * (pulled if squared else amount_mean)
@@ -355,7 +355,7 @@ def part_diagnostics(totals: Totals) -> Callable[[HajekPart], PartDiagnostics]:
         second = sum(chance[o] * moment(o, True) * (1.0 if o == "declined" else ratio[True]) for o in OUTCOMES)
         variance = second - first**2
         if plan.finite:
-            variance = variance * np.clip(1.0 - np.nan_to_num(divide(explored, totals.total(part.size))), 0.0, 1.0)
+            variance = variance * np.clip(1.0 - finite(divide(explored, totals.total(part.size))), 0.0, 1.0)
         return variance
 
     return compute

@@ -26,6 +26,7 @@ from simulator.schema import LOGGED
 from simulator.stats.shard import Stats
 from simulator.estimate.totals import SegmentTotals, Totals
 from simulator.estimate.rare import Diagnostics, PartDiagnostics, diagnose, part_diagnostics
+from simulator.estimate.linearised import finite
 from simulator.estimate.strata import HajekPart
 from simulator.estimate.score import ScoreBounds, score_bounds
 from simulator.plan.strata import disjoint_rows, stratifiable
@@ -432,7 +433,7 @@ def _event(metric: MetricEstimate, totals: Totals, plan: Plan) -> np.ndarray:
         mean_amount = totals.total(Term(LOGGED, Weighting.TARGET, "amount")) / totals.rows
     size = event_size(metric.main.value, plan.values, plan.actions, mean_amount)
     scale = np.abs(metric.estimate.grad.get(metric.main, np.ones_like(mean_amount)))
-    return np.nan_to_num(scale * totals.max_weight(metric.main) * size)
+    return finite(scale * totals.max_weight(metric.main) * size)
 
 
 FLAG_NAMES = (UNIDENTIFIED, LOW_ESS, NO_SUPPORT, FEW_EVENTS)

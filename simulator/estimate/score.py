@@ -74,7 +74,7 @@ from typing import NamedTuple, Protocol, TypeVar
 import numpy as np
 from scipy import special
 
-from simulator.estimate.linearised import Estimate, divide
+from simulator.estimate.linearised import Estimate, divide, finite
 from simulator.estimate.rare import FEW, PartDiagnostics
 from simulator.estimate.strata import HajekPart
 from simulator.model.value import ValueSet
@@ -198,7 +198,7 @@ def score_bounds(estimate: Estimate, variance: np.ndarray, q: np.ndarray, z: flo
     """
     value = estimate.value
     shape = np.shape(value)
-    variance = np.nan_to_num(variance)
+    variance = finite(variance)
     # What moves the interval: a term whose share of the variance is rounding noise (a delta of exactly 0 read
     # off reassociated sums) neither is scored nor blocks another share, so sharding cannot flip the method.
     tiny = NEGLIGIBLE * variance
@@ -263,7 +263,7 @@ def _event_parts(active: Active, total: Callable[[Term], np.ndarray], parts: Cal
         d = parts(part)
         if not np.any(np.isfinite(d.events)):
             continue
-        contribution = f * total(part.size) * np.nan_to_num(divide(total(part.main), total(part.norm)))
+        contribution = f * total(part.size) * finite(divide(total(part.main), total(part.norm)))
         variance = f**2 * np.maximum(d.within, d.floor)
         scored = np.isfinite(d.events) & (d.events >= FEW * (1 - 1e-9)) & (contribution != 0) & (variance > 0) \
             & ~taken.get(key, False)
@@ -287,7 +287,7 @@ def _event_reach(lone: list[EventPart], q: np.ndarray, rest: np.ndarray) -> tupl
     moved, below, above = np.zeros(shape), np.zeros(shape), np.zeros(shape)
     for p in lone:
         spread = np.where(p.scored, q**2 * p.variance, 0.0)
-        shift = np.where(p.scored, np.nan_to_num(divide(spread, 2.0 * np.abs(p.contribution))), 0.0)
+        shift = np.where(p.scored, finite(divide(spread, 2.0 * np.abs(p.contribution))), 0.0)
         reach = np.sqrt(spread + shift**2)
         up = np.where(p.contribution > 0, reach + shift, reach - shift)
         moved, below, above = moved + spread, below + (2.0 * reach - up) ** 2, above + up**2
@@ -318,7 +318,7 @@ def _active_parts(estimate: Estimate, shape: tuple[int, ...]) -> Active:
     """The estimate's Hájek parts with a non-zero factor somewhere (those that cancel in a delta do not count)."""
     out: Active = []
     for key, (factor, part) in estimate.parts.items():
-        factor = np.nan_to_num(np.broadcast_to(factor, shape))
+        factor = finite(np.broadcast_to(factor, shape))
         if np.any(factor):
             out.append((key, factor, part))  # type: ignore[arg-type]  # parts are HajekParts by construction
     return out
@@ -327,7 +327,7 @@ def _active_parts(estimate: Estimate, shape: tuple[int, ...]) -> Active:
 def _level_share(part: HajekPart, levels: tuple[float, float], total: Callable[[Term], np.ndarray]) -> np.ndarray:
     """The part's Hájek mean as the share of its explored rows at the high of its two `levels`."""
     lo, hi = levels
-    return np.clip(np.nan_to_num(divide(divide(total(part.main), total(part.norm)) - lo, hi - lo)), 0.0, 1.0)
+    return np.clip(finite(divide(divide(total(part.main), total(part.norm)) - lo, hi - lo)), 0.0, 1.0)
 
 
 def _part_shares(active: Active, total: Callable[[Term], np.ndarray], parts: Callable[[HajekPart], PartDiagnostics],
@@ -365,7 +365,7 @@ def _nested_shares(active: Active, total: Callable[[Term], np.ndarray], parts: C
         d_in, d_out = parts(inner), parts(outer)
         size = total(inner.size)
         s_in, s_out = _level_share(inner, levels_in, total), _level_share(outer, levels_out, total)
-        q = np.clip(np.nan_to_num(divide(s_in, s_out)), 0.0, 1.0)
+        q = np.clip(finite(divide(s_in, s_out)), 0.0, 1.0)
         trials = d_out.ess * s_out  # the outer share's (effective) rows
         span = (hi_in - lo_in) / (hi_out - lo_out)
         own = np.maximum(d_in.within, d_in.floor) - (q * span) ** 2 * np.maximum(d_out.within, d_out.floor)
@@ -374,7 +374,7 @@ def _nested_shares(active: Active, total: Callable[[Term], np.ndarray], parts: C
         reach = divide(weight**2, 4.0 * trials)
         out.append(Share(rows=inner.explored, share=q, trials=trials, weight=weight,
                          variance=f_in**2 * np.maximum(own, 0.0), scored=trials >= NESTED_MIN * (1 - 1e-9),
-                         own=frozenset({key_in, key_out}), reach=np.nan_to_num(reach)))
+                         own=frozenset({key_in, key_out}), reach=finite(reach)))
     return out
 
 
@@ -389,11 +389,11 @@ def _size_shares(estimate: Estimate, shape: tuple[int, ...], total: Callable[[Te
         stratum = term.stratum
         if stratum is None or stratum.logged is not None or not stratum.members or term.value not in SIZES:
             continue
-        g = np.nan_to_num(np.broadcast_to(g, shape))
+        g = finite(np.broadcast_to(g, shape))
         if not np.any(g):
             continue
         size = total(term)
-        share = np.clip(np.nan_to_num(divide(size, rows)), 0.0, 1.0)
+        share = np.clip(finite(divide(size, rows)), 0.0, 1.0)
         out.append(Share(rows=term, share=share, trials=rows, weight=g * rows,
                          variance=g**2 * size * (1.0 - share), scored=rows >= MIN_TRIALS, own=frozenset({term})))
     return out

@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from simulator.config import Estimation
+from simulator.estimate.linearised import finite
 from simulator.estimate.rare import part_diagnostics
 from simulator.estimate.results import metric_estimates
 from simulator.estimate.totals import SegmentTotals
@@ -62,7 +63,7 @@ def delta_variance_sources(stats: Stats, plan: Plan, estimation: Estimation, pol
         usual = np.zeros(len(totals.labels))
         count = 0
         for factor, part in delta.parts.values():
-            weight = np.nan_to_num(np.asarray(factor, dtype=np.float64))
+            weight = finite(np.asarray(factor, dtype=np.float64))
             if not np.any(weight):
                 continue  # cancelled in the pair
             diagnostics = parts(part)  # type: ignore[arg-type]  # parts are HajekParts by construction

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from simulator.estimate.estimators import snipw_global
-from simulator.estimate.linearised import Estimate, Gradient, divide
+from simulator.estimate.linearised import Estimate, Gradient, divide, finite
 from simulator.model.value import SumMetric, ValueSet, Weighting, counterfactual_column, reads_any
 from simulator.plan.moments import Term, stratum_term
 from simulator.schema import BLOCK, DISPUTE_LOST, FRAUD_DISPUTE
@@ -195,12 +195,12 @@ def hajek(part: HajekPart, members: Members, total: TotalFn, *, borrow: bool = T
     a = np.where(seen, main, total(pooled_main))
     b = np.where(seen, norm, total(pooled_norm))
     mean = divide(a, b) if borrow else np.where(seen, divide(main, norm), np.nan)
-    value = np.where(size > 0, size * (mean if not borrow else np.nan_to_num(mean)), 0.0)
+    value = np.where(size > 0, size * (mean if not borrow else finite(mean)), 0.0)
 
     def grad() -> Gradient:
         d_a, d_b = divide(size, b), -size * divide(a, b * b)
-        d_a, d_b = np.where(size > 0, np.nan_to_num(d_a), 0.0), np.where(size > 0, np.nan_to_num(d_b), 0.0)
-        out: Gradient = {part.size: np.where(size > 0, np.nan_to_num(mean), 0.0)}
+        d_a, d_b = np.where(size > 0, finite(d_a), 0.0), np.where(size > 0, finite(d_b), 0.0)
+        out: Gradient = {part.size: np.where(size > 0, finite(mean), 0.0)}
         for own, pooled, d in ((part.main, pooled_main, d_a), (part.norm, pooled_norm, d_b)):
             out[own] = np.where(seen, d, 0.0)
             out[pooled] = out.get(pooled, 0.0) + np.where(seen, 0.0, d)
@@ -264,7 +264,7 @@ def outcomes(values: ValueSet, actions: tuple[str, ...], action: int, value: str
     if value in values.untabulated:
         return Outcomes(0.0, 0.0, 0.0, 0.0, per_row=True,
                         reads_fraud=reads_any(values, value, frozenset({FRAUD_DISPUTE, DISPUTE_LOST})))
-    table = np.nan_to_num(value_table(values, actions)[action, :, values.names.index(value)])  # (patterns, 2)
+    table = finite(value_table(values, actions)[action, :, values.names.index(value)])  # (patterns, 2)
     return _moves(table[0b1000], table[0b1001], table[0b1111])  # mature: + authorized, + fraud, + lost
 
 
