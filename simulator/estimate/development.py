@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from scipy import special
 
+from simulator.estimate.intervals import normal_quantile
 from simulator.plan.compiled import Plan
 
 # metric -> the metric whose estimate is the part the development weights scale
@@ -54,7 +54,7 @@ def with_development_uncertainty(frame: pl.DataFrame, plan: Plan, confidence: fl
     if development is None or development.relative_variance <= 0 or frame.is_empty():
         return frame
     kappa = float(np.sqrt(development.relative_variance))
-    z = float(special.ndtri(0.5 + confidence / 2))  # the normal's quantile (scipy.stats.norm.ppf)
+    z = normal_quantile(confidence)
     keys = [k for k in _KEYS if k in frame.columns]
     parts = frame.filter(pl.col("metric").is_in(list(set(DEVELOPED_PART.values())))).select(
         *keys, pl.col("metric").alias("_part_metric"),

@@ -23,9 +23,14 @@ def _tails(confidence: float) -> tuple[float, float]:
     return alpha, 1.0 - alpha
 
 
+def normal_quantile(confidence: float) -> float:
+    """The normal's upper quantile of a two-sided interval (scipy.stats.norm.ppf, without importing scipy.stats)."""
+    return float(special.ndtri(_tails(confidence)[1]))
+
+
 def normal(estimate: np.ndarray, se: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
     """estimate ∓ z·se."""
-    z = float(special.ndtri(_tails(confidence)[1]))  # the normal's quantile (scipy.stats.norm.ppf)
+    z = normal_quantile(confidence)
     return estimate - z * se, estimate + z * se
 
 

@@ -233,11 +233,11 @@ def score_bounds(estimate: Estimate, variance: np.ndarray, q: np.ndarray, z: flo
         for share in scored_shares:
             for key in share.own:
                 taken[key] = taken.get(key, False) | share.scored
-        events = _event_parts(active, total, parts, taken)
+        rare_parts = _event_parts(active, total, parts, taken)
         # parts of other values on the same rows (a ratio's denominator) keep their variance and covariance in the
         # symmetric rest; two rare parts on shared rows (a policy's total and a pair's change of it) are not scored
-        readers = [(key, p.rows, p.variance > tiny) for p in events for key in p.own]
-        rest_down, rest_up = _event_reach(_alone(events, readers, tiny, plan), q, rest)
+        readers = [(key, p.rows, p.variance > tiny) for p in rare_parts for key in p.own]
+        rest_down, rest_up = _event_reach(_alone(rare_parts, readers, tiny, plan), q, rest)
     few = thin.carries(rest_down, rest_up, down, up)
     decides = (replaced > SHARES_DECIDE * variance) | few | edge.carries(rest_down, rest_up, down, up)
     return ScoreBounds(value - np.sqrt(rest_down + down), value + np.sqrt(rest_up + up), decides, few)

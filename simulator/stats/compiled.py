@@ -32,7 +32,8 @@ def njit(**options: Any) -> Callable[[F], F]:
 
         @functools.wraps(function)
         def stand_in(*args: Any, **kwargs: Any) -> Any:
-            bind(module)
+            if module in _PENDING:  # bound already: no lock on every call of a caller holding the stand-in
+                bind(module)
             return getattr(sys.modules[module], name)(*args, **kwargs)
 
         return stand_in  # type: ignore[return-value]
