@@ -15,7 +15,9 @@ or None. Without `coded`, the engine weights its rows one by one.
 Its output is checked on every call (shape, finite, non-negative, rows summing
 to 1 within 1e-9, one-hot when declared deterministic), because a broken custom
 policy must fail with its name rather than produce weights. The instance must
-be picklable to run on Ray. See `tests/policies/example_user_policy.py`.
+be picklable to run on Ray, and safe to call from several threads at once: the local
+engine runs shards on a thread per CPU (no state changed by a call). See
+`tests/policies/example_user_policy.py`.
 
 Example::
 

@@ -42,9 +42,13 @@ def njit(**options: Any) -> Callable[[F], F]:
 
 
 def bind(module: str) -> None:
-    """Replace the module's stand-ins by numba dispatchers (idempotent)."""
+    """Replace the module's stand-ins by numba dispatchers (idempotent).
+
+    The module leaves `_PENDING` only once every dispatcher is in place: a stand-in called on another
+    thread meanwhile sees it pending and waits here, rather than finding itself still in the module.
+    """
     with _LOCK:
-        pending = _PENDING.pop(module, None)
+        pending = _PENDING.get(module)
         if not pending:
             return
         from numba import njit as numba_njit
@@ -52,3 +56,4 @@ def bind(module: str) -> None:
         target = sys.modules[module]
         for name, function, options in pending:
             setattr(target, name, numba_njit(**options)(function))
+        del _PENDING[module]
