@@ -11,9 +11,9 @@ when its rows are sound.
 from __future__ import annotations
 
 import os
-from collections import deque
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 
 import polars as pl
@@ -177,33 +177,94 @@ def run_local(shards: Sequence[Shard], job: Job, on_shard: Callable[[Shard], Non
     and the checks (`checked`), added in shard order whatever the order shards finish in, so results are
     identical to one shard at a time.
 
-    At most twice as many shards as threads are in flight (submitted, running or waiting for the merge), so memory
-    stays bounded by the shard size. The first error stops the rest: shards not started are cancelled, running ones
-    finish, and the error is raised here.
+    At most twice as many shards as threads are in flight (taken by a thread and not yet merged), so memory stays
+    bounded by the shard size. The first error, or Ctrl-C, is raised here at once and no further shard starts; a
+    shard already running finishes on its thread, which does not hold up the interpreter's exit (a daemon).
     """
     merge = OrderedMerge(shards, job.checks)
     workers = local_workers(len(shards))
-    pending: deque[tuple[Shard, Future[ShardResult]]] = deque()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="policysim-shard") as pool:
-        try:
-            for shard in shards:
-                pending.append((shard, pool.submit(run_shard, shard, job)))
-                if len(pending) >= 2 * workers:
-                    _merge_next(pending, merge, on_shard)
-            while pending:
-                _merge_next(pending, merge, on_shard)
-        except BaseException:
-            for _, future in pending:
-                future.cancel()
-            raise
+    if workers == 1:
+        for shard in shards:
+            _merged(merge, shard, run_shard(shard, job), on_shard)
+        return merge
+    threads = ShardThreads(shards, job, workers)
+    try:
+        for shard, future in zip(shards, threads.futures, strict=True):
+            done = _waited(future)
+            threads.merged()
+            _merged(merge, shard, done, on_shard)
+    except BaseException:
+        threads.stop()
+        raise
+    threads.join()
     return merge
 
 
-def _merge_next(pending: deque[tuple[Shard, Future[ShardResult]]], merge: OrderedMerge,
-                on_shard: Callable[[Shard], None] | None) -> None:
-    """Wait for the oldest shard in flight and add it to the merge."""
-    shard, future = pending.popleft()
-    done = future.result()
+def _waited(future: Future[ShardResult]) -> ShardResult:
+    """The shard's result, waiting in short steps: a signal (Ctrl-C) that the kernel hands to another thread of the
+    process does not wake a blocked wait, but is raised here at the next step."""
+    while True:
+        try:
+            return future.result(timeout=0.2)
+        except TimeoutError:
+            continue
+
+
+def _merged(merge: OrderedMerge, shard: Shard, done: ShardResult, on_shard: Callable[[Shard], None] | None) -> None:
+    """Add a finished shard to the merge and tell the caller."""
     merge.add(shard.id, done.stats, done.checked)
     if on_shard is not None:
         on_shard(shard)
+
+
+class ShardThreads:
+    """Daemon threads that take shards in order, each while fewer than `2 · workers` are taken and not merged.
+
+    Not a `ThreadPoolExecutor`: its threads are joined at the interpreter's exit, so Ctrl-C during a long shard
+    (a slow custom policy, a bootstrap) would wait for it to finish.
+    """
+
+    def __init__(self, shards: Sequence[Shard], job: Job, workers: int) -> None:
+        self.futures: list[Future[ShardResult]] = [Future() for _ in shards]
+        self._todo = iter(list(zip(shards, self.futures, strict=True)))
+        self._take = threading.Lock()
+        self._slots = threading.Semaphore(2 * workers)  # released once per merged shard
+        self._stopped = threading.Event()
+        self._job = job
+        self._threads = [threading.Thread(target=self._work, name=f"policysim-shard-{k}", daemon=True)
+                         for k in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def _work(self) -> None:
+        while True:
+            self._slots.acquire()
+            with self._take:
+                item = None if self._stopped.is_set() else next(self._todo, None)
+            if item is None:
+                return
+            shard, future = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(run_shard(shard, self._job))
+            except BaseException as error:  # the caller raises it, in order
+                future.set_exception(error)
+
+    def merged(self) -> None:
+        """One shard left the window: a thread may take the next."""
+        self._slots.release()
+
+    def stop(self) -> None:
+        """No shard starts after this; threads waiting for a slot wake and leave."""
+        self._stopped.set()
+        for future in self.futures:
+            future.cancel()
+        for _ in self._threads:
+            self._slots.release()
+
+    def join(self) -> None:
+        """Wait for the threads, all of whose shards are merged."""
+        self.stop()
+        for thread in self._threads:
+            thread.join()

@@ -66,20 +66,25 @@ class RecordNode:
 
 
 class Slow:
-    """Allow everything, after sleeping `seconds` on every non-empty batch (to interrupt a run mid-task)."""
+    """Allow everything, after sleeping `seconds` on every non-empty batch (to interrupt a run mid-task);
+    with `started`, a folder, it first leaves a file there (so a test knows a shard is running)."""
 
     columns = frozenset({"fraud_score"})
     deterministic = True
 
-    def __init__(self, *, actions: tuple[str, ...], seconds: float) -> None:
+    def __init__(self, *, actions: tuple[str, ...], seconds: float, started: str | None = None) -> None:
         self.actions = actions
         self.seconds = seconds
+        self.started = started
         self.table = np.eye(len(actions))
 
     def coded(self, batch: pl.DataFrame) -> Coded:
         if batch.height:
+            import threading
             import time
 
+            if self.started is not None:
+                (Path(self.started) / f"{os.getpid()}-{threading.get_ident()}").touch()
             time.sleep(self.seconds)
         return Coded(codes=np.full(batch.height, self.actions.index("allow"), dtype=np.int32), table=self.table)
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
+import time
 from types import SimpleNamespace
 from pathlib import Path
 
@@ -158,3 +163,43 @@ def test_a_failing_shard_stops_the_local_engine_without_starting_the_rest(
     with pytest.raises(InvalidConfig, match="this shard's policy failed"):
         shards_module.run_local(shards, SimpleNamespace(checks=None))  # type: ignore[arg-type]  # run_shard is stubbed
     assert 1 in started and len(started) <= 1 + 2 * 2  # at most twice the threads were in flight
+
+
+def test_ctrl_c_stops_the_local_engine_at_once_while_shards_run_on_threads(tmp_path: Path) -> None:
+    """SIGINT while two shards sleep on their threads: exit 130 within seconds, not when the shards end, no output.
+
+    The kernel may hand the signal to a shard's thread; the engine's wait for results must still see it.
+    """
+    data = tmp_path / "data"
+    data.mkdir()
+    frame = make_transactions(n=600, seed=4)
+    frame[:300].write_parquet(data / "part-0.parquet")  # 2 files: 2 shards
+    frame[300:].write_parquet(data / "part-1.parquet")
+    started = tmp_path / "started"
+    started.mkdir()
+    config = tmp_path / "slow.toml"
+    config.write_text('[[policies]]\nname = "slow"\nkind = "python"\n'
+                      'object = "tests.simulator.engine.crashing_policy:Slow"\n'
+                      f'params = {{ seconds = 120, started = "{started}" }}\n')
+    root = Path(__file__).parents[3]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "simulator.cli", "run", str(config), "--data", str(data), "--out", str(tmp_path / "out"),
+         "--engine", "local", "--quiet"],
+        env={**os.environ, "PYTHONPATH": str(root)}, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(started.iterdir())) < shards_module.local_workers(2):  # every thread is in a shard
+            assert process.poll() is None, process.communicate()[0][-2000:]
+            assert time.monotonic() < deadline, "the shards did not start"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        began = time.monotonic()
+        output, _ = process.communicate(timeout=60)
+        assert process.returncode == 130, output[-2000:]
+        assert time.monotonic() - began < 20  # the shards sleep 120 s
+        assert not (tmp_path / "out").exists()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
