@@ -162,14 +162,23 @@ class OrderedMerge:
         return replace(merge_all([self._total, *self._done]), replicates=self._replicates)
 
 
-def local_workers(shards: int) -> int:
-    """Threads the local engine runs shards on: one per CPU this process may use, at most one per shard.
+SHARD_BYTES_PER_ROW = 2048  # a shard's peak working memory per row, with room: measured ~0.8 KiB analytic and
+# ~1.9 KiB with `bootstrap = 200` on the 10 M bench's 1 M-row shards (benchmarks/README.md, "Memory")
+
+
+def local_workers(shards: int, rows: int) -> int:
+    """Threads the local engine runs `shards` shards of at most `rows` rows on: one per CPU this process may use, at
+    most one per shard, and no more than the available memory holds (twice a shard's peak each: one running, one
+    finished and waiting for the in-order merge).
 
     A shard's heavy work (Parquet decoding, polars expressions, numpy, the compiled kernel) runs without the GIL,
     so shards overlap on threads without the cost of starting processes or shipping results.
     """
+    import psutil
+
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cpus, shards))
+    memory = psutil.virtual_memory().available // max(1, 2 * rows * SHARD_BYTES_PER_ROW)
+    return max(1, min(cpus, shards, memory))
 
 
 def run_local(shards: Sequence[Shard], job: Job, on_shard: Callable[[Shard], None] | None = None) -> OrderedMerge:
@@ -182,7 +191,7 @@ def run_local(shards: Sequence[Shard], job: Job, on_shard: Callable[[Shard], Non
     shard already running finishes on its thread, which does not hold up the interpreter's exit (a daemon).
     """
     merge = OrderedMerge(shards, job.checks)
-    workers = local_workers(len(shards))
+    workers = local_workers(len(shards), max((shard.rows for shard in shards), default=0))
     if workers == 1:
         for shard in shards:
             _merged(merge, shard, run_shard(shard, job), on_shard)

@@ -124,7 +124,7 @@ def test_the_local_engine_runs_shards_on_threads_with_the_results_of_one_at_a_ti
     """Shards overlap on threads, and the in-order merge makes the results identical to the bit to one thread's."""
     data = tmp_path / "data.parquet"
     make_transactions(n=600, seed=4).write_parquet(data, row_group_size=50)  # 12 shards of 50 rows
-    workers = shards_module.local_workers(12)
+    workers = shards_module.local_workers(12, 50)
     together = threading.Barrier(workers)  # the first shards wait for each other: only threads get past
     threads: set[str] = set()
     alone = shards_module.run_shard
@@ -140,7 +140,7 @@ def test_the_local_engine_runs_shards_on_threads_with_the_results_of_one_at_a_ti
     many = run(config, data, execution=Execution(engine="local", shard_rows=50))
     assert len(threads) == workers and all(t.startswith("policysim-shard") for t in threads)
     monkeypatch.setattr(shards_module, "run_shard", alone)
-    monkeypatch.setattr(shards_module, "local_workers", lambda shards: 1)
+    monkeypatch.setattr(shards_module, "local_workers", lambda shards, rows: 1)
     one = run(config, data, execution=Execution(engine="local", shard_rows=50))
     assert_frame_equal(many.results, one.results, check_exact=True)
     assert_frame_equal(many.changes, one.changes, check_exact=True)
@@ -158,7 +158,7 @@ def test_a_failing_shard_stops_the_local_engine_without_starting_the_rest(
         return ShardResult(Stats.empty())
 
     monkeypatch.setattr(shards_module, "run_shard", failing)
-    monkeypatch.setattr(shards_module, "local_workers", lambda shards: 2)
+    monkeypatch.setattr(shards_module, "local_workers", lambda shards, rows: 2)
     shards = [Shard(id=i, path="x.parquet", offset=i, rows=1) for i in range(20)]
     with pytest.raises(InvalidConfig, match="this shard's policy failed"):
         shards_module.run_local(shards, SimpleNamespace(checks=None))  # type: ignore[arg-type]  # run_shard is stubbed
@@ -189,7 +189,7 @@ def test_ctrl_c_stops_the_local_engine_at_once_while_shards_run_on_threads(tmp_p
         text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while len(list(started.iterdir())) < shards_module.local_workers(2):  # every thread is in a shard
+        while len(list(started.iterdir())) < shards_module.local_workers(2, 300):  # every thread is in a shard
             assert process.poll() is None, process.communicate()[0][-2000:]
             assert time.monotonic() < deadline, "the shards did not start"
             time.sleep(0.2)
@@ -203,3 +203,16 @@ def test_ctrl_c_stops_the_local_engine_at_once_while_shards_run_on_threads(tmp_p
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def test_the_local_engine_takes_no_more_threads_than_memory_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each thread needs room for two shards at their peak: a big machine with little memory gets fewer threads."""
+    import psutil
+
+    per_shard = 1_000_000 * shards_module.SHARD_BYTES_PER_ROW
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=9 * per_shard))
+    assert shards_module.local_workers(100, 1_000_000) == 4  # 64 CPUs, memory for 4 threads
+    assert shards_module.local_workers(3, 1_000_000) == 3  # no more threads than shards
+    assert shards_module.local_workers(100, 100_000_000) == 1  # always one
+    assert shards_module.local_workers(100, 1_000) == 64
