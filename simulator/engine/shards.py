@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, replace
 
 import polars as pl
@@ -211,12 +211,11 @@ def run_local(shards: Sequence[Shard], job: Job, on_shard: Callable[[Shard], Non
 
 def _waited(future: Future[ShardResult]) -> ShardResult:
     """The shard's result, waiting in short steps: a signal (Ctrl-C) that the kernel hands to another thread of the
-    process does not wake a blocked wait, but is raised here at the next step."""
-    while True:
-        try:
-            return future.result(timeout=0.2)
-        except TimeoutError:
-            continue
+    process does not wake a blocked wait, but is raised here at the next step. (Not `result(timeout=)` in a loop:
+    a shard's own TimeoutError, from object storage say, would read as "not yet" forever.)"""
+    while not wait([future], timeout=0.2).done:
+        pass
+    return future.result()
 
 
 def _merged(merge: OrderedMerge, shard: Shard, done: ShardResult, on_shard: Callable[[Shard], None] | None) -> None:

@@ -217,3 +217,16 @@ def test_the_local_engine_takes_no_more_threads_than_memory_holds(monkeypatch: p
     assert shards_module.local_workers(3, 1_000_000) == 3  # no more threads than shards
     assert shards_module.local_workers(100, 100_000_000) == 1  # always one
     assert shards_module.local_workers(100, 1_000) == 64
+
+
+def test_a_shard_timing_out_on_its_storage_is_an_error_not_a_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shard's own TimeoutError (a read from object storage) reaches the caller; the engine does not take it for
+    its own wait running out and wait forever."""
+    def timing_out(shard: Shard, job: Job) -> ShardResult:
+        raise TimeoutError("s3://bucket/part-0.parquet: read timed out")
+
+    monkeypatch.setattr(shards_module, "run_shard", timing_out)
+    monkeypatch.setattr(shards_module, "local_workers", lambda shards, rows: 2)
+    shards = [Shard(id=i, path="x.parquet", offset=i, rows=1) for i in range(4)]
+    with pytest.raises(TimeoutError, match="read timed out"):
+        shards_module.run_local(shards, SimpleNamespace(checks=None))  # type: ignore[arg-type]  # run_shard is stubbed
