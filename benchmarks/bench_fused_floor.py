@@ -72,7 +72,7 @@ def coded(frame: pl.DataFrame) -> dict[str, np.ndarray]:
            [*SEGMENT_STRINGS, "action"]}
     out |= {c: frame[c].to_numpy() for c in FLOATS}
     out |= {c: frame[c].fill_null(False).to_numpy().astype(np.int8) for c in FLAGS}
-    out["nulls"] = np.asarray([frame[c].null_count() for c in FLAGS], dtype=np.int64)
+    out["nulls"] = np.asarray([frame[c].null_count() for c in FLAGS], dtype=np.int64)  # Arrow keeps the counts
     return out
 
 
@@ -132,7 +132,8 @@ def fused(country: np.ndarray, brand: np.ndarray, mcc: np.ndarray, funding: np.n
 
 
 def floor_pass(columns: dict[str, np.ndarray], prepaid_rows: pl.Series) -> tuple[int, np.ndarray]:
-    """The fused pass over one shard's coded columns: (units, bad rows per check); `prepaid_rows`: funding == prepaid."""
+    """The fused pass over one shard's coded columns: (units, bad rows per range check, then null flags per flag
+    column); `prepaid_rows`: funding == prepaid."""
     grid = [(p["challenge_above"], p["block_above"]) for p in policies() if p["kind"] == "threshold"]
     ladders = np.asarray(grid + [(0.05, 0.4)], dtype=np.float64)
     where = prepaid_rows.arg_true()  # the rows whose funding is prepaid: their code
@@ -142,7 +143,7 @@ def floor_pass(columns: dict[str, np.ndarray], prepaid_rows: pl.Series) -> tuple
     _, _, bad, units = fused(columns["card_country"], columns["card_brand"], columns["mcc"], columns["card_funding"],
                              columns["action"], *(columns[c] for c in FLOATS), *(columns[c] for c in FLAGS),
                              ladders, prepaid, edges, capacity)
-    return units, bad
+    return units, np.concatenate([bad, columns["nulls"]])
 
 
 def today(path: Path, rows: int) -> tuple[float, float, float]:
